@@ -1,0 +1,334 @@
+//! What an answer of the API means (tc-api.md section 4): one closed enum and
+//! one function that classifies by message first, then by status.
+
+use std::time::{Duration, SystemTime};
+
+/// Every kind of answer the daemon tells apart. Delivery decides what each
+/// means in one exhaustive `match` (`deliver::policy`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx: created, updated, or the data asked for.
+    Success,
+    /// 400 "... already exists": the indicator is there, which is what we wanted.
+    Duplicate { message: String },
+    /// "Signature data did not match expected result": wrong key, access id or base path.
+    SignatureMismatch,
+    /// "Timestamp out of acceptable time range": our clock is off. Carries the
+    /// server's `Date` so the offset can be corrected.
+    TimestampOutOfRange { server_date: Option<SystemTime> },
+    /// "Access Denied": no access to the owner, or a bad Authorization value.
+    AccessDenied { message: String },
+    /// "The requested owner was not found" (403).
+    OwnerNotFound,
+    /// 401 "Unauthorized": an expired token.
+    Unauthorized,
+    /// 400: the API refused the data; its message says why.
+    Validation { message: String },
+    /// 404 "The requested resource was not found".
+    NotFound,
+    /// 429, or 503 with Retry-After.
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx: the server failed.
+    ServerError { status: u16, message: String },
+    /// No usable answer: timeout, connection refused or reset, DNS, TLS.
+    Transport { message: String },
+    /// Anything else: the status and the first 512 bytes of the body.
+    Unexpected { status: u16, body: String },
+}
+
+impl Outcome {
+    /// A short stable name, stored as a job's `last_error_class` and used by
+    /// `tc-ingest retry --class`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::SignatureMismatch => "signature",
+            Outcome::TimestampOutOfRange { .. } => "timestamp",
+            Outcome::AccessDenied { .. } => "access_denied",
+            Outcome::OwnerNotFound => "owner_not_found",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Validation { .. } => "validation",
+            Outcome::NotFound => "not_found",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::ServerError { .. } => "server_error",
+            Outcome::Transport { .. } => "transport",
+            Outcome::Unexpected { .. } => "unexpected",
+        }
+    }
+
+    /// A message for logs, the queue and `ping`.
+    pub fn message(&self) -> String {
+        match self {
+            Outcome::Success => "success".into(),
+            Outcome::Duplicate { message }
+            | Outcome::AccessDenied { message }
+            | Outcome::Validation { message }
+            | Outcome::Transport { message } => message.clone(),
+            Outcome::SignatureMismatch => "Signature data did not match expected result".into(),
+            Outcome::TimestampOutOfRange { .. } => "Timestamp out of acceptable time range".into(),
+            Outcome::OwnerNotFound => "The requested owner was not found".into(),
+            Outcome::Unauthorized => "Unauthorized".into(),
+            Outcome::NotFound => "The requested resource was not found".into(),
+            Outcome::RateLimited { retry_after } => match retry_after {
+                Some(d) => format!("rate limited, retry after {}s", d.as_secs()),
+                None => "rate limited".into(),
+            },
+            Outcome::ServerError { status, message } => format!("HTTP {status}: {message}"),
+            Outcome::Unexpected { status, body } => format!("HTTP {status}: {body}"),
+        }
+    }
+
+    /// What an operator should check, for `ping` and the pause log lines.
+    pub fn advice(&self) -> Option<&'static str> {
+        Some(match self {
+            Outcome::SignatureMismatch => {
+                "check the secret key (TC_API_SECRET_KEY, api.secret_key_file or the systemd credential), \
+                 the access id (api.access_id), and whether api.base_url needs the /api path \
+                 (sandbox, dedicated and on-premise instances use https://<host>/api)"
+            }
+            Outcome::TimestampOutOfRange { .. } => {
+                "check the system clock (NTP): it must be within 5 minutes of the server's"
+            }
+            Outcome::AccessDenied { .. } => {
+                "check that the API user may access this owner, and the access id (api.access_id)"
+            }
+            Outcome::OwnerNotFound => "check the owner name (api.owner or the feed rule's owner)",
+            Outcome::Unauthorized => "the API token has expired: issue a new one",
+            Outcome::Transport { .. } => {
+                "check api.base_url, the network path to the server, and TLS (api.ca_file for a private CA)"
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Classifies an answer. `retry_after` and `date` are the raw header values.
+pub fn classify(
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    retry_after: Option<&str>,
+    date: Option<&str>,
+) -> Outcome {
+    if (200..300).contains(&status) {
+        return Outcome::Success;
+    }
+    let message = failure_message(content_type, body);
+    let m = message.as_str();
+    if m.contains("Signature data did not match") {
+        return Outcome::SignatureMismatch;
+    }
+    if m.contains("Timestamp out of acceptable time range") || m.starts_with("Invalid timestamp") {
+        return Outcome::TimestampOutOfRange {
+            server_date: date.and_then(|d| httpdate::parse_http_date(d).ok()),
+        };
+    }
+    if m.contains("already exists") && (400..500).contains(&status) {
+        return Outcome::Duplicate { message };
+    }
+    if m.starts_with("Access Denied") {
+        return Outcome::AccessDenied { message };
+    }
+    if m.contains("requested owner was not found") {
+        return Outcome::OwnerNotFound;
+    }
+    if m == "Unauthorized" && status == 401 {
+        return Outcome::Unauthorized;
+    }
+    if m.contains("requested resource was not found") {
+        return Outcome::NotFound;
+    }
+    let retry_after = retry_after.and_then(parse_retry_after);
+    match status {
+        429 => Outcome::RateLimited { retry_after },
+        503 if retry_after.is_some() => Outcome::RateLimited { retry_after },
+        400 | 422 => Outcome::Validation { message },
+        401 => Outcome::Unauthorized,
+        403 => Outcome::AccessDenied { message },
+        404 => Outcome::NotFound,
+        500..=599 => Outcome::ServerError { status, message },
+        _ => Outcome::Unexpected {
+            status,
+            body: truncate(&String::from_utf8_lossy(body), 512),
+        },
+    }
+}
+
+/// The failure text: `message` (or `description`) of a JSON body, else the
+/// body as text. Plain-text bodies are common on 500s and behind proxies.
+fn failure_message(content_type: Option<&str>, body: &[u8]) -> String {
+    let looks_json = content_type.is_some_and(|c| c.contains("json"))
+        || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if looks_json && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        for key in ["message", "description", "error"] {
+            if let Some(s) = v.get(key).and_then(|m| m.as_str()) {
+                return truncate(s, 512);
+            }
+        }
+    }
+    truncate(String::from_utf8_lossy(body).trim(), 512)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(msg: &str) -> Vec<u8> {
+        serde_json::json!({"status": "Failure", "message": msg})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[track_caller]
+    fn check(status: u16, body: &[u8], class: &str) {
+        let o = classify(status, Some("application/json"), body, None, None);
+        assert_eq!(
+            o.class(),
+            class,
+            "{status} {:?} -> {o:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+
+    #[test]
+    fn classifies_by_message_before_status() {
+        check(201, b"{}", "success");
+        for status in [401, 403] {
+            check(
+                status,
+                &failure("Signature data did not match expected result"),
+                "signature",
+            );
+            check(
+                status,
+                &failure("Timestamp out of acceptable time range"),
+                "timestamp",
+            );
+            check(status, &failure("Access Denied"), "access_denied");
+        }
+        check(401, &failure("Invalid timestamp"), "timestamp");
+        check(
+            403,
+            &failure("The requested owner was not found"),
+            "owner_not_found",
+        );
+        check(401, &failure("Unauthorized"), "unauthorized");
+        check(
+            404,
+            &failure("The requested resource was not found"),
+            "not_found",
+        );
+        check(
+            400,
+            &failure("The request was not properly formed"),
+            "validation",
+        );
+        check(400, &failure("Please enter a valid Address"), "validation");
+        check(
+            400,
+            &failure("The MD5 for this File is invalid, a File with this MD5 already exists"),
+            "duplicate",
+        );
+        check(500, &failure("An unknown error occurred"), "server_error");
+        check(
+            503,
+            &failure("API access has not been licensed for this system"),
+            "server_error",
+        );
+        check(429, b"", "rate_limited");
+        check(302, b"moved", "unexpected");
+    }
+
+    #[test]
+    fn plain_text_bodies_are_read_as_text() {
+        let o = classify(
+            500,
+            Some("text/plain"),
+            b"Internal Server Error",
+            None,
+            None,
+        );
+        assert_eq!(
+            o,
+            Outcome::ServerError {
+                status: 500,
+                message: "Internal Server Error".into()
+            }
+        );
+        let o = classify(
+            401,
+            Some("text/html"),
+            b"Signature data did not match expected result",
+            None,
+            None,
+        );
+        assert_eq!(o, Outcome::SignatureMismatch);
+        let big = vec![b'x'; 2000];
+        match classify(418, None, &big, None, None) {
+            Outcome::Unexpected { body, .. } => assert_eq!(body.len(), 512),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_http_date() {
+        let o = classify(503, None, b"busy", Some("7"), None);
+        assert_eq!(
+            o,
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        match classify(429, None, b"", Some(&later), None) {
+            Outcome::RateLimited {
+                retry_after: Some(d),
+            } => assert!((28..=30).contains(&d.as_secs()), "{d:?}"),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn timestamp_answer_carries_server_date() {
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        match classify(
+            401,
+            None,
+            &failure("Timestamp out of acceptable time range"),
+            None,
+            Some(date),
+        ) {
+            Outcome::TimestampOutOfRange {
+                server_date: Some(t),
+            } => {
+                assert_eq!(httpdate::fmt_http_date(t), date)
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+}

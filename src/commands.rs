@@ -1,0 +1,233 @@
+//! The subcommands: each parses what it needs, calls into the library, and
+//! maps the result to an exit code (0 ok, 1 partial, 2 config or input error).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::api::{Client, Clock, Outcome};
+use crate::cli::{Cli, Command, ConfigArg, SimArgs};
+use crate::config::{self, Config};
+use crate::feed::{self, Item, ReadOptions};
+use crate::indicator::IndicatorType;
+use crate::normalize::{self, FeedDefaults};
+use crate::sim::{SimConfig, SimOwner, Simulator};
+
+/// Exit codes.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_PARTIAL: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+
+pub fn main(cli: Cli) -> ExitCode {
+    crate::logs::init(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let code = rt.block_on(dispatch(cli.command));
+    ExitCode::from(code)
+}
+
+async fn dispatch(cmd: Command) -> u8 {
+    let result = match cmd {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Ping { config } => ping(&config).await,
+        Command::Sim(args) => sim(args).await,
+        Command::Normalize { kind, files } => normalize_files(kind.as_deref(), &files),
+        other => Err(anyhow::anyhow!("{other:?} is not available yet")),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        EXIT_ERROR
+    })
+}
+
+/// Loads the config or prints every error.
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    let path = Config::locate(arg.config.as_deref());
+    Config::load(&path)
+        .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))
+}
+
+fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    print!("{}", config::render(&cfg));
+    Ok(EXIT_OK)
+}
+
+async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let client = Client::new(&cfg.api, Arc::new(Clock::default()))?;
+    match client.owners().await {
+        Ok(owners) => {
+            println!("connected to {} as {}", cfg.api.base_url, cfg.api.access_id);
+            println!("owners visible to this API user:");
+            for o in &owners {
+                let mark = if o.name == cfg.api.owner {
+                    "  (api.owner)"
+                } else {
+                    ""
+                };
+                println!("  {:>6}  {:<14} {}{mark}", o.id, o.kind, o.name);
+            }
+            if !owners.iter().any(|o| o.name == cfg.api.owner) {
+                println!("warning: api.owner {:?} is not among them", cfg.api.owner);
+                return Ok(EXIT_PARTIAL);
+            }
+            Ok(EXIT_OK)
+        }
+        Err(outcome) => {
+            eprintln!("ping failed: {} ({})", outcome.class(), outcome.message());
+            if let Some(advice) = outcome.advice() {
+                eprintln!("what to check: {advice}");
+            }
+            if let Outcome::TimestampOutOfRange {
+                server_date: Some(t),
+            } = &outcome
+            {
+                let skew = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0)
+                    - crate::api::sign::unix_now();
+                eprintln!("the server's clock is {skew:+} s from ours");
+            }
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
+async fn sim(a: SimArgs) -> anyhow::Result<u8> {
+    let mut cfg = SimConfig {
+        access_id: a.access_id,
+        secret: a.secret,
+        base_path: a.base_path,
+        ..SimConfig::default()
+    };
+    if !a.owners.is_empty() {
+        cfg.owners = a
+            .owners
+            .iter()
+            .enumerate()
+            .map(|(i, name)| SimOwner {
+                id: i as i64,
+                name: name.clone(),
+                kind: "Organization".into(),
+            })
+            .collect();
+    }
+    cfg.faults.error_rate = a.error_rate;
+    cfg.faults.error_status = a.error_status;
+    cfg.faults.latency_ms = a.latency_ms;
+    cfg.faults.drop_rate = a.drop_rate;
+    cfg.faults.clock_skew_secs = a.clock_skew_secs;
+    cfg.faults.denied_owners = a.denied_owners;
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("binding {}", a.listen))?;
+    let owners: Vec<String> = cfg.owners.iter().map(|o| o.name.clone()).collect();
+    let access_id = cfg.access_id.clone();
+    let sim = Simulator::start(cfg, listener)?;
+    println!("ThreatConnect simulator listening on {}", sim.base_url());
+    println!("  access id: {access_id}   owners: {}", owners.join(", "));
+    println!("  inspect: GET /_sim/indicators, GET /_sim/stats; faults: POST /_sim/faults");
+    tokio::signal::ctrl_c().await?;
+    sim.stop().await;
+    Ok(EXIT_OK)
+}
+
+/// Parses `--type`.
+pub fn parse_kind(kind: Option<&str>) -> anyhow::Result<Option<IndicatorType>> {
+    kind.map(|k| {
+        IndicatorType::parse_alias(k).ok_or_else(|| anyhow::anyhow!("unknown indicator type {k:?}"))
+    })
+    .transpose()
+}
+
+fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
+    let defaults = FeedDefaults {
+        kind: parse_kind(kind)?,
+        ..FeedDefaults::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
+    let mut code = EXIT_OK;
+    let mut write_err: Option<std::io::Error> = None;
+    for path in files {
+        let name = path.display().to_string();
+        let mut emit = |v: serde_json::Value| {
+            if write_err.is_none()
+                && let Err(e) = writeln!(out, "{v}")
+            {
+                write_err = Some(e);
+            }
+        };
+        let result = feed::read(path, &ReadOptions::default(), &mut |item| {
+            match item {
+                Item::Row(rec) => match normalize::record(&rec, &defaults) {
+                    Ok(n) => {
+                        *by_type.entry(n.indicator.kind().tc_name()).or_default() += 1;
+                        emit(
+                            json!({"file": name, "line": rec.line, "type": n.indicator.kind().tc_name(), "summary": n.indicator.summary()}),
+                        );
+                    }
+                    Err(r) => {
+                        *by_rule.entry(r.rule.to_string()).or_default() += 1;
+                        emit(
+                            json!({"file": name, "line": rec.line, "input": rec.input(), "error": r.message}),
+                        );
+                    }
+                },
+                Item::Bad {
+                    line,
+                    input,
+                    reason,
+                    ..
+                } => {
+                    *by_rule.entry("unreadable-row".into()).or_default() += 1;
+                    emit(json!({"file": name, "line": line, "input": input, "error": reason}));
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        if let Err(e) = result {
+            eprintln!("error: {}: {e}", path.display());
+            code = EXIT_ERROR;
+        }
+    }
+    out.flush()?;
+    if let Some(e) = write_err {
+        return Err(e).context("writing to stdout");
+    }
+    let accepted: u64 = by_type.values().sum();
+    let rejected: u64 = by_rule.values().sum();
+    let fmt = |m: &BTreeMap<_, u64>| where_fmt(m);
+    eprintln!(
+        "normalize: {accepted} accepted ({}), {rejected} rejected ({})",
+        fmt(&by_type.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+        fmt(&by_rule)
+    );
+    Ok(code)
+}
+
+fn where_fmt(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

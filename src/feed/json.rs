@@ -1,0 +1,333 @@
+//! JSON (an array of objects, or an object holding the array under
+//! `indicator`, `indicators`, `data` or `items`), read element by element so a
+//! 2 GB array never sits in memory; and NDJSON, one object per line.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::{BufRead, Read};
+use std::rc::Rc;
+
+use serde::Deserializer as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::{
+    FeedError, Flow, Item, RawRecord, ReadOptions, field_for_name, read_line_limited, split_tags,
+};
+
+/// Keys of a top-level object under which the array of indicators may be.
+const ARRAY_KEYS: [&str; 4] = ["indicator", "indicators", "data", "items"];
+
+/// Counts the newlines that pass through, so elements get line numbers.
+struct LineCounter<R> {
+    inner: R,
+    line: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        if newlines > 0 {
+            self.line.set(self.line.get() + newlines);
+        }
+        Ok(n)
+    }
+}
+
+struct Ctx<'a> {
+    sink: &'a mut dyn FnMut(Item) -> Flow,
+    opts: &'a ReadOptions,
+    line: Rc<Cell<u64>>,
+    position: u64,
+    stopped: bool,
+    found_array: bool,
+}
+
+pub fn read_array(
+    mut input: Box<dyn BufRead>,
+    opts: &ReadOptions,
+    sink: &mut dyn FnMut(Item) -> Flow,
+) -> Result<(), FeedError> {
+    if input
+        .fill_buf()
+        .map(|b| b.starts_with(b"\xef\xbb\xbf"))
+        .unwrap_or(false)
+    {
+        input.consume(3);
+    }
+    if input
+        .fill_buf()
+        .map(|b| b.iter().all(u8::is_ascii_whitespace))
+        .unwrap_or(false)
+    {
+        // Whitespace only, or an empty file: nothing to read.
+        let mut rest = Vec::new();
+        let _ = input.read_to_end(&mut rest);
+        if rest.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        input = Box::new(std::io::Cursor::new(rest));
+    }
+    let line = Rc::new(Cell::new(1));
+    let reader = LineCounter {
+        inner: input,
+        line: line.clone(),
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut ctx = Ctx {
+        sink,
+        opts,
+        line,
+        position: 0,
+        stopped: false,
+        found_array: false,
+    };
+    let result = de.deserialize_any(Top(&mut ctx)).and_then(|()| de.end());
+    if ctx.stopped {
+        return Err(FeedError::Stopped);
+    }
+    match result {
+        Ok(()) if ctx.found_array => Ok(()),
+        Ok(()) => Err(FeedError::Broken {
+            line: 1,
+            reason: format!(
+                "the JSON has no array of indicators (a top-level array, or one under {})",
+                ARRAY_KEYS.join(", ")
+            ),
+        }),
+        Err(e) => Err(FeedError::Broken {
+            line: e.line() as u64,
+            reason: format!(
+                "JSON syntax error at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        }),
+    }
+}
+
+struct Top<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of indicators, or an object holding one")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        Elements(self.0).visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if !self.0.found_array && ARRAY_KEYS.contains(&key.as_str()) {
+                map.next_value_seed(ElementsSeed(self.0))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ElementsSeed<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> DeserializeSeed<'de> for ElementsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(Elements(self.0))
+    }
+}
+
+struct Elements<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> Visitor<'de> for Elements<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of indicators")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.0;
+        ctx.found_array = true;
+        while let Some(v) = seq.next_element::<Value>()? {
+            ctx.position += 1;
+            let item = element(v, ctx.position, ctx.line.get(), ctx.opts);
+            if (ctx.sink)(item).is_break() {
+                ctx.stopped = true;
+                return Err(de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One array element: an object, or a bare string value.
+fn element(v: Value, position: u64, line: u64, opts: &ReadOptions) -> Item {
+    match v {
+        Value::Object(m) => record(m, position, line, opts),
+        Value::String(s) => Item::Row(RawRecord {
+            position,
+            line,
+            value: Some(s),
+            ..RawRecord::default()
+        }),
+        other => Item::Bad {
+            position,
+            line,
+            input: truncate(other.to_string()),
+            reason: "element is not an object or a string".into(),
+        },
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An object to a record: our field names, common names, and ThreatConnect
+/// batch style (`summary`, `type`, `tag: [{"name"}]`, `attribute: [{"type","value"}]`).
+fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -> Item {
+    let mut rec = RawRecord {
+        position,
+        line,
+        ..RawRecord::default()
+    };
+    let input = || truncate(Value::Object(m.clone()).to_string());
+    for (k, v) in &m {
+        let explicit = opts
+            .columns
+            .iter()
+            .find(|(_, col)| col.as_str() == k)
+            .map(|(f, _)| f.as_str());
+        let field =
+            explicit.or_else(|| field_for_name(k).filter(|f| !opts.columns.contains_key(*f)));
+        match (field, v) {
+            (_, Value::Null) => {}
+            (Some("tags"), Value::Array(items)) => {
+                for t in items {
+                    match t {
+                        Value::String(s) => rec.tags.push(s.clone()),
+                        Value::Object(o) => {
+                            if let Some(name) = o.get("name").and_then(scalar) {
+                                rec.tags.push(name);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (None, Value::Array(items)) if k == "attribute" || k == "attributes" => {
+                for a in items {
+                    let (Some(t), Some(val)) = (
+                        a.get("type").and_then(scalar),
+                        a.get("value").and_then(scalar),
+                    ) else {
+                        return Item::Bad {
+                            position,
+                            line,
+                            input: input(),
+                            reason: format!("{k}: every attribute needs a type and a value"),
+                        };
+                    };
+                    if t == "Description" && rec.description.is_none() {
+                        rec.description = Some(val);
+                    } else {
+                        rec.attributes.push((t, val));
+                    }
+                }
+            }
+            (Some(f), v) => match scalar(v) {
+                Some(s) => {
+                    if f == "tags" {
+                        rec.tags.extend(split_tags(&s));
+                    } else {
+                        rec.set(f, s);
+                    }
+                }
+                None => {
+                    return Item::Bad {
+                        position,
+                        line,
+                        input: input(),
+                        reason: format!("field {k:?} must be a string or a number"),
+                    };
+                }
+            },
+            (None, _) => {}
+        }
+    }
+    Item::Row(rec)
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > 512 {
+        let mut end = 512;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+pub fn read_lines(
+    mut input: Box<dyn BufRead>,
+    opts: &ReadOptions,
+    sink: &mut dyn FnMut(Item) -> Flow,
+) -> Result<(), FeedError> {
+    let mut buf = Vec::with_capacity(512);
+    let mut line = 0u64;
+    loop {
+        let fits = match read_line_limited(&mut input, &mut buf, opts.max_line_bytes) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(super::broken(line + 1, &e)),
+        };
+        line += 1;
+        let bad = |input: String, reason: String| Item::Bad {
+            position: line,
+            line,
+            input,
+            reason,
+        };
+        let item = if !fits {
+            bad(
+                String::new(),
+                format!(
+                    "line longer than {} bytes (watch.max_line_bytes)",
+                    opts.max_line_bytes
+                ),
+            )
+        } else {
+            let bytes = if line == 1 {
+                buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)
+            } else {
+                &buf[..]
+            };
+            match std::str::from_utf8(bytes) {
+                Err(_) => bad(
+                    String::from_utf8_lossy(bytes).into_owned(),
+                    "invalid UTF-8".into(),
+                ),
+                Ok(s) if s.trim().is_empty() || s.trim_start().starts_with('#') => continue,
+                Ok(s) => match serde_json::from_str::<Value>(s) {
+                    Ok(v) => element(v, line, line, opts),
+                    Err(e) => bad(truncate(s.to_string()), format!("invalid JSON: {e}")),
+                },
+            }
+        };
+        if sink(item).is_break() {
+            return Err(FeedError::Stopped);
+        }
+    }
+}

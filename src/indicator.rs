@@ -1,0 +1,273 @@
+//! The indicator types ThreatConnect knows, and a normalized indicator.
+//!
+//! An [`Indicator`] is only built by `normalize` (or read back from the queue,
+//! where only normalized values are ever written), so its summary is already in
+//! the exact form ThreatConnect accepts.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// ThreatConnect's indicator types (tc-api.md section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IndicatorType {
+    Address,
+    EmailAddress,
+    File,
+    Host,
+    Url,
+    Asn,
+    Cidr,
+    Mutex,
+    RegistryKey,
+    UserAgent,
+}
+
+impl IndicatorType {
+    pub const ALL: [IndicatorType; 10] = [
+        IndicatorType::Address,
+        IndicatorType::EmailAddress,
+        IndicatorType::File,
+        IndicatorType::Host,
+        IndicatorType::Url,
+        IndicatorType::Asn,
+        IndicatorType::Cidr,
+        IndicatorType::Mutex,
+        IndicatorType::RegistryKey,
+        IndicatorType::UserAgent,
+    ];
+
+    /// ThreatConnect's own name of the type, as it appears in batch files and in
+    /// the `type` column of the queue.
+    pub fn tc_name(self) -> &'static str {
+        match self {
+            IndicatorType::Address => "Address",
+            IndicatorType::EmailAddress => "EmailAddress",
+            IndicatorType::File => "File",
+            IndicatorType::Host => "Host",
+            IndicatorType::Url => "URL",
+            IndicatorType::Asn => "ASN",
+            IndicatorType::Cidr => "CIDR",
+            IndicatorType::Mutex => "Mutex",
+            IndicatorType::RegistryKey => "Registry Key",
+            IndicatorType::UserAgent => "User Agent",
+        }
+    }
+
+    /// The inverse of [`IndicatorType::tc_name`], exact spelling only.
+    pub fn from_tc_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.tc_name() == name)
+    }
+
+    /// The JSON key of the entity in a create answer (`data.<entity>`).
+    pub fn entity(self) -> &'static str {
+        match self {
+            IndicatorType::Address => "address",
+            IndicatorType::EmailAddress => "emailAddress",
+            IndicatorType::File => "file",
+            IndicatorType::Host => "host",
+            IndicatorType::Url => "url",
+            IndicatorType::Asn => "asn",
+            IndicatorType::Cidr => "cidrBlock",
+            IndicatorType::Mutex => "mutex",
+            IndicatorType::RegistryKey => "registryKey",
+            IndicatorType::UserAgent => "userAgent",
+        }
+    }
+
+    /// Parses a type name as feeds spell it (case-insensitive): common aliases
+    /// such as `ip-dst`, `domain`, `md5`, `regkey`, plus ThreatConnect's names.
+    pub fn parse_alias(name: &str) -> Option<Self> {
+        let lower = name.trim().to_ascii_lowercase();
+        let squashed: String = lower
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '_'))
+            .collect();
+        Some(match squashed.as_str() {
+            "ip" | "ipv4" | "ipv6" | "ipdst" | "ipsrc" | "address" | "ipaddress" => {
+                IndicatorType::Address
+            }
+            "domain" | "hostname" | "fqdn" | "host" | "domainname" => IndicatorType::Host,
+            "url" | "uri" | "link" => IndicatorType::Url,
+            "email" | "emailsrc" | "emaildst" | "emailaddress" => IndicatorType::EmailAddress,
+            "md5" | "sha1" | "sha256" | "hash" | "file" | "filehash" => IndicatorType::File,
+            "asn" | "as" | "asnumber" => IndicatorType::Asn,
+            "cidr" | "netblock" | "iprange" | "cidrblock" | "subnet" => IndicatorType::Cidr,
+            "registry" | "regkey" | "registrykey" => IndicatorType::RegistryKey,
+            "useragent" | "ua" => IndicatorType::UserAgent,
+            "mutex" => IndicatorType::Mutex,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for IndicatorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.tc_name())
+    }
+}
+
+/// The separator ThreatConnect uses between the parts of a File or Registry Key summary.
+pub const SUMMARY_SEPARATOR: &str = " : ";
+
+/// A normalized indicator: its type and its summary in ThreatConnect's form.
+///
+/// For a File the summary is its hashes joined by `" : "` in md5, sha1, sha256
+/// order (absent ones left out); for a Registry Key it is
+/// `"<Key Name> : <Value Name> : <Value Type>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Indicator {
+    kind: IndicatorType,
+    summary: String,
+}
+
+/// The hashes of one File indicator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileHashes {
+    pub md5: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// The three fields of a Registry Key indicator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryParts<'a> {
+    pub key_name: &'a str,
+    pub value_name: &'a str,
+    pub value_type: &'a str,
+}
+
+impl Indicator {
+    /// Wraps a summary that is already normalized: the normalizer's output, or
+    /// a value read back from the queue (which only ever stores normalized ones).
+    pub fn from_normalized(kind: IndicatorType, summary: String) -> Self {
+        Self { kind, summary }
+    }
+
+    pub fn kind(&self) -> IndicatorType {
+        self.kind
+    }
+
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
+    /// The hashes of a File, read back from its summary by their lengths.
+    pub fn file_hashes(&self) -> FileHashes {
+        let mut hashes = FileHashes::default();
+        for part in self.summary.split(SUMMARY_SEPARATOR) {
+            let slot = match part.len() {
+                32 => &mut hashes.md5,
+                40 => &mut hashes.sha1,
+                64 => &mut hashes.sha256,
+                _ => continue,
+            };
+            *slot = Some(part.to_string());
+        }
+        hashes
+    }
+
+    /// The three fields of a Registry Key. The key comes before the first
+    /// separator and the type after the last, so a value name may itself
+    /// contain `" : "`.
+    pub fn registry_parts(&self) -> RegistryParts<'_> {
+        let s = self.summary.as_str();
+        let (key_name, rest) = s.split_once(SUMMARY_SEPARATOR).unwrap_or((s, ""));
+        let (value_name, value_type) = rest.rsplit_once(SUMMARY_SEPARATOR).unwrap_or((rest, ""));
+        RegistryParts {
+            key_name,
+            value_name,
+            value_type,
+        }
+    }
+
+    /// The identifier that stands for the indicator in a URL path
+    /// (`/v2/indicators/<branch>/<identifier>/tags/...`): the value itself, one
+    /// hash for a File (sha256 first, as the SDK does), and the three fields
+    /// joined by `" : "` for a Registry Key.
+    pub fn path_identifier(&self) -> &str {
+        match self.kind {
+            IndicatorType::File => {
+                let parts: Vec<&str> = self.summary.split(SUMMARY_SEPARATOR).collect();
+                parts
+                    .iter()
+                    .rev()
+                    .find(|p| p.len() == 64)
+                    .or_else(|| parts.iter().find(|p| p.len() == 40))
+                    .or_else(|| parts.first())
+                    .copied()
+                    .unwrap_or(&self.summary)
+            }
+            _ => &self.summary,
+        }
+    }
+}
+
+/// An attribute added to an indicator after its creation (a `Description`, say).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// Everything sent for one indicator besides its value: the optional create
+/// fields, then the tags and attributes, each a separate call after the create.
+/// Stored as JSON in the queue's `payload` column.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<Attribute>,
+}
+
+impl Payload {
+    /// How many API calls deliver the indicator: the create, one per tag and
+    /// one per attribute.
+    pub fn steps(&self) -> usize {
+        1 + self.tags.len() + self.attributes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tc_name_round_trips_and_parses_as_alias() {
+        for t in IndicatorType::ALL {
+            assert_eq!(IndicatorType::from_tc_name(t.tc_name()), Some(t));
+            assert_eq!(IndicatorType::parse_alias(t.tc_name()), Some(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn registry_parts_split_on_first_and_last_separator() {
+        let ind = Indicator::from_normalized(
+            IndicatorType::RegistryKey,
+            "HKEY_LOCAL_MACHINE\\Run : a : b : REG_SZ".into(),
+        );
+        let p = ind.registry_parts();
+        assert_eq!(p.key_name, "HKEY_LOCAL_MACHINE\\Run");
+        assert_eq!(p.value_name, "a : b");
+        assert_eq!(p.value_type, "REG_SZ");
+    }
+
+    #[test]
+    fn file_hashes_are_read_back_by_length() {
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let ind = Indicator::from_normalized(IndicatorType::File, format!("{md5} : {sha256}"));
+        let h = ind.file_hashes();
+        assert_eq!(h.md5.as_deref(), Some(md5));
+        assert_eq!(h.sha1, None);
+        assert_eq!(h.sha256.as_deref(), Some(sha256));
+        assert_eq!(ind.path_identifier(), sha256);
+    }
+}

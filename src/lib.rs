@@ -1,0 +1,10 @@
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod feed;
+pub mod indicator;
+pub mod logs;
+pub mod normalize;
+pub mod queue;
+pub mod sim;

@@ -1,0 +1,319 @@
+//! Normalization: a raw feed value to an indicator in ThreatConnect's exact
+//! form, or a [`Reject`] that names the rule it broke.
+//!
+//! Pure functions, no I/O: the rules of tc-api.md section 6, plus the tolerance
+//! messy feeds need (defanging, wrapping quotes, invisible characters, type
+//! guessing). Normalizing an accepted value again returns it unchanged.
+
+mod asn;
+mod defang;
+mod detect;
+mod hash;
+mod host;
+mod net;
+mod registry;
+
+use std::borrow::Cow;
+
+pub use defang::{clean, refang};
+pub use detect::detect;
+pub use registry::{HIVES, VALUE_TYPES};
+
+use crate::feed::RawRecord;
+use crate::indicator::{Attribute, FileHashes, Indicator, IndicatorType, Payload};
+
+/// Why a value or row was refused: a short stable rule name (for counting)
+/// and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Reject {
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn new(rule: &'static str, message: String) -> Self {
+        Self { rule, message }
+    }
+}
+
+/// Settings a feed rule applies to every row; a row's own values win.
+#[derive(Debug, Clone, Default)]
+pub struct FeedDefaults {
+    pub kind: Option<IndicatorType>,
+    pub tags: Vec<String>,
+    pub rating: Option<f64>,
+    pub confidence: Option<u8>,
+}
+
+/// One accepted row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub indicator: Indicator,
+    /// The row's own owner, when it names one.
+    pub owner: Option<String>,
+    pub payload: Payload,
+}
+
+/// Longest tag ThreatConnect accepts.
+pub const MAX_TAG_CHARS: usize = 128;
+/// Longest free-text value (Mutex, User Agent) accepted.
+const MAX_TEXT_CHARS: usize = 2048;
+
+/// Normalizes one value, of the given type or of the type detected from it.
+///
+/// # Errors
+/// A [`Reject`] naming the broken rule, or `cannot-determine-type`.
+pub fn value(raw: &str, kind: Option<IndicatorType>) -> Result<Indicator, Reject> {
+    let cleaned = clean(raw);
+    let kind = match kind {
+        Some(k) => k,
+        None => detect(&refang(&cleaned)).ok_or_else(|| cannot_determine(&cleaned))?,
+    };
+    typed_value(kind, &cleaned)
+}
+
+fn cannot_determine(s: &str) -> Reject {
+    Reject::new(
+        "cannot-determine-type",
+        format!("cannot determine indicator type of {s:?} (give a type)"),
+    )
+}
+
+/// Normalizes a cleaned value of a known type.
+fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> {
+    if cleaned.is_empty() {
+        return Err(Reject::new("empty-value", "the value is empty".into()));
+    }
+    let summary = match kind {
+        IndicatorType::Mutex | IndicatorType::UserAgent => text(kind, cleaned)?,
+        _ => {
+            let s = refang(cleaned);
+            match kind {
+                IndicatorType::Address => net::address(&s)?,
+                IndicatorType::Cidr => net::cidr(&s)?,
+                IndicatorType::Host => host::host(&s)?,
+                IndicatorType::Url => host::url(&s)?,
+                IndicatorType::EmailAddress => host::email(&s)?,
+                IndicatorType::Asn => asn::asn(&s)?,
+                IndicatorType::RegistryKey => registry::from_summary(&s)?,
+                IndicatorType::File => {
+                    let mut hashes = FileHashes::default();
+                    hash::parse_summary(&mut hashes, &s)?;
+                    hash::summary(&hashes)
+                        .ok_or_else(|| Reject::new("invalid-hash", "no hash in the value".into()))?
+                }
+                IndicatorType::Mutex | IndicatorType::UserAgent => unreachable!("handled above"),
+            }
+        }
+    };
+    Ok(Indicator::from_normalized(kind, summary))
+}
+
+fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
+    if s.chars().any(char::is_control) {
+        return Err(Reject::new(
+            "control-characters",
+            format!("{kind} {s:?} contains control characters"),
+        ));
+    }
+    if s.chars().count() > MAX_TEXT_CHARS {
+        return Err(Reject::new(
+            "value-too-long",
+            format!("{kind} is longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Normalizes one feed row: its indicator, owner, rating, confidence, tags and
+/// attributes, with the feed's defaults under the row's own values.
+///
+/// # Errors
+/// A [`Reject`] naming the field and the rule.
+pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Reject> {
+    let kind = match rec.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        Some(name) => Some(IndicatorType::parse_alias(name).ok_or_else(|| {
+            Reject::new("unknown-type", format!("unknown indicator type {name:?}"))
+        })?),
+        None => defaults.kind,
+    };
+    let indicator = record_indicator(rec, kind)?;
+    let rating = match rec
+        .rating
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(r) => Some(rating(r)?),
+        None => defaults.rating,
+    };
+    let confidence = match rec
+        .confidence
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(c) => Some(confidence(c)?),
+        None => defaults.confidence,
+    };
+    let tags = tags(defaults.tags.iter().chain(rec.tags.iter()))?;
+    let mut attributes = Vec::new();
+    if let Some(d) = rec
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        attributes.push(Attribute {
+            kind: "Description".into(),
+            value: d.to_string(),
+        });
+    }
+    for (k, v) in &rec.attributes {
+        let (k, v) = (k.trim(), v.trim());
+        if !k.is_empty() && !v.is_empty() && !attributes.iter().any(|a| a.kind == k && a.value == v)
+        {
+            attributes.push(Attribute {
+                kind: k.to_string(),
+                value: v.to_string(),
+            });
+        }
+    }
+    let owner = rec
+        .owner
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string);
+    Ok(Normalized {
+        indicator,
+        owner,
+        payload: Payload {
+            rating,
+            confidence,
+            tags,
+            attributes,
+        },
+    })
+}
+
+/// The indicator of a row: from its hash columns, its registry columns, or
+/// its value.
+fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indicator, Reject> {
+    fn present(f: &Option<String>) -> Option<Cow<'_, str>> {
+        f.as_deref().map(clean).filter(|s| !s.is_empty())
+    }
+    let hash_columns: Vec<Cow<'_, str>> = [&rec.md5, &rec.sha1, &rec.sha256]
+        .into_iter()
+        .filter_map(present)
+        .collect();
+    let value = present(&rec.value);
+    if !hash_columns.is_empty() && matches!(kind, None | Some(IndicatorType::File)) {
+        let mut hashes = FileHashes::default();
+        for h in &hash_columns {
+            hash::add_hash(&mut hashes, h)?;
+        }
+        if let Some(v) = &value {
+            hash::parse_summary(&mut hashes, v)?;
+        }
+        let summary = hash::summary(&hashes).expect("at least one hash");
+        return Ok(Indicator::from_normalized(IndicatorType::File, summary));
+    }
+    if let Some(key) = present(&rec.key_name)
+        && matches!(kind, None | Some(IndicatorType::RegistryKey))
+    {
+        let summary =
+            registry::registry_key(&key, rec.value_name.as_deref(), rec.value_type.as_deref())?;
+        return Ok(Indicator::from_normalized(
+            IndicatorType::RegistryKey,
+            summary,
+        ));
+    }
+    let Some(v) = value else {
+        return Err(Reject::new(
+            "empty-value",
+            "the row has no indicator value".into(),
+        ));
+    };
+    if kind == Some(IndicatorType::RegistryKey)
+        && (rec.value_name.is_some() || rec.value_type.is_some())
+    {
+        let summary = registry::registry_key(
+            &refang(&v),
+            rec.value_name.as_deref(),
+            rec.value_type.as_deref(),
+        )?;
+        return Ok(Indicator::from_normalized(
+            IndicatorType::RegistryKey,
+            summary,
+        ));
+    }
+    let kind = match kind {
+        Some(k) => k,
+        None => detect(&refang(&v)).ok_or_else(|| cannot_determine(&v))?,
+    };
+    typed_value(kind, &v)
+}
+
+/// A rating from 0 to 5 (fractions allowed).
+///
+/// # Errors
+/// When it is not a number in range.
+pub fn rating(s: &str) -> Result<f64, Reject> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=5.0).contains(&r) => Ok(r),
+        _ => Err(Reject::new(
+            "invalid-rating",
+            format!("rating {s:?} is not a number from 0 to 5"),
+        )),
+    }
+}
+
+/// A confidence from 0 to 100, an integer.
+///
+/// # Errors
+/// When it is not an integer in range.
+pub fn confidence(s: &str) -> Result<u8, Reject> {
+    let parsed = s.parse::<u8>().ok().or_else(|| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 100.0)
+            .map(|f| f as u8)
+    });
+    match parsed {
+        Some(c) if c <= 100 => Ok(c),
+        _ => Err(Reject::new(
+            "invalid-confidence",
+            format!("confidence {s:?} is not an integer from 0 to 100"),
+        )),
+    }
+}
+
+/// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
+/// at most 128 characters.
+///
+/// # Errors
+/// When a tag is too long.
+pub fn tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, Reject> {
+    let mut out: Vec<String> = Vec::new();
+    for t in raw {
+        let t = t.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t.chars().count() > MAX_TAG_CHARS {
+            return Err(Reject::new(
+                "tag-too-long",
+                format!("tag {t:?} is longer than {MAX_TAG_CHARS} characters"),
+            ));
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! Address and CIDR rules.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::Reject;
+
+/// An IPv4 address in strict dotted decimal (no leading zeros, no shorthand,
+/// no integers: std's parser refuses all three), or an IPv6 address written in
+/// its RFC 5952 form (lower case, longest zero run compressed).
+pub fn address(s: &str) -> Result<String, Reject> {
+    if s.contains('/') {
+        return Err(Reject::new(
+            "address-has-prefix",
+            format!("{s:?} has a /prefix: it is a CIDR block, not an Address"),
+        ));
+    }
+    match s.parse::<IpAddr>() {
+        Ok(ip) => Ok(ip.to_string()),
+        Err(_) if s.contains(':') => Err(Reject::new(
+            "invalid-ipv6",
+            format!("{s:?} is not a valid IPv6 address"),
+        )),
+        Err(_) => Err(Reject::new(
+            "invalid-ipv4",
+            format!(
+                "{s:?} is not a valid IPv4 address (four decimal octets 0-255, no leading zeros)"
+            ),
+        )),
+    }
+}
+
+/// A network block. IPv6 is written with all eight groups, no `::`, no
+/// leading zeros and lower case, as ThreatConnect demands; a block with host
+/// bits set is refused rather than silently masked.
+pub fn cidr(s: &str) -> Result<String, Reject> {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Err(Reject::new(
+            "cidr-without-prefix",
+            format!("{s:?} has no /prefix length"),
+        ));
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| {
+        Reject::new(
+            "invalid-cidr",
+            format!("{s:?}: {addr:?} is not a valid IP address"),
+        )
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = match prefix.parse::<u8>() {
+        Ok(p) if p <= max && (prefix == "0" || !prefix.starts_with('0')) => p,
+        _ => {
+            return Err(Reject::new(
+                "invalid-cidr",
+                format!("{s:?}: the prefix length must be a number from 0 to {max}"),
+            ));
+        }
+    };
+    let net = ipnet::IpNet::new(ip, prefix).expect("prefix checked above");
+    if net.network() != ip {
+        return Err(Reject::new(
+            "cidr-host-bits",
+            format!(
+                "{s:?} has host bits set: the network is {}/{prefix}",
+                display_network(net.network())
+            ),
+        ));
+    }
+    Ok(format!("{}/{prefix}", display_network(ip)))
+}
+
+fn display_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => full_ipv6(v6),
+    }
+}
+
+/// All eight groups, lower-case hex without leading zeros: `2001:db8:0:0:0:0:0:0`.
+pub fn full_ipv6(ip: Ipv6Addr) -> String {
+    let s = ip.segments();
+    format!(
+        "{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}:{:x}",
+        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+    )
+}
+
+/// Whether `s` is an IP literal (used to refuse it as a Host).
+pub fn is_ip_literal(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok()
+        || s.strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .is_some_and(|x| x.parse::<Ipv6Addr>().is_ok())
+}
+
+/// Whether `s` looks like dotted decimal (four dot-separated runs of digits),
+/// so that an invalid one is reported as a bad IPv4 rather than a bad host.
+pub fn looks_like_ipv4(s: &str) -> bool {
+    s.split('.').count() == 4
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        || s.parse::<Ipv4Addr>().is_ok()
+}

@@ -1,0 +1,125 @@
+//! Registry Key rule: a full hive name first, short forms expanded, a value
+//! name (a space when empty) and one of the eleven value types.
+
+use crate::indicator::SUMMARY_SEPARATOR;
+
+use super::Reject;
+
+pub const HIVES: [&str; 9] = [
+    "HKEY_CLASSES_ROOT",
+    "HKEY_CURRENT_CONFIG",
+    "HKEY_CURRENT_USER",
+    "HKEY_CURRENT_USER_LOCAL_SETTINGS",
+    "HKEY_LOCAL_MACHINE",
+    "HKEY_PERFORMANCE_DATA",
+    "HKEY_PERFORMANCE_NLSTEXT",
+    "HKEY_PERFORMANCE_TEXT",
+    "HKEY_USERS",
+];
+
+const SHORT_HIVES: [(&str, &str); 5] = [
+    ("HKLM", "HKEY_LOCAL_MACHINE"),
+    ("HKCU", "HKEY_CURRENT_USER"),
+    ("HKCR", "HKEY_CLASSES_ROOT"),
+    ("HKU", "HKEY_USERS"),
+    ("HKCC", "HKEY_CURRENT_CONFIG"),
+];
+
+pub const VALUE_TYPES: [&str; 11] = [
+    "REG_NONE",
+    "REG_BINARY",
+    "REG_DWORD",
+    "REG_DWORD_LITTLE_ENDIAN",
+    "REG_DWORD_BIG_ENDIAN",
+    "REG_EXPAND_SZ",
+    "REG_LINK",
+    "REG_MULTI_SZ",
+    "REG_QWORD",
+    "REG_QWORD_LITTLE_ENDIAN",
+    "REG_SZ",
+];
+
+/// The full hive name for the first path component, if it is a hive.
+fn hive(first: &str) -> Option<&'static str> {
+    let upper = first.to_ascii_uppercase();
+    HIVES.iter().find(|h| **h == upper).copied().or_else(|| {
+        SHORT_HIVES
+            .iter()
+            .find(|(s, _)| *s == upper)
+            .map(|(_, h)| *h)
+    })
+}
+
+/// Whether `s` starts with a hive (for type detection).
+pub fn looks_like_registry_key(s: &str) -> bool {
+    let first = s.split(['\\', '/']).next().unwrap_or("");
+    first.len() < s.len() && hive(first).is_some()
+}
+
+/// The key name with its hive expanded and upper case, `\` after the hive.
+pub fn key_name(s: &str) -> Result<String, Reject> {
+    let s = s.trim();
+    let (first, rest) = match s.find(['\\', '/']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let Some(full) = hive(first) else {
+        return Err(Reject::new(
+            "invalid-registry-hive",
+            format!(
+                "{s:?} does not start with a registry hive; accepted: {} (or HKLM, HKCU, HKCR, HKU, HKCC)",
+                HIVES.join(", ")
+            ),
+        ));
+    };
+    Ok(match rest {
+        Some(r) if !r.is_empty() => format!("{full}\\{r}"),
+        _ => full.to_string(),
+    })
+}
+
+/// The three fields joined into a summary: `key : value name : value type`.
+pub fn registry_key(
+    key: &str,
+    value_name: Option<&str>,
+    value_type: Option<&str>,
+) -> Result<String, Reject> {
+    let key = key_name(key)?;
+    let name = match value_name.map(str::trim) {
+        None | Some("") => " ",
+        Some(n) => n,
+    };
+    if name.chars().any(char::is_control) {
+        return Err(Reject::new(
+            "invalid-registry-value-name",
+            format!("value name {name:?} contains control characters"),
+        ));
+    }
+    let vtype = match value_type.map(str::trim) {
+        None | Some("") => "REG_NONE".to_string(),
+        Some(t) => {
+            let upper = t.to_ascii_uppercase();
+            if !VALUE_TYPES.contains(&upper.as_str()) {
+                return Err(Reject::new(
+                    "invalid-registry-value-type",
+                    format!("value type {t:?} is not one of {}", VALUE_TYPES.join(", ")),
+                ));
+            }
+            upper
+        }
+    };
+    Ok(format!(
+        "{key}{SUMMARY_SEPARATOR}{name}{SUMMARY_SEPARATOR}{vtype}"
+    ))
+}
+
+/// A registry key given as one value: a bare key, or `key : name : type`.
+pub fn from_summary(s: &str) -> Result<String, Reject> {
+    match s.split_once(SUMMARY_SEPARATOR) {
+        None => registry_key(s, None, None),
+        Some((key, rest)) => match rest.rsplit_once(SUMMARY_SEPARATOR) {
+            Some((name, vtype)) => registry_key(key, Some(name), Some(vtype)),
+            None => registry_key(key, Some(rest), None),
+        },
+    }
+}
