@@ -14,7 +14,9 @@ use crate::cli::{Cli, Command, ConfigArg, SimArgs};
 use crate::config::{self, Config};
 use crate::feed::{self, Item, ReadOptions};
 use crate::indicator::IndicatorType;
+use crate::intake::{self, End, Settings};
 use crate::normalize::{self, FeedDefaults};
+use crate::queue::{NewFile, Queue, RetryFilter};
 use crate::sim::{SimConfig, SimOwner, Simulator};
 
 /// Exit codes.
@@ -44,7 +46,33 @@ async fn dispatch(cmd: Command) -> u8 {
         Command::Ping { config } => ping(&config).await,
         Command::Sim(args) => sim(args).await,
         Command::Normalize { kind, files } => normalize_files(kind.as_deref(), &files),
-        other => Err(anyhow::anyhow!("{other:?} is not available yet")),
+        Command::Run { config, once } => {
+            Ok(crate::app::run(&Config::locate(config.config.as_deref()), once).await)
+        }
+        Command::Enqueue {
+            config,
+            owner,
+            kind,
+            files,
+        } => enqueue(&config, owner.as_deref(), kind.as_deref(), &files).await,
+        Command::Status { config, json } => status(&config, json).await,
+        Command::Retry {
+            config,
+            class,
+            owner,
+            file,
+        } => retry(&config, RetryFilter { class, owner, file }).await,
+        Command::Purge {
+            config,
+            delivered_before,
+        } => purge(&config, delivered_before).await,
+        Command::Demo { keep } => crate::demo::run(keep).await,
+        Command::Bench {
+            which,
+            n,
+            rate,
+            seconds,
+        } => crate::bench::run(which, n, rate, seconds).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -230,4 +258,127 @@ fn where_fmt(m: &BTreeMap<String, u64>) -> String {
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+async fn enqueue(
+    arg: &ConfigArg,
+    owner: Option<&str>,
+    kind: Option<&str>,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let kind = parse_kind(kind)?;
+    let queue = Queue::open(&cfg.queue.path).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut code = EXIT_OK;
+    for path in files {
+        let name = path
+            .file_name()
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| path.clone());
+        let settings = Settings::for_file(&cfg, &name, owner, kind);
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {}: cannot open: {e}", path.display());
+                code = EXIT_ERROR;
+                continue;
+            }
+        };
+        let meta = file.metadata()?;
+        let sha =
+            intake::sha256_of(&mut file).with_context(|| format!("reading {}", path.display()))?;
+        let id = queue
+            .file_begin(&NewFile {
+                path: &path.to_string_lossy(),
+                processing_path: None,
+                sha256: &sha,
+                size_bytes: meta.len(),
+                owner: &settings.owner,
+            })
+            .await?;
+        let report = intake::ingest(&queue, id, file, path, &settings, 0, &cancel).await?;
+        let (state, error) = match &report.end {
+            End::Complete => ("done", None),
+            End::Stopped => ("failed", Some("stopped".to_string())),
+            End::Failed { line, reason } => (
+                "failed",
+                Some(match line {
+                    Some(l) => format!("line {l}: {reason}"),
+                    None => reason.clone(),
+                }),
+            ),
+        };
+        queue
+            .file_finish(id, state, report.format.map(|f| f.name()), error.as_deref())
+            .await?;
+        println!(
+            "{}: {} rows: {} queued, {} duplicate, {} rejected (owner {})",
+            path.display(),
+            report.rows_read,
+            report.queued,
+            report.duplicates,
+            report.rejected,
+            settings.owner
+        );
+        for r in queue.rejects(id).await?.iter().take(20) {
+            println!("  line {}: {} ({})", r.line, r.reason, r.input);
+        }
+        if report.rejected > 20 {
+            println!(
+                "  ... {} more: SELECT * FROM rejects WHERE file_id = {id}",
+                report.rejected - 20
+            );
+        }
+        if let Some(e) = error {
+            eprintln!("error: {}: {e}", path.display());
+            code = EXIT_ERROR;
+        }
+    }
+    queue.close().await;
+    Ok(code)
+}
+
+async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    if !cfg.queue.path.exists() {
+        anyhow::bail!(
+            "no queue at {} (queue.path): the daemon has not run yet",
+            cfg.queue.path.display()
+        );
+    }
+    let queue = Queue::open(&cfg.queue.path).await?;
+    let stats = queue.stats().await?;
+    let path = cfg.queue.path.display().to_string();
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::status::json(&stats, &path))?
+        );
+    } else {
+        print!("{}", crate::status::table(&stats, &path));
+    }
+    queue.close().await;
+    Ok(EXIT_OK)
+}
+
+async fn retry(arg: &ConfigArg, filter: RetryFilter) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let queue = Queue::open(&cfg.queue.path).await?;
+    let n = queue.requeue_dead(&filter).await?;
+    println!("requeued {n} buried job(s)");
+    queue.close().await;
+    Ok(EXIT_OK)
+}
+
+async fn purge(arg: &ConfigArg, before: std::time::Duration) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let queue = Queue::open(&cfg.queue.path).await?;
+    let n = queue.prune_delivered(before).await?;
+    println!(
+        "deleted {n} delivered job(s) older than {}",
+        humantime::format_duration(before)
+    );
+    queue.close().await;
+    Ok(EXIT_OK)
 }

@@ -5,8 +5,9 @@
 //! lock file, so only one daemon owns a queue.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek, Write as _};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -490,11 +491,24 @@ impl Queue {
                  CASE WHEN EXISTS (SELECT 1 FROM held_owners h WHERE h.owner = v.column1) THEN 'held' ELSE 'pending' END, \
                  ?1, ?1, ?1 FROM (VALUES ",
             );
+            // Numbered parameters throughout: SQLite numbers a bare `?` after
+            // the largest number seen so far, which would collide with ?2.
             for i in 0..batch.len() {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str("(?,?,?,?,?,?,?)");
+                let b = 3 + i * 7;
+                let _ = write!(
+                    sql,
+                    "(?{},?{},?{},?{},?{},?{},?{})",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                );
             }
             sql.push_str(
                 ") AS v WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = v.column7 \

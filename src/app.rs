@@ -1,0 +1,413 @@
+//! The running daemon: wiring, supervision, signals and shutdown order.
+//!
+//! `run` starts intake (the watched directory), delivery and maintenance as
+//! tasks under one supervisor. A task that stops on its own is a failure: the
+//! daemon logs which and why, shuts the rest down, and exits non-zero so
+//! systemd restarts it. SIGTERM/SIGINT shut down in order; a second signal
+//! exits at once. SIGHUP reloads the config, keeping the old one if the new
+//! one is invalid.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Client, Clock, Endpoints};
+use crate::config::Config;
+use crate::deliver::{Api, Delivery};
+use crate::metrics::Metrics;
+use crate::queue::{DaemonLock, Queue, Stats, now_ms};
+use crate::watch::{FileOutcome, Intake};
+
+/// Exit codes of `run`.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_UNFINISHED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_TASK_FAILED: u8 = 3;
+pub const EXIT_SECOND_SIGNAL: u8 = 130;
+
+/// How long `run --once` waits for a retry that is scheduled later.
+const ONCE_RETRY_HORIZON: Duration = Duration::from_secs(60);
+
+/// Everything a running daemon holds.
+pub struct Daemon {
+    pub config_path: PathBuf,
+    pub queue: Queue,
+    pub cfg_tx: watch::Sender<Arc<Config>>,
+    pub api_tx: watch::Sender<Arc<Api>>,
+    pub delivery: Delivery,
+    pub intake: Option<Intake>,
+    pub metrics: Arc<Metrics>,
+    clock: Arc<Clock>,
+    _lock: DaemonLock,
+}
+
+impl Daemon {
+    /// Takes the queue lock, opens the queue, recovers leases and builds
+    /// every part.
+    ///
+    /// # Errors
+    /// Startup errors: directories, the lock, the database, the HTTP client.
+    pub async fn start(config_path: &Path, cfg: Config) -> anyhow::Result<Self> {
+        crate::watch::create_dirs(&cfg.watch)?;
+        let lock = DaemonLock::acquire(&cfg.queue.path)?;
+        let queue = Queue::open(&cfg.queue.path).await?;
+        let released = queue.release_all_leases().await?;
+        if released > 0 {
+            tracing::info!(
+                jobs = released,
+                "returned leases of a previous run to pending"
+            );
+        }
+        // A pause of a previous run is rediscovered if it still holds.
+        queue.set_pause(None).await?;
+        let clock = Arc::new(Clock::default());
+        let api = Api {
+            client: Client::new(&cfg.api, clock.clone())?,
+            endpoints: Endpoints::new(cfg.api.types.clone()),
+        };
+        let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
+        let (api_tx, api_rx) = watch::channel(Arc::new(api));
+        let metrics = Arc::new(Metrics::default());
+        let delivery = Delivery::new(queue.clone(), api_rx, cfg_rx.clone(), metrics.clone());
+        let intake = Intake::new(cfg_rx, queue.clone(), metrics.clone());
+        Ok(Self {
+            config_path: config_path.to_path_buf(),
+            queue,
+            cfg_tx,
+            api_tx,
+            delivery,
+            intake: Some(intake),
+            metrics,
+            clock,
+            _lock: lock,
+        })
+    }
+
+    /// Re-reads the config file. An invalid one is refused and the old one
+    /// kept; paths that need a restart are reported.
+    pub fn reload(&self) -> bool {
+        let new = match Config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(config = %self.config_path.display(), errors = %e.to_string().replace('\n', "; "), "invalid configuration: keeping the running one");
+                return false;
+            }
+        };
+        let client = match Client::new(&new.api, self.clock.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot build the API client from the new configuration: keeping the running one");
+                return false;
+            }
+        };
+        let old = self.cfg_tx.borrow().clone();
+        if old.queue.path != new.queue.path || old.watch.dir != new.watch.dir {
+            tracing::warn!("queue.path and watch.dir changes take effect after a restart");
+        }
+        self.delivery
+            .throttle
+            .set(new.delivery.rate_per_second, new.delivery.burst);
+        let _ = self.api_tx.send(Arc::new(Api {
+            client,
+            endpoints: Endpoints::new(new.api.types.clone()),
+        }));
+        let _ = self.cfg_tx.send(Arc::new(new));
+        self.delivery.probe_now.notify_one();
+        tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+        true
+    }
+}
+
+/// `tc-ingest run`: loads the config and runs until stopped (or, with
+/// `once`, until the queue has nothing left to do now).
+pub async fn run(config_path: &Path, once: bool) -> u8 {
+    let cfg = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: invalid configuration {}:\n{e}",
+                config_path.display()
+            );
+            return EXIT_CONFIG;
+        }
+    };
+    let daemon = match Daemon::start(config_path, cfg).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot start");
+            eprintln!("error: {e:#}");
+            return EXIT_CONFIG;
+        }
+    };
+    let result = if once {
+        run_once(daemon).await
+    } else {
+        run_daemon(daemon).await
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %format!("{e:#}"), "stopped by an error");
+        EXIT_TASK_FAILED
+    })
+}
+
+/// Cancels `cancel` on the first SIGTERM/SIGINT; exits the process on the second.
+fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if first {
+                first = false;
+                tracing::info!(
+                    "shutting down: finishing in-flight requests (a second signal exits at once)"
+                );
+                let _ = sd_notify::notify(&[NotifyState::Stopping]);
+                cancel.cancel();
+            } else {
+                tracing::warn!(
+                    "second signal: exiting at once; leases are reclaimed on the next start"
+                );
+                std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn run_daemon(mut daemon: Daemon) -> anyhow::Result<u8> {
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone())?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let (intake, c) = (
+        daemon.intake.take().expect("intake runs once"),
+        cancel.clone(),
+    );
+    tasks.spawn(async move { ("intake", intake.run(c).await) });
+    let (d, c) = (daemon.delivery.clone(), cancel.clone());
+    tasks.spawn(async move { ("delivery", d.run(c).await) });
+    let (d, c) = (daemon.delivery.clone(), cancel.clone());
+    tasks.spawn(async move { ("maintenance", maintenance(d, c).await) });
+    if let Some(addr) = daemon.cfg_tx.borrow().metrics.listen {
+        let (m, c) = (daemon.metrics.clone(), cancel.clone());
+        tasks.spawn(async move { ("metrics", crate::metrics::serve(addr, m, c).await) });
+    }
+    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("running")]);
+    tracing::info!(
+        pid = std::process::id(),
+        queue = %daemon.queue.path().display(),
+        watch = %daemon.cfg_tx.borrow().watch.dir.display(),
+        "tc-ingest running"
+    );
+
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(&[NotifyState::Reloading]);
+                daemon.reload();
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+            }
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { break };
+                let (name, result) = joined.unwrap_or_else(|e| ("a task", Err(anyhow::anyhow!("panicked: {e}"))));
+                if !cancel.is_cancelled() {
+                    let why = match &result {
+                        Ok(()) => "it stopped on its own".to_string(),
+                        Err(e) => format!("{e:#}"),
+                    };
+                    tracing::error!(task = name, error = %why, "a task failed: stopping the daemon");
+                    failed = true;
+                    cancel.cancel();
+                } else if let Err(e) = result {
+                    tracing::error!(task = name, error = %format!("{e:#}"), "a task failed while stopping");
+                    failed = true;
+                }
+            }
+        }
+    }
+    daemon.queue.close().await;
+    tracing::info!("stopped");
+    Ok(if failed { EXIT_TASK_FAILED } else { EXIT_OK })
+}
+
+/// Every few seconds: reclaim expired leases, prune delivered jobs past the
+/// retention, publish counts (metrics, systemd STATUS, heartbeat) and ping
+/// the systemd watchdog.
+async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<()> {
+    let watchdog = sd_notify::watchdog_enabled();
+    let tick = watchdog
+        .map(|w| w / 3)
+        .unwrap_or(Duration::from_secs(5))
+        .min(Duration::from_secs(5));
+    let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let cfg = d.cfg.borrow().clone();
+        let reclaimed = d.queue.reclaim_expired_leases().await?;
+        if reclaimed > 0 {
+            tracing::warn!(jobs = reclaimed, "reclaimed expired leases");
+        }
+        if last_prune.elapsed() >= Duration::from_secs(300) {
+            last_prune = std::time::Instant::now();
+            let pruned = d
+                .queue
+                .prune_delivered(cfg.queue.delivered_retention)
+                .await?;
+            if pruned > 0 {
+                tracing::info!(
+                    jobs = pruned,
+                    "pruned delivered jobs past queue.delivered_retention"
+                );
+            }
+        }
+        let stats = d.queue.stats().await?;
+        d.metrics.set_jobs(&stats.by_state);
+        let status = status_line(&stats, d.gate.paused().map(|p| p.reason));
+        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+        }
+        d.queue
+            .heartbeat(&serde_json::json!({
+                "pid": std::process::id(),
+                "at": now_ms(),
+                "rate_fraction": d.throttle.fraction(),
+                "clock_offset_secs": d.api.borrow().client.clock().offset(),
+            }))
+            .await?;
+    }
+}
+
+/// The one-line summary systemd shows (`systemctl status`).
+fn status_line(s: &Stats, paused: Option<String>) -> String {
+    let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
+    let mut line = format!(
+        "pending {} | leased {} | held {} | dead {} | delivered/min {}",
+        n("pending"),
+        n("leased"),
+        n("held"),
+        n("dead"),
+        s.delivered_last_minute
+    );
+    if let Some(p) = paused {
+        line.push_str(&format!(" | PAUSED: {p}"));
+    }
+    line
+}
+
+/// What `run --once` did.
+#[derive(Debug, Clone, Default)]
+pub struct OnceReport {
+    pub files: Vec<FileOutcome>,
+    pub paused: Option<String>,
+    pub stats: Stats,
+    pub dead_before: u64,
+}
+
+impl OnceReport {
+    /// 0 when everything was delivered; 1 when something was buried, held,
+    /// paused, left pending or a file failed.
+    pub fn exit_code(&self) -> u8 {
+        let n = |k: &str| self.stats.by_state.get(k).copied().unwrap_or(0);
+        let unfinished = self.paused.is_some()
+            || n("dead") > self.dead_before
+            || n("held") > 0
+            || !self.stats.held_owners.is_empty()
+            || n("pending") > 0
+            || n("leased") > 0
+            || self.files.iter().any(|f| f.state == "failed");
+        if unfinished { EXIT_UNFINISHED } else { EXIT_OK }
+    }
+}
+
+async fn run_once(mut daemon: Daemon) -> anyhow::Result<u8> {
+    let report = drive_once(&mut daemon, |_| {}).await?;
+    daemon.queue.close().await;
+    let n = |k: &str| report.stats.by_state.get(k).copied().unwrap_or(0);
+    tracing::info!(
+        files = report.files.len(),
+        delivered = n("delivered"),
+        pending = n("pending"),
+        held = n("held"),
+        dead = n("dead"),
+        paused = report.paused.as_deref().unwrap_or("no"),
+        "run --once finished"
+    );
+    Ok(report.exit_code())
+}
+
+/// Takes every file, delivers everything due, and returns when nothing is
+/// left to do now; `progress` sees the stats while it waits (the demo draws
+/// its bars with it).
+///
+/// # Errors
+/// Database or filesystem errors.
+pub async fn drive_once(
+    daemon: &mut Daemon,
+    mut progress: impl FnMut(&Stats),
+) -> anyhow::Result<OnceReport> {
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone())?;
+    let dead_before = daemon
+        .queue
+        .stats()
+        .await?
+        .by_state
+        .get("dead")
+        .copied()
+        .unwrap_or(0);
+    let delivery_cancel = CancellationToken::new();
+    let d = daemon.delivery.clone();
+    let dc = delivery_cancel.clone();
+    let delivery = tokio::spawn(async move { d.run(dc).await });
+    let intake = daemon.intake.as_mut().expect("intake");
+    let mut files = intake.resume(&cancel).await?;
+    files.extend(intake.scan(&cancel, false).await?);
+    let mut paused = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let stats = daemon.queue.stats().await?;
+        progress(&stats);
+        if let Some(p) = daemon.delivery.gate.paused().filter(|p| p.until.is_none()) {
+            paused = Some(format!("{}: {}", p.class, p.reason));
+            break;
+        }
+        let (due, leased) = daemon.queue.outstanding().await?;
+        let next = daemon.queue.next_due().await?;
+        let soon = next.is_some_and(|t| t <= now_ms() + ONCE_RETRY_HORIZON.as_millis() as i64);
+        if leased == 0 && (due == 0 || !soon) {
+            break;
+        }
+    }
+    delivery_cancel.cancel();
+    delivery
+        .await
+        .map_err(|e| anyhow::anyhow!("delivery task failed: {e}"))??;
+    let stats = daemon.queue.stats().await?;
+    progress(&stats);
+    Ok(OnceReport {
+        files,
+        paused,
+        stats,
+        dead_before,
+    })
+}

@@ -1,0 +1,257 @@
+//! Intake: one feed file to queued jobs and recorded rejects.
+//!
+//! A reader thread streams and normalizes rows into chunks; the async side
+//! commits each chunk in one transaction together with the file's progress
+//! (`last_position`), so a crash loses nothing and a resumed file queues no
+//! row twice. The channel between them is bounded: memory stays flat.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::feed::{self, FeedError, Format, Item, ReadOptions};
+use crate::normalize::{self, FeedDefaults};
+use crate::queue::{NewJob, NewReject, Queue};
+
+/// Rows per committed chunk.
+pub const CHUNK_ROWS: usize = 4096;
+
+/// How to read and queue one file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Owner of rows that name none.
+    pub owner: String,
+    pub defaults: FeedDefaults,
+    pub read: ReadOptions,
+    pub dedup_window: Duration,
+}
+
+/// What reading a file came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub file_id: i64,
+    pub format: Option<Format>,
+    pub rows_read: u64,
+    pub queued: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub end: End,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// Every row queued, duplicate or rejected.
+    Complete,
+    /// The file could not be read (at all, or past `line`): the rows before
+    /// were kept.
+    Failed { line: Option<u64>, reason: String },
+    /// Shutdown: progress is committed, the file resumes on the next start.
+    Stopped,
+}
+
+struct Chunk {
+    jobs: Vec<NewJob>,
+    rejects: Vec<NewReject>,
+    rows: u64,
+    last_position: u64,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            jobs: Vec::with_capacity(CHUNK_ROWS),
+            rejects: Vec::new(),
+            rows: 0,
+            last_position: 0,
+        }
+    }
+}
+
+/// Reads `file` (opened by the caller) and commits its rows to the queue
+/// under `file_id`, skipping rows at or before `resume_after`.
+///
+/// # Errors
+/// Only database errors: a problem with the file is `End::Failed`.
+pub async fn ingest(
+    queue: &Queue,
+    file_id: i64,
+    file: File,
+    name: &Path,
+    settings: &Settings,
+    resume_after: u64,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Report> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+    let settings_r = settings.clone();
+    let name_r: PathBuf = name.to_path_buf();
+    let cancel_r = cancel.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut chunk = Chunk::new();
+        let mut closed = false;
+        let result = feed::read_from(file, &name_r, &settings_r.read, &mut |item| {
+            if cancel_r.is_cancelled() || closed {
+                return std::ops::ControlFlow::Break(());
+            }
+            let position = item.position();
+            if position <= resume_after {
+                return std::ops::ControlFlow::Continue(());
+            }
+            chunk.rows += 1;
+            chunk.last_position = position;
+            match item {
+                Item::Row(rec) => match normalize::record(&rec, &settings_r.defaults) {
+                    Ok(n) => chunk.jobs.push(NewJob {
+                        owner: n.owner.unwrap_or_else(|| settings_r.owner.clone()),
+                        indicator: n.indicator,
+                        payload: n.payload,
+                        line: Some(rec.line),
+                    }),
+                    Err(r) => chunk.rejects.push(NewReject {
+                        line: rec.line,
+                        input: rec.input(),
+                        rule: r.rule.to_string(),
+                        reason: r.message,
+                    }),
+                },
+                Item::Bad {
+                    line,
+                    input,
+                    reason,
+                    ..
+                } => chunk.rejects.push(NewReject {
+                    line,
+                    input,
+                    rule: "unreadable-row".into(),
+                    reason,
+                }),
+            }
+            if chunk.rows as usize >= CHUNK_ROWS {
+                let full = std::mem::replace(&mut chunk, Chunk::new());
+                if tx.blocking_send(full).is_err() {
+                    closed = true;
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        // What was read before a break or a stop is committed too.
+        if chunk.rows > 0 && !closed {
+            let _ = tx.blocking_send(chunk);
+        }
+        result
+    });
+
+    let mut report = Report {
+        file_id,
+        format: None,
+        rows_read: 0,
+        queued: 0,
+        duplicates: 0,
+        rejected: 0,
+        end: End::Complete,
+    };
+    let mut db_error = None;
+    while let Some(chunk) = rx.recv().await {
+        match queue
+            .commit_chunk(
+                Some(file_id),
+                &chunk.jobs,
+                &chunk.rejects,
+                chunk.rows,
+                chunk.last_position,
+                settings.dedup_window,
+            )
+            .await
+        {
+            Ok(r) => {
+                report.rows_read += chunk.rows;
+                report.queued += r.queued;
+                report.duplicates += r.duplicates;
+                report.rejected += chunk.rejects.len() as u64;
+            }
+            Err(e) => {
+                db_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let read_result = reader
+        .await
+        .map_err(|e| anyhow::anyhow!("feed reader thread failed: {e}"))?;
+    if let Some(e) = db_error {
+        return Err(e);
+    }
+    report.end = match read_result {
+        Ok(format) => {
+            report.format = Some(format);
+            End::Complete
+        }
+        Err(FeedError::Stopped) => End::Stopped,
+        Err(FeedError::Unreadable(reason)) => End::Failed { line: None, reason },
+        Err(FeedError::Broken { line, reason }) => End::Failed {
+            line: Some(line),
+            reason,
+        },
+    };
+    if report.format.is_none() {
+        report.format = settings.read.format.or_else(|| Format::from_path(name));
+    }
+    Ok(report)
+}
+
+impl Settings {
+    /// The settings for a file at `rel` (relative to `watch.dir`): the first
+    /// feed rule that matches, over `api.owner`. `owner` and `kind` (from the
+    /// `enqueue` command line) win over both.
+    pub fn for_file(
+        cfg: &crate::config::Config,
+        rel: &Path,
+        owner: Option<&str>,
+        kind: Option<crate::indicator::IndicatorType>,
+    ) -> Self {
+        let rule = cfg.feeds.iter().find(|r| r.matches(rel));
+        Self {
+            owner: owner
+                .map(str::to_string)
+                .or_else(|| rule.and_then(|r| r.owner.clone()))
+                .unwrap_or_else(|| cfg.api.owner.clone()),
+            defaults: FeedDefaults {
+                kind: kind.or_else(|| rule.and_then(|r| r.kind)),
+                tags: rule.map(|r| r.tags.clone()).unwrap_or_default(),
+                rating: rule.and_then(|r| r.rating),
+                confidence: rule.and_then(|r| r.confidence),
+            },
+            read: ReadOptions {
+                max_line_bytes: cfg.watch.max_line_bytes,
+                max_decompressed_bytes: cfg.watch.max_decompressed_bytes,
+                columns: rule.map(|r| r.columns.clone()).unwrap_or_default(),
+                format: None,
+            },
+            dedup_window: cfg.queue.dedup_window,
+        }
+    }
+}
+
+/// The sha256 of a file's content (hex), leaving it rewound.
+///
+/// # Errors
+/// Read errors.
+pub fn sha256_of(file: &mut File) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    file.rewind()?;
+    Ok(hex::encode(h.finalize()))
+}
