@@ -1,0 +1,9 @@
+//! Integration tests in one binary (faster to build and link than one per file).
+
+mod client;
+mod deliver;
+mod e2e;
+mod feeds;
+mod helpers;
+mod queue;
+mod watch;
