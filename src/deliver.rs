@@ -322,6 +322,9 @@ pub struct Delivery {
     /// Wakes the dispatcher (new jobs queued by intake).
     pub work_added: Arc<Notify>,
     breaker: Arc<Mutex<Breaker>>,
+    /// Owners held in this run: their jobs already handed to workers are
+    /// parked without another request.
+    held: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Claims per dispatcher round, at most.
@@ -347,6 +350,7 @@ impl Delivery {
             probe_now: Arc::new(Notify::new()),
             work_added: Arc::new(Notify::new()),
             breaker: Arc::new(Mutex::new(Breaker::default())),
+            held: Arc::default(),
         }
     }
 
@@ -369,13 +373,9 @@ impl Delivery {
         let worker_cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         for _ in 0..workers {
-            let (d, rx, tx, wc) = (
-                self.clone(),
-                job_rx.clone(),
-                res_tx.clone(),
-                worker_cancel.clone(),
-            );
-            tracker.spawn(async move { d.worker(rx, tx, wc).await });
+            let (d, rx, tx) = (self.clone(), job_rx.clone(), res_tx.clone());
+            let (soft, hard) = (cancel.clone(), worker_cancel.clone());
+            tracker.spawn(async move { d.worker(rx, tx, soft, hard).await });
         }
         drop(res_tx);
         let writer = tokio::spawn(self.clone().writer(res_rx));
@@ -454,16 +454,29 @@ impl Delivery {
         }
     }
 
+    /// Takes jobs until the channel closes. After `soft` (shutdown) a job
+    /// starts no new request and is released; after `hard` (the grace time
+    /// is over) the request in flight is dropped and the job released.
     async fn worker(
         &self,
         rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
         tx: mpsc::Sender<JobUpdate>,
-        cancel: CancellationToken,
+        soft: CancellationToken,
+        hard: CancellationToken,
     ) {
         loop {
             let job = { rx.lock().await.recv().await };
             let Some(job) = job else { return };
-            let update = self.deliver(&job, &cancel).await;
+            let update = tokio::select! {
+                u = self.deliver(&job, &soft) => u,
+                _ = hard.cancelled() => JobUpdate::Reschedule {
+                    id: job.id,
+                    steps_done: job.steps_done,
+                    at: now_ms(),
+                    count_attempt: false,
+                    error: None,
+                },
+            };
             if tx.send(update).await.is_err() {
                 return;
             }
@@ -495,6 +508,17 @@ impl Delivery {
             count_attempt: false,
             error: None,
         };
+        if self.held.lock().expect("held").contains(&job.owner) {
+            return JobUpdate::Hold {
+                id: job.id,
+                steps_done: job.steps_done,
+                error: JobError {
+                    class: "held".into(),
+                    http_status: None,
+                    message: "owner held: waiting for access".into(),
+                },
+            };
+        }
         let total = payload.steps() as u32;
         let mut step = job.steps_done;
         let mut clock_corrected = false;
@@ -643,6 +667,7 @@ impl Delivery {
     }
 
     async fn hold(&self, owner: &str, outcome: &Outcome) {
+        self.held.lock().expect("held").insert(owner.to_string());
         match self
             .queue
             .hold_owner(owner, outcome.class(), &outcome.message())
@@ -742,6 +767,7 @@ impl Delivery {
                 if let Ok(owners) = api.client.owners().await {
                     for h in held {
                         if owners.iter().any(|o| o.name == h.owner) {
+                            self.held.lock().expect("held").remove(&h.owner);
                             match self.queue.release_owner(&h.owner).await {
                                 Ok(n) => {
                                     tracing::info!(owner = %h.owner, jobs = n, "owner accessible again: released");

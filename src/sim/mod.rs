@@ -61,6 +61,10 @@ pub struct Faults {
     pub denied_owners: Vec<String>,
     /// Answer a repeated File create with ThreatConnect's 400 "already exists".
     pub file_exists_400: bool,
+    /// Send the real time in the `Date` header while checking timestamps
+    /// against the skewed clock (a proxy rewriting `Date`): a client cannot
+    /// correct its clock from it.
+    pub date_header_unskewed: bool,
 }
 
 /// How the simulator is set up.
@@ -321,8 +325,14 @@ async fn handle(State(sim): State<Arc<Shared>>, req: Request<Body>) -> Response 
     };
     record(&sim, &endpoint, status.as_u16(), class);
     let mut resp = (status, axum::Json(body)).into_response();
-    let date =
-        httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64));
+    let date_secs = if faults.date_header_unskewed {
+        unix_now()
+    } else {
+        now
+    };
+    let date = httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + Duration::from_secs(date_secs.max(0) as u64),
+    );
     resp.headers_mut().insert(
         header::DATE,
         HeaderValue::from_str(&date).expect("http date"),

@@ -30,7 +30,10 @@ async fn creates_every_type_with_tags_and_attributes() {
     let cases = [
         (T::Address, "1.2.3.4"),
         (T::EmailAddress, "a@b.com"),
-        (T::File, "d41d8cd98f00b204e9800998ecf8427e : da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+        (
+            T::File,
+            "d41d8cd98f00b204e9800998ecf8427e : da39a3ee5e6b4b0d3255bfef95601890afd80709",
+        ),
         (T::Host, "österreich.icom.museum"),
         (T::Url, "http://example.com/a%20b?q=1"),
         (T::Asn, "AS 123"),
@@ -44,7 +47,12 @@ async fn creates_every_type_with_tags_and_attributes() {
         for step in 0..payload.steps() {
             let req = e.step(&i, &payload, "Common Community", step).unwrap();
             let resp = client.send(&req).await;
-            assert_eq!(resp.outcome, Outcome::Success, "{kind} step {step}: {:?}", String::from_utf8_lossy(&resp.body));
+            assert_eq!(
+                resp.outcome,
+                Outcome::Success,
+                "{kind} step {step}: {:?}",
+                String::from_utf8_lossy(&resp.body)
+            );
             if step == 0 {
                 assert_eq!(resp.status, Some(201));
                 let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
@@ -60,12 +68,24 @@ async fn creates_every_type_with_tags_and_attributes() {
         assert_eq!(s.owner, "Common Community");
         assert_eq!(s.rating, Some(3.0));
     }
-    assert!(held.iter().any(|s| s.value == "xn--sterreich-z7a.icom.museum"));
+    assert!(
+        held.iter()
+            .any(|s| s.value == "xn--sterreich-z7a.icom.museum")
+    );
     assert!(held.iter().any(|s| s.value == "2001:db8:0:0:0:0:0:0/32"));
     // A repeated create updates in place.
-    let again = client.send(&e.create(&ind(T::Address, "1.2.3.4"), &payload, "Common Community")).await;
+    let again = client
+        .send(&e.create(&ind(T::Address, "1.2.3.4"), &payload, "Common Community"))
+        .await;
     assert_eq!(again.outcome, Outcome::Success);
-    assert_eq!(sim.indicators().iter().find(|s| s.value == "1.2.3.4").unwrap().create_count, 2);
+    assert_eq!(
+        sim.indicators()
+            .iter()
+            .find(|s| s.value == "1.2.3.4")
+            .unwrap()
+            .create_count,
+        2
+    );
 }
 
 #[tokio::test]
@@ -79,7 +99,11 @@ async fn sandbox_base_path_is_signed_too() {
     let owners = client(&sim).owners().await.unwrap();
     assert_eq!(owners.len(), 2);
     let resp = client(&sim)
-        .send(&Endpoints::default().create(&ind(T::Host, "a.com"), &Payload::default(), "Common Community"))
+        .send(&Endpoints::default().create(
+            &ind(T::Host, "a.com"),
+            &Payload::default(),
+            "Common Community",
+        ))
         .await;
     assert_eq!(resp.outcome, Outcome::Success);
 }
@@ -91,13 +115,24 @@ async fn every_failure_class_from_the_simulator() {
     let good = client(&sim);
 
     // Signature: wrong secret.
-    assert_eq!(client_with(&sim, "wrong").owners().await.unwrap_err(), Outcome::SignatureMismatch);
+    assert_eq!(
+        client_with(&sim, "wrong").owners().await.unwrap_err(),
+        Outcome::SignatureMismatch
+    );
 
     // Timestamp: a server clock 10 minutes ahead, with its Date header.
-    sim.set_faults(Faults { clock_skew_secs: 600, ..faults() });
+    sim.set_faults(Faults {
+        clock_skew_secs: 600,
+        ..faults()
+    });
     match good.owners().await.unwrap_err() {
-        Outcome::TimestampOutOfRange { server_date: Some(t) } => {
-            let ahead = t.duration_since(std::time::SystemTime::now()).unwrap().as_secs();
+        Outcome::TimestampOutOfRange {
+            server_date: Some(t),
+        } => {
+            let ahead = t
+                .duration_since(std::time::SystemTime::now())
+                .unwrap()
+                .as_secs();
             assert!((590..=610).contains(&ahead), "{ahead}");
             good.clock().correct_to(t);
             assert!(good.owners().await.is_ok(), "a corrected clock signs in");
@@ -109,38 +144,94 @@ async fn every_failure_class_from_the_simulator() {
 
     // Owner not found, access denied.
     let host = ind(T::Host, "a.com");
-    let r = good.send(&e.create(&host, &Payload::default(), "Nobody")).await;
+    let r = good
+        .send(&e.create(&host, &Payload::default(), "Nobody"))
+        .await;
     assert_eq!((r.outcome, r.status), (Outcome::OwnerNotFound, Some(403)));
-    sim.set_faults(Faults { denied_owners: vec!["Common Community".into()], ..faults() });
-    let r = good.send(&e.create(&host, &Payload::default(), "Common Community")).await;
-    assert!(matches!(r.outcome, Outcome::AccessDenied { .. }), "{:?}", r.outcome);
+    sim.set_faults(Faults {
+        denied_owners: vec!["Common Community".into()],
+        ..faults()
+    });
+    let r = good
+        .send(&e.create(&host, &Payload::default(), "Common Community"))
+        .await;
+    assert!(
+        matches!(r.outcome, Outcome::AccessDenied { .. }),
+        "{:?}",
+        r.outcome
+    );
     sim.set_faults(faults());
 
     // Validation: a value the simulator's rules refuse (sent raw, as the
     // normalizer never would).
     let bad = Indicator::from_normalized(T::Asn, "AS 12".into());
-    let r = good.send(&e.create(&bad, &Payload::default(), "Common Community")).await;
-    assert_eq!(r.outcome, Outcome::Validation { message: "Please enter a valid ASN".into() });
+    let r = good
+        .send(&e.create(&bad, &Payload::default(), "Common Community"))
+        .await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Validation {
+            message: "Please enter a valid ASN".into()
+        }
+    );
 
     // Not found: a tag on an indicator that was never created.
-    let r = good.send(&e.tag(&ind(T::Host, "never.com"), "x", "Common Community")).await;
+    let r = good
+        .send(&e.tag(&ind(T::Host, "never.com"), "x", "Common Community"))
+        .await;
     assert_eq!(r.outcome, Outcome::NotFound);
 
     // Duplicate: a repeated File create answered the v2 way.
-    sim.set_faults(Faults { file_exists_400: true, ..faults() });
+    sim.set_faults(Faults {
+        file_exists_400: true,
+        ..faults()
+    });
     let file = ind(T::File, "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(good.send(&e.create(&file, &Payload::default(), "Common Community")).await.outcome, Outcome::Success);
-    let r = good.send(&e.create(&file, &Payload::default(), "Common Community")).await;
-    assert!(matches!(r.outcome, Outcome::Duplicate { .. }), "{:?}", r.outcome);
+    assert_eq!(
+        good.send(&e.create(&file, &Payload::default(), "Common Community"))
+            .await
+            .outcome,
+        Outcome::Success
+    );
+    let r = good
+        .send(&e.create(&file, &Payload::default(), "Common Community"))
+        .await;
+    assert!(
+        matches!(r.outcome, Outcome::Duplicate { .. }),
+        "{:?}",
+        r.outcome
+    );
     sim.set_faults(faults());
 
     // Rate limited with Retry-After; server errors; a dropped connection.
-    sim.set_faults(Faults { rate_limit_next: 1, retry_after_secs: 7, ..faults() });
-    assert_eq!(good.owners().await.unwrap_err(), Outcome::RateLimited { retry_after: Some(Duration::from_secs(7)) });
-    sim.set_faults(Faults { fail_next: 1, error_status: 503, ..faults() });
-    assert!(matches!(good.owners().await.unwrap_err(), Outcome::ServerError { status: 503, .. }));
-    sim.set_faults(Faults { drop_next: 1, ..faults() });
-    assert!(matches!(good.owners().await.unwrap_err(), Outcome::Transport { .. }));
+    sim.set_faults(Faults {
+        rate_limit_next: 1,
+        retry_after_secs: 7,
+        ..faults()
+    });
+    assert_eq!(
+        good.owners().await.unwrap_err(),
+        Outcome::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    sim.set_faults(Faults {
+        fail_next: 1,
+        error_status: 503,
+        ..faults()
+    });
+    assert!(matches!(
+        good.owners().await.unwrap_err(),
+        Outcome::ServerError { status: 503, .. }
+    ));
+    sim.set_faults(Faults {
+        drop_next: 1,
+        ..faults()
+    });
+    assert!(matches!(
+        good.owners().await.unwrap_err(),
+        Outcome::Transport { .. }
+    ));
     assert!(good.owners().await.is_ok(), "faults are used up");
 
     // Unauthorized: an expired token (the simulator issues none).
@@ -152,11 +243,28 @@ async fn every_failure_class_from_the_simulator() {
         .unwrap();
     assert_eq!(raw.status().as_u16(), 401);
     let body = raw.bytes().await.unwrap();
-    assert_eq!(tc_ingest::api::outcome::classify(401, Some("application/json"), &body, None, None), Outcome::Unauthorized);
+    assert_eq!(
+        tc_ingest::api::outcome::classify(401, Some("application/json"), &body, None, None),
+        Outcome::Unauthorized
+    );
 
     let stats = sim.stats();
-    for class in ["signature", "timestamp", "owner_not_found", "access_denied", "validation", "not_found", "duplicate", "rate_limited", "injected_error", "dropped"] {
-        assert!(stats.by_class.get(class).copied().unwrap_or(0) >= 1, "{class} missing from {stats:?}");
+    for class in [
+        "signature",
+        "timestamp",
+        "owner_not_found",
+        "access_denied",
+        "validation",
+        "not_found",
+        "duplicate",
+        "rate_limited",
+        "injected_error",
+        "dropped",
+    ] {
+        assert!(
+            stats.by_class.get(class).copied().unwrap_or(0) >= 1,
+            "{class} missing from {stats:?}"
+        );
     }
 }
 
@@ -173,11 +281,17 @@ async fn transport_errors_when_nothing_listens_or_answers_slowly() {
     drop(listener);
     let env = Env::new(&format!("http://127.0.0.1:{port}"));
     let c = tc_ingest::api::Client::new(&env.config().api, Default::default()).unwrap();
-    assert!(matches!(c.owners().await.unwrap_err(), Outcome::Transport { .. }));
+    assert!(matches!(
+        c.owners().await.unwrap_err(),
+        Outcome::Transport { .. }
+    ));
 
     // Latency beyond the client's timeout.
     let sim = sim().await;
-    sim.set_faults(Faults { latency_ms: 1500, ..faults() });
+    sim.set_faults(Faults {
+        latency_ms: 1500,
+        ..faults()
+    });
     let mut cfg = Env::new(&sim.base_url()).config();
     cfg.api.timeout_secs = 1;
     let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
@@ -196,22 +310,37 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
         "/v2/indicators/hosts?owner=Common+Community",
     ] {
         let ts = tc_ingest::api::sign::unix_now();
-        let sig = tc_ingest::api::sign::signature(tc_ingest::sim::DEFAULT_SECRET.as_bytes(), target, "POST", ts);
+        let sig = tc_ingest::api::sign::signature(
+            tc_ingest::sim::DEFAULT_SECRET.as_bytes(),
+            target,
+            "POST",
+            ts,
+        );
         let r = reqwest_client()
             .post(format!("http://{}{target}", sim.addr))
             .header("Timestamp", ts.to_string())
-            .header("Authorization", format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID))
+            .header(
+                "Authorization",
+                format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID),
+            )
             .json(&body)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 201, "{target}");
         // Signed over one encoding, sent with the other: refused.
-        let other = if target.contains("%20") { target.replace("%20", "+") } else { target.replace('+', "%20") };
+        let other = if target.contains("%20") {
+            target.replace("%20", "+")
+        } else {
+            target.replace('+', "%20")
+        };
         let r = reqwest_client()
             .post(format!("http://{}{other}", sim.addr))
             .header("Timestamp", ts.to_string())
-            .header("Authorization", format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID))
+            .header(
+                "Authorization",
+                format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID),
+            )
             .json(&body)
             .send()
             .await
@@ -234,13 +363,20 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
         path_and_query: "/v2/owners".into(),
         body: None,
     };
-    assert!(matches!(c.send(&req).await.outcome, Outcome::ServerError { status: 500, .. }));
+    assert!(matches!(
+        c.send(&req).await.outcome,
+        Outcome::ServerError { status: 500, .. }
+    ));
 }
 
 #[tokio::test]
 async fn random_error_rate_fails_about_that_fraction() {
     let sim = sim().await;
-    sim.set_faults(Faults { error_rate: 0.3, error_status: 503, ..faults() });
+    sim.set_faults(Faults {
+        error_rate: 0.3,
+        error_status: 503,
+        ..faults()
+    });
     let c = client(&sim);
     let mut failed = 0;
     for _ in 0..400 {
@@ -248,5 +384,8 @@ async fn random_error_rate_fails_about_that_fraction() {
             failed += 1;
         }
     }
-    assert!((70..=170).contains(&failed), "{failed} of 400 failed at a 30% error rate");
+    assert!(
+        (70..=170).contains(&failed),
+        "{failed} of 400 failed at a 30% error rate"
+    );
 }

@@ -11,7 +11,10 @@ use crate::helpers::data;
 
 /// Reads a file and normalizes every row: (accepted summaries, rejects as
 /// (line, reason), the read result).
-fn read(path: &Path, opts: &ReadOptions) -> (Vec<String>, Vec<(u64, String)>, Result<Format, FeedError>) {
+fn read(
+    path: &Path,
+    opts: &ReadOptions,
+) -> (Vec<String>, Vec<(u64, String)>, Result<Format, FeedError>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     let r = feed::read(path, opts, &mut |item| {
@@ -31,9 +34,15 @@ fn read(path: &Path, opts: &ReadOptions) -> (Vec<String>, Vec<(u64, String)>, Re
 fn csv_with_bom_crlf_semicolons_quoted_newlines_and_comments() {
     let (ok, bad, r) = read(&data("bom_crlf.csv"), &ReadOptions::default());
     assert_eq!(r.unwrap(), Format::Csv);
-    assert_eq!(ok, vec!["1.2.3.4", "http://evil.com/x;y", "evil.org", "5.6.7.8"]);
+    assert_eq!(
+        ok,
+        vec!["1.2.3.4", "http://evil.com/x;y", "evil.org", "5.6.7.8"]
+    );
     assert_eq!(bad.len(), 1, "{bad:?}");
-    assert!(bad[0].1.contains("cannot determine indicator type"), "{bad:?}");
+    assert!(
+        bad[0].1.contains("cannot determine indicator type"),
+        "{bad:?}"
+    );
 }
 
 #[test]
@@ -54,16 +63,31 @@ fn tsv_with_aliases_for_columns_and_types() {
     let (ok, bad, r) = read(&data("mixed.tsv"), &ReadOptions::default());
     assert_eq!(r.unwrap(), Format::Tsv);
     assert!(bad.is_empty(), "{bad:?}");
-    assert_eq!(ok, vec!["1.2.3.4", "HKEY_LOCAL_MACHINE\\Software\\Run :   : REG_NONE", "Mozilla/5.0 (X11)"]);
+    assert_eq!(
+        ok,
+        vec![
+            "1.2.3.4",
+            "HKEY_LOCAL_MACHINE\\Software\\Run :   : REG_NONE",
+            "Mozilla/5.0 (X11)"
+        ]
+    );
 }
 
 #[test]
 fn explicit_column_mapping_wins() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.csv");
-    std::fs::write(&p, "value,observable_x,score\nignored.example.com,1.2.3.4,4\n").unwrap();
+    std::fs::write(
+        &p,
+        "value,observable_x,score\nignored.example.com,1.2.3.4,4\n",
+    )
+    .unwrap();
     let opts = ReadOptions {
-        columns: [("value".to_string(), "observable_x".to_string()), ("rating".into(), "score".into())].into(),
+        columns: [
+            ("value".to_string(), "observable_x".to_string()),
+            ("rating".into(), "score".into()),
+        ]
+        .into(),
         ..ReadOptions::default()
     };
     let mut rows = Vec::new();
@@ -84,15 +108,31 @@ fn plain_lists_with_comments_blanks_wrapping_and_no_final_newline() {
     assert_eq!(r.unwrap(), Format::Text);
     assert_eq!(
         ok,
-        vec!["1.2.3.4", "evil.example.com", "http://example.com/Path", "zero-width.example.com", "ASN123", "2001:db8::1"]
+        vec![
+            "1.2.3.4",
+            "evil.example.com",
+            "http://example.com/Path",
+            "zero-width.example.com",
+            "ASN123",
+            "2001:db8::1"
+        ]
     );
-    assert_eq!(bad, vec![(9, "cannot determine indicator type of \"not_a_thing\" (give a type)".to_string())]);
+    assert_eq!(
+        bad,
+        vec![(
+            9,
+            "cannot determine indicator type of \"not_a_thing\" (give a type)".to_string()
+        )]
+    );
 }
 
 #[test]
 fn tiny_and_empty_files() {
     let (ok, bad, r) = read(&data("tiny.txt"), &ReadOptions::default());
-    assert_eq!((ok, bad.len(), r.is_ok()), (vec!["1.2.3.4".to_string()], 0, true));
+    assert_eq!(
+        (ok, bad.len(), r.is_ok()),
+        (vec!["1.2.3.4".to_string()], 0, true)
+    );
     let (ok, bad, r) = read(&data("empty.txt"), &ReadOptions::default());
     assert_eq!((ok.len(), bad.len(), r.is_ok()), (0, 0, true));
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +140,10 @@ fn tiny_and_empty_files() {
         let p = dir.path().join(name);
         std::fs::write(&p, "").unwrap();
         let (ok, bad, r) = read(&p, &ReadOptions::default());
-        assert!(ok.is_empty() && bad.is_empty() && r.is_ok(), "{name}: {r:?}");
+        assert!(
+            ok.is_empty() && bad.is_empty() && r.is_ok(),
+            "{name}: {r:?}"
+        );
     }
 }
 
@@ -111,20 +154,41 @@ fn json_batch_style_objects_strings_and_bad_elements() {
     let r = feed::read(&data("batch.json"), &ReadOptions::default(), &mut |i| {
         match i {
             Item::Row(r) => rows.push(r),
-            Item::Bad { position, reason, .. } => bad.push((position, reason)),
+            Item::Bad {
+                position, reason, ..
+            } => bad.push((position, reason)),
         }
         ControlFlow::Continue(())
     });
     assert_eq!(r.unwrap(), Format::Json);
     assert_eq!(rows.len(), 5);
-    assert_eq!(bad, vec![(4, "element is not an object or a string".to_string())]);
+    assert_eq!(
+        bad,
+        vec![(4, "element is not an object or a string".to_string())]
+    );
     let first = normalize::record(&rows[0], &FeedDefaults::default()).unwrap();
-    assert_eq!(first.payload.tags, vec!["c2"], "tags deduplicated ignoring case");
+    assert_eq!(
+        first.payload.tags,
+        vec!["c2"],
+        "tags deduplicated ignoring case"
+    );
     assert_eq!(first.payload.rating, Some(5.0));
     assert_eq!(first.payload.attributes.len(), 2);
     assert_eq!(first.payload.attributes[0].value, "team server");
-    assert_eq!(normalize::record(&rows[1], &FeedDefaults::default()).unwrap().indicator.summary(), "ASN13335");
-    assert_eq!(normalize::record(&rows[2], &FeedDefaults::default()).unwrap().indicator.summary(), "evil.example.com");
+    assert_eq!(
+        normalize::record(&rows[1], &FeedDefaults::default())
+            .unwrap()
+            .indicator
+            .summary(),
+        "ASN13335"
+    );
+    assert_eq!(
+        normalize::record(&rows[2], &FeedDefaults::default())
+            .unwrap()
+            .indicator
+            .summary(),
+        "evil.example.com"
+    );
     let cidr = normalize::record(&rows[4], &FeedDefaults::default()).unwrap_err();
     assert_eq!(cidr.rule, "cidr-host-bits");
 }
@@ -153,7 +217,11 @@ fn json_syntax_error_at_row_1000_keeps_the_rows_before() {
     let p = dir.path().join("broken.json");
     let mut text = String::from("[\n");
     for i in 0..999 {
-        text.push_str(&format!("{{\"value\": \"10.0.{}.{}\"}},\n", i / 256, i % 256));
+        text.push_str(&format!(
+            "{{\"value\": \"10.0.{}.{}\"}},\n",
+            i / 256,
+            i % 256
+        ));
     }
     text.push_str("{\"value\": \"10.9.9.9\" oops},\n{\"value\": \"10.9.9.10\"}\n]\n");
     std::fs::write(&p, text).unwrap();
@@ -185,7 +253,14 @@ fn huge_line_and_huge_field_are_rejected_not_loaded() {
     assert_eq!(bad[0].0, 2);
     assert!(bad[0].1.contains("longer than 1000 bytes"));
     let p = dir.path().join("big.csv");
-    std::fs::write(&p, format!("value,description\n1.2.3.4,{}\n5.6.7.8,ok\n", "d".repeat(5000))).unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "value,description\n1.2.3.4,{}\n5.6.7.8,ok\n",
+            "d".repeat(5000)
+        ),
+    )
+    .unwrap();
     let (ok, bad, _) = read(&p, &opts);
     assert_eq!(ok, vec!["5.6.7.8"]);
     assert!(bad[0].1.contains("field longer than 1000 bytes"));
@@ -200,7 +275,9 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn gzip_feeds_truncated_gzip_and_bombs() {
     let dir = tempfile::tempdir().unwrap();
-    let text: String = (0..2000).map(|i| format!("10.1.{}.{}\n", i / 256, i % 256)).collect();
+    let text: String = (0..2000)
+        .map(|i| format!("10.1.{}.{}\n", i / 256, i % 256))
+        .collect();
     let p = dir.path().join("list.txt.gz");
     std::fs::write(&p, gzip(text.as_bytes())).unwrap();
     let (ok, _, r) = read(&p, &ReadOptions::default());
@@ -220,7 +297,9 @@ fn gzip_feeds_truncated_gzip_and_bombs() {
         ..ReadOptions::default()
     };
     match read(&p, &opts).2 {
-        Err(FeedError::Broken { reason, .. }) => assert!(reason.contains("exceeds the limit"), "{reason}"),
+        Err(FeedError::Broken { reason, .. }) => {
+            assert!(reason.contains("exceeds the limit"), "{reason}")
+        }
         r => panic!("{r:?}"),
     }
 }
@@ -230,7 +309,10 @@ fn format_is_sniffed_without_an_extension() {
     let dir = tempfile::tempdir().unwrap();
     for (content, format) in [
         ("[{\"value\": \"1.2.3.4\"}]", Format::Json),
-        ("{\"value\": \"1.2.3.4\"}\n{\"value\": \"5.6.7.8\"}\n", Format::Ndjson),
+        (
+            "{\"value\": \"1.2.3.4\"}\n{\"value\": \"5.6.7.8\"}\n",
+            Format::Ndjson,
+        ),
         ("indicator,type\n1.2.3.4,ip\n", Format::Csv),
         ("1.2.3.4\n", Format::Text),
     ] {

@@ -110,5 +110,7 @@ pub fn client_with(sim: &Simulator, secret: &str) -> Client {
 
 /// The fixture at `tests/data/<name>`.
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use tc_ingest::indicator::{IndicatorType, Payload};
-use tc_ingest::queue::{DaemonLock, JobError, JobUpdate, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms};
+use tc_ingest::queue::{
+    DaemonLock, JobError, JobUpdate, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms,
+};
 
 async fn open() -> (tempfile::TempDir, Queue) {
     let dir = tempfile::tempdir().unwrap();
@@ -33,18 +35,29 @@ fn err(class: &str) -> JobError {
 #[tokio::test]
 async fn enqueue_claim_complete_with_dedup() {
     let (_d, q) = open().await;
-    let jobs: Vec<NewJob> = (0..1000).map(|i| job("O", &format!("10.0.{}.{}", i / 256, i % 256))).collect();
+    let jobs: Vec<NewJob> = (0..1000)
+        .map(|i| job("O", &format!("10.0.{}.{}", i / 256, i % 256)))
+        .collect();
     let mut with_repeat = jobs.clone();
     with_repeat.push(job("O", "10.0.0.0"));
-    let r = q.commit_chunk(None, &with_repeat, &[], 1001, 1001, DAY).await.unwrap();
+    let r = q
+        .commit_chunk(None, &with_repeat, &[], 1001, 1001, DAY)
+        .await
+        .unwrap();
     assert_eq!((r.queued, r.duplicates), (1000, 1));
     // The same again: all pending already.
-    let r = q.commit_chunk(None, &jobs[..10], &[], 10, 10, DAY).await.unwrap();
+    let r = q
+        .commit_chunk(None, &jobs[..10], &[], 10, 10, DAY)
+        .await
+        .unwrap();
     assert_eq!((r.queued, r.duplicates), (0, 10));
     // Another owner or payload is not a duplicate.
     let mut tagged = job("O", "10.0.0.0");
     tagged.payload.tags = vec!["t".into()];
-    let r = q.commit_chunk(None, &[job("P", "10.0.0.0"), tagged], &[], 2, 2, DAY).await.unwrap();
+    let r = q
+        .commit_chunk(None, &[job("P", "10.0.0.0"), tagged], &[], 2, 2, DAY)
+        .await
+        .unwrap();
     assert_eq!(r.queued, 2);
 
     let claimed = q.claim(100, Duration::from_secs(30)).await.unwrap();
@@ -53,29 +66,63 @@ async fn enqueue_claim_complete_with_dedup() {
     let (ind, payload) = claimed[0].parse().unwrap();
     assert_eq!(ind.kind(), IndicatorType::Address);
     assert_eq!(payload, Payload::default());
-    let updates: Vec<JobUpdate> = claimed.iter().map(|j| JobUpdate::Delivered { id: j.id }).collect();
+    let updates: Vec<JobUpdate> = claimed
+        .iter()
+        .map(|j| JobUpdate::Delivered { id: j.id })
+        .collect();
     q.apply(&updates).await.unwrap();
     assert_eq!(q.count(Some("delivered")).await.unwrap(), 100);
     // Delivered within the window: still a duplicate. With a zero window: queued again.
     let value = &claimed[0].value;
-    let r = q.commit_chunk(None, &[job(&claimed[0].owner, value)], &[], 1, 1, DAY).await.unwrap();
+    let r = q
+        .commit_chunk(None, &[job(&claimed[0].owner, value)], &[], 1, 1, DAY)
+        .await
+        .unwrap();
     assert_eq!(r.duplicates, 1);
-    let r = q.commit_chunk(None, &[job(&claimed[0].owner, value)], &[], 1, 1, Duration::ZERO).await.unwrap();
+    let r = q
+        .commit_chunk(
+            None,
+            &[job(&claimed[0].owner, value)],
+            &[],
+            1,
+            1,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.queued, 1);
 }
 
 #[tokio::test]
 async fn leases_expire_and_return() {
     let (_d, q) = open().await;
-    q.commit_chunk(None, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")], &[], 2, 2, DAY).await.unwrap();
+    q.commit_chunk(
+        None,
+        &[job("O", "1.1.1.1"), job("O", "2.2.2.2")],
+        &[],
+        2,
+        2,
+        DAY,
+    )
+    .await
+    .unwrap();
     let a = q.claim(1, Duration::from_millis(1)).await.unwrap();
     let b = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!((a.len(), b.len()), (1, 1));
-    assert!(q.claim(10, Duration::from_secs(60)).await.unwrap().is_empty(), "leased jobs are not claimed twice");
+    assert!(
+        q.claim(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased jobs are not claimed twice"
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
     let again = q.claim(10, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a[0].id]);
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![a[0].id]
+    );
     // Daemon start: every lease is an orphan.
     assert_eq!(q.release_all_leases().await.unwrap(), 2);
     assert_eq!(q.count(Some("pending")).await.unwrap(), 2);
@@ -94,9 +141,20 @@ async fn reschedule_bury_requeue() {
         })
         .await
         .unwrap();
-    q.commit_chunk(Some(fid), &[job("O", "1.1.1.1"), job("P", "2.2.2.2"), job("O", "3.3.3.3")], &[], 3, 3, DAY)
-        .await
-        .unwrap();
+    q.commit_chunk(
+        Some(fid),
+        &[
+            job("O", "1.1.1.1"),
+            job("P", "2.2.2.2"),
+            job("O", "3.3.3.3"),
+        ],
+        &[],
+        3,
+        3,
+        DAY,
+    )
+    .await
+    .unwrap();
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     q.apply(&[
         JobUpdate::Reschedule {
@@ -106,12 +164,26 @@ async fn reschedule_bury_requeue() {
             count_attempt: true,
             error: Some(err("server_error")),
         },
-        JobUpdate::Bury { id: c[1].id, steps_done: 0, error: err("validation") },
-        JobUpdate::Bury { id: c[2].id, steps_done: 0, error: err("unexpected") },
+        JobUpdate::Bury {
+            id: c[1].id,
+            steps_done: 0,
+            error: err("validation"),
+        },
+        JobUpdate::Bury {
+            id: c[2].id,
+            steps_done: 0,
+            error: err("unexpected"),
+        },
     ])
     .await
     .unwrap();
-    assert!(q.claim(10, Duration::from_secs(60)).await.unwrap().is_empty(), "not due yet");
+    assert!(
+        q.claim(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
     let dead = q.jobs_in_state("dead").await.unwrap();
     assert_eq!(dead.len(), 2);
     assert_eq!(dead[0].last_error_class.as_deref(), Some("validation"));
@@ -119,11 +191,20 @@ async fn reschedule_bury_requeue() {
     let pending = q.jobs_in_state("pending").await.unwrap();
     assert_eq!((pending[0].steps_done, pending[0].attempts), (1, 1));
 
-    let by_class = RetryFilter { class: Some("validation".into()), ..RetryFilter::default() };
+    let by_class = RetryFilter {
+        class: Some("validation".into()),
+        ..RetryFilter::default()
+    };
     assert_eq!(q.requeue_dead(&by_class).await.unwrap(), 1);
-    let by_owner = RetryFilter { owner: Some("nobody".into()), ..RetryFilter::default() };
+    let by_owner = RetryFilter {
+        owner: Some("nobody".into()),
+        ..RetryFilter::default()
+    };
     assert_eq!(q.requeue_dead(&by_owner).await.unwrap(), 0);
-    let by_file = RetryFilter { file: Some("a.csv".into()), ..RetryFilter::default() };
+    let by_file = RetryFilter {
+        file: Some("a.csv".into()),
+        ..RetryFilter::default()
+    };
     assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
     assert_eq!(q.count(Some("dead")).await.unwrap(), 0);
     assert_eq!(q.claim(10, Duration::from_secs(60)).await.unwrap().len(), 2);
@@ -132,13 +213,40 @@ async fn reschedule_bury_requeue() {
 #[tokio::test]
 async fn held_owners_wait_and_others_go_on() {
     let (_d, q) = open().await;
-    q.commit_chunk(None, &[job("A", "1.1.1.1"), job("B", "2.2.2.2")], &[], 2, 2, DAY).await.unwrap();
-    assert!(q.hold_owner("A", "access_denied", "Access Denied").await.unwrap());
-    assert!(!q.hold_owner("A", "access_denied", "Access Denied").await.unwrap(), "holding twice is one hold");
-    q.commit_chunk(None, &[job("A", "3.3.3.3")], &[], 1, 1, DAY).await.unwrap();
-    assert_eq!(q.count(Some("held")).await.unwrap(), 2, "new jobs of a held owner are held too");
+    q.commit_chunk(
+        None,
+        &[job("A", "1.1.1.1"), job("B", "2.2.2.2")],
+        &[],
+        2,
+        2,
+        DAY,
+    )
+    .await
+    .unwrap();
+    assert!(
+        q.hold_owner("A", "access_denied", "Access Denied")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !q.hold_owner("A", "access_denied", "Access Denied")
+            .await
+            .unwrap(),
+        "holding twice is one hold"
+    );
+    q.commit_chunk(None, &[job("A", "3.3.3.3")], &[], 1, 1, DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.count(Some("held")).await.unwrap(),
+        2,
+        "new jobs of a held owner are held too"
+    );
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(c.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(), vec!["B"]);
+    assert_eq!(
+        c.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(),
+        vec!["B"]
+    );
     let s = q.stats().await.unwrap();
     assert_eq!(s.held_owners.len(), 1);
     assert_eq!(q.release_owner("A").await.unwrap(), 2);
@@ -158,12 +266,37 @@ async fn files_rejects_progress_and_stats() {
         })
         .await
         .unwrap();
-    let rejects = vec![NewReject { line: 2, input: "bad".into(), rule: "r".into(), reason: "why".into() }];
-    q.commit_chunk(Some(fid), &[job("O", "1.1.1.1"), job("O", "1.1.1.1")], &rejects, 3, 3, DAY).await.unwrap();
+    let rejects = vec![NewReject {
+        line: 2,
+        input: "bad".into(),
+        rule: "r".into(),
+        reason: "why".into(),
+    }];
+    q.commit_chunk(
+        Some(fid),
+        &[job("O", "1.1.1.1"), job("O", "1.1.1.1")],
+        &rejects,
+        3,
+        3,
+        DAY,
+    )
+    .await
+    .unwrap();
     let f = q.file_in_progress("/p/x.txt").await.unwrap().unwrap();
-    assert_eq!((f.rows_read, f.rows_queued, f.rows_duplicate, f.rows_rejected, f.last_position), (3, 1, 1, 1, 3));
+    assert_eq!(
+        (
+            f.rows_read,
+            f.rows_queued,
+            f.rows_duplicate,
+            f.rows_rejected,
+            f.last_position
+        ),
+        (3, 1, 1, 1, 3)
+    );
     assert_eq!(q.rejects(fid).await.unwrap(), rejects);
-    q.file_finish(fid, "done", Some("text"), None).await.unwrap();
+    q.file_finish(fid, "done", Some("text"), None)
+        .await
+        .unwrap();
     assert!(q.file_in_progress("/p/x.txt").await.unwrap().is_none());
     assert_eq!(q.file_done_with_sha("abc").await.unwrap().unwrap().id, fid);
 
@@ -178,9 +311,20 @@ async fn files_rejects_progress_and_stats() {
 #[tokio::test]
 async fn prune_removes_old_delivered_jobs_only() {
     let (_d, q) = open().await;
-    q.commit_chunk(None, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")], &[], 2, 2, DAY).await.unwrap();
+    q.commit_chunk(
+        None,
+        &[job("O", "1.1.1.1"), job("O", "2.2.2.2")],
+        &[],
+        2,
+        2,
+        DAY,
+    )
+    .await
+    .unwrap();
     let c = q.claim(1, Duration::from_secs(60)).await.unwrap();
-    q.apply(&[JobUpdate::Delivered { id: c[0].id }]).await.unwrap();
+    q.apply(&[JobUpdate::Delivered { id: c[0].id }])
+        .await
+        .unwrap();
     assert_eq!(q.prune_delivered(DAY).await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(q.prune_delivered(Duration::ZERO).await.unwrap(), 1);
@@ -198,7 +342,10 @@ async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(c.len(), 1);
     let (ind, payload) = c[0].parse().unwrap();
-    assert_eq!((ind.summary(), payload.tags), ("hand.example.com", vec!["manual".to_string()]));
+    assert_eq!(
+        (ind.summary(), payload.tags),
+        ("hand.example.com", vec!["manual".to_string()])
+    );
 }
 
 #[tokio::test]
@@ -213,11 +360,15 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
 
     // A reader holding a read transaction open does not block writers (WAL).
     let q = Queue::open(&path).await.unwrap();
-    q.commit_chunk(None, &[job("O", "1.1.1.1")], &[], 1, 1, DAY).await.unwrap();
+    q.commit_chunk(None, &[job("O", "1.1.1.1")], &[], 1, 1, DAY)
+        .await
+        .unwrap();
     let reader = Queue::open(&path).await.unwrap();
     reader.execute_raw("SELECT 1").await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
-    q.commit_chunk(None, &[job("O", "2.2.2.2")], &[], 1, 1, DAY).await.unwrap();
+    q.commit_chunk(None, &[job("O", "2.2.2.2")], &[], 1, 1, DAY)
+        .await
+        .unwrap();
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(c.len(), 2);
     drop(conn);
@@ -227,7 +378,12 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
 /// `sqlite3` does while a query's result is being paged.
 async fn rusqlite_like_reader(path: &std::path::Path) -> sqlx::SqliteConnection {
     use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    sqlx::raw_sql("BEGIN; SELECT COUNT(*) FROM jobs;").execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; SELECT COUNT(*) FROM jobs;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn
 }
