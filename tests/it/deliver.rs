@@ -517,5 +517,5 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
         sim.indicators().len(),
         "every request that reached the server was recorded"
     );
-    assert!(delivered >= 1 && delivered <= 8, "{delivered}");
+    assert!((1..=8).contains(&delivered), "{delivered}");
 }

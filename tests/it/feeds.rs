@@ -11,10 +11,9 @@ use crate::helpers::data;
 
 /// Reads a file and normalizes every row: (accepted summaries, rejects as
 /// (line, reason), the read result).
-fn read(
-    path: &Path,
-    opts: &ReadOptions,
-) -> (Vec<String>, Vec<(u64, String)>, Result<Format, FeedError>) {
+type Read = (Vec<String>, Vec<(u64, String)>, Result<Format, FeedError>);
+
+fn read(path: &Path, opts: &ReadOptions) -> Read {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     let r = feed::read(path, opts, &mut |item| {
