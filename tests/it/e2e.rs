@@ -1,1 +1,392 @@
+//! The real binary: `run --once`, the daemon with signals, `enqueue` beside
+//! it, SIGKILL and restart, and the secret never leaking.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tc_ingest::queue::Queue;
+use tokio::process::{Child, Command};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
+const SECRET: &str = "e2e-Secret-Value-42";
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("TC_API_SECRET_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+async fn setup() -> (tc_ingest::sim::Simulator, Env, PathBuf) {
+    let sim = sim_with(tc_ingest::sim::SimConfig {
+        secret: SECRET.into(),
+        ..Default::default()
+    })
+    .await;
+    let mut env = Env::new(&sim.base_url());
+    env.extra =
+        "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n"
+            .into();
+    let cfg = env.write_config(SECRET);
+    (sim, env, cfg)
+}
+
+fn copy_examples(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feeds");
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+async fn wait_for(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn signal(child: &Child, sig: i32) {
+    let pid = child.id().expect("running") as i32;
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+#[tokio::test]
+async fn run_once_delivers_every_sample_feed() {
+    let (sim, env, cfg) = setup().await;
+    copy_examples(&env.incoming());
+    let out = cmd(&["run", "--once", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let held = sim.indicators();
+    let count = |t: &str| held.iter().filter(|i| i.kind == t).count();
+    assert_eq!(
+        [
+            count("Address"),
+            count("Host"),
+            count("URL"),
+            count("EmailAddress"),
+            count("File"),
+            count("ASN"),
+            count("CIDR"),
+            count("Registry Key"),
+            count("Mutex"),
+            count("User Agent")
+        ],
+        [5, 4, 5, 2, 3, 2, 3, 2, 1, 1],
+        "{held:#?}"
+    );
+    for v in [
+        "xn--sterreich-z7a.icom.museum",
+        "http://login-micros0ft.com/owa/auth.php?session=AbC",
+        "ASN13335",
+        "2001:db8:1234:0:0:0:0:0/48",
+        "HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows\\CurrentVersion\\Run : updater : REG_SZ",
+    ] {
+        assert!(held.iter().any(|i| i.value == v), "{v} missing");
+    }
+    let c2 = held.iter().find(|i| i.value == "45.133.1.20").unwrap();
+    assert_eq!(c2.tags.len(), 2);
+    assert_eq!(c2.attributes[0].value, "Cobalt Strike team server");
+    // Every row is accounted for: queued or rejected with its file and line.
+    let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!(
+        s.by_state.get("delivered").copied().unwrap_or(0) as usize,
+        held.len()
+    );
+    assert_eq!(s.rows_rejected, 7);
+    assert!(!stderr.contains(SECRET));
+}
+
+#[tokio::test]
+async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
+    let (sim, env, cfg) = setup().await;
+    let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, async || env.path().join("queue.db").exists()).await);
+    let tmp = env.path().join("incoming/.drop.tmp");
+    std::fs::write(&tmp, "1.1.1.1\n2.2.2.2\nevil[.]example[.]com\n").unwrap();
+    std::fs::rename(&tmp, env.incoming().join("drop.txt")).unwrap();
+    assert!(
+        wait_for(10, async || sim.indicators().len() == 3).await,
+        "delivered"
+    );
+
+    // `enqueue` beside the running daemon: picked up within about a second.
+    let extra = env.path().join("extra.txt");
+    std::fs::write(&extra, "3.3.3.3\n4.4.4.4\n").unwrap();
+    let out = cmd(&[
+        "enqueue",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--owner",
+        "Exemplary Organization",
+        extra.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 queued"));
+    let start = Instant::now();
+    assert!(wait_for(5, async || sim.indicators().len() == 5).await);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        sim.indicators()
+            .iter()
+            .any(|i| i.owner == "Exemplary Organization")
+    );
+
+    // A second daemon on the same queue is refused, naming the first.
+    let second = cmd(&["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains(&format!("pid {}", child.id().unwrap()))
+    );
+
+    // `status` reads the queue while the daemon runs.
+    let status = cmd(&["status", "--json", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(v["jobs"]["delivered"], 5);
+
+    signal(&child, libc::SIGTERM);
+    let out = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.code(), Some(0));
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("feed file finished"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "the secret leaked into the logs");
+    let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
+    assert_eq!(q.count(Some("leased")).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
+    let (sim, env, cfg) = setup().await;
+    let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(10, async || env.path().join("queue.db").exists()).await);
+    std::fs::write(&cfg, "[api]\nbase_url = 42\n").unwrap();
+    signal(&child, libc::SIGHUP);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(env.path().join("incoming/.a.tmp"), "7.7.7.7\n").unwrap();
+    std::fs::rename(
+        env.path().join("incoming/.a.tmp"),
+        env.incoming().join("a.txt"),
+    )
+    .unwrap();
+    assert!(
+        wait_for(10, async || sim.indicators().len() == 1).await,
+        "still delivering with the old config"
+    );
+    signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("invalid configuration: keeping the running one"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_at_any_moment_then_restart_loses_nothing() {
+    let (sim, env, cfg) = setup().await;
+    sim.set_faults(tc_ingest::sim::Faults {
+        latency_ms: 2,
+        ..faults()
+    });
+    let n = 3000;
+    let rows: String = (0..n)
+        .map(|i| format!("10.7.{}.{}\n", i / 256, i % 256))
+        .collect();
+    std::fs::create_dir_all(env.incoming()).unwrap();
+    std::fs::write(env.incoming().join("big.txt"), rows).unwrap();
+    // Kill it twice at different moments, then let it finish.
+    for wait_ms in [150, 600] {
+        let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+    let out = cmd(&["run", "--once", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held = sim.indicators();
+    assert_eq!(held.len(), n, "every row delivered");
+    let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
+    assert_eq!(
+        q.count(Some("delivered")).await.unwrap(),
+        n as u64,
+        "no row queued twice"
+    );
+    let redelivered: u64 = held.iter().map(|i| i.create_count - 1).sum();
+    assert!(
+        redelivered <= 64,
+        "duplicates bounded by what was in flight: {redelivered}"
+    );
+}
+
+#[tokio::test]
+async fn the_secret_never_reaches_the_database_status_or_check_config() {
+    let (_sim, env, cfg) = setup().await;
+    copy_examples(&env.incoming());
+    let run = cmd(&["run", "--once", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let status = cmd(&["status", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let check = cmd(&["check-config", "--config", cfg.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("[redacted]"));
+    for bytes in [
+        &run.stdout,
+        &run.stderr,
+        &status.stdout,
+        &status.stderr,
+        &check.stdout,
+        &check.stderr,
+    ] {
+        assert!(!String::from_utf8_lossy(bytes).contains(SECRET));
+    }
+    for f in std::fs::read_dir(env.path()).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() && !p.ends_with("tc-ingest.toml") {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "secret found in {}",
+                p.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_exit_codes_and_normalize_output() {
+    let out = cmd(&["normalize", data("tricky.txt").to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0]["type"], "Address");
+    assert_eq!(lines[0]["line"], 3);
+    assert_eq!(lines[2]["summary"], "http://example.com/Path");
+    assert!(lines.iter().any(|l| {
+        l["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot determine"))
+    }));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 accepted"));
+    let missing = cmd(&["normalize", "/nonexistent/feed.txt"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[api]\nbase_url = \"ftp://x\"\nsurprise = true\n").unwrap();
+    let out = cmd(&["check-config", "--config", bad.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("surprise"));
+}
+
+#[tokio::test]
+async fn systemd_unit_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/tc-ingest.service");
+    let Ok(out) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        println!("SKIPPED: systemd-analyze is not installed, so the unit file was not verified");
+        return;
+    };
+    assert!(out.status.success());
+    // The unit names /usr/local/bin/tc-ingest: verify against a copy that
+    // points at the binary just built.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/local/bin/tc-ingest", BIN);
+    let copy = dir.path().join("tc-ingest.service");
+    std::fs::write(&copy, text).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("tc-ingest.service"))
+        .collect();
+    assert!(
+        out.status.success() && problems.is_empty(),
+        "systemd-analyze verify:\n{stderr}"
+    );
+}
