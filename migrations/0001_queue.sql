@@ -63,8 +63,6 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_due ON jobs (state, next_attempt_at);
 CREATE INDEX jobs_dedup ON jobs (dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE INDEX jobs_delivered ON jobs (delivered_at) WHERE delivered_at IS NOT NULL;
-CREATE INDEX jobs_owner ON jobs (owner, state);
-CREATE INDEX jobs_file ON jobs (file_id);
 
 -- Owners whose jobs wait because the API denied access to them.
 CREATE TABLE held_owners (

@@ -19,7 +19,7 @@ use crate::normalize::{self, FeedDefaults};
 use crate::queue::{NewJob, NewReject, Queue};
 
 /// Rows per committed chunk.
-pub const CHUNK_ROWS: usize = 4096;
+pub const CHUNK_ROWS: usize = 16384;
 
 /// How to read and queue one file.
 #[derive(Debug, Clone)]

@@ -72,7 +72,13 @@ pub fn key_name(s: &str) -> Result<String, Reject> {
             ),
         ));
     };
+    // A path written with `/` throughout (`hklm/Software/Run`) is the same
+    // path with `\` separators; one that already uses `\` keeps any `/` as
+    // part of a key name.
     Ok(match rest {
+        Some(r) if !r.is_empty() && !s.contains('\\') => {
+            format!("{full}\\{}", r.replace('/', "\\"))
+        }
         Some(r) if !r.is_empty() => format!("{full}\\{r}"),
         _ => full.to_string(),
     })

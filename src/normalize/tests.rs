@@ -213,7 +213,7 @@ fn registry_key_rules() {
     check_detect(
         "hkcu/Software/Evil",
         T::RegistryKey,
-        "HKEY_CURRENT_USER\\Software/Evil :   : REG_NONE",
+        "HKEY_CURRENT_USER\\Software\\Evil :   : REG_NONE",
     );
     for (short, full) in [
         ("HKCR", "HKEY_CLASSES_ROOT"),
@@ -231,6 +231,11 @@ fn registry_key_rules() {
         "HKXX\\Software",
         Some(T::RegistryKey),
         "invalid-registry-hive",
+    );
+    check(
+        "HKLM\\Software\\a/b",
+        Some(T::RegistryKey),
+        "HKEY_LOCAL_MACHINE\\Software\\a/b :   : REG_NONE",
     );
     let e = value("HKXX\\Software", Some(T::RegistryKey)).unwrap_err();
     assert!(e.message.contains("HKEY_PERFORMANCE_NLSTEXT"), "{e}");
@@ -332,7 +337,7 @@ fn record_joins_hash_columns_and_registry_columns() {
     let n = record(&rec, &d).unwrap();
     assert_eq!(
         n.indicator.summary(),
-        "HKEY_LOCAL_MACHINE\\Software/Run : evil : REG_SZ"
+        "HKEY_LOCAL_MACHINE\\Software\\Run : evil : REG_SZ"
     );
 }
 
