@@ -55,12 +55,17 @@ CREATE TABLE jobs (
     last_error       TEXT,
     file_id          INTEGER REFERENCES files (id) ON DELETE SET NULL,
     source_line      INTEGER,
-    dedup_key        BLOB,                       -- first 16 bytes of sha256(owner, type, value, payload)
+    dedup_key        INTEGER,                    -- first 8 bytes of sha256(owner, type, value, payload): an index hint
     created_at       INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
     updated_at       INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
     delivered_at     INTEGER
 );
-CREATE INDEX jobs_due ON jobs (state, next_attempt_at);
+-- Partial indexes: each holds only the rows of one state, so the common
+-- insert (a pending job) touches one small index entry.
+CREATE INDEX jobs_due ON jobs (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE state = 'leased';
+CREATE INDEX jobs_held ON jobs (owner) WHERE state = 'held';
+CREATE INDEX jobs_dead ON jobs (last_error_class) WHERE state = 'dead';
 CREATE INDEX jobs_dedup ON jobs (dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE INDEX jobs_delivered ON jobs (delivered_at) WHERE delivered_at IS NOT NULL;
 

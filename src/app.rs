@@ -128,6 +128,18 @@ impl Daemon {
 /// `tc-ingest run`: loads the config and runs until stopped (or, with
 /// `once`, until the queue has nothing left to do now).
 pub async fn run(config_path: &Path, once: bool) -> u8 {
+    // Signal handlers first: a signal that arrives during startup is acted
+    // on once the daemon runs, instead of killing it half-started.
+    let cancel = CancellationToken::new();
+    let hup = match spawn_signal_handler(cancel.clone())
+        .and_then(|()| signal(SignalKind::hangup()).context("installing the SIGHUP handler"))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_CONFIG;
+        }
+    };
     let cfg = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -147,9 +159,9 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
         }
     };
     let result = if once {
-        run_once(daemon).await
+        run_once(daemon, &cancel).await
     } else {
-        run_daemon(daemon).await
+        run_daemon(daemon, cancel, hup).await
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "stopped by an error");
@@ -186,10 +198,11 @@ fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_daemon(mut daemon: Daemon) -> anyhow::Result<u8> {
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone())?;
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+async fn run_daemon(
+    mut daemon: Daemon,
+    cancel: CancellationToken,
+    mut hup: tokio::signal::unix::Signal,
+) -> anyhow::Result<u8> {
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let (intake, c) = (
         daemon.intake.take().expect("intake runs once"),
@@ -336,8 +349,8 @@ impl OnceReport {
     }
 }
 
-async fn run_once(mut daemon: Daemon) -> anyhow::Result<u8> {
-    let report = drive_once(&mut daemon, |_| {}).await?;
+async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Result<u8> {
+    let report = drive_once(&mut daemon, cancel, |_| {}).await?;
     daemon.queue.close().await;
     let n = |k: &str| report.stats.by_state.get(k).copied().unwrap_or(0);
     tracing::info!(
@@ -360,10 +373,9 @@ async fn run_once(mut daemon: Daemon) -> anyhow::Result<u8> {
 /// Database or filesystem errors.
 pub async fn drive_once(
     daemon: &mut Daemon,
+    cancel: &CancellationToken,
     mut progress: impl FnMut(&Stats),
 ) -> anyhow::Result<OnceReport> {
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone())?;
     let dead_before = daemon
         .queue
         .stats()
@@ -377,8 +389,8 @@ pub async fn drive_once(
     let dc = delivery_cancel.clone();
     let delivery = tokio::spawn(async move { d.run(dc).await });
     let intake = daemon.intake.as_mut().expect("intake");
-    let mut files = intake.resume(&cancel).await?;
-    files.extend(intake.scan(&cancel, false).await?);
+    let mut files = intake.resume(cancel).await?;
+    files.extend(intake.scan(cancel, false).await?);
     let mut paused = None;
     loop {
         tokio::select! {

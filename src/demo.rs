@@ -113,22 +113,26 @@ confidence = 50
         ProgressBar::hidden()
     };
     let mut last_print = std::time::Instant::now();
-    let report = drive_once(&mut daemon, |s| {
-        let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
-        let total: u64 = s.by_state.values().sum();
-        let finished = n("delivered") + n("dead");
-        bar.set_length(total);
-        bar.set_position(finished);
-        bar.set_message(format!(
-            "(pending {}, dead {})",
-            n("pending") + n("leased"),
-            n("dead")
-        ));
-        if bar.is_hidden() && last_print.elapsed() >= Duration::from_secs(1) {
-            last_print = std::time::Instant::now();
-            eprintln!("delivered {finished}/{total} jobs");
-        }
-    })
+    let report = drive_once(
+        &mut daemon,
+        &tokio_util::sync::CancellationToken::new(),
+        |s| {
+            let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
+            let total: u64 = s.by_state.values().sum();
+            let finished = n("delivered") + n("dead");
+            bar.set_length(total);
+            bar.set_position(finished);
+            bar.set_message(format!(
+                "(pending {}, dead {})",
+                n("pending") + n("leased"),
+                n("dead")
+            ));
+            if bar.is_hidden() && last_print.elapsed() >= Duration::from_secs(1) {
+                last_print = std::time::Instant::now();
+                eprintln!("delivered {finished}/{total} jobs");
+            }
+        },
+    )
     .await?;
     bar.finish_and_clear();
 

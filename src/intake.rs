@@ -86,7 +86,7 @@ pub async fn ingest(
     resume_after: u64,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Report> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let settings_r = settings.clone();
     let name_r: PathBuf = name.to_path_buf();
     let cancel_r = cancel.clone();

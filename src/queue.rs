@@ -117,7 +117,7 @@ impl NewJob {
     }
 
     /// Same owner, type, value and payload give the same key.
-    fn dedup_key(&self, payload_json: &str) -> [u8; 16] {
+    fn dedup_key(&self, payload_json: &str) -> i64 {
         let mut h = Sha256::new();
         for part in [
             self.owner.as_str(),
@@ -128,9 +128,8 @@ impl NewJob {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&h.finalize()[..16]);
-        key
+        let digest = h.finalize();
+        i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 }
 
@@ -309,17 +308,22 @@ impl Queue {
             .expect("static URL")
             .filename(path)
             .create_if_missing(true)
+            // Set before the first table exists (later it is a no-op):
+            // bigger pages make shallower indexes and fewer WAL frames.
+            .page_size(16384)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk when it returns. A feed file leaves
-            // processing/ only after its rows are committed, so with NORMAL a
-            // power loss after the move could lose rows that exist nowhere
-            // else. Commits are batched (a chunk of rows, a batch of results),
-            // so the fsync per commit costs little.
-            .synchronous(SqliteSynchronous::Full)
+            // NORMAL for the bulk of commits (chunks of rows, batches of
+            // results): in WAL mode a power loss can only roll back the
+            // newest commits, never corrupt. Where something is acknowledged
+            // (a file leaves processing/) `file_finish` commits with FULL,
+            // which syncs the WAL and with it every commit before it. A chunk
+            // lost before that point is lost together with the file's
+            // progress, so the resumed file reads those rows again.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            // 64 MiB of page cache per connection: indexes of a large queue
-            // stay in memory while a big file is enqueued.
-            .pragma("cache_size", "-65536")
+            // 32 MiB of page cache per connection: the indexes a big file
+            // touches stay in memory, and the daemon's memory stays bounded.
+            .pragma("cache_size", "-32768")
             // Checkpoint every ~40 MB of WAL rather than every 4 MB: a big
             // file's chunks are copied into the database in fewer passes.
             .pragma("wal_autocheckpoint", "10000")
@@ -419,7 +423,14 @@ impl Queue {
         format: Option<&str>,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        sqlx::query(
+        // The acknowledgement point: commit with synchronous=FULL so this
+        // commit, and every chunk before it, is on disk before the caller
+        // moves the file out of processing/.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
+        let result = sqlx::query(
             "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, processing_path = NULL WHERE id = ?",
         )
         .bind(state)
@@ -427,8 +438,12 @@ impl Queue {
         .bind(error)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *conn)
+        .await;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        result.context("recording a finished file")?;
         Ok(())
     }
 
@@ -478,52 +493,78 @@ impl Queue {
             .context("starting a queue transaction")?;
 
         // Drop repeats within the chunk first; repeats of earlier chunks and
-        // of the queue are caught by the NOT EXISTS below.
-        let mut seen = HashSet::with_capacity(jobs.len());
-        let mut rows: Vec<(&NewJob, String, [u8; 16])> = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let payload = job.payload_json();
-            let key = job.dedup_key(&payload);
-            if seen.insert(key) {
-                rows.push((job, payload, key));
-            }
-        }
+        // of the queue are caught by the NOT EXISTS below. The key is only a
+        // hint: equal content is what makes a duplicate.
+        let prepared: Vec<(&NewJob, String, i64)> = jobs
+            .iter()
+            .map(|job| {
+                let payload = job.payload_json();
+                let key = job.dedup_key(&payload);
+                (job, payload, key)
+            })
+            .collect();
+        let mut seen = HashSet::with_capacity(prepared.len());
+        let rows: Vec<&(&NewJob, String, i64)> = prepared
+            .iter()
+            .filter(|(job, payload, key)| {
+                seen.insert((
+                    *key,
+                    job.owner.as_str(),
+                    job.indicator.kind(),
+                    job.indicator.summary(),
+                    payload.as_str(),
+                ))
+            })
+            .collect();
+        // Jobs of a held owner wait as `held` from the start.
+        let held: HashSet<String> = sqlx::query("SELECT owner FROM held_owners")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut queued = 0u64;
         for batch in rows.chunks(INSERT_ROWS) {
             // Anonymous parameters only: SQLite looks numbered ones up by a
             // linear scan, which makes a statement with thousands of them
             // quadratic. They number in text order: the rows, then the two
-            // constants.
-            let mut sql = String::with_capacity(600 + batch.len() * 16);
+            // constants. The key only finds candidates in its index; equal
+            // content is what makes a duplicate.
+            let mut sql = String::with_capacity(800 + batch.len() * 16);
             sql.push_str(
                 "INSERT INTO jobs (owner, type, value, payload, file_id, source_line, dedup_key, state, \
                  next_attempt_at, created_at, updated_at) \
-                 SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
-                 CASE WHEN EXISTS (SELECT 1 FROM held_owners h WHERE h.owner = v.column1) THEN 'held' ELSE 'pending' END, \
+                 SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, v.column5, v.column6, v.column7, \
                  c.now, c.now, c.now FROM (VALUES ",
             );
             for i in 0..batch.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str("(?,?,?,?,?,?,?)");
+                sql.push_str(if i == 0 {
+                    "(?,?,?,?,?,?,?)"
+                } else {
+                    ",(?,?,?,?,?,?,?)"
+                });
             }
             sql.push_str(
-                ") AS v, (SELECT ? AS now, ? AS since) AS c WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = v.column7 \
+                ") AS v, (SELECT ? AS now, ? AS since, ? AS file_id) AS c WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = v.column6 \
+                 AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
                  AND (j.state IN ('pending', 'leased', 'held') OR (j.state = 'delivered' AND j.delivered_at >= c.since)))",
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (job, payload, key) in batch {
+            for (job, payload, key) in batch.iter().copied() {
                 q = q
                     .bind(job.owner.as_str())
                     .bind(job.indicator.kind().tc_name())
                     .bind(job.indicator.summary())
                     .bind(payload.as_str())
-                    .bind(file_id)
                     .bind(job.line.map(|l| l as i64))
-                    .bind(key.as_slice());
+                    .bind(*key)
+                    .bind(if held.contains(&job.owner) {
+                        "held"
+                    } else {
+                        "pending"
+                    });
             }
-            q = q.bind(now).bind(window_start);
+            q = q.bind(now).bind(window_start).bind(file_id);
             queued += q
                 .execute(&mut *tx)
                 .await
