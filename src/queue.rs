@@ -329,7 +329,7 @@ impl Queue {
             .pragma("wal_autocheckpoint", "10000")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(opts)
             .await
             .with_context(|| format!("opening queue database {}", path.display()))?;
@@ -549,7 +549,9 @@ impl Queue {
                  AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
                  AND (j.state IN ('pending', 'leased', 'held') OR (j.state = 'delivered' AND j.delivered_at >= c.since)))",
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            // Only full-size statements are kept prepared: one of every
+            // remainder size would fill the statement cache (and memory).
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
             for (job, payload, key) in batch.iter().copied() {
                 q = q
                     .bind(job.owner.as_str())
@@ -582,7 +584,7 @@ impl Queue {
                     }
                     sql.push_str("(?,?,?,?,?)");
                 }
-                let mut q = sqlx::query(AssertSqlSafe(sql));
+                let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
                 for r in batch {
                     q = q
                         .bind(fid)
@@ -679,7 +681,10 @@ impl Queue {
                 sql.push_str(if i == 0 { "?" } else { ",?" });
             }
             sql.push(')');
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(now);
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .persistent(ids.len() == 1000)
+                .bind(now)
+                .bind(now);
             for id in ids {
                 q = q.bind(id);
             }
