@@ -321,7 +321,7 @@ async fn enqueue(
             report.rejected,
             settings.owner
         );
-        for r in queue.rejects(id).await?.iter().take(20) {
+        for r in queue.rejects(id, 20).await? {
             println!("  line {}: {} ({})", r.line, r.reason, r.input);
         }
         if report.rejected > 20 {

@@ -863,3 +863,22 @@ owner = "Example Org"
         assert!(c.feeds[2].matches(Path::new("x/y/a.txt")));
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../config/tc-ingest.example.toml");
+        let raw: RawConfig = toml::from_str(text).unwrap();
+        let env = SecretEnv {
+            env_secret: Some("from-env".into()),
+            ..SecretEnv::default()
+        };
+        let c = raw.validate(Path::new("/etc/tc-ingest"), &env).unwrap();
+        assert_eq!(c.feeds.len(), 2);
+        assert_eq!(c.api.types, TypeNames::default());
+        assert!(c.feeds[0].matches(Path::new("abuse-ch/today.csv")));
+    }
+}

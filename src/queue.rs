@@ -321,9 +321,9 @@ impl Queue {
             // progress, so the resumed file reads those rows again.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            // 32 MiB of page cache per connection: the indexes a big file
+            // 16 MiB of page cache per connection: the indexes a big file
             // touches stay in memory, and the daemon's memory stays bounded.
-            .pragma("cache_size", "-32768")
+            .pragma("cache_size", "-16384")
             // Checkpoint every ~40 MB of WAL rather than every 4 MB: a big
             // file's chunks are copied into the database in fewer passes.
             .pragma("wal_autocheckpoint", "10000")
@@ -447,26 +447,47 @@ impl Queue {
         Ok(())
     }
 
-    /// The rejects of a file, in line order.
+    /// The first `limit` rejects of a file, in file order.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn rejects(&self, file_id: i64) -> anyhow::Result<Vec<NewReject>> {
-        let rows = sqlx::query(
-            "SELECT line, input, rule, reason FROM rejects WHERE file_id = ? ORDER BY line, id",
+    pub async fn rejects(&self, file_id: i64, limit: u64) -> anyhow::Result<Vec<NewReject>> {
+        let mut out = Vec::new();
+        self.for_each_reject(file_id, limit, |r| {
+            out.push(r);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Streams the rejects of a file, in file order, to `f` (a file's
+    /// rejects can be millions: they are never all in memory).
+    ///
+    /// # Errors
+    /// Database errors, or the first error `f` returns.
+    pub async fn for_each_reject(
+        &self,
+        file_id: i64,
+        limit: u64,
+        mut f: impl FnMut(NewReject) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT line, input, rule, reason FROM rejects WHERE file_id = ? ORDER BY id LIMIT ?",
         )
         .bind(file_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| NewReject {
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            f(NewReject {
                 line: r.get::<i64, _>(0) as u64,
                 input: r.get(1),
                 rule: r.get(2),
                 reason: r.get(3),
-            })
-            .collect())
+            })?;
+        }
+        Ok(())
     }
 
     /// Commits one chunk of a file in one transaction: its jobs (minus

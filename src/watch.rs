@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, WatchConfig};
 use crate::intake::{self, End, Settings};
 use crate::metrics::Metrics;
-use crate::queue::{NewFile, NewReject, Queue};
+use crate::queue::{NewFile, Queue};
 
 /// Names never taken: hidden files and files still being written.
 pub fn is_ignored(name: &str) -> bool {
@@ -155,21 +155,11 @@ impl Intake {
                 .strip_prefix(&cfg.watch.dir)
                 .unwrap_or(&path)
                 .to_path_buf();
-            tracing::warn!(file = %rel.display(), reason = why, "not a regular file: moved to failed/");
-            let moved = move_unique(&path, &cfg.watch.failed_dir, &file_name(&rel), false).ok();
-            if let Some(m) = &moved {
-                write_errors(m, &[], Some((None, why)));
-            }
-            self.metrics.file_outcome("failed");
-            out.push(FileOutcome {
-                rel,
-                state: "failed",
-                queued: 0,
-                duplicates: 0,
-                rejected: 0,
-                moved_to: moved,
-                error: Some(why.into()),
-            });
+            let name = file_name(&rel);
+            out.push(
+                self.fail_whole(&cfg, &rel, &path, &name, why.to_string())
+                    .await,
+            );
         }
         self.waiting = false;
         let live: HashSet<PathBuf> = candidates.iter().map(|(p, _)| p.clone()).collect();
@@ -228,7 +218,6 @@ impl Intake {
         cancel: &CancellationToken,
     ) -> anyhow::Result<FileOutcome> {
         let name = file_name(rel);
-        let fail_whole = |reason: String| self.fail_whole(cfg, rel, &processing, &name, reason);
         // Never follow a symlink, and read only regular files.
         let mut file = match std::fs::OpenOptions::new()
             .read(true)
@@ -243,16 +232,22 @@ impl Intake {
                         .file_finish(id, "failed", None, Some(&reason))
                         .await?;
                 }
-                return Ok(fail_whole(reason));
+                return Ok(self.fail_whole(cfg, rel, &processing, &name, reason).await);
             }
         };
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Ok(fail_whole("not a regular file".into()));
+            return Ok(self
+                .fail_whole(cfg, rel, &processing, &name, "not a regular file".into())
+                .await);
         }
         let sha = match intake::sha256_of(&mut file) {
             Ok(s) => s,
-            Err(e) => return Ok(fail_whole(format!("cannot read: {e}"))),
+            Err(e) => {
+                return Ok(self
+                    .fail_whole(cfg, rel, &processing, &name, format!("cannot read: {e}"))
+                    .await);
+            }
         };
         let settings = Settings::for_file(cfg, rel, None, None);
         let (file_id, resume_after) = match resume {
@@ -344,15 +339,14 @@ impl Intake {
             .await?;
         let moved = move_unique(&processing, dest, &name, state == "done")
             .with_context(|| format!("moving {} to {}", processing.display(), dest.display()))?;
-        let rejects = self.queue.rejects(file_id).await?;
+        let totals = self.queue.file(file_id).await?;
         let brk = match &report.end {
             End::Failed { line, reason } => Some((*line, reason.as_str())),
             _ => None,
         };
-        if !rejects.is_empty() || brk.is_some() {
-            write_errors(&moved, &rejects, brk);
+        if totals.rows_rejected > 0 || brk.is_some() {
+            write_errors(&self.queue, Some(file_id), &moved, brk).await;
         }
-        let totals = self.queue.file(file_id).await?;
         self.metrics.file_outcome(state);
         tracing::info!(
             file = %rel.display(),
@@ -377,7 +371,7 @@ impl Intake {
     }
 
     /// Moves a file that cannot be read at all to `failed/` with the reason.
-    fn fail_whole(
+    async fn fail_whole(
         &self,
         cfg: &Config,
         rel: &Path,
@@ -385,10 +379,10 @@ impl Intake {
         name: &str,
         reason: String,
     ) -> FileOutcome {
-        tracing::warn!(file = %rel.display(), reason = %reason, "file cannot be read: moved to failed/");
+        tracing::warn!(file = %rel.display(), reason = %reason, "file not read: moved to failed/");
         let moved = move_unique(processing, &cfg.watch.failed_dir, name, false).ok();
         if let Some(m) = &moved {
-            write_errors(m, &[], Some((None, &reason)));
+            write_errors(&self.queue, None, m, Some((None, &reason))).await;
         }
         self.metrics.file_outcome("failed");
         FileOutcome {
@@ -553,14 +547,26 @@ fn move_unique(from: &Path, dir: &Path, name: &str, stamp: bool) -> std::io::Res
 }
 
 /// Writes `<file>.errors.ndjson`: one line per reject, and the break if any.
-fn write_errors(moved: &Path, rejects: &[NewReject], brk: Option<(Option<u64>, &str)>) {
+/// Writes `<file>.errors.ndjson`: one line per reject (streamed from the
+/// queue), then the break if the file broke.
+async fn write_errors(
+    queue: &Queue,
+    file_id: Option<i64>,
+    moved: &Path,
+    brk: Option<(Option<u64>, &str)>,
+) {
     let mut path = moved.as_os_str().to_owned();
     path.push(".errors.ndjson");
-    let write = || -> std::io::Result<()> {
+    let path = PathBuf::from(path);
+    let result = async {
         let mut f = std::io::BufWriter::new(File::create(&path)?);
-        for r in rejects {
-            serde_json::to_writer(&mut f, r)?;
-            f.write_all(b"\n")?;
+        if let Some(id) = file_id {
+            queue
+                .for_each_reject(id, u64::MAX, |r| {
+                    serde_json::to_writer(&mut f, &r)?;
+                    f.write_all(b"\n")
+                })
+                .await?;
         }
         if let Some((line, reason)) = brk {
             serde_json::to_writer(
@@ -569,10 +575,12 @@ fn write_errors(moved: &Path, rejects: &[NewReject], brk: Option<(Option<u64>, &
             )?;
             f.write_all(b"\n")?;
         }
-        f.flush()
-    };
-    if let Err(e) = write() {
-        tracing::warn!(file = %PathBuf::from(&path).display(), error = %e, "cannot write the errors report");
+        f.flush()?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "cannot write the errors report");
     }
 }
 

@@ -293,7 +293,7 @@ async fn files_rejects_progress_and_stats() {
         ),
         (3, 1, 1, 1, 3)
     );
-    assert_eq!(q.rejects(fid).await.unwrap(), rejects);
+    assert_eq!(q.rejects(fid, 10).await.unwrap(), rejects);
     q.file_finish(fid, "done", Some("text"), None)
         .await
         .unwrap();
