@@ -22,7 +22,7 @@ use crate::api::{Client, Clock, Endpoints};
 use crate::config::Config;
 use crate::deliver::{Api, Delivery};
 use crate::metrics::Metrics;
-use crate::queue::{DaemonLock, Queue, Stats, now_ms};
+use crate::queue::{DaemonLock, Queue, StateCounts, Stats, now_ms};
 use crate::watch::{FileOutcome, Intake};
 
 /// Exit codes of `run`.
@@ -289,9 +289,9 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
                 );
             }
         }
-        let stats = d.queue.stats().await?;
-        d.metrics.set_jobs(&stats.by_state);
-        let status = status_line(&stats, d.gate.paused().map(|p| p.reason));
+        let counts = d.queue.state_counts(now_ms() - 60_000).await?;
+        d.metrics.set_jobs(&counts.by_state);
+        let status = status_line(&counts, d.gate.paused().map(|p| p.reason));
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
         if watchdog.is_some() {
             let _ = sd_notify::notify(&[NotifyState::Watchdog]);
@@ -308,7 +308,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
 }
 
 /// The one-line summary systemd shows (`systemctl status`).
-fn status_line(s: &Stats, paused: Option<String>) -> String {
+fn status_line(s: &StateCounts, paused: Option<String>) -> String {
     let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
     let mut line = format!(
         "pending {} | leased {} | held {} | dead {} | delivered/min {}",
@@ -316,7 +316,7 @@ fn status_line(s: &Stats, paused: Option<String>) -> String {
         n("leased"),
         n("held"),
         n("dead"),
-        s.delivered_last_minute
+        s.delivered_since
     );
     if let Some(p) = paused {
         line.push_str(&format!(" | PAUSED: {p}"));
@@ -374,16 +374,10 @@ async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Res
 pub async fn drive_once(
     daemon: &mut Daemon,
     cancel: &CancellationToken,
-    mut progress: impl FnMut(&Stats),
+    mut progress: impl FnMut(&StateCounts),
 ) -> anyhow::Result<OnceReport> {
-    let dead_before = daemon
-        .queue
-        .stats()
-        .await?
-        .by_state
-        .get("dead")
-        .copied()
-        .unwrap_or(0);
+    let started = now_ms();
+    let dead_before = daemon.queue.state_counts(started).await?.by_state["dead"];
     let delivery_cancel = CancellationToken::new();
     let d = daemon.delivery.clone();
     let dc = delivery_cancel.clone();
@@ -397,8 +391,7 @@ pub async fn drive_once(
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-        let stats = daemon.queue.stats().await?;
-        progress(&stats);
+        progress(&daemon.queue.state_counts(started).await?);
         if let Some(p) = daemon.delivery.gate.paused().filter(|p| p.until.is_none()) {
             paused = Some(format!("{}: {}", p.class, p.reason));
             break;
@@ -414,8 +407,8 @@ pub async fn drive_once(
     delivery
         .await
         .map_err(|e| anyhow::anyhow!("delivery task failed: {e}"))??;
+    progress(&daemon.queue.state_counts(started).await?);
     let stats = daemon.queue.stats().await?;
-    progress(&stats);
     Ok(OnceReport {
         files,
         paused,

@@ -118,8 +118,8 @@ confidence = 50
         &tokio_util::sync::CancellationToken::new(),
         |s| {
             let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
-            let total: u64 = s.by_state.values().sum();
-            let finished = n("delivered") + n("dead");
+            let finished = s.delivered_since + n("dead");
+            let total = finished + n("pending") + n("leased") + n("held");
             bar.set_length(total);
             bar.set_position(finished);
             bar.set_message(format!(

@@ -271,6 +271,14 @@ pub struct RetryFilter {
     pub file: Option<String>,
 }
 
+/// The cheap counts of [`Queue::state_counts`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateCounts {
+    /// pending, leased, held and dead (delivered is not counted here).
+    pub by_state: BTreeMap<String, u64>,
+    pub delivered_since: u64,
+}
+
 /// Counts for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
@@ -1000,6 +1008,38 @@ impl Queue {
         .fetch_one(&self.pool)
         .await?
         .get(0))
+    }
+
+    /// Counts of the states that wait for work, and deliveries since
+    /// `since_ms`: cheap however large the queue, because each is read from
+    /// its partial index (the maintenance tick and `run --once` call this
+    /// every few moments).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn state_counts(&self, since_ms: i64) -> anyhow::Result<StateCounts> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM jobs WHERE state = 'pending'), \
+               (SELECT COUNT(*) FROM jobs WHERE state = 'leased'), \
+               (SELECT COUNT(*) FROM jobs WHERE state = 'held'), \
+               (SELECT COUNT(*) FROM jobs WHERE state = 'dead'), \
+               (SELECT COUNT(*) FROM jobs WHERE delivered_at >= ?)",
+        )
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut by_state = BTreeMap::new();
+        for (i, k) in ["pending", "leased", "held", "dead"]
+            .into_iter()
+            .enumerate()
+        {
+            by_state.insert(k.to_string(), row.get::<i64, _>(i) as u64);
+        }
+        Ok(StateCounts {
+            by_state,
+            delivered_since: row.get::<i64, _>(4) as u64,
+        })
     }
 
     /// Everything `status` shows.
