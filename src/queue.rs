@@ -521,30 +521,6 @@ impl Queue {
             .await
             .context("starting a queue transaction")?;
 
-        // Drop repeats within the chunk first; repeats of earlier chunks and
-        // of the queue are caught by the NOT EXISTS below. The key is only a
-        // hint: equal content is what makes a duplicate.
-        let prepared: Vec<(&NewJob, String, i64)> = jobs
-            .iter()
-            .map(|job| {
-                let payload = job.payload_json();
-                let key = job.dedup_key(&payload);
-                (job, payload, key)
-            })
-            .collect();
-        let mut seen = HashSet::with_capacity(prepared.len());
-        let rows: Vec<&(&NewJob, String, i64)> = prepared
-            .iter()
-            .filter(|(job, payload, key)| {
-                seen.insert((
-                    *key,
-                    job.owner.as_str(),
-                    job.indicator.kind(),
-                    job.indicator.summary(),
-                    payload.as_str(),
-                ))
-            })
-            .collect();
         // Jobs of a held owner wait as `held` from the start.
         let held: HashSet<String> = sqlx::query("SELECT owner FROM held_owners")
             .fetch_all(&mut *tx)
@@ -552,55 +528,24 @@ impl Queue {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        // Repeats within the chunk are dropped here; repeats of earlier
+        // chunks and of the queue by the NOT EXISTS of the statement.
+        let mut seen: HashSet<(i64, &str, IndicatorType, &str, String)> =
+            HashSet::with_capacity(jobs.len());
+        let mut batches = jobs.chunks(INSERT_ROWS);
         let mut queued = 0u64;
-        for batch in rows.chunks(INSERT_ROWS) {
-            // Anonymous parameters only: SQLite looks numbered ones up by a
-            // linear scan, which makes a statement with thousands of them
-            // quadratic. They number in text order: the rows, then the two
-            // constants. The key only finds candidates in its index; equal
-            // content is what makes a duplicate.
-            let mut sql = String::with_capacity(800 + batch.len() * 16);
-            sql.push_str(
-                "INSERT INTO jobs (owner, type, value, payload, file_id, source_line, dedup_key, state, \
-                 next_attempt_at, created_at, updated_at) \
-                 SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, v.column5, v.column6, v.column7, \
-                 c.now, c.now, c.now FROM (VALUES ",
-            );
-            for i in 0..batch.len() {
-                sql.push_str(if i == 0 {
-                    "(?,?,?,?,?,?,?)"
-                } else {
-                    ",(?,?,?,?,?,?,?)"
-                });
-            }
-            sql.push_str(
-                ") AS v, (SELECT ? AS now, ? AS since, ? AS file_id) AS c WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = v.column6 \
-                 AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
-                 AND (j.state IN ('pending', 'leased', 'held') OR (j.state = 'delivered' AND j.delivered_at >= c.since)))",
-            );
-            // Only full-size statements are kept prepared: one of every
-            // remainder size would fill the statement cache (and memory).
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
-            for (job, payload, key) in batch.iter().copied() {
-                q = q
-                    .bind(job.owner.as_str())
-                    .bind(job.indicator.kind().tc_name())
-                    .bind(job.indicator.summary())
-                    .bind(payload.as_str())
-                    .bind(job.line.map(|l| l as i64))
-                    .bind(*key)
-                    .bind(if held.contains(&job.owner) {
-                        "held"
-                    } else {
-                        "pending"
-                    });
-            }
-            q = q.bind(now).bind(window_start).bind(file_id);
-            queued += q
-                .execute(&mut *tx)
-                .await
-                .context("inserting jobs")?
-                .rows_affected();
+        let mut next = batches
+            .next()
+            .map(|b| insert_jobs(b, &mut seen, &held, now, window_start, file_id));
+        // The next statement's values are bound while SQLite runs the current
+        // one (on sqlx's worker thread): the writer never waits for us.
+        while let Some(query) = next.take() {
+            let following = batches.next();
+            let (result, built) = futures::join!(query.execute(&mut *tx), async {
+                following.map(|b| insert_jobs(b, &mut seen, &held, now, window_start, file_id))
+            });
+            queued += result.context("inserting jobs")?.rows_affected();
+            next = built;
         }
         if let Some(fid) = file_id {
             for batch in rejects.chunks(INSERT_ROWS) {
@@ -1157,6 +1102,80 @@ impl Queue {
             .await?
             .rows_affected())
     }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// One multi-row INSERT of jobs not seen before in this chunk (`seen`), each
+/// skipped by the statement itself when the queue already holds it pending
+/// or delivered since `since`.
+fn insert_jobs<'q>(
+    batch: &'q [NewJob],
+    seen: &mut HashSet<(i64, &'q str, IndicatorType, &'q str, String)>,
+    held: &HashSet<String>,
+    now: i64,
+    since: i64,
+    file_id: Option<i64>,
+) -> SqliteQuery<'q> {
+    // Anonymous parameters only: SQLite looks numbered ones up by a linear
+    // scan, which makes a statement with thousands of them quadratic. They
+    // number in text order: the rows, then the constants. The key only finds
+    // candidates in its index; equal content is what makes a duplicate.
+    let mut rows = Vec::with_capacity(batch.len());
+    for job in batch {
+        let payload = job.payload_json();
+        let key = job.dedup_key(&payload);
+        if seen.insert((
+            key,
+            job.owner.as_str(),
+            job.indicator.kind(),
+            job.indicator.summary(),
+            payload.clone(),
+        )) {
+            rows.push((job, payload, key));
+        }
+    }
+    let mut sql = String::with_capacity(800 + rows.len() * 16);
+    sql.push_str(
+        "INSERT INTO jobs (owner, type, value, payload, file_id, source_line, dedup_key, state, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, v.column5, v.column6, v.column7, \
+         c.now, c.now, c.now FROM (VALUES ",
+    );
+    for i in 0..rows.len() {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+    if rows.is_empty() {
+        sql.push_str("(NULL,NULL,NULL,NULL,NULL,NULL,NULL)");
+    }
+    sql.push_str(
+        ") AS v, (SELECT ? AS now, ? AS since, ? AS file_id) AS c WHERE v.column1 IS NOT NULL AND NOT EXISTS ( \
+         SELECT 1 FROM jobs j WHERE j.dedup_key = v.column6 \
+         AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
+         AND (j.state IN ('pending', 'leased', 'held') OR (j.state = 'delivered' AND j.delivered_at >= c.since)))",
+    );
+    // Only full-size statements are kept prepared: one of every remainder
+    // size would fill the statement cache (and memory).
+    let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(rows.len() == INSERT_ROWS);
+    for (job, payload, key) in rows {
+        q = q
+            .bind(job.owner.as_str())
+            .bind(job.indicator.kind().tc_name())
+            .bind(job.indicator.summary())
+            .bind(payload)
+            .bind(job.line.map(|l| l as i64))
+            .bind(key)
+            .bind(if held.contains(&job.owner) {
+                "held"
+            } else {
+                "pending"
+            });
+    }
+    q.bind(now).bind(since).bind(file_id)
 }
 
 /// A job row for reports and tests.
