@@ -601,3 +601,60 @@ fn prune_done(dir: &Path, retention: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_and_hidden_names_are_ignored() {
+        for name in [
+            ".x.csv",
+            "a.tmp",
+            "a.PART",
+            "a.partial",
+            ".a.swp",
+            "a.swp",
+            "a.csv~",
+            "a.crdownload",
+            "a.csv.errors.ndjson",
+        ] {
+            assert!(is_ignored(name), "{name}");
+        }
+        for name in ["a.csv", "feed.json.gz", "list.txt", "tmp.csv"] {
+            assert!(!is_ignored(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn done_files_past_retention_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.csv");
+        let new = dir.path().join("new.csv");
+        std::fs::write(&old, "x").unwrap();
+        std::fs::write(&new, "x").unwrap();
+        let f = std::fs::File::options().write(true).open(&old).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        prune_done(dir.path(), Duration::from_secs(3600));
+        assert!(!old.exists());
+        assert!(new.exists());
+    }
+
+    #[test]
+    fn moves_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::create_dir(dir.path().join("to")).unwrap();
+        for i in 0..3 {
+            std::fs::write(&a, format!("{i}")).unwrap();
+            move_unique(&a, &dir.path().join("to"), "f.csv", false).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("to"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["f.csv", "f.csv.1", "f.csv.2"]);
+    }
+}

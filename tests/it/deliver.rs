@@ -541,3 +541,45 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
     );
     assert!((1..=8).contains(&delivered), "{delivered}");
 }
+
+#[tokio::test]
+async fn metrics_endpoint_reports_requests_jobs_and_files() {
+    let (_sim, env) = setup(faults(), FAST).await;
+    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
+    env.drop_file("m.txt", b"1.1.1.1\n2.2.2.2\nnope\n");
+    drive_once(&mut d, &CancellationToken::new(), |_| {})
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(tc_ingest::metrics::serve(
+        addr,
+        d.metrics.clone(),
+        cancel.clone(),
+    ));
+    d.metrics.set_jobs(&d.queue.stats().await.unwrap().by_state);
+    let mut text = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await {
+            text = r.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for line in [
+        "tc_ingest_requests_total{class=\"success\"} 2",
+        "tc_ingest_jobs{state=\"delivered\"} 2",
+        "tc_ingest_files_total{outcome=\"done\"} 1",
+        "tc_ingest_request_duration_seconds_count 2",
+        "tc_ingest_paused 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    cancel.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -299,3 +299,60 @@ async fn a_file_replaced_while_being_read_is_read_again_as_a_new_file() {
     task.await.unwrap().unwrap();
     assert_eq!(queue.count(None).await.unwrap(), 200_010);
 }
+
+#[tokio::test]
+async fn feed_rules_set_owner_type_tags_and_columns() {
+    let mut env = Env::new("http://127.0.0.1:9");
+    env.extra = r#"
+[[feeds]]
+match = "*.csv"
+owner = "Exemplary Organization"
+tags = ["from-rule"]
+rating = 2
+confidence = 40
+columns = { value = "observable", tags = "labels" }
+
+[[feeds]]
+dir = "hosts"
+type = "host"
+"#
+    .into();
+    let cfg = env.config();
+    tc_ingest::watch::create_dirs(&cfg.watch).unwrap();
+    let queue = Queue::open(&cfg.queue.path).await.unwrap();
+    let (_tx, rx) = watch::channel(Arc::new(cfg));
+    let mut intake = Intake::new(rx, queue.clone(), Arc::new(Metrics::default()));
+    env.drop_file(
+        "a.csv",
+        b"observable,labels,confidence,owner\n1.2.3.4,row-tag,90,\n5.6.7.8,,,Common Community\n",
+    );
+    env.drop_file("hosts/list.txt", b"bare-name.example\n");
+    env.drop_file("other.txt", b"9.9.9.9\n");
+    intake.scan(&CancellationToken::new(), false).await.unwrap();
+    let c = queue.claim(10, Duration::from_secs(60)).await.unwrap();
+    let get = |v: &str| {
+        c.iter()
+            .find(|j| j.value == v)
+            .unwrap_or_else(|| panic!("{v} not queued: {c:?}"))
+    };
+    let a = get("1.2.3.4");
+    assert_eq!(a.owner, "Exemplary Organization");
+    let (_, p) = a.parse().unwrap();
+    assert_eq!(
+        (p.rating, p.confidence),
+        (Some(2.0), Some(90)),
+        "the row's confidence wins"
+    );
+    assert_eq!(p.tags, vec!["from-rule", "row-tag"]);
+    assert_eq!(
+        get("5.6.7.8").owner,
+        "Common Community",
+        "the row's owner wins"
+    );
+    assert_eq!(get("bare-name.example").kind, "Host");
+    assert_eq!(
+        get("9.9.9.9").owner,
+        "Common Community",
+        "no rule: api.owner"
+    );
+}
