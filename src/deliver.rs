@@ -662,7 +662,6 @@ impl Delivery {
             if let Err(e) = self.queue.set_pause(Some(&pause)).await {
                 tracing::error!(error = %e, "cannot record the pause in the queue");
             }
-            self.probe_now.notify_one();
         }
     }
 
@@ -708,26 +707,29 @@ impl Delivery {
         Ok(())
     }
 
-    /// Probes while paused (growing interval, or at once on SIGHUP) and
-    /// probes held owners periodically.
+    /// While delivery is paused: probes `GET /v2/owners` first after
+    /// `probe_min`, then at a doubling interval up to `probe_max`, or at once
+    /// on `probe_now` (SIGHUP), and resumes when a probe passes. Otherwise:
+    /// every `probe_min`, releases held owners the API lists again.
     async fn prober(self, cancel: CancellationToken) {
         let mut interval = self.config().delivery.probe_min;
+        let mut pause_probe_at: Option<Instant> = None;
         let mut next_owner_probe = Instant::now() + interval;
         loop {
-            let cfg = self.config();
-            let paused = self.gate.paused().filter(|p| p.until.is_none());
-            let wait = if paused.is_some() {
-                interval
-            } else {
-                cfg.delivery.probe_min.min(Duration::from_secs(5))
-            };
+            let mut forced = false;
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = self.probe_now.notified() => { interval = cfg.delivery.probe_min; }
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.probe_now.notified() => forced = true,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
+            let cfg = self.config();
+            let now = Instant::now();
             let api = self.api.borrow().clone();
             if let Some(p) = self.gate.paused().filter(|p| p.until.is_none()) {
+                let due = *pause_probe_at.get_or_insert(now + interval);
+                if !forced && now < due {
+                    continue;
+                }
                 let mut result = api.client.owners().await;
                 if let Err(Outcome::TimestampOutOfRange {
                     server_date: Some(t),
@@ -742,10 +744,11 @@ impl Delivery {
                         self.metrics.set_paused(false);
                         let _ = self.queue.set_pause(None).await;
                         tracing::info!(was = p.class, "probe passed: delivery resumes");
-                        interval = cfg.delivery.probe_min;
+                        self.work_added.notify_one();
                     }
                     Err(o) => {
                         interval = (interval * 2).min(cfg.delivery.probe_max);
+                        pause_probe_at = Some(Instant::now() + interval);
                         tracing::warn!(
                             class = o.class(),
                             next_probe_secs = interval.as_secs(),
@@ -756,28 +759,33 @@ impl Delivery {
                 }
                 continue;
             }
-            if Instant::now() >= next_owner_probe {
-                next_owner_probe = Instant::now() + cfg.delivery.probe_min;
-                let Ok(held) = self.queue.held_owners().await else {
-                    continue;
-                };
-                if held.is_empty() {
-                    continue;
-                }
-                if let Ok(owners) = api.client.owners().await {
-                    for h in held {
-                        if owners.iter().any(|o| o.name == h.owner) {
-                            self.held.lock().expect("held").remove(&h.owner);
-                            match self.queue.release_owner(&h.owner).await {
-                                Ok(n) => {
-                                    tracing::info!(owner = %h.owner, jobs = n, "owner accessible again: released");
-                                    self.work_added.notify_one();
-                                }
-                                Err(e) => {
-                                    tracing::error!(owner = %h.owner, error = %e, "cannot release the owner")
-                                }
-                            }
-                        }
+            pause_probe_at = None;
+            interval = cfg.delivery.probe_min;
+            if now < next_owner_probe && !forced {
+                continue;
+            }
+            next_owner_probe = now + cfg.delivery.probe_min;
+            let Ok(held) = self.queue.held_owners().await else {
+                continue;
+            };
+            if held.is_empty() {
+                continue;
+            }
+            let Ok(visible) = api.client.owners().await else {
+                continue;
+            };
+            for h in held
+                .iter()
+                .filter(|h| visible.iter().any(|o| o.name == h.owner))
+            {
+                self.held.lock().expect("held").remove(&h.owner);
+                match self.queue.release_owner(&h.owner).await {
+                    Ok(n) => {
+                        tracing::info!(owner = %h.owner, jobs = n, "owner accessible again: released");
+                        self.work_added.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::error!(owner = %h.owner, error = %e, "cannot release the owner")
                     }
                 }
             }

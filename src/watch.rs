@@ -423,19 +423,18 @@ impl Intake {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 ev = rx.recv() => {
-                    if let Some(Ok(ev)) = ev {
-                        let complete = matches!(
-                            ev.kind,
-                            EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
-                                | EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::To))
-                                | EventKind::Modify(notify::event::ModifyKind::Name(notify::event::RenameMode::Both))
-                        );
-                        if complete {
-                            self.complete_hints.extend(ev.paths.iter().cloned());
+                    let Some(first) = ev else {
+                        anyhow::bail!("the directory watcher stopped");
+                    };
+                    // Take every queued event at once: a burst causes one scan.
+                    let mut next = Some(first);
+                    while let Some(ev) = next {
+                        if let Ok(ev) = ev {
+                            note_complete(ev, &mut self.complete_hints);
                         }
+                        next = rx.try_recv().ok();
                     }
                     pending_event = true;
-                    continue_after_drain(&mut rx, &mut self.complete_hints);
                 }
                 _ = tokio::time::sleep(tick) => {}
             }
@@ -451,24 +450,16 @@ impl Intake {
     }
 }
 
-/// Takes every queued event at once so a burst causes one scan.
-fn continue_after_drain(
-    rx: &mut mpsc::Receiver<notify::Result<notify::Event>>,
-    hints: &mut HashSet<PathBuf>,
-) {
-    while let Ok(ev) = rx.try_recv() {
-        if let Ok(ev) = ev
-            && matches!(
-                ev.kind,
-                EventKind::Access(notify::event::AccessKind::Close(
-                    notify::event::AccessMode::Write
-                )) | EventKind::Modify(notify::event::ModifyKind::Name(
-                    notify::event::RenameMode::To
-                ))
-            )
-        {
-            hints.extend(ev.paths);
-        }
+/// Records the paths an event says are complete: closed after writing, or
+/// renamed in.
+fn note_complete(ev: notify::Event, hints: &mut HashSet<PathBuf>) {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    if matches!(
+        ev.kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    ) {
+        hints.extend(ev.paths);
     }
 }
 

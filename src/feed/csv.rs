@@ -26,13 +26,7 @@ pub fn read(
     sink: &mut dyn FnMut(Item) -> Flow,
 ) -> Result<(), FeedError> {
     // A UTF-8 BOM before the header would become part of the first column name.
-    if input
-        .fill_buf()
-        .map(|b| b.starts_with(b"\xef\xbb\xbf"))
-        .unwrap_or(false)
-    {
-        input.consume(3);
-    }
+    super::skip_bom(&mut input);
     let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
     let mut reader = ::csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -145,7 +139,7 @@ fn row(
     let bad = |reason: String| Item::Bad {
         position: line,
         line,
-        input: truncate(input()),
+        input: super::truncate_input(input()),
         reason,
     };
     if record.len() != fields.len() {
@@ -176,17 +170,6 @@ fn row(
         }
     }
     Item::Row(rec)
-}
-
-fn truncate(mut s: String) -> String {
-    if s.len() > 512 {
-        let mut end = 512;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 fn csv_broken(line: u64, e: &::csv::Error) -> FeedError {

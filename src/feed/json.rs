@@ -49,13 +49,7 @@ pub fn read_array(
     opts: &ReadOptions,
     sink: &mut dyn FnMut(Item) -> Flow,
 ) -> Result<(), FeedError> {
-    if input
-        .fill_buf()
-        .map(|b| b.starts_with(b"\xef\xbb\xbf"))
-        .unwrap_or(false)
-    {
-        input.consume(3);
-    }
+    super::skip_bom(&mut input);
     if input
         .fill_buf()
         .map(|b| b.iter().all(u8::is_ascii_whitespace))
@@ -179,7 +173,7 @@ fn element(v: Value, position: u64, line: u64, opts: &ReadOptions) -> Item {
         other => Item::Bad {
             position,
             line,
-            input: truncate(other.to_string()),
+            input: super::truncate_input(other.to_string()),
             reason: "element is not an object or a string".into(),
         },
     }
@@ -202,7 +196,7 @@ fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -
         line,
         ..RawRecord::default()
     };
-    let input = || truncate(Value::Object(m.clone()).to_string());
+    let input = || super::truncate_input(Value::Object(m.clone()).to_string());
     for (k, v) in &m {
         let explicit = opts
             .columns
@@ -269,17 +263,6 @@ fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -
     Item::Row(rec)
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > 512 {
-        let mut end = 512;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
 pub fn read_lines(
     mut input: Box<dyn BufRead>,
     opts: &ReadOptions,
@@ -322,7 +305,10 @@ pub fn read_lines(
                 Ok(s) if s.trim().is_empty() || s.trim_start().starts_with('#') => continue,
                 Ok(s) => match serde_json::from_str::<Value>(s) {
                     Ok(v) => element(v, line, line, opts),
-                    Err(e) => bad(truncate(s.to_string()), format!("invalid JSON: {e}")),
+                    Err(e) => bad(
+                        super::truncate_input(s.to_string()),
+                        format!("invalid JSON: {e}"),
+                    ),
                 },
             }
         };

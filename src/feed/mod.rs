@@ -324,6 +324,28 @@ pub fn read_from(
     result.map(|()| format)
 }
 
+/// Skips a UTF-8 byte order mark at the start of the input.
+fn skip_bom(input: &mut dyn BufRead) {
+    if input
+        .fill_buf()
+        .is_ok_and(|b| b.starts_with(b"\xef\xbb\xbf"))
+    {
+        input.consume(3);
+    }
+}
+
+/// Cuts a row's text to what a reject report keeps (512 bytes).
+fn truncate_input(mut s: String) -> String {
+    if s.len() > 512 {
+        let mut end = 512;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 fn broken(line: u64, e: &io::Error) -> FeedError {
     FeedError::Broken {
         line,
