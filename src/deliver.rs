@@ -268,6 +268,30 @@ impl Throttle {
     }
 }
 
+/// One WARN line per burst of burials (a batch of results), by class, with
+/// one example each: thousands of rejected rows make a few lines, not
+/// thousands. `dead_letters` has every one.
+fn log_burials(batch: &[JobUpdate]) {
+    let mut by_class: std::collections::BTreeMap<&str, (u64, &str)> =
+        std::collections::BTreeMap::new();
+    for u in batch {
+        if let JobUpdate::Bury { error, .. } = u {
+            by_class
+                .entry(error.class.as_str())
+                .or_insert((0, error.message.as_str()))
+                .0 += 1;
+        }
+    }
+    for (class, (jobs, example)) in by_class {
+        tracing::warn!(
+            class,
+            jobs,
+            example,
+            "jobs buried (see the dead_letters view; `tc-ingest retry` requeues them)"
+        );
+    }
+}
+
 // --------------------------------------------------------------- breaker
 
 /// Opens (pauses all delivery for a while) when most recent requests failed
@@ -608,7 +632,7 @@ impl Delivery {
                     };
                 }
                 Action::Bury => {
-                    tracing::warn!(job = job.id, owner = %job.owner, value = %job.value, class = resp.outcome.class(), message = %resp.outcome.message(), "job buried");
+                    tracing::debug!(job = job.id, owner = %job.owner, value = %job.value, class = resp.outcome.class(), message = %resp.outcome.message(), "job buried");
                     return JobUpdate::Bury {
                         id: job.id,
                         steps_done: step,
@@ -629,7 +653,7 @@ impl Delivery {
                 Action::Backoff => {
                     let attempts = job.attempts + 1;
                     if attempts >= d.max_attempts {
-                        tracing::warn!(job = job.id, attempts, class = resp.outcome.class(), message = %resp.outcome.message(), "job buried after the maximum attempts");
+                        tracing::debug!(job = job.id, attempts, class = resp.outcome.class(), message = %resp.outcome.message(), "job buried after the maximum attempts");
                         return JobUpdate::Bury {
                             id: job.id,
                             steps_done: step,
@@ -702,6 +726,7 @@ impl Delivery {
                 }
             }
             self.queue.apply(&batch).await?;
+            log_burials(&batch);
             batch.clear();
         }
         Ok(())
