@@ -14,7 +14,7 @@ use crate::cli::{Cli, Command, ConfigArg, SimArgs};
 use crate::config::{self, Config};
 use crate::feed::{self, Item, ReadOptions};
 use crate::indicator::IndicatorType;
-use crate::intake::{self, End, Settings};
+use crate::intake::{self, Settings};
 use crate::normalize::{self, FeedDefaults};
 use crate::queue::{NewFile, Queue, RetryFilter};
 use crate::sim::{SimConfig, SimOwner, Simulator};
@@ -298,17 +298,10 @@ async fn enqueue(
             })
             .await?;
         let report = intake::ingest(&queue, id, file, path, &settings, 0, &cancel).await?;
-        let (state, error) = match &report.end {
-            End::Complete => ("done", None),
-            End::Stopped => ("failed", Some("stopped".to_string())),
-            End::Failed { line, reason } => (
-                "failed",
-                Some(match line {
-                    Some(l) => format!("line {l}: {reason}"),
-                    None => reason.clone(),
-                }),
-            ),
-        };
+        let (state, error) = report
+            .end
+            .file_state()
+            .unwrap_or(("failed", Some("stopped before the end".into())));
         queue
             .file_finish(id, state, report.format.map(|f| f.name()), error.as_deref())
             .await?;

@@ -54,6 +54,22 @@ pub enum End {
     Stopped,
 }
 
+impl End {
+    /// The file's final state (`done` or `failed`) and error, as the queue
+    /// records them. A stopped file is not finished: `None`.
+    pub fn file_state(&self) -> Option<(&'static str, Option<String>)> {
+        match self {
+            End::Complete => Some(("done", None)),
+            End::Stopped => None,
+            End::Failed {
+                line: Some(l),
+                reason,
+            } => Some(("failed", Some(format!("line {l}: {reason}")))),
+            End::Failed { line: None, reason } => Some(("failed", Some(reason.clone()))),
+        }
+    }
+}
+
 struct Chunk {
     jobs: Vec<NewJob>,
     rejects: Vec<NewReject>,

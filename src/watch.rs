@@ -310,28 +310,22 @@ impl Intake {
         )
         .await?;
         let format = report.format.map(|f| f.name());
-        let (state, error, dest) = match &report.end {
-            End::Stopped => {
-                tracing::info!(file = %rel.display(), rows = report.rows_read, "stopped mid-file: it resumes on the next start");
-                return Ok(FileOutcome {
-                    rel: rel.to_path_buf(),
-                    state: "processing",
-                    queued: report.queued,
-                    duplicates: report.duplicates,
-                    rejected: report.rejected,
-                    moved_to: None,
-                    error: None,
-                });
-            }
-            End::Complete => ("done", None, &cfg.watch.done_dir),
-            End::Failed { line, reason } => (
-                "failed",
-                Some(match line {
-                    Some(l) => format!("line {l}: {reason}"),
-                    None => reason.clone(),
-                }),
-                &cfg.watch.failed_dir,
-            ),
+        let Some((state, error)) = report.end.file_state() else {
+            tracing::info!(file = %rel.display(), rows = report.rows_read, "stopped mid-file: it resumes on the next start");
+            return Ok(FileOutcome {
+                rel: rel.to_path_buf(),
+                state: "processing",
+                queued: report.queued,
+                duplicates: report.duplicates,
+                rejected: report.rejected,
+                moved_to: None,
+                error: None,
+            });
+        };
+        let dest = if state == "done" {
+            &cfg.watch.done_dir
+        } else {
+            &cfg.watch.failed_dir
         };
         // The rows are committed: only now does the file leave processing/.
         self.queue
