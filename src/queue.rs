@@ -355,6 +355,16 @@ impl Queue {
         &self.path
     }
 
+    /// A write transaction, taking the write lock at BEGIN. A deferred one
+    /// that reads first fails at once with SQLITE_BUSY_SNAPSHOT when another
+    /// connection wrote in between (the busy timeout cannot help there).
+    async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("starting a queue transaction")
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -516,8 +526,7 @@ impl Queue {
         let now = now_ms();
         let window_start = now - ms(dedup_window);
         let mut tx = self
-            .pool
-            .begin()
+            .begin_write()
             .await
             .context("starting a queue transaction")?;
 
@@ -637,7 +646,7 @@ impl Queue {
             return Ok(());
         }
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The common case, delivered jobs, in one statement per thousand.
         let delivered: Vec<i64> = updates
             .iter()
@@ -754,7 +763,7 @@ impl Queue {
     /// Database errors.
     pub async fn hold_owner(&self, owner: &str, class: &str, reason: &str) -> anyhow::Result<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let new = sqlx::query(
             "INSERT OR IGNORE INTO held_owners (owner, class, reason, held_at) VALUES (?, ?, ?, ?)",
         )
@@ -783,7 +792,7 @@ impl Queue {
     /// Database errors.
     pub async fn release_owner(&self, owner: &str) -> anyhow::Result<u64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM held_owners WHERE owner = ?")
             .bind(owner)
             .execute(&mut *tx)

@@ -234,18 +234,20 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
 #[tokio::test]
 async fn sigkill_at_any_moment_then_restart_loses_nothing() {
     let (sim, env, cfg) = setup().await;
-    sim.set_faults(tc_ingest::sim::Faults {
-        latency_ms: 2,
-        ..faults()
-    });
-    let n = 3000;
-    let rows: String = (0..n)
-        .map(|i| format!("10.7.{}.{}\n", i / 256, i % 256))
-        .collect();
+    let rows = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|i| format!("10.7.{}.{}\n", i / 256, i % 256))
+            .collect()
+    };
+    let n = 20_000;
     std::fs::create_dir_all(env.incoming()).unwrap();
-    std::fs::write(env.incoming().join("big.txt"), rows).unwrap();
-    // Kill it twice at different moments, then let it finish.
-    for wait_ms in [150, 600] {
+    std::fs::write(env.incoming().join("big.txt"), rows(0, 12_000)).unwrap();
+    // Kill it at different moments (while reading a file, while delivering),
+    // with a second file arriving in between, then let it finish.
+    for (i, wait_ms) in [40, 250, 700].into_iter().enumerate() {
+        if i == 1 {
+            std::fs::write(env.incoming().join("more.txt"), rows(12_000, n)).unwrap();
+        }
         let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
             .stderr(Stdio::null())
             .spawn()
