@@ -387,3 +387,39 @@ async fn rusqlite_like_reader(path: &std::path::Path) -> sqlx::SqliteConnection 
         .unwrap();
     conn
 }
+
+#[tokio::test]
+async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let writer = Queue::open(&path).await.unwrap();
+    let deliverer = Queue::open(&path).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let delivering = tokio::spawn(async move {
+        let mut done = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let c = deliverer.claim(50, Duration::from_secs(60)).await?;
+            let updates: Vec<JobUpdate> = c
+                .iter()
+                .map(|j| JobUpdate::Delivered { id: j.id })
+                .collect();
+            deliverer.apply(&updates).await?;
+            done += c.len();
+            tokio::task::yield_now().await;
+        }
+        anyhow::Ok(done)
+    });
+    for chunk in 0..40 {
+        let jobs: Vec<NewJob> = (0..500)
+            .map(|i| job("O", &format!("10.{chunk}.{}.{}", i / 256, i % 256)))
+            .collect();
+        writer
+            .commit_chunk(None, &jobs, &[], 500, 500, DAY)
+            .await
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    delivering.await.unwrap().unwrap();
+    assert_eq!(writer.count(None).await.unwrap(), 20_000);
+}
