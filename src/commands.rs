@@ -26,6 +26,24 @@ pub const EXIT_ERROR: u8 = 2;
 
 pub fn main(cli: Cli) -> ExitCode {
     crate::logs::init(cli.log_format);
+    // Commands that only print (and open no sockets) end quietly when their
+    // reader goes away (`tc-ingest normalize x | head`), as Unix tools do.
+    // Rust ignores SIGPIPE by default, which the network commands need.
+    if matches!(
+        cli.command,
+        Command::Normalize { .. }
+            | Command::Status { .. }
+            | Command::CheckConfig { .. }
+            | Command::Enqueue { .. }
+            | Command::Retry { .. }
+            | Command::Purge { .. }
+    ) {
+        // SAFETY: restoring the default disposition of a signal, before any
+        // thread is started, has no memory-safety preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
