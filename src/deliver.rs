@@ -161,19 +161,23 @@ impl Gate {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = rx.changed() => {}
-                _ = sleep => { self.state.send_if_modified(|s| {
-                    if s.as_ref().is_some_and(|p| p.until.is_some_and(|u| u <= Instant::now())) {
-                        *s = None;
-                        tracing::info!("circuit breaker closed: delivery resumes");
-                        true
-                    } else { false }
-                }); }
+                _ = sleep => self.close_circuit_if_due(),
             }
         }
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Option<Paused>> {
-        self.state.subscribe()
+    /// Ends a circuit-breaker pause whose time is up.
+    fn close_circuit_if_due(&self) {
+        self.state.send_if_modified(|s| {
+            let due = s
+                .as_ref()
+                .is_some_and(|p| p.until.is_some_and(|u| u <= Instant::now()));
+            if due {
+                *s = None;
+                tracing::info!("circuit breaker closed: delivery resumes");
+            }
+            due
+        });
     }
 }
 

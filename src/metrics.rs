@@ -67,11 +67,6 @@ impl Metrics {
         *self.jobs_by_state.lock().expect("metrics") = by_state.clone();
     }
 
-    /// Requests counted so far by class (tests, the demo).
-    pub fn requests(&self) -> BTreeMap<&'static str, u64> {
-        self.requests.lock().expect("metrics").clone()
-    }
-
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
