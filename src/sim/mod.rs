@@ -161,6 +161,7 @@ struct Shared {
 /// A running simulator.
 pub struct Simulator {
     pub addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -169,6 +170,15 @@ pub struct Simulator {
 impl Simulator {
     /// Starts the simulator on `listener` in a background task.
     pub fn start(cfg: SimConfig, listener: TcpListener) -> std::io::Result<Self> {
+        Self::start_on(cfg, listener, "http")
+    }
+
+    /// Starts on any axum listener (a TLS one in the tests of `api.ca_file`);
+    /// `scheme` is what [`Simulator::base_url`] reports.
+    pub fn start_on<L>(cfg: SimConfig, listener: L, scheme: &'static str) -> std::io::Result<Self>
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             access_id: cfg.access_id,
@@ -195,6 +205,7 @@ impl Simulator {
         });
         Ok(Self {
             addr,
+            scheme,
             shared,
             shutdown: Some(tx),
             task,
@@ -208,7 +219,7 @@ impl Simulator {
 
     /// The base URL a client configures (`http://127.0.0.1:PORT[/api]`).
     pub fn base_url(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.base_path)
+        format!("{}://{}{}", self.scheme, self.addr, self.shared.base_path)
     }
 
     pub fn indicators(&self) -> Vec<SimIndicator> {

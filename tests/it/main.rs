@@ -6,4 +6,5 @@ mod e2e;
 mod feeds;
 mod helpers;
 mod queue;
+mod tls;
 mod watch;
