@@ -25,7 +25,13 @@ pub const EXIT_PARTIAL: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 pub fn main(cli: Cli) -> ExitCode {
-    crate::logs::init(cli.log_format);
+    // The demo prints its own report: only warnings and errors go beside it.
+    let default_filter = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    crate::logs::init(cli.log_format, default_filter);
     // Commands that only print (and open no sockets) end quietly when their
     // reader goes away (`tc-ingest normalize x | head`), as Unix tools do.
     // Rust ignores SIGPIPE by default, which the network commands need.

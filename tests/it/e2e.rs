@@ -18,7 +18,7 @@ fn cmd(args: &[&str]) -> Command {
     c.args(args)
         .env_remove("TC_API_SECRET_KEY")
         .env_remove("CREDENTIALS_DIRECTORY")
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "info,tc_ingest=debug")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c
