@@ -265,16 +265,16 @@ fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::
     }
     let accepted: u64 = by_type.values().sum();
     let rejected: u64 = by_rule.values().sum();
-    let fmt = |m: &BTreeMap<_, u64>| where_fmt(m);
     eprintln!(
         "normalize: {accepted} accepted ({}), {rejected} rejected ({})",
-        fmt(&by_type.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
-        fmt(&by_rule)
+        counts(&by_type),
+        counts(&by_rule)
     );
     Ok(code)
 }
 
-fn where_fmt(m: &BTreeMap<String, u64>) -> String {
+/// `name n, name n` (or `none`), for the counts line.
+fn counts<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
     if m.is_empty() {
         return "none".into();
     }
