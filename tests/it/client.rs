@@ -268,6 +268,29 @@ async fn every_failure_class_from_the_simulator() {
     }
 }
 
+/// POSTs `body` to `target` as sent on the wire, with a given signature.
+async fn post_signed(
+    sim: &tc_ingest::sim::Simulator,
+    target: &str,
+    sig: &str,
+    ts: i64,
+    body: &serde_json::Value,
+) -> u16 {
+    reqwest_client()
+        .post(format!("http://{}{target}", sim.addr))
+        .header("Timestamp", ts.to_string())
+        .header(
+            "Authorization",
+            format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID),
+        )
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 fn reqwest_client() -> reqwest::Client {
     tc_ingest::api::client::install_crypto_provider();
     reqwest::Client::new()
@@ -316,36 +339,18 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
             "POST",
             ts,
         );
-        let r = reqwest_client()
-            .post(format!("http://{}{target}", sim.addr))
-            .header("Timestamp", ts.to_string())
-            .header(
-                "Authorization",
-                format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID),
-            )
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "{target}");
+        assert_eq!(
+            post_signed(&sim, target, &sig, ts, &body).await,
+            201,
+            "{target}"
+        );
         // Signed over one encoding, sent with the other: refused.
         let other = if target.contains("%20") {
             target.replace("%20", "+")
         } else {
             target.replace('+', "%20")
         };
-        let r = reqwest_client()
-            .post(format!("http://{}{other}", sim.addr))
-            .header("Timestamp", ts.to_string())
-            .header(
-                "Authorization",
-                format!("TC {}:{sig}", tc_ingest::sim::DEFAULT_ACCESS_ID),
-            )
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(post_signed(&sim, &other, &sig, ts, &body).await, 401);
     }
     // The control endpoint changes faults at run time.
     let r = reqwest_client()
