@@ -55,6 +55,13 @@ async fn setup(faults: Faults, extra: &str) -> (Simulator, Env) {
     (sim, env)
 }
 
+/// `run --once` in-process: intake, then delivery until nothing is left to do now.
+async fn once(d: &mut Daemon) -> tc_ingest::app::OnceReport {
+    drive_once(d, &CancellationToken::new(), |_| {})
+        .await
+        .unwrap()
+}
+
 async fn enqueue(d: &Daemon, jobs: &[NewJob]) {
     d.queue
         .commit_chunk(None, jobs, &[], 0, 0, Duration::from_secs(3600))
@@ -98,9 +105,7 @@ async fn created_and_already_existing_are_delivered_with_every_step_once() {
     enqueue(&d, &all).await;
     // The same file created again in the same owner answers 400 "already exists".
     d.queue.execute_raw("INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await.unwrap();
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
     assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 23);
     let stats = sim.stats();
@@ -129,9 +134,7 @@ async fn validation_errors_bury_the_job_with_the_apis_message() {
         )
         .await
         .unwrap();
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 1);
     let dead = d.queue.jobs_in_state("dead").await.unwrap();
     assert_eq!(dead.len(), 2);
@@ -173,9 +176,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
     .await;
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 1, 0)).await;
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0);
     let done = d.queue.jobs_in_state("delivered").await.unwrap();
     assert_eq!(done[0].attempts, 3, "three failures counted");
@@ -188,9 +189,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
     });
     enqueue(&d, &jobs("Exemplary Organization", 2, 0)).await;
     let mut d2 = d;
-    let report = drive_once(&mut d2, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d2).await;
     assert_eq!(report.exit_code(), 1);
     let dead = d2.queue.jobs_in_state("dead").await.unwrap();
     assert_eq!(dead.len(), 2);
@@ -220,9 +219,7 @@ async fn thirty_percent_503s_still_deliver_everything_exactly_once_per_step() {
     .await;
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 150, 1)).await;
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
     assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 150);
     let stats = sim.stats();
@@ -253,9 +250,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 1, 0)).await;
     let start = Instant::now();
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0);
     assert!(
         start.elapsed() >= Duration::from_millis(900),
@@ -276,9 +271,7 @@ async fn the_rate_limit_is_never_exceeded() {
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 30, 0)).await;
     let start = Instant::now();
-    drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    once(&mut d).await;
     // 30 requests at 20/s with a burst of 1 take at least 29/20 s.
     assert!(
         start.elapsed() >= Duration::from_millis(1400),
@@ -300,9 +293,7 @@ async fn clock_skew_of_ten_minutes_is_corrected_without_attempts() {
     .await;
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 10, 1)).await;
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0);
     let delivered = d.queue.jobs_in_state("delivered").await.unwrap();
     assert_eq!(delivered.len(), 10);
@@ -327,9 +318,7 @@ async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
     let (sim, env) = setup(f, FAST).await;
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 3, 0)).await;
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     let paused = report
         .paused
         .clone()
@@ -415,9 +404,7 @@ async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 5, 0)).await;
     enqueue(&d, &jobs("Exemplary Organization", 5, 0)).await;
-    let report = drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 1);
     assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 5);
     let held = d.queue.jobs_in_state("held").await.unwrap();
@@ -459,9 +446,7 @@ async fn every_owner_held_is_said_in_status() {
     .await;
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 2, 0)).await;
-    drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    once(&mut d).await;
     let s = d.queue.stats().await.unwrap();
     assert!(tc_ingest::status::all_owners_held(&s));
     assert!(tc_ingest::status::table(&s, "q").contains("EVERY OWNER WITH WORK IS HELD"));
@@ -547,9 +532,7 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
     let (_sim, env) = setup(faults(), FAST).await;
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     env.drop_file("m.txt", b"1.1.1.1\n2.2.2.2\nnope\n");
-    drive_once(&mut d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap();
+    once(&mut d).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
