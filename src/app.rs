@@ -288,6 +288,10 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
                     "pruned delivered jobs past queue.delivered_retention"
                 );
             }
+            let rejects = d.queue.prune_rejects(cfg.watch.done_retention).await?;
+            if rejects > 0 {
+                tracing::info!(rejects, "pruned rejects of files past watch.done_retention");
+            }
         }
         let counts = d.queue.state_counts(now_ms() - 60_000).await?;
         d.metrics.set_jobs(&counts.by_state);

@@ -935,6 +935,22 @@ impl Queue {
         )
     }
 
+    /// Deletes the rejects of files finished more than `age` ago (their
+    /// errors reports in `done/` go at the same age); the files' rows and
+    /// counts stay. Returns how many rejects.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn prune_rejects(&self, age: Duration) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM rejects WHERE file_id IN (SELECT id FROM files WHERE finished_at < ?)",
+        )
+        .bind(now_ms() - ms(age))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Jobs that could be claimed now or later (pending, not held), and
     /// leased ones: zero means `run --once` is finished.
     ///

@@ -332,6 +332,43 @@ async fn prune_removes_old_delivered_jobs_only() {
 }
 
 #[tokio::test]
+async fn rejects_of_old_files_are_pruned_and_counts_kept() {
+    let (_d, q) = open().await;
+    let fid = q
+        .file_begin(&NewFile {
+            path: "x.txt",
+            processing_path: None,
+            sha256: "abc",
+            size_bytes: 1,
+            owner: "O",
+        })
+        .await
+        .unwrap();
+    let rejects = vec![NewReject {
+        line: 1,
+        input: "x".into(),
+        rule: "r".into(),
+        reason: "why".into(),
+    }];
+    q.commit_chunk(Some(fid), &[], &rejects, 1, 1, DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        q.prune_rejects(Duration::ZERO).await.unwrap(),
+        0,
+        "an unfinished file keeps its rejects"
+    );
+    q.file_finish(fid, "done", Some("text"), None)
+        .await
+        .unwrap();
+    assert_eq!(q.prune_rejects(DAY).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(q.prune_rejects(Duration::ZERO).await.unwrap(), 1);
+    assert!(q.rejects(fid, 10).await.unwrap().is_empty());
+    assert_eq!(q.file(fid).await.unwrap().rows_rejected, 1);
+}
+
+#[tokio::test]
 async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let (_d, q) = open().await;
     q.execute_raw(
