@@ -400,10 +400,12 @@ pub async fn drive_once(
             paused = Some(format!("{}: {}", p.class, p.reason));
             break;
         }
-        let (due, leased) = daemon.queue.outstanding().await?;
-        let next = daemon.queue.next_due().await?;
-        let soon = next.is_some_and(|t| t <= now_ms() + ONCE_RETRY_HORIZON.as_millis() as i64);
-        if leased == 0 && (due == 0 || !soon) {
+        // Done when nothing is in flight and no retry falls due soon.
+        let left = daemon.queue.outstanding().await?;
+        let soon = left
+            .next_due
+            .is_some_and(|t| t <= now_ms() + ONCE_RETRY_HORIZON.as_millis() as i64);
+        if left.leased == 0 && !soon {
             break;
         }
     }

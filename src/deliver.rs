@@ -353,6 +353,10 @@ pub struct Delivery {
     /// Owners held in this run: their jobs already handed to workers are
     /// parked without another request.
     held: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Whether a pause is shown in the queue and the metrics. Recording and
+    /// clearing hold this lock and clearing looks at the gate inside it, so
+    /// a pause that starts meanwhile is never wiped from `status`.
+    pause_shown: Arc<tokio::sync::Mutex<bool>>,
 }
 
 /// Claims per dispatcher round, at most.
@@ -379,6 +383,7 @@ impl Delivery {
             work_added: Arc::new(Notify::new()),
             breaker: Arc::new(Mutex::new(Breaker::default())),
             held: Arc::default(),
+            pause_shown: Arc::default(),
         }
     }
 
@@ -452,6 +457,7 @@ impl Delivery {
             if cancel.is_cancelled() {
                 return Ok(());
             }
+            self.clear_recorded_pause().await?;
             let permit_room = job_tx.capacity();
             if permit_room == 0 {
                 // Wait for a worker to take one.
@@ -581,18 +587,19 @@ impl Delivery {
                 Outcome::ServerError { .. } | Outcome::Transport { .. }
             );
             let trip = self.breaker.lock().expect("breaker").record(transient, d);
-            if let Some(open) = trip
-                && self.gate.pause(
-                    "circuit_open",
-                    format!(
-                        "most recent requests failed ({}): pausing delivery for {}s",
-                        resp.outcome.message(),
-                        open.as_secs_f32()
-                    ),
-                    Some(Instant::now() + open),
-                )
-            {
-                tracing::warn!(open_secs = open.as_secs_f32(), last = %resp.outcome.message(), "circuit breaker open: most recent requests failed");
+            if let Some(open) = trip {
+                let reason = format!(
+                    "circuit open: most recent requests failed ({}); pausing delivery for {:.1}s",
+                    resp.outcome.message(),
+                    open.as_secs_f32()
+                );
+                if self
+                    .gate
+                    .pause("circuit_open", reason.clone(), Some(Instant::now() + open))
+                {
+                    tracing::warn!(open_secs = open.as_secs_f32(), last = %resp.outcome.message(), "circuit breaker open: most recent requests failed");
+                    self.record_pause("circuit_open", reason).await;
+                }
             }
             let error = || JobError {
                 class: resp.outcome.class().into(),
@@ -681,16 +688,36 @@ impl Delivery {
     async fn pause(&self, class: &'static str, reason: String) {
         if self.gate.pause(class, reason.clone(), None) {
             tracing::error!(class, reason = %reason, "delivery paused");
-            self.metrics.set_paused(true);
-            let pause = Pause {
-                class: class.into(),
-                reason,
-                since: now_ms(),
-            };
-            if let Err(e) = self.queue.set_pause(Some(&pause)).await {
-                tracing::error!(error = %e, "cannot record the pause in the queue");
-            }
+            self.record_pause(class, reason).await;
         }
+    }
+
+    /// Shows a pause in `status` (through the queue) and in the metrics,
+    /// until the dispatcher sees delivery running again.
+    async fn record_pause(&self, class: &'static str, reason: String) {
+        let mut shown = self.pause_shown.lock().await;
+        *shown = true;
+        self.metrics.set_paused(true);
+        let pause = Pause {
+            class: class.into(),
+            reason,
+            since: now_ms(),
+        };
+        if let Err(e) = self.queue.set_pause(Some(&pause)).await {
+            tracing::error!(error = %e, "cannot record the pause in the queue");
+        }
+    }
+
+    /// Once delivery runs again (a probe passed, or a circuit closed),
+    /// `status` and the metrics say so.
+    async fn clear_recorded_pause(&self) -> anyhow::Result<()> {
+        let mut shown = self.pause_shown.lock().await;
+        if *shown && self.gate.paused().is_none() {
+            self.queue.set_pause(None).await?;
+            self.metrics.set_paused(false);
+            *shown = false;
+        }
+        Ok(())
     }
 
     async fn hold(&self, owner: &str, outcome: &Outcome) {
@@ -769,9 +796,9 @@ impl Delivery {
                 }
                 match result {
                     Ok(_) => {
+                        // The dispatcher, waking, clears the pause from the
+                        // queue and the metrics.
                         self.gate.resume();
-                        self.metrics.set_paused(false);
-                        let _ = self.queue.set_pause(None).await;
                         tracing::info!(was = p.class, "probe passed: delivery resumes");
                         self.work_added.notify_one();
                     }

@@ -271,6 +271,14 @@ pub struct RetryFilter {
     pub file: Option<String>,
 }
 
+/// What [`Queue::outstanding`] found: leased jobs, and when the next
+/// pending job of an owner that is not held falls due (Unix ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outstanding {
+    pub leased: u64,
+    pub next_due: Option<i64>,
+}
+
 /// The cheap counts of [`Queue::state_counts`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateCounts {
@@ -951,33 +959,24 @@ impl Queue {
         .rows_affected())
     }
 
-    /// Jobs that could be claimed now or later (pending, not held), and
-    /// leased ones: zero means `run --once` is finished.
+    /// What is left to do, read in one snapshot (separate reads could see a
+    /// job in neither state while it moves from pending to leased).
     ///
     /// # Errors
     /// Database errors.
-    pub async fn outstanding(&self) -> anyhow::Result<(u64, u64)> {
+    pub async fn outstanding(&self) -> anyhow::Result<Outstanding> {
+        // One statement reads one snapshot; each part uses its partial index.
         let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM jobs WHERE state = 'pending' AND owner NOT IN (SELECT owner FROM held_owners)), \
-               (SELECT COUNT(*) FROM jobs WHERE state = 'leased')",
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'leased'), \
+               (SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' \
+                AND owner NOT IN (SELECT owner FROM held_owners))",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok((row.get::<i64, _>(0) as u64, row.get::<i64, _>(1) as u64))
-    }
-
-    /// When the next pending job falls due (Unix ms), if any.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn next_due(&self) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query(
-            "SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' AND owner NOT IN (SELECT owner FROM held_owners)",
-        )
-        .fetch_one(&self.pool)
-        .await?
-        .get(0))
+        Ok(Outstanding {
+            leased: row.get::<i64, _>(0) as u64,
+            next_due: row.get(1),
+        })
     }
 
     /// Counts of the states that wait for work, and deliveries since

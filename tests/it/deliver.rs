@@ -192,7 +192,14 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
     let report = once(&mut d2).await;
     assert_eq!(report.exit_code(), 1);
     let dead = d2.queue.jobs_in_state("dead").await.unwrap();
-    assert_eq!(dead.len(), 2);
+    assert_eq!(
+        dead.len(),
+        2,
+        "{:?} {:?} {:?}",
+        report.stats.by_state,
+        report.paused,
+        d2.queue.jobs_in_state("pending").await.unwrap()
+    );
     for j in dead {
         assert_eq!(
             (
@@ -480,6 +487,17 @@ async fn a_sick_server_opens_the_circuit_breaker() {
         .await,
         "circuit opened"
     );
+    let shown = d
+        .queue
+        .pause()
+        .await
+        .unwrap()
+        .expect("status shows the open circuit");
+    assert_eq!(shown.class, "circuit_open");
+    assert!(
+        tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q")
+            .contains("DELIVERY PAUSED: circuit open")
+    );
     let during = sim.stats().requests;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(
@@ -491,6 +509,10 @@ async fn a_sick_server_opens_the_circuit_breaker() {
         eventually(15, async || d.queue.count(Some("delivered")).await.unwrap()
             == 40)
         .await
+    );
+    assert!(
+        eventually(5, async || d.queue.pause().await.unwrap().is_none()).await,
+        "status says running again once the circuit closed"
     );
     cancel.cancel();
     task.await.unwrap().unwrap();
