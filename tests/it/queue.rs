@@ -24,6 +24,26 @@ fn job(owner: &str, value: &str) -> NewJob {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
+/// Queues jobs outside any file, deduplicating over a day.
+async fn add(q: &Queue, jobs: &[NewJob]) -> tc_ingest::queue::ChunkResult {
+    q.commit_chunk(None, jobs, &[], jobs.len() as u64, 0, DAY)
+        .await
+        .unwrap()
+}
+
+/// Records a feed file of owner "O".
+async fn file(q: &Queue, path: &str, processing: Option<&str>, sha256: &str) -> i64 {
+    q.file_begin(&NewFile {
+        path,
+        processing_path: processing,
+        sha256,
+        size_bytes: 1,
+        owner: "O",
+    })
+    .await
+    .unwrap()
+}
+
 fn err(class: &str) -> JobError {
     JobError {
         class: class.into(),
@@ -96,16 +116,7 @@ async fn enqueue_claim_complete_with_dedup() {
 #[tokio::test]
 async fn leases_expire_and_return() {
     let (_d, q) = open().await;
-    q.commit_chunk(
-        None,
-        &[job("O", "1.1.1.1"), job("O", "2.2.2.2")],
-        &[],
-        2,
-        2,
-        DAY,
-    )
-    .await
-    .unwrap();
+    add(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let a = q.claim(1, Duration::from_millis(1)).await.unwrap();
     let b = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!((a.len(), b.len()), (1, 1));
@@ -131,16 +142,7 @@ async fn leases_expire_and_return() {
 #[tokio::test]
 async fn reschedule_bury_requeue() {
     let (_d, q) = open().await;
-    let fid = q
-        .file_begin(&NewFile {
-            path: "feeds/a.csv",
-            processing_path: None,
-            sha256: "x",
-            size_bytes: 1,
-            owner: "O",
-        })
-        .await
-        .unwrap();
+    let fid = file(&q, "feeds/a.csv", None, "x").await;
     q.commit_chunk(
         Some(fid),
         &[
@@ -213,16 +215,7 @@ async fn reschedule_bury_requeue() {
 #[tokio::test]
 async fn held_owners_wait_and_others_go_on() {
     let (_d, q) = open().await;
-    q.commit_chunk(
-        None,
-        &[job("A", "1.1.1.1"), job("B", "2.2.2.2")],
-        &[],
-        2,
-        2,
-        DAY,
-    )
-    .await
-    .unwrap();
+    add(&q, &[job("A", "1.1.1.1"), job("B", "2.2.2.2")]).await;
     assert!(
         q.hold_owner("A", "access_denied", "Access Denied")
             .await
@@ -234,9 +227,7 @@ async fn held_owners_wait_and_others_go_on() {
             .unwrap(),
         "holding twice is one hold"
     );
-    q.commit_chunk(None, &[job("A", "3.3.3.3")], &[], 1, 1, DAY)
-        .await
-        .unwrap();
+    add(&q, &[job("A", "3.3.3.3")]).await;
     assert_eq!(
         q.count(Some("held")).await.unwrap(),
         2,
@@ -256,16 +247,7 @@ async fn held_owners_wait_and_others_go_on() {
 #[tokio::test]
 async fn files_rejects_progress_and_stats() {
     let (_d, q) = open().await;
-    let fid = q
-        .file_begin(&NewFile {
-            path: "x.txt",
-            processing_path: Some("/p/x.txt"),
-            sha256: "abc",
-            size_bytes: 10,
-            owner: "O",
-        })
-        .await
-        .unwrap();
+    let fid = file(&q, "x.txt", Some("/p/x.txt"), "abc").await;
     let rejects = vec![NewReject {
         line: 2,
         input: "bad".into(),
@@ -311,16 +293,7 @@ async fn files_rejects_progress_and_stats() {
 #[tokio::test]
 async fn prune_removes_old_delivered_jobs_only() {
     let (_d, q) = open().await;
-    q.commit_chunk(
-        None,
-        &[job("O", "1.1.1.1"), job("O", "2.2.2.2")],
-        &[],
-        2,
-        2,
-        DAY,
-    )
-    .await
-    .unwrap();
+    add(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let c = q.claim(1, Duration::from_secs(60)).await.unwrap();
     q.apply(&[JobUpdate::Delivered { id: c[0].id }])
         .await
@@ -334,16 +307,7 @@ async fn prune_removes_old_delivered_jobs_only() {
 #[tokio::test]
 async fn rejects_of_old_files_are_pruned_and_counts_kept() {
     let (_d, q) = open().await;
-    let fid = q
-        .file_begin(&NewFile {
-            path: "x.txt",
-            processing_path: None,
-            sha256: "abc",
-            size_bytes: 1,
-            owner: "O",
-        })
-        .await
-        .unwrap();
+    let fid = file(&q, "x.txt", None, "abc").await;
     let rejects = vec![NewReject {
         line: 1,
         input: "x".into(),
@@ -397,15 +361,11 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
 
     // A reader holding a read transaction open does not block writers (WAL).
     let q = Queue::open(&path).await.unwrap();
-    q.commit_chunk(None, &[job("O", "1.1.1.1")], &[], 1, 1, DAY)
-        .await
-        .unwrap();
+    add(&q, &[job("O", "1.1.1.1")]).await;
     let reader = Queue::open(&path).await.unwrap();
     reader.execute_raw("SELECT 1").await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
-    q.commit_chunk(None, &[job("O", "2.2.2.2")], &[], 1, 1, DAY)
-        .await
-        .unwrap();
+    add(&q, &[job("O", "2.2.2.2")]).await;
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(c.len(), 2);
     drop(conn);
