@@ -253,19 +253,24 @@ impl Intake {
         let (file_id, resume_after) = match resume {
             Some(r) => r,
             None => {
-                if cfg.watch.skip_duplicate_files
-                    && let Some(prev) = self.queue.file_done_with_sha(&sha).await?
-                {
-                    let id = self
-                        .queue
-                        .file_begin(&NewFile {
-                            path: &rel.to_string_lossy(),
-                            processing_path: None,
-                            sha256: &sha,
-                            size_bytes: meta.len(),
-                            owner: &settings.owner,
-                        })
-                        .await?;
+                let previous = if cfg.watch.skip_duplicate_files {
+                    self.queue.file_done_with_sha(&sha).await?
+                } else {
+                    None
+                };
+                let processing_path = processing.to_string_lossy();
+                let id = self
+                    .queue
+                    .file_begin(&NewFile {
+                        path: &rel.to_string_lossy(),
+                        // A skipped file is never resumed.
+                        processing_path: previous.is_none().then_some(&*processing_path),
+                        sha256: &sha,
+                        size_bytes: meta.len(),
+                        owner: &settings.owner,
+                    })
+                    .await?;
+                if let Some(prev) = previous {
                     let why = format!(
                         "same content (sha256 {sha}) as file #{} {}, already queued",
                         prev.id, prev.path
@@ -286,16 +291,6 @@ impl Intake {
                         error: Some(why),
                     });
                 }
-                let id = self
-                    .queue
-                    .file_begin(&NewFile {
-                        path: &rel.to_string_lossy(),
-                        processing_path: Some(&processing.to_string_lossy()),
-                        sha256: &sha,
-                        size_bytes: meta.len(),
-                        owner: &settings.owner,
-                    })
-                    .await?;
                 (id, 0)
             }
         };
