@@ -24,6 +24,13 @@ fn cmd(args: &[&str]) -> Command {
     c
 }
 
+/// Runs the binary with `args` and `--config cfg` to the end.
+async fn output(args: &[&str], cfg: &Path) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--config", cfg.to_str().unwrap()]);
+    cmd(&all).output().await.unwrap()
+}
+
 async fn setup() -> (tc_ingest::sim::Simulator, Env, PathBuf) {
     let sim = sim_with(tc_ingest::sim::SimConfig {
         secret: SECRET.into(),
@@ -67,10 +74,7 @@ fn signal(child: &Child, sig: i32) {
 async fn run_once_delivers_every_sample_feed() {
     let (sim, env, cfg) = setup().await;
     copy_examples(&env.incoming());
-    let out = cmd(&["run", "--once", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    let out = output(&["run", "--once"], &cfg).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let held = sim.indicators();
@@ -165,20 +169,14 @@ async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
     );
 
     // A second daemon on the same queue is refused, naming the first.
-    let second = cmd(&["run", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    let second = output(&["run"], &cfg).await;
     assert_eq!(second.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&second.stderr).contains(&format!("pid {}", child.id().unwrap()))
     );
 
     // `status` reads the queue while the daemon runs.
-    let status = cmd(&["status", "--json", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    let status = output(&["status", "--json"], &cfg).await;
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["jobs"]["delivered"], 5);
 
@@ -256,10 +254,7 @@ async fn sigkill_at_any_moment_then_restart_loses_nothing() {
         child.start_kill().unwrap();
         child.wait().await.unwrap();
     }
-    let out = cmd(&["run", "--once", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    let out = output(&["run", "--once"], &cfg).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -285,18 +280,9 @@ async fn sigkill_at_any_moment_then_restart_loses_nothing() {
 async fn the_secret_never_reaches_the_database_status_or_check_config() {
     let (_sim, env, cfg) = setup().await;
     copy_examples(&env.incoming());
-    let run = cmd(&["run", "--once", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
-    let status = cmd(&["status", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
-    let check = cmd(&["check-config", "--config", cfg.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    let run = output(&["run", "--once"], &cfg).await;
+    let status = output(&["status"], &cfg).await;
+    let check = output(&["check-config"], &cfg).await;
     assert_eq!(check.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&check.stdout).contains("[redacted]"));
     for bytes in [
