@@ -21,16 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{Client, Clock, Endpoints};
 use crate::config::Config;
 use crate::deliver::{Api, Delivery};
+use crate::exit;
+use crate::intake::{FileOutcome, Intake};
 use crate::metrics::Metrics;
-use crate::queue::{DaemonLock, Queue, StateCounts, Stats, now_ms};
-use crate::watch::{FileOutcome, Intake};
-
-/// Exit codes of `run`.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_UNFINISHED: u8 = 1;
-pub const EXIT_CONFIG: u8 = 2;
-pub const EXIT_TASK_FAILED: u8 = 3;
-pub const EXIT_SECOND_SIGNAL: u8 = 130;
+use crate::queue::{DaemonLock, FileState, JobState, Queue, StateCounts, Stats, now_ms};
 
 /// How long `run --once` waits for a retry that is scheduled later.
 const ONCE_RETRY_HORIZON: Duration = Duration::from_secs(60);
@@ -55,7 +49,7 @@ impl Daemon {
     /// # Errors
     /// Startup errors: directories, the lock, the database, the HTTP client.
     pub async fn start(config_path: &Path, cfg: Config) -> anyhow::Result<Self> {
-        crate::watch::create_dirs(&cfg.watch)?;
+        crate::intake::create_dirs(&cfg.watch)?;
         let lock = DaemonLock::acquire(&cfg.queue.path)?;
         let queue = Queue::open(&cfg.queue.path).await?;
         let released = queue.release_all_leases().await?;
@@ -137,7 +131,7 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return EXIT_CONFIG;
+            return exit::ERROR;
         }
     };
     let cfg = match Config::load(config_path) {
@@ -147,7 +141,7 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
                 "error: invalid configuration {}:\n{e}",
                 config_path.display()
             );
-            return EXIT_CONFIG;
+            return exit::ERROR;
         }
     };
     let daemon = match Daemon::start(config_path, cfg).await {
@@ -155,7 +149,7 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "cannot start");
             eprintln!("error: {e:#}");
-            return EXIT_CONFIG;
+            return exit::ERROR;
         }
     };
     let result = if once {
@@ -165,7 +159,7 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "stopped by an error");
-        EXIT_TASK_FAILED
+        exit::TASK_FAILED
     })
 }
 
@@ -191,7 +185,7 @@ fn spawn_signal_handler(cancel: CancellationToken) -> anyhow::Result<()> {
                 tracing::warn!(
                     "second signal: exiting at once; leases are reclaimed on the next start"
                 );
-                std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+                std::process::exit(i32::from(exit::SECOND_SIGNAL));
             }
         }
     });
@@ -253,7 +247,7 @@ async fn run_daemon(
     }
     daemon.queue.close().await;
     tracing::info!("stopped");
-    Ok(if failed { EXIT_TASK_FAILED } else { EXIT_OK })
+    Ok(if failed { exit::TASK_FAILED } else { exit::OK })
 }
 
 /// Every few seconds: reclaim expired leases, prune delivered jobs past the
@@ -294,7 +288,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
             }
         }
         let counts = d.queue.state_counts(now_ms() - 60_000).await?;
-        d.metrics.set_jobs(&counts.by_state);
+        d.metrics.set_jobs(&counts.by_state());
         let status = status_line(&counts, d.gate.paused().map(|p| p.reason));
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
         if watchdog.is_some() {
@@ -313,14 +307,9 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
 
 /// The one-line summary systemd shows (`systemctl status`).
 fn status_line(s: &StateCounts, paused: Option<String>) -> String {
-    let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
     let mut line = format!(
         "pending {} | leased {} | held {} | dead {} | delivered/min {}",
-        n("pending"),
-        n("leased"),
-        n("held"),
-        n("dead"),
-        s.delivered_since
+        s.pending, s.leased, s.held, s.dead, s.delivered_since
     );
     if let Some(p) = paused {
         line.push_str(&format!(" | PAUSED: {p}"));
@@ -341,28 +330,28 @@ impl OnceReport {
     /// 0 when everything was delivered; 1 when something was buried, held,
     /// paused, left pending or a file failed.
     pub fn exit_code(&self) -> u8 {
-        let n = |k: &str| self.stats.by_state.get(k).copied().unwrap_or(0);
+        let n = |s| self.stats.jobs(s);
         let unfinished = self.paused.is_some()
-            || n("dead") > self.dead_before
-            || n("held") > 0
+            || n(JobState::Dead) > self.dead_before
+            || n(JobState::Held) > 0
             || !self.stats.held_owners.is_empty()
-            || n("pending") > 0
-            || n("leased") > 0
-            || self.files.iter().any(|f| f.state == "failed");
-        if unfinished { EXIT_UNFINISHED } else { EXIT_OK }
+            || n(JobState::Pending) > 0
+            || n(JobState::Leased) > 0
+            || self.files.iter().any(|f| f.state == FileState::Failed);
+        if unfinished { exit::PARTIAL } else { exit::OK }
     }
 }
 
 async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Result<u8> {
     let report = drive_once(&mut daemon, cancel, |_| {}).await?;
     daemon.queue.close().await;
-    let n = |k: &str| report.stats.by_state.get(k).copied().unwrap_or(0);
+    let n = |s| report.stats.jobs(s);
     tracing::info!(
         files = report.files.len(),
-        delivered = n("delivered"),
-        pending = n("pending"),
-        held = n("held"),
-        dead = n("dead"),
+        delivered = n(JobState::Delivered),
+        pending = n(JobState::Pending),
+        held = n(JobState::Held),
+        dead = n(JobState::Dead),
         paused = report.paused.as_deref().unwrap_or("no"),
         "run --once finished"
     );
@@ -381,7 +370,7 @@ pub async fn drive_once(
     mut progress: impl FnMut(&StateCounts),
 ) -> anyhow::Result<OnceReport> {
     let started = now_ms();
-    let dead_before = daemon.queue.state_counts(started).await?.by_state["dead"];
+    let dead_before = daemon.queue.state_counts(started).await?.dead;
     let delivery_cancel = CancellationToken::new();
     let d = daemon.delivery.clone();
     let dc = delivery_cancel.clone();

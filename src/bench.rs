@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::BenchKind;
 use crate::indicator::Payload;
-use crate::queue::{JobUpdate, NewJob, Queue};
+use crate::queue::{JobState, JobUpdate, NewJob, Queue};
 
 /// # Errors
 /// When a temporary directory, the queue or the simulator cannot be set up.
@@ -133,7 +133,7 @@ async fn queue(n: usize) -> anyhow::Result<()> {
             .queued;
     }
     let enqueue = start.elapsed().as_secs_f64();
-    q.execute_raw("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+    q.checkpoint().await?;
     let size = std::fs::metadata(&path)?.len();
     let start = Instant::now();
     let mut done = 0;
@@ -221,11 +221,11 @@ async fn intake(n: usize) -> anyhow::Result<()> {
     );
     let cfg = crate::config::Config::parse(&config, &root.join("c.toml"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::watch::create_dirs(&cfg.watch)?;
+    crate::intake::create_dirs(&cfg.watch)?;
     let q = Queue::open(&cfg.queue.path).await?;
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(cfg));
     let mut intake =
-        crate::watch::Intake::new(rx, q.clone(), Arc::new(crate::metrics::Metrics::default()));
+        crate::intake::Intake::new(rx, q.clone(), Arc::new(crate::metrics::Metrics::default()));
     let rss_before = peak_rss_mib();
     let start = Instant::now();
     let out = intake
@@ -285,7 +285,7 @@ async fn deliver(n: Option<u64>, rate: u32, seconds: u64) -> anyhow::Result<()> 
             .commit_chunk(None, chunk, &[], 0, 0, Duration::from_secs(86_400))
             .await?;
     }
-    let total = daemon.queue.count(Some("pending")).await?;
+    let total = daemon.queue.count(Some(JobState::Pending)).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(daemon.delivery.clone().run(cancel.clone()));
     let start = Instant::now();
@@ -299,13 +299,13 @@ async fn deliver(n: Option<u64>, rate: u32, seconds: u64) -> anyhow::Result<()> 
             first_at = Some(Instant::now());
             first_requests = requests;
         }
-        let delivered = daemon.queue.count(Some("delivered")).await?;
+        let delivered = daemon.queue.count(Some(JobState::Delivered)).await?;
         if delivered >= total || start.elapsed() >= limit {
             break;
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let delivered = daemon.queue.count(Some("delivered")).await?;
+    let delivered = daemon.queue.count(Some(JobState::Delivered)).await?;
     let requests = sim.stats().requests;
     cancel.cancel();
     task.await??;

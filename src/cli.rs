@@ -87,7 +87,7 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long)]
-        class: Option<String>,
+        class: Option<crate::names::ErrorClass>,
         #[arg(long)]
         owner: Option<String>,
         /// Source file name or path (as recorded in the queue).

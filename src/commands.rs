@@ -12,17 +12,13 @@ use serde_json::json;
 use crate::api::{Client, Clock, Outcome};
 use crate::cli::{Cli, Command, ConfigArg, SimArgs};
 use crate::config::{self, Config};
-use crate::feed::{self, Item, ReadOptions};
+use crate::exit;
+use crate::feed::{self, ReadOptions};
 use crate::indicator::IndicatorType;
 use crate::intake::{self, Settings};
-use crate::normalize::{self, FeedDefaults};
-use crate::queue::{NewFile, Queue, RetryFilter};
+use crate::normalize::FeedDefaults;
+use crate::queue::{FileState, NewFile, Queue, RetryFilter};
 use crate::sim::{SimConfig, SimOwner, Simulator};
-
-/// Exit codes.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_PARTIAL: u8 = 1;
-pub const EXIT_ERROR: u8 = 2;
 
 pub fn main(cli: Cli) -> ExitCode {
     // The demo prints its own report: only warnings and errors go beside it.
@@ -57,7 +53,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR);
+            return ExitCode::from(exit::ERROR);
         }
     };
     let code = rt.block_on(dispatch(cli.command));
@@ -100,7 +96,7 @@ async fn dispatch(cmd: Command) -> u8 {
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
-        EXIT_ERROR
+        exit::ERROR
     })
 }
 
@@ -114,7 +110,7 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
 fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     print!("{}", config::render(&cfg));
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }
 
 async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
@@ -134,9 +130,9 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
             }
             if !owners.iter().any(|o| o.name == cfg.api.owner) {
                 println!("warning: api.owner {:?} is not among them", cfg.api.owner);
-                return Ok(EXIT_PARTIAL);
+                return Ok(exit::PARTIAL);
             }
-            Ok(EXIT_OK)
+            Ok(exit::OK)
         }
         Err(outcome) => {
             eprintln!("ping failed: {} ({})", outcome.class(), outcome.message());
@@ -154,7 +150,7 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
                     - crate::api::sign::unix_now();
                 eprintln!("the server's clock is {skew:+} s from ours");
             }
-            Ok(EXIT_ERROR)
+            Ok(exit::ERROR)
         }
     }
 }
@@ -195,7 +191,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     println!("  inspect: GET /_sim/indicators, GET /_sim/stats; faults: POST /_sim/faults");
     tokio::signal::ctrl_c().await?;
     sim.stop().await;
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }
 
 /// Parses `--type`.
@@ -207,15 +203,21 @@ pub fn parse_kind(kind: Option<&str>) -> anyhow::Result<Option<IndicatorType>> {
 }
 
 fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
-    let defaults = FeedDefaults {
-        kind: parse_kind(kind)?,
-        ..FeedDefaults::default()
+    // Only the type default applies: no feed rule, no owner.
+    let settings = Settings {
+        owner: String::new(),
+        defaults: FeedDefaults {
+            kind: parse_kind(kind)?,
+            ..FeedDefaults::default()
+        },
+        read: ReadOptions::default(),
+        dedup_window: std::time::Duration::ZERO,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
-    let mut code = EXIT_OK;
+    let mut code = exit::OK;
     let mut write_err: Option<std::io::Error> = None;
     for path in files {
         let name = path.display().to_string();
@@ -226,37 +228,27 @@ fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::
                 write_err = Some(e);
             }
         };
-        let result = feed::read(path, &ReadOptions::default(), &mut |item| {
-            match item {
-                Item::Row(rec) => match normalize::record(&rec, &defaults) {
-                    Ok(n) => {
-                        *by_type.entry(n.indicator.kind().tc_name()).or_default() += 1;
-                        emit(
-                            json!({"file": name, "line": rec.line, "type": n.indicator.kind().tc_name(), "summary": n.indicator.summary()}),
-                        );
-                    }
-                    Err(r) => {
-                        *by_rule.entry(r.rule.to_string()).or_default() += 1;
-                        emit(
-                            json!({"file": name, "line": rec.line, "input": rec.input(), "error": r.message}),
-                        );
-                    }
-                },
-                Item::Bad {
-                    line,
-                    input,
-                    reason,
-                    ..
-                } => {
-                    *by_rule.entry("unreadable-row".into()).or_default() += 1;
-                    emit(json!({"file": name, "line": line, "input": input, "error": reason}));
+        let result = feed::read(path, &settings.read, &mut |item| {
+            match intake::classify(item, &settings) {
+                Ok(job) => {
+                    let kind = job.indicator.kind().tc_name();
+                    *by_type.entry(kind).or_default() += 1;
+                    emit(
+                        json!({"file": name, "line": job.line, "type": kind, "summary": job.indicator.summary()}),
+                    );
+                }
+                Err(r) => {
+                    emit(
+                        json!({"file": name, "line": r.line, "input": r.input, "error": r.reason}),
+                    );
+                    *by_rule.entry(r.rule).or_default() += 1;
                 }
             }
             std::ops::ControlFlow::Continue(())
         });
         if let Err(e) = result {
             eprintln!("error: {}: {e}", path.display());
-            code = EXIT_ERROR;
+            code = exit::ERROR;
         }
     }
     out.flush()?;
@@ -294,7 +286,7 @@ async fn enqueue(
     let kind = parse_kind(kind)?;
     let queue = Queue::open(&cfg.queue.path).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
-    let mut code = EXIT_OK;
+    let mut code = exit::OK;
     for path in files {
         let name = path
             .file_name()
@@ -305,7 +297,7 @@ async fn enqueue(
             Ok(f) => f,
             Err(e) => {
                 eprintln!("error: {}: cannot open: {e}", path.display());
-                code = EXIT_ERROR;
+                code = exit::ERROR;
                 continue;
             }
         };
@@ -325,9 +317,9 @@ async fn enqueue(
         let (state, error) = report
             .end
             .file_state()
-            .unwrap_or(("failed", Some("stopped before the end".into())));
+            .unwrap_or((FileState::Failed, Some("stopped before the end".into())));
         queue
-            .file_finish(id, state, report.format.map(|f| f.name()), error.as_deref())
+            .file_finish(id, state, report.format, error.as_deref())
             .await?;
         println!(
             "{}: {} rows: {} queued, {} duplicate, {} rejected (owner {})",
@@ -349,7 +341,7 @@ async fn enqueue(
         }
         if let Some(e) = error {
             eprintln!("error: {}: {e}", path.display());
-            code = EXIT_ERROR;
+            code = exit::ERROR;
         }
     }
     queue.close().await;
@@ -376,7 +368,7 @@ async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {
         print!("{}", crate::status::table(&stats, &path));
     }
     queue.close().await;
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }
 
 async fn retry(arg: &ConfigArg, filter: RetryFilter) -> anyhow::Result<u8> {
@@ -385,7 +377,7 @@ async fn retry(arg: &ConfigArg, filter: RetryFilter) -> anyhow::Result<u8> {
     let n = queue.requeue_dead(&filter).await?;
     println!("requeued {n} buried job(s)");
     queue.close().await;
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }
 
 async fn purge(arg: &ConfigArg, before: std::time::Duration) -> anyhow::Result<u8> {
@@ -397,5 +389,5 @@ async fn purge(arg: &ConfigArg, before: std::time::Duration) -> anyhow::Result<u
         humantime::format_duration(before)
     );
     queue.close().await;
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{Client, Endpoints, Outcome};
 use crate::config::{Config, DeliveryConfig};
 use crate::metrics::Metrics;
-use crate::queue::{Job, JobError, JobUpdate, Pause, Queue, now_ms};
+use crate::queue::{ErrorClass, Job, JobError, JobUpdate, Pause, Queue, now_ms};
 
 /// What the daemon does about one answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ pub enum Action {
     CorrectClockAndRetry,
     /// Credentials or clock are wrong for every job: stop all delivery,
     /// count no attempt, probe until it passes.
-    PauseAll { class: &'static str, reason: String },
+    PauseAll { class: ErrorClass, reason: String },
     /// This owner is not accessible: park its jobs, deliver other owners.
     HoldOwner,
     /// The API refused this job's data: bury it with the message.
@@ -51,7 +51,7 @@ pub fn policy(outcome: &Outcome, clock_just_corrected: bool) -> Action {
     match outcome {
         Outcome::Success | Outcome::Duplicate { .. } => Action::NextStep,
         Outcome::SignatureMismatch => Action::PauseAll {
-            class: "signature",
+            class: ErrorClass::Signature,
             reason: format!(
                 "signature mismatch: {}",
                 outcome.advice().unwrap_or("check the credentials")
@@ -59,11 +59,11 @@ pub fn policy(outcome: &Outcome, clock_just_corrected: bool) -> Action {
         },
         Outcome::TimestampOutOfRange { server_date: Some(_) } if !clock_just_corrected => Action::CorrectClockAndRetry,
         Outcome::TimestampOutOfRange { .. } => Action::PauseAll {
-            class: "timestamp",
+            class: ErrorClass::Timestamp,
             reason: "timestamp out of range even after correcting the offset: check the system clock (NTP)".into(),
         },
         Outcome::Unauthorized => Action::PauseAll {
-            class: "unauthorized",
+            class: ErrorClass::Unauthorized,
             reason: "unauthorized: the API token has expired".into(),
         },
         Outcome::AccessDenied { .. } | Outcome::OwnerNotFound => Action::HoldOwner,
@@ -101,7 +101,7 @@ pub struct Gate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Paused {
-    pub class: &'static str,
+    pub class: ErrorClass,
     pub reason: String,
     pub since_ms: i64,
     /// A circuit-breaker pause ends by itself at this time; others wait for a probe.
@@ -122,7 +122,7 @@ impl Gate {
     }
 
     /// Pauses; returns true if it was running.
-    pub fn pause(&self, class: &'static str, reason: String, until: Option<Instant>) -> bool {
+    pub fn pause(&self, class: ErrorClass, reason: String, until: Option<Instant>) -> bool {
         let mut first = false;
         self.state.send_if_modified(|s| {
             if s.as_ref().is_some_and(|p| p.until.is_none()) {
@@ -276,19 +276,19 @@ impl Throttle {
 /// one example each: thousands of rejected rows make a few lines, not
 /// thousands. `dead_letters` has every one.
 fn log_burials(batch: &[JobUpdate]) {
-    let mut by_class: std::collections::BTreeMap<&str, (u64, &str)> =
+    let mut by_class: std::collections::BTreeMap<ErrorClass, (u64, &str)> =
         std::collections::BTreeMap::new();
     for u in batch {
         if let JobUpdate::Bury { error, .. } = u {
             by_class
-                .entry(error.class.as_str())
+                .entry(error.class)
                 .or_insert((0, error.message.as_str()))
                 .0 += 1;
         }
     }
     for (class, (jobs, example)) in by_class {
         tracing::warn!(
-            class,
+            class = %class,
             jobs,
             example,
             "jobs buried (see the dead_letters view; `tc-ingest retry` requeues them)"
@@ -528,7 +528,7 @@ impl Delivery {
                     id: job.id,
                     steps_done: job.steps_done,
                     error: JobError {
-                        class: "invalid_job".into(),
+                        class: ErrorClass::InvalidJob,
                         http_status: None,
                         message,
                     },
@@ -547,7 +547,7 @@ impl Delivery {
                 id: job.id,
                 steps_done: job.steps_done,
                 error: JobError {
-                    class: "held".into(),
+                    class: ErrorClass::Held,
                     http_status: None,
                     message: "owner held: waiting for access".into(),
                 },
@@ -578,7 +578,7 @@ impl Delivery {
             tracing::debug!(
                 job = job.id,
                 step,
-                class = resp.outcome.class(),
+                class = %resp.outcome.class(),
                 status = resp.status,
                 "request"
             );
@@ -593,16 +593,17 @@ impl Delivery {
                     resp.outcome.message(),
                     open.as_secs_f32()
                 );
-                if self
-                    .gate
-                    .pause("circuit_open", reason.clone(), Some(Instant::now() + open))
-                {
+                if self.gate.pause(
+                    ErrorClass::CircuitOpen,
+                    reason.clone(),
+                    Some(Instant::now() + open),
+                ) {
                     tracing::warn!(open_secs = open.as_secs_f32(), last = %resp.outcome.message(), "circuit breaker open: most recent requests failed");
-                    self.record_pause("circuit_open", reason).await;
+                    self.record_pause(ErrorClass::CircuitOpen, reason).await;
                 }
             }
             let error = || JobError {
-                class: resp.outcome.class().into(),
+                class: resp.outcome.class(),
                 http_status: resp.status,
                 message: resp.outcome.message(),
             };
@@ -643,7 +644,7 @@ impl Delivery {
                     };
                 }
                 Action::Bury => {
-                    tracing::debug!(job = job.id, owner = %job.owner, value = %job.value, class = resp.outcome.class(), message = %resp.outcome.message(), "job buried");
+                    tracing::debug!(job = job.id, owner = %job.owner, value = %job.value, class = %resp.outcome.class(), message = %resp.outcome.message(), "job buried");
                     return JobUpdate::Bury {
                         id: job.id,
                         steps_done: step,
@@ -664,7 +665,7 @@ impl Delivery {
                 Action::Backoff => {
                     let attempts = job.attempts + 1;
                     if attempts >= d.max_attempts {
-                        tracing::debug!(job = job.id, attempts, class = resp.outcome.class(), message = %resp.outcome.message(), "job buried after the maximum attempts");
+                        tracing::debug!(job = job.id, attempts, class = %resp.outcome.class(), message = %resp.outcome.message(), "job buried after the maximum attempts");
                         return JobUpdate::Bury {
                             id: job.id,
                             steps_done: step,
@@ -685,21 +686,21 @@ impl Delivery {
         JobUpdate::Delivered { id: job.id }
     }
 
-    async fn pause(&self, class: &'static str, reason: String) {
+    async fn pause(&self, class: ErrorClass, reason: String) {
         if self.gate.pause(class, reason.clone(), None) {
-            tracing::error!(class, reason = %reason, "delivery paused");
+            tracing::error!(class = %class, reason = %reason, "delivery paused");
             self.record_pause(class, reason).await;
         }
     }
 
     /// Shows a pause in `status` (through the queue) and in the metrics,
     /// until the dispatcher sees delivery running again.
-    async fn record_pause(&self, class: &'static str, reason: String) {
+    async fn record_pause(&self, class: ErrorClass, reason: String) {
         let mut shown = self.pause_shown.lock().await;
         *shown = true;
         self.metrics.set_paused(true);
         let pause = Pause {
-            class: class.into(),
+            class,
             reason,
             since: now_ms(),
         };
@@ -728,7 +729,7 @@ impl Delivery {
             .await
         {
             Ok(true) => {
-                tracing::warn!(owner, class = outcome.class(), message = %outcome.message(), advice = outcome.advice().unwrap_or(""), "owner held: its jobs wait, other owners go on");
+                tracing::warn!(owner, class = %outcome.class(), message = %outcome.message(), advice = outcome.advice().unwrap_or(""), "owner held: its jobs wait, other owners go on");
                 if let (Ok(with_work), Ok(held)) = (
                     self.queue.owners_with_work().await,
                     self.queue.held_owners().await,
@@ -799,14 +800,14 @@ impl Delivery {
                         // The dispatcher, waking, clears the pause from the
                         // queue and the metrics.
                         self.gate.resume();
-                        tracing::info!(was = p.class, "probe passed: delivery resumes");
+                        tracing::info!(was = %p.class, "probe passed: delivery resumes");
                         self.work_added.notify_one();
                     }
                     Err(o) => {
                         interval = (interval * 2).min(cfg.delivery.probe_max);
                         pause_probe_at = Some(Instant::now() + interval);
                         tracing::warn!(
-                            class = o.class(),
+                            class = %o.class(),
                             next_probe_secs = interval.as_secs(),
                             "still paused: {}",
                             p.reason
@@ -929,14 +930,14 @@ mod tests {
         assert!(matches!(
             policy(&Outcome::SignatureMismatch, false),
             Action::PauseAll {
-                class: "signature",
+                class: ErrorClass::Signature,
                 ..
             }
         ));
         assert!(matches!(
             policy(&Outcome::Unauthorized, false),
             Action::PauseAll {
-                class: "unauthorized",
+                class: ErrorClass::Unauthorized,
                 ..
             }
         ));
@@ -948,7 +949,7 @@ mod tests {
         );
         match again {
             Action::PauseAll {
-                class: "timestamp",
+                class: ErrorClass::Timestamp,
                 reason,
             } => assert!(reason.contains("NTP")),
             a => panic!("{a:?}"),

@@ -117,15 +117,14 @@ confidence = 50
         &mut daemon,
         &tokio_util::sync::CancellationToken::new(),
         |s| {
-            let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
-            let finished = s.delivered_since + n("dead");
-            let total = finished + n("pending") + n("leased") + n("held");
+            let finished = s.delivered_since + s.dead;
+            let total = finished + s.pending + s.leased + s.held;
             bar.set_length(total);
             bar.set_position(finished);
             bar.set_message(format!(
                 "(pending {}, dead {})",
-                n("pending") + n("leased"),
-                n("dead")
+                s.pending + s.leased,
+                s.dead
             ));
             if bar.is_hidden() && last_print.elapsed() >= Duration::from_secs(1) {
                 last_print = std::time::Instant::now();

@@ -11,23 +11,25 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::{ErrorClass, FileState, JobState};
+
 /// Upper bounds (seconds) of the delivery latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<&'static str, u64>>,
-    files: Mutex<BTreeMap<&'static str, u64>>,
+    requests: Mutex<BTreeMap<ErrorClass, u64>>,
+    files: Mutex<BTreeMap<FileState, u64>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     limiter_wait_micros: AtomicU64,
     paused: AtomicU64,
-    jobs_by_state: Mutex<BTreeMap<String, u64>>,
+    jobs_by_state: Mutex<BTreeMap<JobState, u64>>,
 }
 
 impl Metrics {
-    pub fn request(&self, class: &'static str, latency: Duration) {
+    pub fn request(&self, class: ErrorClass, latency: Duration) {
         *self
             .requests
             .lock()
@@ -45,7 +47,7 @@ impl Metrics {
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn file_outcome(&self, state: &'static str) {
+    pub fn file_outcome(&self, state: FileState) {
         *self
             .files
             .lock()
@@ -63,7 +65,7 @@ impl Metrics {
         self.paused.store(u64::from(paused), Ordering::Relaxed);
     }
 
-    pub fn set_jobs(&self, by_state: &BTreeMap<String, u64>) {
+    pub fn set_jobs(&self, by_state: &BTreeMap<JobState, u64>) {
         *self.jobs_by_state.lock().expect("metrics") = by_state.clone();
     }
 

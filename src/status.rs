@@ -5,9 +5,15 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::queue::{Stats, now_ms};
+use crate::queue::{JobState, Stats, now_ms};
 
-const STATES: [&str; 5] = ["pending", "leased", "held", "dead", "delivered"];
+const STATES: [JobState; 5] = [
+    JobState::Pending,
+    JobState::Leased,
+    JobState::Held,
+    JobState::Dead,
+    JobState::Delivered,
+];
 
 fn iso(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -25,9 +31,9 @@ pub fn all_owners_held(s: &Stats) -> bool {
         .by_owner
         .iter()
         .filter(|(_, states)| {
-            ["pending", "leased", "held"]
+            [JobState::Pending, JobState::Leased, JobState::Held]
                 .iter()
-                .any(|k| states.get(*k).copied().unwrap_or(0) > 0)
+                .any(|k| states.get(k).copied().unwrap_or(0) > 0)
         })
         .map(|(o, _)| o)
         .collect();
@@ -51,7 +57,7 @@ pub fn json(s: &Stats, queue_path: &str) -> Value {
     });
     json!({
         "queue": queue_path,
-        "jobs": STATES.iter().map(|k| (k.to_string(), json!(s.by_state.get(*k).copied().unwrap_or(0)))).collect::<serde_json::Map<_, _>>(),
+        "jobs": STATES.iter().map(|k| (k.to_string(), json!(s.jobs(*k)))).collect::<serde_json::Map<_, _>>(),
         "by_owner": s.by_owner,
         "by_type": s.by_type,
         "dead_by_class": s.dead_by_class,
@@ -70,7 +76,6 @@ pub fn json(s: &Stats, queue_path: &str) -> Value {
 /// The table for people.
 pub fn table(s: &Stats, queue_path: &str) -> String {
     let mut o = String::new();
-    let n = |k: &str| s.by_state.get(k).copied().unwrap_or(0);
     let _ = writeln!(o, "queue: {queue_path}");
     match &s.pause {
         Some(p) => {
@@ -92,7 +97,7 @@ pub fn table(s: &Stats, queue_path: &str) -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "{:<12}{:>10}", "state", "jobs");
     for k in STATES {
-        let _ = writeln!(o, "{k:<12}{:>10}", n(k));
+        let _ = writeln!(o, "{:<12}{:>10}", k.as_str(), s.jobs(k));
     }
     if let Some(age) = s.oldest_pending_secs {
         let _ = writeln!(
@@ -113,16 +118,16 @@ pub fn table(s: &Stats, queue_path: &str) -> String {
             "pending", "leased", "held", "dead", "delivered"
         );
     };
-    let row = |o: &mut String, name: &str, m: &std::collections::BTreeMap<String, u64>| {
-        let g = |k: &str| m.get(k).copied().unwrap_or(0);
+    let row = |o: &mut String, name: &str, m: &std::collections::BTreeMap<JobState, u64>| {
+        let g = |k: JobState| m.get(&k).copied().unwrap_or(0);
         let _ = writeln!(
             o,
             "{name:<28}{:>10}{:>10}{:>10}{:>10}{:>11}",
-            g("pending"),
-            g("leased"),
-            g("held"),
-            g("dead"),
-            g("delivered")
+            g(JobState::Pending),
+            g(JobState::Leased),
+            g(JobState::Held),
+            g(JobState::Dead),
+            g(JobState::Delivered)
         );
     };
     if !s.by_owner.is_empty() {

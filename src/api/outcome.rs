@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+pub use crate::names::ErrorClass;
+
 /// Every kind of answer the daemon tells apart. Delivery decides what each
 /// means in one exhaustive `match` (`deliver::policy`).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,23 +39,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A short stable name, stored as a job's `last_error_class` and used by
+    /// Its class, stored as a job's `last_error_class` and used by
     /// `tc-ingest retry --class`.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            Outcome::Success => "success",
-            Outcome::Duplicate { .. } => "duplicate",
-            Outcome::SignatureMismatch => "signature",
-            Outcome::TimestampOutOfRange { .. } => "timestamp",
-            Outcome::AccessDenied { .. } => "access_denied",
-            Outcome::OwnerNotFound => "owner_not_found",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::Validation { .. } => "validation",
-            Outcome::NotFound => "not_found",
-            Outcome::RateLimited { .. } => "rate_limited",
-            Outcome::ServerError { .. } => "server_error",
-            Outcome::Transport { .. } => "transport",
-            Outcome::Unexpected { .. } => "unexpected",
+            Outcome::Success => ErrorClass::Success,
+            Outcome::Duplicate { .. } => ErrorClass::Duplicate,
+            Outcome::SignatureMismatch => ErrorClass::Signature,
+            Outcome::TimestampOutOfRange { .. } => ErrorClass::Timestamp,
+            Outcome::AccessDenied { .. } => ErrorClass::AccessDenied,
+            Outcome::OwnerNotFound => ErrorClass::OwnerNotFound,
+            Outcome::Unauthorized => ErrorClass::Unauthorized,
+            Outcome::Validation { .. } => ErrorClass::Validation,
+            Outcome::NotFound => ErrorClass::NotFound,
+            Outcome::RateLimited { .. } => ErrorClass::RateLimited,
+            Outcome::ServerError { .. } => ErrorClass::ServerError,
+            Outcome::Transport { .. } => ErrorClass::Transport,
+            Outcome::Unexpected { .. } => ErrorClass::Unexpected,
         }
     }
 
@@ -208,7 +210,7 @@ mod tests {
     fn check(status: u16, body: &[u8], class: &str) {
         let o = classify(status, Some("application/json"), body, None, None);
         assert_eq!(
-            o.class(),
+            o.class().as_str(),
             class,
             "{status} {:?} -> {o:?}",
             String::from_utf8_lossy(body)

@@ -3,6 +3,7 @@
 //! queue state.
 
 use std::time::{Duration, Instant};
+use tc_ingest::queue::{ErrorClass, JobState};
 
 use tc_ingest::app::{Daemon, drive_once};
 use tc_ingest::indicator::Payload;
@@ -104,10 +105,10 @@ async fn created_and_already_existing_are_delivered_with_every_step_once() {
     }
     enqueue(&d, &all).await;
     // The same file created again in the same owner answers 400 "already exists".
-    d.queue.execute_raw("INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await.unwrap();
+    crate::helpers::sql(&d.queue, "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await;
     let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
-    assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 23);
+    assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 23);
     let stats = sim.stats();
     assert_eq!(stats.by_class.get("duplicate"), Some(&1));
     assert_eq!(stats.by_class["success"], 20 * 3 + 2);
@@ -122,30 +123,34 @@ async fn validation_errors_bury_the_job_with_the_apis_message() {
     let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
     enqueue(&d, &jobs("Common Community", 3, 0)).await;
     // Values the normalizer would never produce, inserted by hand.
-    d.queue
-        .execute_raw(
-            "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'ASN', 'AS 12')",
-        )
-        .await
-        .unwrap();
-    d.queue
-        .execute_raw(
-            "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'Nonsense', 'x')",
-        )
-        .await
-        .unwrap();
+    crate::helpers::sql(
+        &d.queue,
+        "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'ASN', 'AS 12')",
+    )
+    .await;
+    crate::helpers::sql(
+        &d.queue,
+        "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'Nonsense', 'x')",
+    )
+    .await;
     let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 1);
-    let dead = d.queue.jobs_in_state("dead").await.unwrap();
+    let dead = d.queue.jobs_in_state(JobState::Dead).await.unwrap();
     assert_eq!(dead.len(), 2);
-    assert_eq!(dead[0].last_error_class.as_deref(), Some("validation"));
+    assert_eq!(
+        dead[0].last_error_class.map(ErrorClass::as_str),
+        Some("validation")
+    );
     assert_eq!(dead[0].last_http_status, Some(400));
     assert_eq!(
         dead[0].last_error.as_deref(),
         Some("Please enter a valid ASN")
     );
-    assert_eq!(dead[1].last_error_class.as_deref(), Some("invalid_job"));
-    assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 3);
+    assert_eq!(
+        dead[1].last_error_class.map(ErrorClass::as_str),
+        Some("invalid_job")
+    );
+    assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 3);
     assert_eq!(
         sim.stats().by_class["validation"],
         1,
@@ -155,7 +160,7 @@ async fn validation_errors_bury_the_job_with_the_apis_message() {
     let n = d
         .queue
         .requeue_dead(&tc_ingest::queue::RetryFilter {
-            class: Some("validation".into()),
+            class: Some(ErrorClass::Validation),
             ..Default::default()
         })
         .await
@@ -178,7 +183,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
     enqueue(&d, &jobs("Common Community", 1, 0)).await;
     let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0);
-    let done = d.queue.jobs_in_state("delivered").await.unwrap();
+    let done = d.queue.jobs_in_state(JobState::Delivered).await.unwrap();
     assert_eq!(done[0].attempts, 3, "three failures counted");
     assert_eq!(sim.stats().by_class["injected_error"], 3);
 
@@ -191,20 +196,20 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
     let mut d2 = d;
     let report = once(&mut d2).await;
     assert_eq!(report.exit_code(), 1);
-    let dead = d2.queue.jobs_in_state("dead").await.unwrap();
+    let dead = d2.queue.jobs_in_state(JobState::Dead).await.unwrap();
     assert_eq!(
         dead.len(),
         2,
         "{:?} {:?} {:?}",
         report.stats.by_state,
         report.paused,
-        d2.queue.jobs_in_state("pending").await.unwrap()
+        d2.queue.jobs_in_state(JobState::Pending).await.unwrap()
     );
     for j in dead {
         assert_eq!(
             (
                 j.attempts,
-                j.last_error_class.as_deref(),
+                j.last_error_class.map(ErrorClass::as_str),
                 j.last_http_status
             ),
             (5, Some("server_error"), Some(503))
@@ -228,7 +233,7 @@ async fn thirty_percent_503s_still_deliver_everything_exactly_once_per_step() {
     enqueue(&d, &jobs("Common Community", 150, 1)).await;
     let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
-    assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 150);
+    assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 150);
     let stats = sim.stats();
     assert_eq!(
         stats.by_class["success"], 300,
@@ -263,7 +268,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
         start.elapsed() >= Duration::from_millis(900),
         "Retry-After was honoured"
     );
-    let done = d.queue.jobs_in_state("delivered").await.unwrap();
+    let done = d.queue.jobs_in_state(JobState::Delivered).await.unwrap();
     assert_eq!(done[0].attempts, 0, "a 429 is not the job's fault");
     assert!(d.delivery.throttle.fraction() < 1.0);
     assert_eq!(sim.stats().by_class["rate_limited"], 1);
@@ -302,7 +307,7 @@ async fn clock_skew_of_ten_minutes_is_corrected_without_attempts() {
     enqueue(&d, &jobs("Common Community", 10, 1)).await;
     let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 0);
-    let delivered = d.queue.jobs_in_state("delivered").await.unwrap();
+    let delivered = d.queue.jobs_in_state(JobState::Delivered).await.unwrap();
     assert_eq!(delivered.len(), 10);
     assert!(delivered.iter().all(|j| j.attempts == 0));
     let offset = d.delivery.api.borrow().client.clock().offset();
@@ -335,7 +340,7 @@ async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
         "{paused}"
     );
     assert_eq!(report.exit_code(), 1);
-    let pending = d.queue.jobs_in_state("pending").await.unwrap();
+    let pending = d.queue.jobs_in_state(JobState::Pending).await.unwrap();
     assert_eq!(pending.len(), 3);
     assert!(pending.iter().all(|j| j.attempts == 0));
     assert!(sim.stats().by_class["timestamp"] <= 8, "paused at once");
@@ -358,7 +363,7 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
         .await
         .unwrap()
         .expect("pause recorded for status");
-    assert_eq!(p.class, "signature");
+    assert_eq!(p.class, ErrorClass::Signature);
     assert!(p.reason.contains("secret key"), "{}", p.reason);
     let status = tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q");
     assert!(
@@ -371,14 +376,18 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
         signature_requests <= 8,
         "paused at once: {signature_requests} requests"
     );
-    let rows = d.queue.jobs_in_state("pending").await.unwrap();
+    let rows = d.queue.jobs_in_state(JobState::Pending).await.unwrap();
     assert!(rows.iter().all(|j| j.attempts == 0), "no attempt burned");
 
     // Fix the secret in the config file and reload (what SIGHUP does).
     env.write_config(tc_ingest::sim::DEFAULT_SECRET);
     assert!(d.reload());
     assert!(
-        eventually(10, async || d.queue.count(Some("delivered")).await.unwrap()
+        eventually(10, async || d
+            .queue
+            .count(Some(JobState::Delivered))
+            .await
+            .unwrap()
             == 5)
         .await,
         "delivery resumed after the reload"
@@ -413,8 +422,8 @@ async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
     enqueue(&d, &jobs("Exemplary Organization", 5, 0)).await;
     let report = once(&mut d).await;
     assert_eq!(report.exit_code(), 1);
-    assert_eq!(d.queue.count(Some("delivered")).await.unwrap(), 5);
-    let held = d.queue.jobs_in_state("held").await.unwrap();
+    assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 5);
+    let held = d.queue.jobs_in_state(JobState::Held).await.unwrap();
     assert_eq!(held.len(), 5);
     assert!(
         held.iter()
@@ -432,7 +441,11 @@ async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
     let cancel = CancellationToken::new();
     let task = tokio::spawn(d.delivery.clone().run(cancel.clone()));
     assert!(
-        eventually(10, async || d.queue.count(Some("delivered")).await.unwrap()
+        eventually(10, async || d
+            .queue
+            .count(Some(JobState::Delivered))
+            .await
+            .unwrap()
             == 10)
         .await
     );
@@ -483,7 +496,7 @@ async fn a_sick_server_opens_the_circuit_breaker() {
             .delivery
             .gate
             .paused()
-            .is_some_and(|p| p.class == "circuit_open"))
+            .is_some_and(|p| p.class == ErrorClass::CircuitOpen))
         .await,
         "circuit opened"
     );
@@ -493,7 +506,7 @@ async fn a_sick_server_opens_the_circuit_breaker() {
         .await
         .unwrap()
         .expect("status shows the open circuit");
-    assert_eq!(shown.class, "circuit_open");
+    assert_eq!(shown.class, ErrorClass::CircuitOpen);
     assert!(
         tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q")
             .contains("DELIVERY PAUSED: circuit open")
@@ -506,7 +519,11 @@ async fn a_sick_server_opens_the_circuit_breaker() {
     );
     sim.set_faults(faults());
     assert!(
-        eventually(15, async || d.queue.count(Some("delivered")).await.unwrap()
+        eventually(15, async || d
+            .queue
+            .count(Some(JobState::Delivered))
+            .await
+            .unwrap()
             == 40)
         .await
     );
@@ -535,10 +552,10 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     cancel.cancel();
     task.await.unwrap().unwrap();
-    let delivered = d.queue.count(Some("delivered")).await.unwrap();
-    assert_eq!(d.queue.count(Some("leased")).await.unwrap(), 0);
+    let delivered = d.queue.count(Some(JobState::Delivered)).await.unwrap();
+    assert_eq!(d.queue.count(Some(JobState::Leased)).await.unwrap(), 0);
     assert_eq!(
-        d.queue.count(Some("pending")).await.unwrap() + delivered,
+        d.queue.count(Some(JobState::Pending)).await.unwrap() + delivered,
         20
     );
     assert_eq!(

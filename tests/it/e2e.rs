@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tc_ingest::queue::JobState;
 
 use tc_ingest::queue::Queue;
 use tokio::process::{Child, Command};
@@ -111,7 +112,7 @@ async fn run_once_delivers_every_sample_feed() {
     let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
     let s = q.stats().await.unwrap();
     assert_eq!(
-        s.by_state.get("delivered").copied().unwrap_or(0) as usize,
+        s.by_state.get(&JobState::Delivered).copied().unwrap_or(0) as usize,
         held.len()
     );
     assert_eq!(s.rows_rejected, 7);
@@ -193,7 +194,7 @@ async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
     assert!(stderr.contains("feed file finished"), "{stderr}");
     assert!(!stderr.contains(SECRET), "the secret leaked into the logs");
     let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
-    assert_eq!(q.count(Some("leased")).await.unwrap(), 0);
+    assert_eq!(q.count(Some(JobState::Leased)).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -265,7 +266,7 @@ async fn sigkill_at_any_moment_then_restart_loses_nothing() {
     assert_eq!(held.len(), n, "every row delivered");
     let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
     assert_eq!(
-        q.count(Some("delivered")).await.unwrap(),
+        q.count(Some(JobState::Delivered)).await.unwrap(),
         n as u64,
         "no row queued twice"
     );

@@ -114,3 +114,18 @@ pub fn data(name: &str) -> PathBuf {
         .join("tests/data")
         .join(name)
 }
+
+/// Runs SQL on a queue's file through a connection of its own, as an
+/// operator's sqlite3 would (rows inserted by hand); returns rows changed.
+pub async fn sql(queue: &tc_ingest::queue::Queue, sql: &str) -> u64 {
+    use sqlx::{ConnectOptions, Executor};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(queue.path())
+        .connect()
+        .await
+        .expect("open the queue file");
+    conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
+        .await
+        .expect("SQL runs")
+        .rows_affected()
+}

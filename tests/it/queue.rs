@@ -1,6 +1,8 @@
 //! The queue against real SQLite files in temp dirs.
 
 use std::time::Duration;
+use tc_ingest::feed::Format;
+use tc_ingest::queue::{ErrorClass, FileState, JobState};
 
 use tc_ingest::indicator::{IndicatorType, Payload};
 use tc_ingest::queue::{
@@ -46,7 +48,7 @@ async fn file(q: &Queue, path: &str, processing: Option<&str>, sha256: &str) -> 
 
 fn err(class: &str) -> JobError {
     JobError {
-        class: class.into(),
+        class: class.parse().unwrap(),
         http_status: Some(400),
         message: format!("{class} happened"),
     }
@@ -82,7 +84,7 @@ async fn enqueue_claim_complete_with_dedup() {
 
     let claimed = q.claim(100, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 100);
-    assert_eq!(q.count(Some("leased")).await.unwrap(), 100);
+    assert_eq!(q.count(Some(JobState::Leased)).await.unwrap(), 100);
     let (ind, payload) = claimed[0].parse().unwrap();
     assert_eq!(ind.kind(), IndicatorType::Address);
     assert_eq!(payload, Payload::default());
@@ -91,7 +93,7 @@ async fn enqueue_claim_complete_with_dedup() {
         .map(|j| JobUpdate::Delivered { id: j.id })
         .collect();
     q.apply(&updates).await.unwrap();
-    assert_eq!(q.count(Some("delivered")).await.unwrap(), 100);
+    assert_eq!(q.count(Some(JobState::Delivered)).await.unwrap(), 100);
     // Delivered within the window: still a duplicate. With a zero window: queued again.
     let value = &claimed[0].value;
     let r = q
@@ -136,7 +138,7 @@ async fn leases_expire_and_return() {
     );
     // Daemon start: every lease is an orphan.
     assert_eq!(q.release_all_leases().await.unwrap(), 2);
-    assert_eq!(q.count(Some("pending")).await.unwrap(), 2);
+    assert_eq!(q.count(Some(JobState::Pending)).await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -186,15 +188,18 @@ async fn reschedule_bury_requeue() {
             .is_empty(),
         "not due yet"
     );
-    let dead = q.jobs_in_state("dead").await.unwrap();
+    let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
     assert_eq!(dead.len(), 2);
-    assert_eq!(dead[0].last_error_class.as_deref(), Some("validation"));
+    assert_eq!(
+        dead[0].last_error_class.map(ErrorClass::as_str),
+        Some("validation")
+    );
     assert_eq!(dead[0].last_http_status, Some(400));
-    let pending = q.jobs_in_state("pending").await.unwrap();
+    let pending = q.jobs_in_state(JobState::Pending).await.unwrap();
     assert_eq!((pending[0].steps_done, pending[0].attempts), (1, 1));
 
     let by_class = RetryFilter {
-        class: Some("validation".into()),
+        class: Some(ErrorClass::Validation),
         ..RetryFilter::default()
     };
     assert_eq!(q.requeue_dead(&by_class).await.unwrap(), 1);
@@ -208,7 +213,7 @@ async fn reschedule_bury_requeue() {
         ..RetryFilter::default()
     };
     assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
-    assert_eq!(q.count(Some("dead")).await.unwrap(), 0);
+    assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
     assert_eq!(q.claim(10, Duration::from_secs(60)).await.unwrap().len(), 2);
 }
 
@@ -217,19 +222,19 @@ async fn held_owners_wait_and_others_go_on() {
     let (_d, q) = open().await;
     add(&q, &[job("A", "1.1.1.1"), job("B", "2.2.2.2")]).await;
     assert!(
-        q.hold_owner("A", "access_denied", "Access Denied")
+        q.hold_owner("A", ErrorClass::AccessDenied, "Access Denied")
             .await
             .unwrap()
     );
     assert!(
-        !q.hold_owner("A", "access_denied", "Access Denied")
+        !q.hold_owner("A", ErrorClass::AccessDenied, "Access Denied")
             .await
             .unwrap(),
         "holding twice is one hold"
     );
     add(&q, &[job("A", "3.3.3.3")]).await;
     assert_eq!(
-        q.count(Some("held")).await.unwrap(),
+        q.count(Some(JobState::Held)).await.unwrap(),
         2,
         "new jobs of a held owner are held too"
     );
@@ -276,16 +281,16 @@ async fn files_rejects_progress_and_stats() {
         (3, 1, 1, 1, 3)
     );
     assert_eq!(q.rejects(fid, 10).await.unwrap(), rejects);
-    q.file_finish(fid, "done", Some("text"), None)
+    q.file_finish(fid, FileState::Done, Some(Format::Text), None)
         .await
         .unwrap();
     assert!(q.file_in_progress("/p/x.txt").await.unwrap().is_none());
     assert_eq!(q.file_done_with_sha("abc").await.unwrap().unwrap().id, fid);
 
     let s = q.stats().await.unwrap();
-    assert_eq!(s.by_state.get("pending"), Some(&1));
-    assert_eq!(s.by_type["Address"]["pending"], 1);
-    assert_eq!(s.files_by_state.get("done"), Some(&1));
+    assert_eq!(s.by_state.get(&JobState::Pending), Some(&1));
+    assert_eq!(s.by_type["Address"][&JobState::Pending], 1);
+    assert_eq!(s.files_by_state.get(&FileState::Done), Some(&1));
     assert_eq!(s.rows_rejected, 1);
     assert!(s.oldest_pending_secs.is_some());
 }
@@ -322,7 +327,7 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
         0,
         "an unfinished file keeps its rejects"
     );
-    q.file_finish(fid, "done", Some("text"), None)
+    q.file_finish(fid, FileState::Done, Some(Format::Text), None)
         .await
         .unwrap();
     assert_eq!(q.prune_rejects(DAY).await.unwrap(), 0);
@@ -335,11 +340,7 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
 #[tokio::test]
 async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let (_d, q) = open().await;
-    q.execute_raw(
-        "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')",
-    )
-    .await
-    .unwrap();
+    crate::helpers::sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(c.len(), 1);
     let (ind, payload) = c[0].parse().unwrap();
@@ -363,7 +364,7 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
     let q = Queue::open(&path).await.unwrap();
     add(&q, &[job("O", "1.1.1.1")]).await;
     let reader = Queue::open(&path).await.unwrap();
-    reader.execute_raw("SELECT 1").await.unwrap();
+    reader.count(None).await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
     add(&q, &[job("O", "2.2.2.2")]).await;
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();

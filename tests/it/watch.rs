@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tc_ingest::queue::{FileState, JobState};
 
+use tc_ingest::intake::Intake;
 use tc_ingest::metrics::Metrics;
 use tc_ingest::queue::Queue;
-use tc_ingest::watch::Intake;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,7 @@ struct Dir {
 async fn dir() -> Dir {
     let env = Env::new("http://127.0.0.1:9");
     let cfg = env.config();
-    tc_ingest::watch::create_dirs(&cfg.watch).unwrap();
+    tc_ingest::intake::create_dirs(&cfg.watch).unwrap();
     let queue = Queue::open(&cfg.queue.path).await.unwrap();
     let (_tx, rx) = watch::channel(Arc::new(cfg));
     // The sender may drop: the receiver keeps the last config.
@@ -94,9 +95,9 @@ async fn files_present_at_startup_are_taken_and_accounted_for() {
         (line["line"].as_u64(), line["input"].as_str()),
         (Some(2), Some("not-an-indicator"))
     );
-    assert_eq!(d.queue.count(Some("pending")).await.unwrap(), 3);
+    assert_eq!(d.queue.count(Some(JobState::Pending)).await.unwrap(), 3);
     let stats = d.queue.stats().await.unwrap();
-    assert_eq!(stats.files_by_state.get("done"), Some(&2));
+    assert_eq!(stats.files_by_state.get(&FileState::Done), Some(&2));
     assert_eq!(stats.rows_rejected, 1);
 }
 
@@ -108,7 +109,7 @@ async fn the_same_content_again_is_skipped() {
     d.intake.scan(&cancel, false).await.unwrap();
     d.env.drop_file("again.txt", b"1.2.3.4\n");
     let out = d.intake.scan(&cancel, false).await.unwrap();
-    assert_eq!(out[0].state, "skipped");
+    assert_eq!(out[0].state, FileState::Skipped);
     assert!(out[0].error.as_deref().unwrap().contains("same content"));
     assert_eq!(d.queue.count(None).await.unwrap(), 1);
     assert_eq!(names(&d.env.path().join("done")).len(), 2);
@@ -129,7 +130,10 @@ async fn symlinks_and_fifos_are_never_read() {
         .scan(&CancellationToken::new(), false)
         .await
         .unwrap();
-    assert_eq!(out.iter().filter(|o| o.state == "failed").count(), 2);
+    assert_eq!(
+        out.iter().filter(|o| o.state == FileState::Failed).count(),
+        2
+    );
     let failed = names(&d.env.path().join("failed"));
     assert!(
         failed.contains(&"link.txt".to_string()) && failed.contains(&"pipe.txt".to_string()),
@@ -158,7 +162,7 @@ async fn a_file_that_breaks_midway_keeps_its_rows_and_goes_to_failed() {
         .scan(&CancellationToken::new(), false)
         .await
         .unwrap();
-    assert_eq!(out[0].state, "failed");
+    assert_eq!(out[0].state, FileState::Failed);
     assert_eq!(out[0].queued, 50);
     assert_eq!(d.queue.count(None).await.unwrap(), 50);
     let failed = names(&d.env.path().join("failed"));
@@ -200,7 +204,7 @@ async fn a_file_left_in_processing_resumes_without_double_or_lost_rows() {
         .await
         .unwrap();
     let out = d.intake.resume(&CancellationToken::new()).await.unwrap();
-    assert_eq!(out[0].state, "done");
+    assert_eq!(out[0].state, FileState::Done);
     let f = d.queue.file(id).await.unwrap();
     assert_eq!(
         (f.rows_read, f.rows_queued, f.rows_duplicate),
@@ -318,7 +322,7 @@ type = "host"
 "#
     .into();
     let cfg = env.config();
-    tc_ingest::watch::create_dirs(&cfg.watch).unwrap();
+    tc_ingest::intake::create_dirs(&cfg.watch).unwrap();
     let queue = Queue::open(&cfg.queue.path).await.unwrap();
     let (_tx, rx) = watch::channel(Arc::new(cfg));
     let mut intake = Intake::new(rx, queue.clone(), Arc::new(Metrics::default()));

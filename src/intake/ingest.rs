@@ -1,4 +1,4 @@
-//! Intake: one feed file to queued jobs and recorded rejects.
+//! One feed file to queued jobs and recorded rejects.
 //!
 //! A reader thread streams and normalizes rows into chunks; the async side
 //! commits each chunk in one transaction together with the file's progress
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::feed::{self, FeedError, Format, Item, ReadOptions};
 use crate::normalize::{self, FeedDefaults};
-use crate::queue::{NewJob, NewReject, Queue};
+use crate::queue::{FileState, NewJob, NewReject, Queue};
 
 /// Rows per committed chunk.
 pub const CHUNK_ROWS: usize = 16384;
@@ -57,15 +57,15 @@ pub enum End {
 impl End {
     /// The file's final state (`done` or `failed`) and error, as the queue
     /// records them. A stopped file is not finished: `None`.
-    pub fn file_state(&self) -> Option<(&'static str, Option<String>)> {
+    pub fn file_state(&self) -> Option<(FileState, Option<String>)> {
         match self {
-            End::Complete => Some(("done", None)),
+            End::Complete => Some((FileState::Done, None)),
             End::Stopped => None,
             End::Failed {
                 line: Some(l),
                 reason,
-            } => Some(("failed", Some(format!("line {l}: {reason}")))),
-            End::Failed { line: None, reason } => Some(("failed", Some(reason.clone()))),
+            } => Some((FileState::Failed, Some(format!("line {l}: {reason}")))),
+            End::Failed { line: None, reason } => Some((FileState::Failed, Some(reason.clone()))),
         }
     }
 }
@@ -119,32 +119,9 @@ pub async fn ingest(
             }
             chunk.rows += 1;
             chunk.last_position = position;
-            match item {
-                Item::Row(rec) => match normalize::record(&rec, &settings_r.defaults) {
-                    Ok(n) => chunk.jobs.push(NewJob {
-                        owner: n.owner.unwrap_or_else(|| settings_r.owner.clone()),
-                        indicator: n.indicator,
-                        payload: n.payload,
-                        line: Some(rec.line),
-                    }),
-                    Err(r) => chunk.rejects.push(NewReject {
-                        line: rec.line,
-                        input: rec.input(),
-                        rule: r.rule.to_string(),
-                        reason: r.message,
-                    }),
-                },
-                Item::Bad {
-                    line,
-                    input,
-                    reason,
-                    ..
-                } => chunk.rejects.push(NewReject {
-                    line,
-                    input,
-                    rule: "unreadable-row".into(),
-                    reason,
-                }),
+            match classify(item, &settings_r) {
+                Ok(job) => chunk.jobs.push(job),
+                Err(reject) => chunk.rejects.push(reject),
             }
             if chunk.rows as usize >= CHUNK_ROWS {
                 let full = std::mem::replace(&mut chunk, Chunk::new());
@@ -219,6 +196,41 @@ pub async fn ingest(
         report.format = settings.read.format.or_else(|| Format::from_path(name));
     }
     Ok(report)
+}
+
+/// One item a reader handed over: a job to queue, or the reject that says
+/// which line broke which rule.
+///
+/// # Errors
+/// The reject, for a row that does not normalize or could not be read.
+pub fn classify(item: Item, settings: &Settings) -> Result<NewJob, NewReject> {
+    match item {
+        Item::Row(rec) => match normalize::record(&rec, &settings.defaults) {
+            Ok(n) => Ok(NewJob {
+                owner: n.owner.unwrap_or_else(|| settings.owner.clone()),
+                indicator: n.indicator,
+                payload: n.payload,
+                line: Some(rec.line),
+            }),
+            Err(r) => Err(NewReject {
+                line: rec.line,
+                input: rec.input(),
+                rule: r.rule.to_string(),
+                reason: r.message,
+            }),
+        },
+        Item::Bad {
+            line,
+            input,
+            reason,
+            ..
+        } => Err(NewReject {
+            line,
+            input,
+            rule: "unreadable-row".into(),
+            reason,
+        }),
+    }
 }
 
 impl Settings {

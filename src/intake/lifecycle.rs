@@ -1,0 +1,232 @@
+//! One claimed file's life: recorded in the queue, read into it, then moved
+//! to `done/` or `failed/` (with its errors report) once its rows are durable.
+
+use std::fs::{File, Metadata};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::dir::{file_name, move_unique, write_errors};
+use super::ingest::{End, Report, Settings, ingest, sha256_of};
+use super::{FileOutcome, Intake};
+use crate::config::Config;
+use crate::queue::{FileState, NewFile};
+
+/// A claimed file, opened and hashed.
+struct Opened {
+    file: File,
+    meta: Metadata,
+    sha256: String,
+}
+
+/// Opens a claimed file without following a symlink, refuses anything but
+/// a regular file, and hashes it. The error is the reason for `failed/`.
+fn open_claimed(path: &Path) -> Result<Opened, String> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let sha256 = sha256_of(&mut file).map_err(|e| format!("cannot read: {e}"))?;
+    Ok(Opened { file, meta, sha256 })
+}
+
+impl Intake {
+    /// Reads a claimed file into the queue and moves it on. `resume` is the
+    /// file's record and last committed row when a previous run left it in
+    /// `processing/`.
+    pub(super) async fn process(
+        &self,
+        cfg: &Config,
+        rel: &Path,
+        processing: PathBuf,
+        resume: Option<(i64, u64)>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<FileOutcome> {
+        let name = file_name(rel);
+        let opened = match open_claimed(&processing) {
+            Ok(o) => o,
+            Err(reason) => {
+                if let Some((id, _)) = resume {
+                    self.queue
+                        .file_finish(id, FileState::Failed, None, Some(&reason))
+                        .await?;
+                }
+                return Ok(self.fail_whole(cfg, rel, &processing, &name, reason).await);
+            }
+        };
+        let settings = Settings::for_file(cfg, rel, None, None);
+        let (file_id, resume_after) = match resume {
+            Some(r) => r,
+            None => match self
+                .record(cfg, rel, &processing, &opened, &settings)
+                .await?
+            {
+                Ok(id) => (id, 0),
+                Err(skipped) => return Ok(skipped),
+            },
+        };
+        let report = ingest(
+            &self.queue,
+            file_id,
+            opened.file,
+            &processing,
+            &settings,
+            resume_after,
+            cancel,
+        )
+        .await?;
+        self.finish(cfg, rel, &processing, report).await
+    }
+
+    /// Records a new file; one with the content of a file already taken
+    /// (when `watch.skip_duplicate_files`) is recorded as skipped and moved
+    /// to `done/` at once: that is the `Err`.
+    async fn record(
+        &self,
+        cfg: &Config,
+        rel: &Path,
+        processing: &Path,
+        opened: &Opened,
+        settings: &Settings,
+    ) -> anyhow::Result<Result<i64, FileOutcome>> {
+        let sha = &opened.sha256;
+        let previous = if cfg.watch.skip_duplicate_files {
+            self.queue.file_done_with_sha(sha).await?
+        } else {
+            None
+        };
+        let processing_path = processing.to_string_lossy();
+        let id = self
+            .queue
+            .file_begin(&NewFile {
+                path: &rel.to_string_lossy(),
+                // A skipped file is never resumed.
+                processing_path: previous.is_none().then_some(&*processing_path),
+                sha256: sha,
+                size_bytes: opened.meta.len(),
+                owner: &settings.owner,
+            })
+            .await?;
+        let Some(prev) = previous else {
+            return Ok(Ok(id));
+        };
+        let why = format!(
+            "same content (sha256 {sha}) as file #{} {}, already queued",
+            prev.id, prev.path
+        );
+        self.queue
+            .file_finish(id, FileState::Skipped, None, Some(&why))
+            .await?;
+        tracing::info!(file = %rel.display(), previous = %prev.path, "same content as an earlier file: skipped");
+        let moved = move_unique(processing, &cfg.watch.done_dir, &file_name(rel), true).ok();
+        self.metrics.file_outcome(FileState::Skipped);
+        Ok(Err(FileOutcome {
+            rel: rel.to_path_buf(),
+            state: FileState::Skipped,
+            queued: 0,
+            duplicates: 0,
+            rejected: 0,
+            moved_to: moved,
+            error: Some(why),
+        }))
+    }
+
+    /// After reading: records the file's end (the acknowledgement point),
+    /// and only then moves it out of `processing/`, with its errors report.
+    /// A file stopped by shutdown stays where it is and resumes.
+    async fn finish(
+        &self,
+        cfg: &Config,
+        rel: &Path,
+        processing: &Path,
+        report: Report,
+    ) -> anyhow::Result<FileOutcome> {
+        let file_id = report.file_id;
+        let format = report.format;
+        let Some((state, error)) = report.end.file_state() else {
+            tracing::info!(file = %rel.display(), rows = report.rows_read, "stopped mid-file: it resumes on the next start");
+            return Ok(FileOutcome {
+                rel: rel.to_path_buf(),
+                state: FileState::Processing,
+                queued: report.queued,
+                duplicates: report.duplicates,
+                rejected: report.rejected,
+                moved_to: None,
+                error: None,
+            });
+        };
+        let dest = if state == FileState::Done {
+            &cfg.watch.done_dir
+        } else {
+            &cfg.watch.failed_dir
+        };
+        // The rows are committed: only now does the file leave processing/.
+        self.queue
+            .file_finish(file_id, state, format, error.as_deref())
+            .await?;
+        let moved = move_unique(processing, dest, &file_name(rel), state == FileState::Done)
+            .with_context(|| format!("moving {} to {}", processing.display(), dest.display()))?;
+        let totals = self.queue.file(file_id).await?;
+        let brk = match &report.end {
+            End::Failed { line, reason } => Some((*line, reason.as_str())),
+            _ => None,
+        };
+        if totals.rows_rejected > 0 || brk.is_some() {
+            write_errors(&self.queue, Some(file_id), &moved, brk).await;
+        }
+        self.metrics.file_outcome(state);
+        tracing::info!(
+            file = %rel.display(),
+            state = %state,
+            format = format.map(|f| f.name()).unwrap_or("unknown"),
+            rows = totals.rows_read,
+            queued = totals.rows_queued,
+            duplicates = totals.rows_duplicate,
+            rejected = totals.rows_rejected,
+            error = error.as_deref().unwrap_or(""),
+            "feed file finished"
+        );
+        Ok(FileOutcome {
+            rel: rel.to_path_buf(),
+            state,
+            queued: totals.rows_queued,
+            duplicates: totals.rows_duplicate,
+            rejected: totals.rows_rejected,
+            moved_to: Some(moved),
+            error,
+        })
+    }
+
+    /// Moves a file that cannot be read at all to `failed/` with the reason.
+    pub(super) async fn fail_whole(
+        &self,
+        cfg: &Config,
+        rel: &Path,
+        processing: &Path,
+        name: &str,
+        reason: String,
+    ) -> FileOutcome {
+        tracing::warn!(file = %rel.display(), reason = %reason, "file not read: moved to failed/");
+        let moved = move_unique(processing, &cfg.watch.failed_dir, name, false).ok();
+        if let Some(m) = &moved {
+            write_errors(&self.queue, None, m, Some((None, &reason))).await;
+        }
+        self.metrics.file_outcome(FileState::Failed);
+        FileOutcome {
+            rel: rel.to_path_buf(),
+            state: FileState::Failed,
+            queued: 0,
+            duplicates: 0,
+            rejected: 0,
+            moved_to: moved,
+            error: Some(reason),
+        }
+    }
+}

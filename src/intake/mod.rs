@@ -1,0 +1,238 @@
+//! Intake: feed files into the queue.
+//!
+//! [`Intake`] watches the directory: it finds complete files, claims them
+//! into `processing/`, reads them into the queue (`ingest`), and moves them to
+//! `done/` or `failed/` with an errors report (`lifecycle`); `dir` holds the
+//! filesystem side. notify (inotify) gives low latency; a periodic rescan
+//! catches what events miss (overflow, network filesystems, files present at
+//! startup). A file is taken when it was renamed in or closed after writing,
+//! or when its size and mtime have been stable for `watch.settle_ms`.
+
+mod dir;
+mod ingest;
+mod lifecycle;
+
+use std::collections::HashSet;
+use std::fs::Metadata;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use dir::{create_dirs, is_ignored};
+pub use ingest::{CHUNK_ROWS, End, Report, Settings, classify, ingest, sha256_of};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::queue::{FileState, Queue};
+use dir::{file_name, move_unique, note_complete, prune_done, walk};
+
+/// What happened to one file, for logs, tests and `run --once`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOutcome {
+    pub rel: PathBuf,
+    pub state: FileState,
+    pub queued: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub moved_to: Option<PathBuf>,
+    pub error: Option<String>,
+}
+
+/// The directory watcher and file lifecycle.
+pub struct Intake {
+    cfg: watch::Receiver<Arc<Config>>,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    /// A file was seen that has not settled yet: scan again next tick.
+    waiting: bool,
+    /// Paths an event said are complete (closed after writing, renamed in).
+    complete_hints: HashSet<PathBuf>,
+}
+
+impl Intake {
+    pub fn new(cfg: watch::Receiver<Arc<Config>>, queue: Queue, metrics: Arc<Metrics>) -> Self {
+        Self {
+            cfg,
+            queue,
+            metrics,
+            waiting: false,
+            complete_hints: HashSet::new(),
+        }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.cfg.borrow().clone()
+    }
+
+    /// Resumes every file left in `processing/` by a previous run.
+    ///
+    /// # Errors
+    /// Database or filesystem errors.
+    pub async fn resume(&mut self, cancel: &CancellationToken) -> anyhow::Result<Vec<FileOutcome>> {
+        let cfg = self.config();
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&cfg.watch.processing_dir)
+            .with_context(|| format!("listing {}", cfg.watch.processing_dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| !is_ignored(&n.to_string_lossy()))
+            })
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for p in names {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let key = p.to_string_lossy().into_owned();
+            let previous = self.queue.file_in_progress(&key).await?;
+            let rel = previous
+                .as_ref()
+                .map(|f| PathBuf::from(&f.path))
+                .unwrap_or_else(|| PathBuf::from(p.file_name().unwrap_or_default()));
+            tracing::info!(file = %rel.display(), resumed_after = previous.as_ref().map(|f| f.last_position), "resuming a file left in processing/");
+            out.push(
+                self.process(
+                    &cfg,
+                    &rel,
+                    p,
+                    previous.map(|f| (f.id, f.last_position)),
+                    cancel,
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Scans `watch.dir` once and processes every file that is ready.
+    /// With `settled_only == false` (for `run --once`) every regular file is
+    /// taken at once.
+    ///
+    /// # Errors
+    /// Database or filesystem errors.
+    pub async fn scan(
+        &mut self,
+        cancel: &CancellationToken,
+        settled_only: bool,
+    ) -> anyhow::Result<Vec<FileOutcome>> {
+        let cfg = self.config();
+        let mut candidates = Vec::new();
+        let mut odd = Vec::new();
+        walk(&cfg.watch.dir, &mut candidates, &mut odd);
+        let mut out = Vec::new();
+        for (path, why) in odd {
+            let rel = path
+                .strip_prefix(&cfg.watch.dir)
+                .unwrap_or(&path)
+                .to_path_buf();
+            let name = file_name(&rel);
+            out.push(
+                self.fail_whole(&cfg, &rel, &path, &name, why.to_string())
+                    .await,
+            );
+        }
+        self.waiting = false;
+        let live: HashSet<PathBuf> = candidates.iter().map(|(p, _)| p.clone()).collect();
+        self.complete_hints.retain(|p| live.contains(p));
+        for (path, meta) in candidates {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let ready = !settled_only
+                || self.complete_hints.contains(&path)
+                || self.settled(&meta, cfg.watch.settle);
+            if !ready {
+                continue;
+            }
+            self.complete_hints.remove(&path);
+            let rel = path
+                .strip_prefix(&cfg.watch.dir)
+                .unwrap_or(&path)
+                .to_path_buf();
+            let name = file_name(&rel);
+            let processing = match move_unique(&path, &cfg.watch.processing_dir, &name, false) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Gone (taken by someone else, or deleted): nothing to do.
+                    tracing::debug!(file = %rel.display(), error = %e, "could not claim a file");
+                    continue;
+                }
+            };
+            out.push(self.process(&cfg, &rel, processing, None, cancel).await?);
+        }
+        Ok(out)
+    }
+
+    /// Whether a file has been left alone for `settle`: every write moves
+    /// the mtime, so an mtime that old means size and content were stable
+    /// that long. A file not yet settled keeps the scanner ticking.
+    fn settled(&mut self, meta: &Metadata, settle: Duration) -> bool {
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age >= settle);
+        if !settled {
+            self.waiting = true;
+        }
+        settled
+    }
+
+    /// # Errors
+    /// Database or filesystem errors (a task failure: the daemon stops).
+    pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let (tx, mut rx) = mpsc::channel::<notify::Result<notify::Event>>(1024);
+        let dir = self.config().watch.dir.clone();
+        let mut watcher = notify::recommended_watcher(move |ev| {
+            // A full channel only drops an event: the rescan catches up.
+            let _ = tx.try_send(ev);
+        })
+        .context("starting the directory watcher")?;
+        watcher
+            .watch(&dir, RecursiveMode::Recursive)
+            .with_context(|| format!("watching {}", dir.display()))?;
+        self.resume(&cancel).await?;
+        let mut last_scan = Instant::now() - Duration::from_secs(3600);
+        let mut pending_event = true;
+        loop {
+            let cfg = self.config();
+            let tick = cfg
+                .watch
+                .settle
+                .clamp(Duration::from_millis(100), Duration::from_millis(500));
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = rx.recv() => {
+                    let Some(first) = ev else {
+                        anyhow::bail!("the directory watcher stopped");
+                    };
+                    // Take every queued event at once: a burst causes one scan.
+                    let mut next = Some(first);
+                    while let Some(ev) = next {
+                        if let Ok(ev) = ev {
+                            note_complete(ev, &mut self.complete_hints);
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    pending_event = true;
+                }
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let due = pending_event || self.waiting || last_scan.elapsed() >= cfg.watch.rescan;
+            if due {
+                pending_event = false;
+                last_scan = Instant::now();
+                self.scan(&cancel, true).await?;
+                prune_done(&cfg.watch.done_dir, cfg.watch.done_retention);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! One chunk of a feed file: its jobs, rejects and progress in one transaction.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{ChunkResult, JobState, NewJob, NewReject, Queue, ms, now_ms};
+use crate::indicator::IndicatorType;
+
+/// Rows per multi-row INSERT: 7 binds a row stays well under SQLite's limit of 32766.
+const INSERT_ROWS: usize = 1000;
+
+impl Queue {
+    /// Commits one chunk of a file in one transaction: its jobs (minus
+    /// duplicates), its rejects, and the file's progress, so a crash leaves
+    /// either all of the chunk or none of it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn commit_chunk(
+        &self,
+        file_id: Option<i64>,
+        jobs: &[NewJob],
+        rejects: &[NewReject],
+        rows_read: u64,
+        last_position: u64,
+        dedup_window: Duration,
+    ) -> anyhow::Result<ChunkResult> {
+        let now = now_ms();
+        let window_start = now - ms(dedup_window);
+        let mut tx = self
+            .begin_write()
+            .await
+            .context("starting a queue transaction")?;
+
+        // Jobs of a held owner wait as `held` from the start.
+        let held: HashSet<String> = sqlx::query("SELECT owner FROM held_owners")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // Repeats within the chunk are dropped here; repeats of earlier
+        // chunks and of the queue by the NOT EXISTS of the statement.
+        let mut seen: HashSet<(i64, &str, IndicatorType, &str, String)> =
+            HashSet::with_capacity(jobs.len());
+        let mut batches = jobs.chunks(INSERT_ROWS);
+        let mut queued = 0u64;
+        let mut next = batches
+            .next()
+            .map(|b| insert_jobs(b, &mut seen, &held, now, window_start, file_id));
+        // The next statement's values are bound while SQLite runs the current
+        // one (on sqlx's worker thread): the writer never waits for us.
+        while let Some(query) = next.take() {
+            let following = batches.next();
+            let (result, built) = futures::join!(query.execute(&mut *tx), async {
+                following.map(|b| insert_jobs(b, &mut seen, &held, now, window_start, file_id))
+            });
+            queued += result.context("inserting jobs")?.rows_affected();
+            next = built;
+        }
+        if let Some(fid) = file_id {
+            for batch in rejects.chunks(INSERT_ROWS) {
+                let mut sql = String::from(
+                    "INSERT INTO rejects (file_id, line, input, rule, reason) VALUES ",
+                );
+                for i in 0..batch.len() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str("(?,?,?,?,?)");
+                }
+                let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
+                for r in batch {
+                    q = q
+                        .bind(fid)
+                        .bind(r.line as i64)
+                        .bind(r.input.as_str())
+                        .bind(r.rule.as_str())
+                        .bind(r.reason.as_str());
+                }
+                q.execute(&mut *tx).await.context("inserting rejects")?;
+            }
+        }
+        let duplicates = jobs.len() as u64 - queued;
+        if let Some(fid) = file_id {
+            sqlx::query(
+                "UPDATE files SET rows_read = rows_read + ?, rows_queued = rows_queued + ?, \
+                 rows_rejected = rows_rejected + ?, rows_duplicate = rows_duplicate + ?, \
+                 last_position = MAX(last_position, ?) WHERE id = ?",
+            )
+            .bind(rows_read as i64)
+            .bind(queued as i64)
+            .bind(rejects.len() as i64)
+            .bind(duplicates as i64)
+            .bind(last_position as i64)
+            .bind(fid)
+            .execute(&mut *tx)
+            .await
+            .context("recording file progress")?;
+        }
+        tx.commit().await.context("committing a chunk")?;
+        Ok(ChunkResult { queued, duplicates })
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// One multi-row INSERT of jobs not seen before in this chunk (`seen`), each
+/// skipped by the statement itself when the queue already holds it pending
+/// or delivered since `since`.
+fn insert_jobs<'q>(
+    batch: &'q [NewJob],
+    seen: &mut HashSet<(i64, &'q str, IndicatorType, &'q str, String)>,
+    held: &HashSet<String>,
+    now: i64,
+    since: i64,
+    file_id: Option<i64>,
+) -> SqliteQuery<'q> {
+    // Anonymous parameters only: SQLite looks numbered ones up by a linear
+    // scan, which makes a statement with thousands of them quadratic. They
+    // number in text order: the rows, then the constants. The key only finds
+    // candidates in its index; equal content is what makes a duplicate.
+    let mut rows = Vec::with_capacity(batch.len());
+    for job in batch {
+        let payload = job.payload_json();
+        let key = job.dedup_key(&payload);
+        if seen.insert((
+            key,
+            job.owner.as_str(),
+            job.indicator.kind(),
+            job.indicator.summary(),
+            payload.clone(),
+        )) {
+            rows.push((job, payload, key));
+        }
+    }
+    let mut sql = String::with_capacity(800 + rows.len() * 16);
+    sql.push_str(
+        "INSERT INTO jobs (owner, type, value, payload, file_id, source_line, dedup_key, state, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, v.column5, v.column6, v.column7, \
+         c.now, c.now, c.now FROM (VALUES ",
+    );
+    for i in 0..rows.len() {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?,?)"
+        });
+    }
+    if rows.is_empty() {
+        sql.push_str("(NULL,NULL,NULL,NULL,NULL,NULL,NULL)");
+    }
+    sql.push_str(
+        ") AS v, (SELECT ? AS now, ? AS since, ? AS file_id) AS c WHERE v.column1 IS NOT NULL AND NOT EXISTS ( \
+         SELECT 1 FROM jobs j WHERE j.dedup_key = v.column6 \
+         AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
+         AND (j.state IN ('pending', 'leased', 'held') OR (j.state = 'delivered' AND j.delivered_at > c.since)))",
+    );
+    // Only full-size statements are kept prepared: one of every remainder
+    // size would fill the statement cache (and memory).
+    let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(rows.len() == INSERT_ROWS);
+    for (job, payload, key) in rows {
+        q = q
+            .bind(job.owner.as_str())
+            .bind(job.indicator.kind().tc_name())
+            .bind(job.indicator.summary())
+            .bind(payload)
+            .bind(job.line.map(|l| l as i64))
+            .bind(key)
+            .bind(if held.contains(&job.owner) {
+                JobState::Held.as_str()
+            } else {
+                JobState::Pending.as_str()
+            });
+    }
+    q.bind(now).bind(since).bind(file_id)
+}

@@ -1,0 +1,163 @@
+//! Feed files and their rejects.
+
+use anyhow::Context;
+use sqlx::Row;
+
+use super::{FileRow, FileState, NewFile, NewReject, Queue, now_ms};
+use crate::feed::Format;
+
+impl Queue {
+    /// Records a file taken in.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_begin(&self, f: &NewFile<'_>) -> anyhow::Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, started_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(f.path)
+        .bind(f.processing_path)
+        .bind(f.sha256)
+        .bind(f.size_bytes as i64)
+        .bind(f.owner)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .context("recording a feed file")?
+        .get::<i64, _>(0);
+        Ok(id)
+    }
+
+    /// The unfinished record of the file at `processing_path`, to resume it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_in_progress(&self, processing_path: &str) -> anyhow::Result<Option<FileRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM files WHERE processing_path = ? AND state = 'processing' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(processing_path)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| file_row(&r)).transpose()
+    }
+
+    /// A finished file with this content, if one was taken before.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_done_with_sha(&self, sha256: &str) -> anyhow::Result<Option<FileRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM files WHERE sha256 = ? AND state = 'done' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| file_row(&r)).transpose()
+    }
+
+    /// # Errors
+    /// Database errors.
+    pub async fn file(&self, id: i64) -> anyhow::Result<FileRow> {
+        let row = sqlx::query("SELECT * FROM files WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        file_row(&row)
+    }
+
+    /// Marks a file finished: `done`, `failed` or `skipped`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_finish(
+        &self,
+        id: i64,
+        state: FileState,
+        format: Option<Format>,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        // The acknowledgement point: commit with synchronous=FULL so this
+        // commit, and every chunk before it, is on disk before the caller
+        // moves the file out of processing/.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
+        let result = sqlx::query(
+            "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, processing_path = NULL WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(format.map(Format::name))
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *conn)
+        .await;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        result.context("recording a finished file")?;
+        Ok(())
+    }
+
+    /// The first `limit` rejects of a file, in file order.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn rejects(&self, file_id: i64, limit: u64) -> anyhow::Result<Vec<NewReject>> {
+        let mut out = Vec::new();
+        self.for_each_reject(file_id, limit, |r| {
+            out.push(r);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Streams the rejects of a file, in file order, to `f` (a file's
+    /// rejects can be millions: they are never all in memory).
+    ///
+    /// # Errors
+    /// Database errors, or the first error `f` returns.
+    pub async fn for_each_reject(
+        &self,
+        file_id: i64,
+        limit: u64,
+        mut f: impl FnMut(NewReject) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT line, input, rule, reason FROM rejects WHERE file_id = ? ORDER BY id LIMIT ?",
+        )
+        .bind(file_id)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            f(NewReject {
+                line: r.get::<i64, _>(0) as u64,
+                input: r.get(1),
+                rule: r.get(2),
+                reason: r.get(3),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get("id"),
+        path: r.get("path"),
+        processing_path: r.get("processing_path"),
+        sha256: r.get("sha256"),
+        state: r.get::<String, _>("state").parse()?,
+        owner: r.get("owner"),
+        rows_read: r.get::<i64, _>("rows_read") as u64,
+        rows_queued: r.get::<i64, _>("rows_queued") as u64,
+        rows_rejected: r.get::<i64, _>("rows_rejected") as u64,
+        rows_duplicate: r.get::<i64, _>("rows_duplicate") as u64,
+        last_position: r.get::<i64, _>("last_position") as u64,
+        error: r.get("error"),
+    })
+}

@@ -1,0 +1,69 @@
+//! The daemon lock: one daemon per queue, its pid in the lock file.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The daemon's exclusive claim on a queue; released on drop.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DaemonLock {
+    /// Takes the lock next to the queue file (`queue.db.lock`), writing our
+    /// pid into it.
+    ///
+    /// # Errors
+    /// When another daemon holds it (its pid in the message), or on I/O errors.
+    pub fn acquire(queue_path: &Path) -> anyhow::Result<Self> {
+        let path = lock_path(queue_path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let who = match pid.trim() {
+                    "" => "another process".to_string(),
+                    p => format!("another tc-ingest daemon (pid {p})"),
+                };
+                bail!(
+                    "the queue {} is in use by {who}: only one daemon may own a queue (lock file {})",
+                    queue_path.display(),
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(Self { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn lock_path(queue_path: &Path) -> PathBuf {
+    let mut s = queue_path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}

@@ -1,0 +1,280 @@
+//! The queue's types: what goes in, what comes out, and the closed sets of
+//! job and file states (stored as their names, which the schema's CHECKs list).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::indicator::{Indicator, IndicatorType, Payload};
+pub use crate::names::ErrorClass;
+
+crate::names::named_enum! {
+    /// Where a job is in its life (`jobs.state`).
+    pub enum JobState ("job state") {
+        /// Waiting for `next_attempt_at`.
+        Pending => "pending",
+        /// Claimed by a delivery worker until `lease_expires_at`.
+        Leased => "leased",
+        /// Every call succeeded.
+        Delivered => "delivered",
+        /// Its owner is held: it waits until the owner is released.
+        Held => "held",
+        /// Buried: refused by the API or out of attempts (`retry` requeues it).
+        Dead => "dead",
+    }
+}
+
+crate::names::named_enum! {
+    /// Where a feed file is in its life (`files.state`).
+    pub enum FileState ("file state") {
+        /// Being read (or left mid-read by a stopped daemon: it resumes).
+        Processing => "processing",
+        /// Every row queued, duplicate or rejected.
+        Done => "done",
+        /// Not readable (at all, or past a line).
+        Failed => "failed",
+        /// Same content as a file already taken.
+        Skipped => "skipped",
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub owner: String,
+    pub indicator: Indicator,
+    pub payload: Payload,
+    pub line: Option<u64>,
+}
+
+impl NewJob {
+    pub(super) fn payload_json(&self) -> String {
+        serde_json::to_string(&self.payload).expect("payload serializes")
+    }
+
+    /// Same owner, type, value and payload give the same key.
+    pub(super) fn dedup_key(&self, payload_json: &str) -> i64 {
+        let mut h = Sha256::new();
+        for part in [
+            self.owner.as_str(),
+            self.indicator.kind().tc_name(),
+            self.indicator.summary(),
+            payload_json,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        let digest = h.finalize();
+        i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// A row refused before queuing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewReject {
+    pub line: u64,
+    pub input: String,
+    pub rule: String,
+    pub reason: String,
+}
+
+/// A job as claimed for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub owner: String,
+    pub kind: String,
+    pub value: String,
+    pub payload: String,
+    pub steps_done: u32,
+    pub attempts: u32,
+}
+
+impl Job {
+    /// The typed indicator and payload. A row inserted by hand may not parse.
+    ///
+    /// # Errors
+    /// A message saying what is wrong with the row.
+    pub fn parse(&self) -> Result<(Indicator, Payload), String> {
+        let kind = IndicatorType::from_tc_name(&self.kind).ok_or_else(|| {
+            format!(
+                "unknown type {:?} (use ThreatConnect's type name)",
+                self.kind
+            )
+        })?;
+        let payload: Payload = serde_json::from_str(&self.payload)
+            .map_err(|e| format!("invalid payload JSON: {e}"))?;
+        Ok((
+            Indicator::from_normalized(kind, self.value.clone()),
+            payload,
+        ))
+    }
+}
+
+/// What became of a claimed job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobUpdate {
+    Delivered {
+        id: i64,
+    },
+    /// Try again at `at`; `count_attempt` is false for errors that are not the
+    /// job's fault (a paused or held owner, clock correction).
+    Reschedule {
+        id: i64,
+        steps_done: u32,
+        at: i64,
+        count_attempt: bool,
+        error: Option<JobError>,
+    },
+    Bury {
+        id: i64,
+        steps_done: u32,
+        error: JobError,
+    },
+    /// The owner is held: park the job as `held` until the owner is released.
+    Hold {
+        id: i64,
+        steps_done: u32,
+        error: JobError,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobError {
+    pub class: ErrorClass,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
+
+/// Why delivery is paused, as shown by `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    pub class: ErrorClass,
+    pub reason: String,
+    /// Unix ms.
+    pub since: i64,
+}
+
+/// A held owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOwner {
+    pub owner: String,
+    pub class: ErrorClass,
+    pub reason: String,
+    pub held_at: i64,
+}
+
+/// A file as the queue records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    pub id: i64,
+    pub path: String,
+    pub processing_path: Option<String>,
+    pub sha256: String,
+    pub state: FileState,
+    pub owner: String,
+    pub rows_read: u64,
+    pub rows_queued: u64,
+    pub rows_rejected: u64,
+    pub rows_duplicate: u64,
+    pub last_position: u64,
+    pub error: Option<String>,
+}
+
+/// A new file to record.
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    pub path: &'a str,
+    pub processing_path: Option<&'a str>,
+    pub sha256: &'a str,
+    pub size_bytes: u64,
+    pub owner: &'a str,
+}
+
+/// What one committed chunk did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkResult {
+    pub queued: u64,
+    pub duplicates: u64,
+}
+
+/// Which buried jobs `retry` requeues.
+#[derive(Debug, Clone, Default)]
+pub struct RetryFilter {
+    pub class: Option<ErrorClass>,
+    pub owner: Option<String>,
+    /// Matches the file's recorded path exactly or by its final name.
+    pub file: Option<String>,
+}
+
+/// What [`Queue::outstanding`] found: leased jobs, and when the next
+/// pending job of an owner that is not held falls due (Unix ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outstanding {
+    pub leased: u64,
+    pub next_due: Option<i64>,
+}
+
+/// The cheap counts of [`Queue::state_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    pub pending: u64,
+    pub leased: u64,
+    pub held: u64,
+    pub dead: u64,
+    /// Jobs delivered since the time asked about.
+    pub delivered_since: u64,
+}
+
+impl StateCounts {
+    /// The four counts by state (for the metrics gauge).
+    pub fn by_state(&self) -> BTreeMap<JobState, u64> {
+        BTreeMap::from([
+            (JobState::Pending, self.pending),
+            (JobState::Leased, self.leased),
+            (JobState::Held, self.held),
+            (JobState::Dead, self.dead),
+        ])
+    }
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub by_state: BTreeMap<JobState, u64>,
+    pub by_owner: BTreeMap<String, BTreeMap<JobState, u64>>,
+    pub by_type: BTreeMap<String, BTreeMap<JobState, u64>>,
+    /// Keyed by the stored class name (`unknown` where none was recorded).
+    pub dead_by_class: BTreeMap<String, u64>,
+    pub held_owners: Vec<HeldOwner>,
+    pub pause: Option<Pause>,
+    /// Age in seconds of the oldest pending job.
+    pub oldest_pending_secs: Option<u64>,
+    pub delivered_last_minute: u64,
+    pub delivered_last_hour: u64,
+    pub files_by_state: BTreeMap<FileState, u64>,
+    pub rows_rejected: u64,
+    /// The daemon's last heartbeat (JSON it wrote), if any.
+    pub heartbeat: Option<serde_json::Value>,
+}
+
+impl Stats {
+    /// Jobs in `state`.
+    pub fn jobs(&self, state: JobState) -> u64 {
+        self.by_state.get(&state).copied().unwrap_or(0)
+    }
+}
+
+/// A job row for reports and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub owner: String,
+    pub kind: String,
+    pub value: String,
+    pub steps_done: u32,
+    pub attempts: u32,
+    pub last_error_class: Option<ErrorClass>,
+    pub last_http_status: Option<u16>,
+    pub last_error: Option<String>,
+}
