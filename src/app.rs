@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sd_notify::NotifyState;
@@ -24,10 +24,11 @@ use crate::deliver::{Api, Delivery};
 use crate::exit;
 use crate::intake::{FileOutcome, Intake};
 use crate::metrics::Metrics;
+use crate::names::ErrorClass;
 use crate::queue::{DaemonLock, FileState, JobState, Queue, StateCounts, Stats, now_ms};
 
-/// How long `run --once` waits for a retry that is scheduled later.
-const ONCE_RETRY_HORIZON: Duration = Duration::from_secs(60);
+/// How often `run --once` says what it is still waiting for.
+const ONCE_WAIT_NOTICE: Duration = Duration::from_secs(30);
 
 /// Everything a running daemon holds.
 pub struct Daemon {
@@ -266,6 +267,17 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
             _ = tokio::time::sleep(tick) => {}
         }
         let cfg = d.cfg.borrow().clone();
+        // SQLite keeps writing through the descriptors it has open: a queue
+        // file made read-only (or removed) would only fail much later.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.queue.path())
+            .with_context(|| {
+                format!(
+                    "the queue file {} is no longer writable",
+                    d.queue.path().display()
+                )
+            })?;
         let reclaimed = d.queue.reclaim_expired_leases().await?;
         if reclaimed > 0 {
             tracing::warn!(jobs = reclaimed, "reclaimed expired leases");
@@ -374,28 +386,54 @@ pub async fn drive_once(
     let delivery_cancel = CancellationToken::new();
     let d = daemon.delivery.clone();
     let dc = delivery_cancel.clone();
-    let delivery = tokio::spawn(async move { d.run(dc).await });
+    let mut delivery = tokio::spawn(async move { d.run(dc).await });
     let intake = daemon.intake.as_mut().expect("intake");
     let mut files = intake.resume(cancel).await?;
     files.extend(intake.scan(cancel, false).await?);
     let mut paused = None;
+    let mut last_notice: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            // Delivery ends only when told to: ending now is a failure.
+            ended = &mut delivery => {
+                ended.map_err(|e| anyhow::anyhow!("the delivery task failed: {e}"))??;
+                anyhow::bail!("the delivery task stopped on its own");
+            }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-        progress(&daemon.queue.state_counts(started).await?);
-        if let Some(p) = daemon.delivery.gate.paused().filter(|p| p.until.is_none()) {
-            paused = Some(format!("{}: {}", p.class, p.reason));
-            break;
+        let counts = daemon.queue.state_counts(started).await?;
+        progress(&counts);
+        if let Some(p) = daemon.delivery.gate.paused() {
+            // A circuit that stays open longer than the longest backoff is
+            // a server that is not coming back soon: stop, as for a pause.
+            let open_for = Duration::from_millis((now_ms() - p.since_ms).max(0) as u64);
+            let limit = daemon.cfg_tx.borrow().delivery.backoff_max;
+            if p.class != ErrorClass::CircuitOpen || open_for > limit {
+                paused = Some(format!("{}: {}", p.class, p.reason));
+                break;
+            }
         }
-        // Done when nothing is in flight and no retry falls due soon.
+        // Done when nothing is in flight and no retry is scheduled, however
+        // far away.
         let left = daemon.queue.outstanding().await?;
-        let soon = left
-            .next_due
-            .is_some_and(|t| t <= now_ms() + ONCE_RETRY_HORIZON.as_millis() as i64);
-        if left.leased == 0 && !soon {
-            break;
+        let Some(next_due) = left.next_due else {
+            if left.leased == 0 {
+                break;
+            }
+            continue;
+        };
+        let wait_ms = next_due - now_ms();
+        if left.leased == 0
+            && wait_ms > 1000
+            && last_notice.is_none_or(|t| t.elapsed() >= ONCE_WAIT_NOTICE)
+        {
+            last_notice = Some(Instant::now());
+            tracing::info!(
+                jobs = counts.pending,
+                next_retry_in_secs = wait_ms / 1000,
+                "run --once: waiting for scheduled retries"
+            );
         }
     }
     delivery_cancel.cancel();

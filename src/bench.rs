@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::BenchKind;
 use crate::indicator::Payload;
-use crate::queue::{JobState, JobUpdate, NewJob, Queue};
+use crate::queue::{JobState, JobUpdate, Lease, NewJob, Queue};
 
 /// # Errors
 /// When a temporary directory, the queue or the simulator cannot be set up.
@@ -142,11 +142,11 @@ async fn queue(n: usize) -> anyhow::Result<()> {
         if claimed.is_empty() {
             break;
         }
-        let updates: Vec<JobUpdate> = claimed
+        let updates: Vec<(Lease, JobUpdate)> = claimed
             .iter()
-            .map(|j| JobUpdate::Delivered { id: j.id })
+            .map(|j| (j.lease, JobUpdate::Delivered))
             .collect();
-        q.apply(&updates).await?;
+        q.apply(&updates, Duration::from_secs(60)).await?;
         done += claimed.len();
     }
     let cycle = start.elapsed().as_secs_f64();

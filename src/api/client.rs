@@ -12,6 +12,7 @@ use super::outcome::{Outcome, classify};
 use super::request::{ApiRequest, Method};
 use super::sign::{Clock, authorization, signature};
 use crate::config::{ApiConfig, Secret};
+use crate::indicator::Attribute;
 
 /// One answer: its classification, status, and raw body (for owners and tests).
 #[derive(Debug, Clone)]
@@ -157,25 +158,43 @@ impl Client {
     /// # Errors
     /// The [`Outcome`] of a failed call, or `Unexpected` for an unreadable body.
     pub async fn owners(&self) -> Result<Vec<Owner>, Outcome> {
-        let resp = self.send(&super::Endpoints::default().owners()).await;
+        self.list(&super::Endpoints::default().owners(), "owner")
+            .await
+    }
+
+    /// The attributes of an indicator, from a request built by
+    /// [`super::Endpoints::attributes`].
+    ///
+    /// # Errors
+    /// The [`Outcome`] of a failed call, or `Unexpected` for an unreadable body.
+    pub async fn attributes(&self, req: &ApiRequest) -> Result<Vec<Attribute>, Outcome> {
+        self.list(req, "attribute").await
+    }
+
+    /// Sends a GET whose answer is `{"data": {"<field>": [...]}}`.
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        req: &ApiRequest,
+        field: &str,
+    ) -> Result<Vec<T>, Outcome> {
+        let resp = self.send(req).await;
         if resp.outcome != Outcome::Success {
             return Err(resp.outcome);
         }
         #[derive(serde::Deserialize)]
         struct Envelope {
-            data: Data,
+            data: serde_json::Map<String, serde_json::Value>,
         }
-        #[derive(serde::Deserialize)]
-        struct Data {
-            #[serde(default)]
-            owner: Vec<Owner>,
+        let unreadable = |e: String| Outcome::Unexpected {
+            status: resp.status.unwrap_or(0),
+            body: format!("unreadable {field} list: {e}"),
+        };
+        let envelope: Envelope =
+            serde_json::from_slice(&resp.body).map_err(|e| unreadable(e.to_string()))?;
+        match envelope.data.get(field) {
+            None => Ok(Vec::new()),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| unreadable(e.to_string())),
         }
-        serde_json::from_slice::<Envelope>(&resp.body)
-            .map(|e| e.data.owner)
-            .map_err(|e| Outcome::Unexpected {
-                status: resp.status.unwrap_or(0),
-                body: format!("unreadable owners answer: {e}"),
-            })
     }
 }
 

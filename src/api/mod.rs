@@ -11,5 +11,5 @@ pub mod sign;
 
 pub use client::{Client, Response};
 pub use outcome::Outcome;
-pub use request::{ApiRequest, Endpoints, Method, TypeNames};
+pub use request::{ApiRequest, Endpoints, Method, TypeNames, attribute_of_step};
 pub use sign::Clock;

@@ -178,6 +178,20 @@ impl Endpoints {
         }
     }
 
+    /// `GET .../<indicator>/attributes?owner=...`: what an attribute call
+    /// whose outcome is unknown may already have added.
+    pub fn attributes(&self, ind: &Indicator, owner: &str) -> ApiRequest {
+        ApiRequest {
+            method: Method::Get,
+            path_and_query: format!(
+                "{}/attributes{}",
+                self.indicator_path(ind),
+                owner_query(owner)
+            ),
+            body: None,
+        }
+    }
+
     /// Step `n` of delivering an indicator: 0 is the create, then one per tag,
     /// then one per attribute. `None` past the last step.
     pub fn step(
@@ -239,6 +253,13 @@ impl Endpoints {
         }
         m
     }
+}
+
+/// The attribute that step `n` adds, when step `n` is an attribute call
+/// (the one kind of call a blind retry would duplicate).
+pub fn attribute_of_step(payload: &Payload, n: usize) -> Option<&Attribute> {
+    n.checked_sub(1 + payload.tags.len())
+        .and_then(|i| payload.attributes.get(i))
 }
 
 /// `?owner=<owner>&createActivityLog=false`, the owner fully percent-encoded

@@ -1,26 +1,47 @@
-//! Claiming jobs for delivery and applying what became of them.
+//! Claiming jobs for delivery and applying what became of them, fenced by
+//! the lease token: a result applies only while its claim still holds.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Job, JobUpdate, Queue, ms, now_ms};
+use super::{Job, JobUpdate, Lease, Queue, ms, now_ms};
+
+/// Leases per statement when many are renewed or delivered at once.
+const LEASES_PER_STATEMENT: usize = 500;
+
+/// `(id, lease_token) IN (VALUES (?,?),...)` for `n` leases.
+fn leases_in(n: usize) -> String {
+    let mut s = String::from("(id, lease_token) IN (VALUES ");
+    for i in 0..n {
+        s.push_str(if i == 0 { "(?,?)" } else { ",(?,?)" });
+    }
+    s.push(')');
+    s
+}
 
 impl Queue {
-    /// Leases up to `n` due jobs of owners that are not held.
+    /// Leases up to `n` due jobs of owners that are not held, under a new
+    /// lease token.
     ///
     /// # Errors
     /// Database errors.
     pub async fn claim(&self, n: usize, lease: Duration) -> anyhow::Result<Vec<Job>> {
         let now = now_ms();
+        // Random and 63-bit: a token never repeats in practice, so a stale
+        // worker can never match a later claim of the same job.
+        let token = (fastrand::u64(..) >> 1) as i64;
         let rows = sqlx::query(
-            "UPDATE jobs SET state = 'leased', lease_expires_at = ?1, updated_at = ?2 WHERE id IN ( \
-               SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?2 \
+            "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, updated_at = ?3 \
+             WHERE id IN ( \
+               SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
                AND owner NOT IN (SELECT owner FROM held_owners) \
-               ORDER BY next_attempt_at, id LIMIT ?3) \
-             RETURNING id, owner, type, value, payload, steps_done, attempts",
+               ORDER BY next_attempt_at, id LIMIT ?4) \
+             RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain",
         )
+        .bind(token)
         .bind(now + ms(lease))
         .bind(now)
         .bind(n as i64)
@@ -30,117 +51,171 @@ impl Queue {
         let mut jobs: Vec<Job> = rows
             .iter()
             .map(|r| Job {
-                id: r.get(0),
+                lease: Lease {
+                    id: r.get(0),
+                    token,
+                },
                 owner: r.get(1),
                 kind: r.get(2),
                 value: r.get(3),
                 payload: r.get(4),
                 steps_done: r.get::<i64, _>(5) as u32,
                 attempts: r.get::<i64, _>(6) as u32,
+                call_uncertain: r.get::<i64, _>(7) != 0,
             })
             .collect();
-        jobs.sort_by_key(|j| j.id);
+        jobs.sort_by_key(|j| j.lease.id);
         Ok(jobs)
     }
 
-    /// Applies delivery results in one transaction.
+    /// Extends the leases still held with these tokens to `lease` from now;
+    /// returns how many were still held.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn apply(&self, updates: &[JobUpdate]) -> anyhow::Result<()> {
+    pub async fn renew_leases(&self, leases: &[Lease], lease: Duration) -> anyhow::Result<u64> {
+        let now = now_ms();
+        let mut renewed = 0;
+        let mut tx = self.begin_write().await?;
+        for chunk in leases.chunks(LEASES_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE jobs SET lease_expires_at = ? WHERE state = 'leased' AND {}",
+                leases_in(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .persistent(chunk.len() == LEASES_PER_STATEMENT)
+                .bind(now + ms(lease));
+            for l in chunk {
+                q = q.bind(l.id).bind(l.token);
+            }
+            renewed += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await.context("renewing leases")?;
+        Ok(renewed)
+    }
+
+    /// Applies delivery results in one transaction (a group commit). Each
+    /// applies only while its lease still holds; the answer says, per
+    /// update, whether it did (false: the lease was taken over, and the
+    /// result was dropped).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn apply(
+        &self,
+        updates: &[(Lease, JobUpdate)],
+        lease: Duration,
+    ) -> anyhow::Result<Vec<bool>> {
+        let mut applied = vec![false; updates.len()];
         if updates.is_empty() {
-            return Ok(());
+            return Ok(applied);
         }
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        // The common case, delivered jobs, in one statement per thousand.
-        let delivered: Vec<i64> = updates
+        // The common case, delivered jobs, in few statements.
+        let delivered: Vec<(usize, Lease)> = updates
             .iter()
-            .filter_map(|u| match u {
-                JobUpdate::Delivered { id } => Some(*id),
-                _ => None,
-            })
+            .enumerate()
+            .filter(|(_, (_, u))| matches!(u, JobUpdate::Delivered))
+            .map(|(i, (l, _))| (i, *l))
             .collect();
-        for ids in delivered.chunks(1000) {
-            let mut sql = String::from(
-                "UPDATE jobs SET state = 'delivered', delivered_at = ?, updated_at = ?, lease_expires_at = NULL, \
-                 last_error_class = NULL, last_http_status = NULL, last_error = NULL WHERE id IN (",
+        for chunk in delivered.chunks(LEASES_PER_STATEMENT) {
+            let sql = format!(
+                // Anonymous parameters only: sqlx numbers each `?` itself,
+                // so a `?1` before them would shift every later value.
+                "UPDATE jobs SET state = 'delivered', delivered_at = ?, updated_at = ?, \
+                 lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
+                 last_error_class = NULL, last_http_status = NULL, last_error = NULL \
+                 WHERE state = 'leased' AND {} RETURNING id",
+                leases_in(chunk.len())
             );
-            for i in 0..ids.len() {
-                sql.push_str(if i == 0 { "?" } else { ",?" });
-            }
-            sql.push(')');
             let mut q = sqlx::query(AssertSqlSafe(sql))
-                .persistent(ids.len() == 1000)
+                .persistent(chunk.len() == LEASES_PER_STATEMENT)
                 .bind(now)
                 .bind(now);
-            for id in ids {
-                q = q.bind(id);
+            for (_, l) in chunk {
+                q = q.bind(l.id).bind(l.token);
             }
-            q.execute(&mut *tx)
+            let done: HashSet<i64> = q
+                .fetch_all(&mut *tx)
                 .await
-                .context("recording delivered jobs")?;
+                .context("recording delivered jobs")?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for (i, l) in chunk {
+                applied[*i] = done.contains(&l.id);
+            }
         }
-        for u in updates {
+        for (i, (l, u)) in updates.iter().enumerate() {
             let q = match u {
-                JobUpdate::Delivered { .. } => continue,
-                JobUpdate::Reschedule {
-                    id,
-                    steps_done,
+                JobUpdate::Delivered => continue,
+                JobUpdate::Progress { steps_done } => sqlx::query(
+                    "UPDATE jobs SET steps_done = ?, attempts = 0, call_uncertain = 0, \
+                     lease_expires_at = ?, updated_at = ? \
+                     WHERE id = ? AND lease_token = ? AND state = 'leased'",
+                )
+                .bind(i64::from(*steps_done))
+                .bind(now + ms(lease))
+                .bind(now),
+                JobUpdate::Retry {
                     at,
-                    count_attempt,
+                    failed,
+                    uncertain,
                     error,
                 } => sqlx::query(
-                    "UPDATE jobs SET state = 'pending', steps_done = ?1, next_attempt_at = ?2, \
-                     attempts = attempts + ?3, lease_expires_at = NULL, updated_at = ?4, \
-                     last_error_class = COALESCE(?5, last_error_class), last_http_status = COALESCE(?6, last_http_status), \
-                     last_error = COALESCE(?7, last_error) WHERE id = ?8",
+                    "UPDATE jobs SET state = 'pending', next_attempt_at = ?, attempts = attempts + ?, \
+                     call_uncertain = MAX(call_uncertain, ?), lease_expires_at = NULL, lease_token = NULL, \
+                     updated_at = ?, last_error_class = COALESCE(?, last_error_class), \
+                     last_http_status = COALESCE(?, last_http_status), last_error = COALESCE(?, last_error) \
+                     WHERE id = ? AND lease_token = ? AND state = 'leased'",
                 )
-                .bind(*steps_done as i64)
                 .bind(at)
-                .bind(i64::from(*count_attempt))
+                .bind(i64::from(*failed))
+                .bind(i64::from(*uncertain))
                 .bind(now)
                 .bind(error.as_ref().map(|e| e.class.as_str()))
                 .bind(error.as_ref().and_then(|e| e.http_status).map(i64::from))
-                .bind(error.as_ref().map(|e| e.message.as_str()))
-                .bind(id),
-                JobUpdate::Bury { id, steps_done, error } => sqlx::query(
-                    "UPDATE jobs SET state = 'dead', steps_done = ?1, attempts = attempts + 1, lease_expires_at = NULL, \
-                     updated_at = ?2, last_error_class = ?3, last_http_status = ?4, last_error = ?5 WHERE id = ?6",
+                .bind(error.as_ref().map(|e| e.message.as_str())),
+                JobUpdate::Bury { error } | JobUpdate::Hold { error } => sqlx::query(
+                    "UPDATE jobs SET state = ?, attempts = attempts + ?, lease_expires_at = NULL, \
+                     lease_token = NULL, updated_at = ?, last_error_class = ?, last_http_status = ?, \
+                     last_error = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",
                 )
-                .bind(*steps_done as i64)
+                .bind(if matches!(u, JobUpdate::Bury { .. }) {
+                    "dead"
+                } else {
+                    "held"
+                })
+                .bind(i64::from(matches!(u, JobUpdate::Bury { .. })))
                 .bind(now)
                 .bind(error.class.as_str())
                 .bind(error.http_status.map(i64::from))
-                .bind(error.message.as_str())
-                .bind(id),
-                JobUpdate::Hold { id, steps_done, error } => sqlx::query(
-                    "UPDATE jobs SET state = 'held', steps_done = ?1, lease_expires_at = NULL, updated_at = ?2, \
-                     last_error_class = ?3, last_http_status = ?4, last_error = ?5 WHERE id = ?6",
-                )
-                .bind(*steps_done as i64)
-                .bind(now)
-                .bind(error.class.as_str())
-                .bind(error.http_status.map(i64::from))
-                .bind(error.message.as_str())
-                .bind(id),
+                .bind(error.message.as_str()),
             };
-            q.execute(&mut *tx)
+            applied[i] = q
+                .bind(l.id)
+                .bind(l.token)
+                .execute(&mut *tx)
                 .await
-                .context("recording a delivery result")?;
+                .context("recording a delivery result")?
+                .rows_affected()
+                > 0;
         }
         tx.commit().await.context("committing delivery results")?;
-        Ok(())
+        Ok(applied)
     }
 
     /// Returns every lease to pending: at daemon start (holding the lock,
-    /// every lease is an orphan of a previous run) and at shutdown.
+    /// every lease is an orphan of a previous run) and at shutdown. Their
+    /// current call may have been in flight: it is marked uncertain.
     ///
     /// # Errors
     /// Database errors.
     pub async fn release_all_leases(&self) -> anyhow::Result<u64> {
         Ok(sqlx::query(
-            "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, updated_at = ?1 WHERE state = 'leased'",
+            "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
+             call_uncertain = 1, updated_at = ?1 WHERE state = 'leased'",
         )
         .bind(now_ms())
         .execute(&self.pool)
@@ -148,14 +223,15 @@ impl Queue {
         .rows_affected())
     }
 
-    /// Returns expired leases to pending.
+    /// Returns expired leases to pending (their holder stopped renewing
+    /// them: its call, if any, is uncertain).
     ///
     /// # Errors
     /// Database errors.
     pub async fn reclaim_expired_leases(&self) -> anyhow::Result<u64> {
         Ok(sqlx::query(
-            "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, updated_at = ?1 \
-             WHERE state = 'leased' AND lease_expires_at < ?1",
+            "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
+             call_uncertain = 1, updated_at = ?1 WHERE state = 'leased' AND lease_expires_at < ?1",
         )
         .bind(now_ms())
         .execute(&self.pool)

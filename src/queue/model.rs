@@ -78,16 +78,28 @@ pub struct NewReject {
     pub reason: String,
 }
 
+/// A claim on one job: a result applies only while the job is still leased
+/// under this token (a fenced lease).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub id: i64,
+    pub token: i64,
+}
+
 /// A job as claimed for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    pub id: i64,
+    pub lease: Lease,
     pub owner: String,
     pub kind: String,
     pub value: String,
     pub payload: String,
+    /// Calls already done (durably): 1 = created, then one per tag, then per attribute.
     pub steps_done: u32,
+    /// Consecutive failures of the current call.
     pub attempts: u32,
+    /// The current call may have reached the server unrecorded.
+    pub call_uncertain: bool,
 }
 
 impl Job {
@@ -111,32 +123,29 @@ impl Job {
     }
 }
 
-/// What became of a claimed job.
+/// What a worker reports about a claimed job. `Progress` keeps the lease;
+/// the others end it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobUpdate {
-    Delivered {
-        id: i64,
-    },
-    /// Try again at `at`; `count_attempt` is false for errors that are not the
-    /// job's fault (a paused or held owner, clock correction).
-    Reschedule {
-        id: i64,
-        steps_done: u32,
+    /// A call succeeded and more follow: `steps_done` calls are done, the
+    /// next call starts with a fresh retry budget, and the lease is renewed.
+    Progress { steps_done: u32 },
+    /// Every call succeeded.
+    Delivered,
+    /// Try the current call again at `at` (Unix ms). `failed` counts an
+    /// attempt of the call (false for what is not its fault: a pause, a
+    /// held owner, shutdown); `uncertain` says it may have reached the
+    /// server.
+    Retry {
         at: i64,
-        count_attempt: bool,
+        failed: bool,
+        uncertain: bool,
         error: Option<JobError>,
     },
-    Bury {
-        id: i64,
-        steps_done: u32,
-        error: JobError,
-    },
+    /// Buried: `retry` requeues it.
+    Bury { error: JobError },
     /// The owner is held: park the job as `held` until the owner is released.
-    Hold {
-        id: i64,
-        steps_done: u32,
-        error: JobError,
-    },
+    Hold { error: JobError },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@ use tc_ingest::queue::{ErrorClass, FileState, JobState};
 
 use tc_ingest::indicator::{IndicatorType, Payload};
 use tc_ingest::queue::{
-    DaemonLock, JobError, JobUpdate, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms,
+    DaemonLock, JobError, JobUpdate, Lease, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms,
 };
 
 async fn open() -> (tempfile::TempDir, Queue) {
@@ -54,6 +54,8 @@ fn err(class: &str) -> JobError {
     }
 }
 
+const LEASE: Duration = Duration::from_secs(60);
+
 #[tokio::test]
 async fn enqueue_claim_complete_with_dedup() {
     let (_d, q) = open().await;
@@ -88,11 +90,11 @@ async fn enqueue_claim_complete_with_dedup() {
     let (ind, payload) = claimed[0].parse().unwrap();
     assert_eq!(ind.kind(), IndicatorType::Address);
     assert_eq!(payload, Payload::default());
-    let updates: Vec<JobUpdate> = claimed
+    let updates: Vec<(Lease, JobUpdate)> = claimed
         .iter()
-        .map(|j| JobUpdate::Delivered { id: j.id })
+        .map(|j| (j.lease, JobUpdate::Delivered))
         .collect();
-    q.apply(&updates).await.unwrap();
+    assert!(q.apply(&updates, LEASE).await.unwrap().iter().all(|ok| *ok));
     assert_eq!(q.count(Some(JobState::Delivered)).await.unwrap(), 100);
     // Delivered within the window: still a duplicate. With a zero window: queued again.
     let value = &claimed[0].value;
@@ -133,8 +135,8 @@ async fn leases_expire_and_return() {
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
     let again = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(
-        again.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![a[0].id]
+        again.iter().map(|j| j.lease.id).collect::<Vec<_>>(),
+        vec![a[0].lease.id]
     );
     // Daemon start: every lease is an orphan.
     assert_eq!(q.release_all_leases().await.unwrap(), 2);
@@ -160,25 +162,33 @@ async fn reschedule_bury_requeue() {
     .await
     .unwrap();
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
-    q.apply(&[
-        JobUpdate::Reschedule {
-            id: c[0].id,
-            steps_done: 1,
-            at: now_ms() + 60_000,
-            count_attempt: true,
-            error: Some(err("server_error")),
-        },
-        JobUpdate::Bury {
-            id: c[1].id,
-            steps_done: 0,
-            error: err("validation"),
-        },
-        JobUpdate::Bury {
-            id: c[2].id,
-            steps_done: 0,
-            error: err("unexpected"),
-        },
-    ])
+    q.apply(
+        &[
+            (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
+            (
+                c[0].lease,
+                JobUpdate::Retry {
+                    at: now_ms() + 60_000,
+                    failed: true,
+                    uncertain: false,
+                    error: Some(err("server_error")),
+                },
+            ),
+            (
+                c[1].lease,
+                JobUpdate::Bury {
+                    error: err("validation"),
+                },
+            ),
+            (
+                c[2].lease,
+                JobUpdate::Bury {
+                    error: err("unexpected"),
+                },
+            ),
+        ],
+        LEASE,
+    )
     .await
     .unwrap();
     assert!(
@@ -300,7 +310,7 @@ async fn prune_removes_old_delivered_jobs_only() {
     let (_d, q) = open().await;
     add(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let c = q.claim(1, Duration::from_secs(60)).await.unwrap();
-    q.apply(&[JobUpdate::Delivered { id: c[0].id }])
+    q.apply(&[(c[0].lease, JobUpdate::Delivered)], LEASE)
         .await
         .unwrap();
     assert_eq!(q.prune_delivered(DAY).await.unwrap(), 0);
@@ -398,11 +408,9 @@ async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
         let mut done = 0;
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
             let c = deliverer.claim(50, Duration::from_secs(60)).await?;
-            let updates: Vec<JobUpdate> = c
-                .iter()
-                .map(|j| JobUpdate::Delivered { id: j.id })
-                .collect();
-            deliverer.apply(&updates).await?;
+            let updates: Vec<(Lease, JobUpdate)> =
+                c.iter().map(|j| (j.lease, JobUpdate::Delivered)).collect();
+            deliverer.apply(&updates, LEASE).await?;
             done += c.len();
             tokio::task::yield_now().await;
         }

@@ -1,0 +1,344 @@
+//! The dispatcher claims due jobs (leased, fenced) for the workers; a
+//! worker sends one job's calls in order, each only after the previous
+//! one's success is committed, and hands back what became of the job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{Action, backoff, policy};
+use super::writer::{Leases, Results};
+use super::{Api, Delivery};
+use crate::api::{Outcome, attribute_of_step};
+use crate::indicator::{Indicator, Payload};
+use crate::names::ErrorClass;
+use crate::queue::{Job, JobError, JobUpdate, now_ms};
+
+/// Claims per dispatcher round, at most.
+const CLAIM_BATCH: usize = 64;
+/// How often an idle dispatcher looks for jobs queued by another process.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Where a job's current call stands.
+struct Call {
+    step: u32,
+    /// Consecutive failures of this call.
+    attempts: u32,
+    /// It may have reached the server unrecorded: an attribute is checked
+    /// before it is sent again.
+    uncertain: bool,
+    clock_corrected: bool,
+}
+
+impl Delivery {
+    /// Claims due jobs while delivery runs, until `stop`.
+    pub(super) async fn dispatcher(
+        &self,
+        job_tx: mpsc::Sender<Job>,
+        leases: &Leases,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            self.gate.wait_running(stop).await;
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            self.clear_recorded_pause().await?;
+            let room = job_tx.capacity();
+            if room == 0 {
+                // Wait for a worker to take one.
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    r = job_tx.reserve() => { drop(r); }
+                }
+                continue;
+            }
+            let jobs = self
+                .queue
+                .claim(room.min(CLAIM_BATCH), self.config().queue.lease)
+                .await?;
+            if jobs.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = self.work_added.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+            for job in jobs {
+                leases.hold(job.lease);
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    sent = job_tx.send(job) => if sent.is_err() { return Ok(()) },
+                }
+            }
+        }
+    }
+
+    /// Takes jobs until the channel closes. After `soft` (shutdown) a job
+    /// starts no new call and is released; after `hard` (the grace time is
+    /// over) the call in flight is dropped and the job released with its
+    /// call marked uncertain.
+    pub(super) async fn worker(
+        &self,
+        rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+        results: Results,
+        soft: CancellationToken,
+        hard: CancellationToken,
+    ) {
+        loop {
+            let job = { rx.lock().await.recv().await };
+            let Some(job) = job else { return };
+            let update = tokio::select! {
+                u = self.deliver(&job, &results, &soft) => u,
+                _ = hard.cancelled() => Some(JobUpdate::Retry {
+                    at: now_ms(),
+                    failed: false,
+                    uncertain: true,
+                    error: None,
+                }),
+            };
+            let Some(update) = update else { continue };
+            if results.commit(job.lease, update).await.is_none() {
+                return; // the writer is gone: the daemon is stopping
+            }
+        }
+    }
+
+    /// Sends one job's remaining calls and says what became of it; `None`
+    /// when its lease was lost (another claim owns it now).
+    pub(super) async fn deliver(
+        &self,
+        job: &Job,
+        results: &Results,
+        cancel: &CancellationToken,
+    ) -> Option<JobUpdate> {
+        let (indicator, payload) = match job.parse() {
+            Ok(p) => p,
+            Err(message) => {
+                return Some(JobUpdate::Bury {
+                    error: JobError {
+                        class: ErrorClass::InvalidJob,
+                        http_status: None,
+                        message,
+                    },
+                });
+            }
+        };
+        if self.held.lock().expect("held").contains(&job.owner) {
+            return Some(JobUpdate::Hold {
+                error: JobError {
+                    class: ErrorClass::Held,
+                    http_status: None,
+                    message: "owner held: waiting for access".into(),
+                },
+            });
+        }
+        let total = payload.steps() as u32;
+        let mut call = Call {
+            step: job.steps_done,
+            attempts: job.attempts,
+            uncertain: job.call_uncertain,
+            clock_corrected: false,
+        };
+        while call.step < total {
+            if cancel.is_cancelled() || self.gate.paused().is_some() {
+                return Some(release(&call));
+            }
+            let api = self.api.borrow().clone();
+            let Some((outcome, status)) = self
+                .send_call(&api, job, &indicator, &payload, &mut call)
+                .await
+            else {
+                return Some(release(&call));
+            };
+            let action = policy(&outcome, call.clock_corrected);
+            self.breaker_sees(&action, &outcome).await;
+            let error = || JobError {
+                class: outcome.class(),
+                http_status: status,
+                message: outcome.message(),
+            };
+            let retry = |call: &Call, at: i64, failed: bool| JobUpdate::Retry {
+                at,
+                failed,
+                uncertain: call.uncertain,
+                error: Some(error()),
+            };
+            match action {
+                Action::NextStep => {
+                    call = Call {
+                        step: call.step + 1,
+                        attempts: 0,
+                        uncertain: false,
+                        clock_corrected: false,
+                    };
+                    if call.step < total {
+                        let update = JobUpdate::Progress {
+                            steps_done: call.step,
+                        };
+                        if !results.commit(job.lease, update).await? {
+                            tracing::warn!(
+                                job = job.lease.id,
+                                "lease lost: another worker has this job now; stopping"
+                            );
+                            return None;
+                        }
+                    }
+                }
+                Action::CorrectClockAndRetry { server_date } => {
+                    let offset = api.client.clock().correct_to(server_date);
+                    tracing::warn!(
+                        offset_secs = offset,
+                        "server says our clock is off: correcting the signing timestamp"
+                    );
+                    call.clock_corrected = true;
+                }
+                Action::PauseAll { class, reason } => {
+                    self.pause(class, reason).await;
+                    return Some(retry(&call, now_ms(), false));
+                }
+                Action::HoldOwner => {
+                    self.hold(&job.owner, &outcome).await;
+                    return Some(JobUpdate::Hold { error: error() });
+                }
+                Action::Bury => {
+                    tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), message = %outcome.message(), "job buried");
+                    return Some(JobUpdate::Bury { error: error() });
+                }
+                Action::RateLimited { retry_after } => {
+                    self.throttle.slow_down();
+                    let wait = retry_after.unwrap_or(Duration::from_secs(5));
+                    return Some(retry(&call, now_ms() + wait.as_millis() as i64, false));
+                }
+                Action::Backoff { outcome_unknown } => {
+                    let d = &self.config().delivery;
+                    call.attempts += 1;
+                    call.uncertain |= outcome_unknown;
+                    if call.attempts >= d.max_attempts {
+                        tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), message = %outcome.message(), "job buried after the maximum attempts of one call");
+                        return Some(JobUpdate::Bury { error: error() });
+                    }
+                    let delay = backoff(call.attempts, d.backoff_base, d.backoff_max);
+                    return Some(retry(&call, now_ms() + delay.as_millis() as i64, true));
+                }
+            }
+        }
+        Some(JobUpdate::Delivered)
+    }
+
+    /// Sends the job's current call, through the rate limiter. An attribute
+    /// call that may already have reached the server is first checked with
+    /// a GET of the indicator's attributes, and counts as done if the
+    /// attribute is there. `None` when delivery was paused meanwhile.
+    async fn send_call(
+        &self,
+        api: &Api,
+        job: &Job,
+        indicator: &Indicator,
+        payload: &Payload,
+        call: &mut Call,
+    ) -> Option<(Outcome, Option<u16>)> {
+        let step = call.step as usize;
+        if call.uncertain
+            && let Some(attr) = attribute_of_step(payload, step)
+        {
+            self.throttle.wait().await;
+            let started = Instant::now();
+            let found = api
+                .client
+                .attributes(&api.endpoints.attributes(indicator, &job.owner))
+                .await;
+            match found {
+                Ok(present) => {
+                    self.metrics.request(ErrorClass::Success, started.elapsed());
+                    call.uncertain = false;
+                    if present.contains(attr) {
+                        tracing::info!(job = job.lease.id, attribute = %attr.kind, "attribute already added by an earlier attempt: not sent again");
+                        return Some((Outcome::Success, None));
+                    }
+                }
+                Err(outcome) => {
+                    self.metrics.request(outcome.class(), started.elapsed());
+                    return Some((outcome, None));
+                }
+            }
+        }
+        let req = api
+            .endpoints
+            .step(indicator, payload, &job.owner, step)
+            .expect("a step below the total has a request");
+        self.throttle.wait().await;
+        if self.gate.paused().is_some() {
+            return None;
+        }
+        let started = Instant::now();
+        let resp = api.client.send(&req).await;
+        self.metrics
+            .request(resp.outcome.class(), started.elapsed());
+        tracing::debug!(job = job.lease.id, step, class = %resp.outcome.class(), status = resp.status, "request");
+        Some((resp.outcome, resp.status))
+    }
+
+    /// Feeds the circuit breaker; opens the circuit when it trips.
+    async fn breaker_sees(&self, action: &Action, outcome: &Outcome) {
+        let d = &self.config().delivery;
+        let trip = self.breaker.lock().expect("breaker").record(
+            action,
+            d.backoff_base,
+            super::CIRCUIT_OPEN_MAX,
+        );
+        let Some(open) = trip else { return };
+        let reason = format!(
+            "circuit open: most recent requests failed ({}); no requests for {:.1}s, then probes",
+            outcome.message(),
+            open.as_secs_f32()
+        );
+        if self.gate.pause(
+            ErrorClass::CircuitOpen,
+            reason.clone(),
+            Some(Instant::now() + open),
+        ) {
+            tracing::warn!(open_secs = open.as_secs_f32(), last = %outcome.message(), "circuit breaker open: most recent requests failed");
+            self.record_pause(ErrorClass::CircuitOpen, reason).await;
+        }
+    }
+
+    /// Holds an owner: its jobs wait, other owners go on.
+    async fn hold(&self, owner: &str, outcome: &Outcome) {
+        self.held.lock().expect("held").insert(owner.to_string());
+        match self
+            .queue
+            .hold_owner(owner, outcome.class(), &outcome.message())
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(owner, class = %outcome.class(), message = %outcome.message(), advice = outcome.advice().unwrap_or(""), "owner held: its jobs wait, other owners go on");
+                if let (Ok(with_work), Ok(held)) = (
+                    self.queue.owners_with_work().await,
+                    self.queue.held_owners().await,
+                ) && with_work.iter().all(|o| held.iter().any(|h| &h.owner == o))
+                {
+                    tracing::error!(
+                        owners = held.len(),
+                        "every owner with work is held: nothing can be delivered until access is restored"
+                    );
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(owner, error = %e, "cannot hold the owner"),
+        }
+    }
+}
+
+/// Gives a job back unstarted (paused, or shutting down): no attempt counts.
+fn release(call: &Call) -> JobUpdate {
+    JobUpdate::Retry {
+        at: now_ms(),
+        failed: false,
+        uncertain: call.uncertain,
+        error: None,
+    }
+}
