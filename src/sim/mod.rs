@@ -15,7 +15,7 @@
 //! - [`faults`]: which injected failure applies to a request, the dropped
 //!   connection, and the request counts of [`SimStats`].
 //! - [`auth`]: the `Authorization`/`Timestamp` check and the `?owner=` check.
-//! - [`v2`]: the ThreatConnect calls (owners, create, tag, attribute).
+//! - [`v2`]: the ThreatConnect calls (owners, create, tag, attributes).
 //! - [`store`]: the indicators held in memory and their lookup index.
 //! - [`control`]: the simulator's own `/_sim/...` endpoints.
 //! - [`validate`]: ThreatConnect's format rules, independent of `normalize`.
@@ -138,11 +138,19 @@ pub struct SimIndicator {
     pub create_count: u64,
 }
 
+/// An attribute of a [`SimIndicator`]. `id` and `date_added` are given by the
+/// simulator when it stores the attribute (and listed by
+/// `GET .../attributes`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimAttribute {
     #[serde(rename = "type")]
     pub kind: String,
     pub value: String,
+    #[serde(default)]
+    pub id: u64,
+    /// RFC 3339, UTC (`2026-01-02T03:04:05Z`).
+    #[serde(default, rename = "dateAdded")]
+    pub date_added: String,
 }
 
 /// Request counts (`GET /_sim/stats`).

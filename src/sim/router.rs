@@ -170,6 +170,9 @@ fn api(ctx: &Ctx<'_>) -> ApiResult {
         (&Method::POST, ["indicators", branch, id, "attributes"]) => {
             v2::add_attribute(ctx, branch, id)
         }
+        (&Method::GET, ["indicators", branch, id, "attributes"]) => {
+            v2::list_attributes(ctx, branch, id)
+        }
         _ => Err(not_found()),
     }
 }

@@ -2,6 +2,7 @@
 //! owner, type and identifier (a File is filed under each of its hashes).
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::SystemTime;
 
 use super::router::{Failure, not_found};
 use super::{SimAttribute, SimIndicator};
@@ -12,6 +13,8 @@ pub(super) struct Store {
     pub(super) indicators: Vec<SimIndicator>,
     /// (owner, type, identifier) to position in `indicators`.
     index: HashMap<(String, IndicatorType, String), usize>,
+    /// The id the next stored attribute gets.
+    next_attribute_id: u64,
 }
 
 /// A validated create: what [`Store::upsert`] needs.
@@ -81,6 +84,17 @@ impl Store {
     }
 
     /// The indicator `owner` has under `identifier`, or ThreatConnect's 404.
+    pub(super) fn get(
+        &self,
+        owner: &str,
+        kind: IndicatorType,
+        identifier: &str,
+    ) -> Result<&SimIndicator, Failure> {
+        let idx = self.find(owner, kind, identifier).ok_or_else(not_found)?;
+        Ok(&self.indicators[idx])
+    }
+
+    /// Like [`Store::get`], to change the indicator.
     pub(super) fn get_mut(
         &mut self,
         owner: &str,
@@ -92,7 +106,7 @@ impl Store {
     }
 
     /// Adds an attribute unless the indicator already has one of the same
-    /// type and value.
+    /// type and value; gives it an id and the time it was added.
     pub(super) fn add_attribute(
         &mut self,
         owner: &str,
@@ -101,6 +115,8 @@ impl Store {
         attr_kind: &str,
         value: &str,
     ) -> Result<(), Failure> {
+        let id = self.next_attribute_id + 1;
+        let date_added = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let ind = self.get_mut(owner, kind, identifier)?;
         if ind
             .attributes
@@ -112,7 +128,10 @@ impl Store {
         ind.attributes.push(SimAttribute {
             kind: attr_kind.to_string(),
             value: value.to_string(),
+            id,
+            date_added,
         });
+        self.next_attribute_id = id;
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
-//! The ThreatConnect v2 calls (tc-api.md sections 2 and 3), reached once the
-//! request is authenticated: `GET /v2/owners`, create an indicator, add a tag,
-//! add an attribute.
+//! The ThreatConnect v2 calls (tc-api.md sections 2, 3 and 8), reached once
+//! the request is authenticated: `GET /v2/owners`, create an indicator, add a
+//! tag, add and list attributes.
 
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -220,5 +220,23 @@ pub(super) fn add_attribute(ctx: &Ctx<'_>, branch: &str, id: &str) -> ApiResult 
     Ok((
         StatusCode::CREATED,
         json!({"status": "Success", "data": {"attribute": {"type": attr.kind, "value": attr.value}}}),
+    ))
+}
+
+/// `GET .../<indicator>/attributes` (tc-api.md section 8): the indicator's
+/// attributes in the order they were added.
+pub(super) fn list_attributes(ctx: &Ctx<'_>, branch: &str, id: &str) -> ApiResult {
+    let kind = branch_type(branch)?;
+    let owner = owner_of(ctx)?;
+    let store = ctx.sim.store();
+    let ind = store.get(&owner, kind, &decode(id))?;
+    let attributes: Vec<Value> = ind
+        .attributes
+        .iter()
+        .map(|a| json!({"id": a.id, "type": a.kind, "value": a.value, "dateAdded": a.date_added}))
+        .collect();
+    Ok((
+        StatusCode::OK,
+        json!({"status": "Success", "data": {"resultCount": attributes.len(), "attribute": attributes}}),
     ))
 }
