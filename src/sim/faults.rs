@@ -56,6 +56,12 @@ pub(super) fn injected(sim: &Shared, snapshot: &Faults) -> Option<Injected> {
     None
 }
 
+/// Whether the answer to a request already processed is lost
+/// (`lost_response_rate`): its connection is cut instead.
+pub(super) fn lost_response(snapshot: &Faults) -> bool {
+    chance(snapshot.lost_response_rate)
+}
+
 /// True with probability `rate` (never when `rate` is 0 or less).
 fn chance(rate: f64) -> bool {
     rate > 0.0 && fastrand::f64() < rate

@@ -69,6 +69,10 @@ pub struct Faults {
     pub drop_rate: f64,
     /// The next N API requests have their connection dropped.
     pub drop_next: u32,
+    /// Fraction (0..1) of API requests that are fully processed (what they
+    /// create is stored) and whose connection is then dropped without an
+    /// answer, whatever that answer was: the client cannot know the outcome.
+    pub lost_response_rate: f64,
     /// The server's clock runs this many seconds ahead (negative: behind).
     pub clock_skew_secs: i64,
     /// Owners whose access is denied ("Access Denied", 403).

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::faults::{Injected, dropped_connection, injected, record};
+use super::faults::{Injected, dropped_connection, injected, lost_response, record};
 use super::{Faults, Shared, auth, control, v2};
 use crate::api::sign::unix_now;
 
@@ -93,7 +93,8 @@ pub(super) async fn handle(State(sim): State<Arc<Shared>>, req: Request<Body>) -
 }
 
 /// An API call: latency and injected faults, then the call itself, then the
-/// answer (or a connection cut), counted in the stats.
+/// answer (or a connection cut, before or after the call), counted in the
+/// stats.
 async fn serve_api(sim: &Shared, req: &SimRequest) -> Response {
     let faults = sim.faults().clone();
     if faults.latency_ms > 0 {
@@ -114,7 +115,12 @@ async fn serve_api(sim: &Shared, req: &SimRequest) -> Response {
                 now,
                 faults: &faults,
             };
-            api(&ctx)
+            let result = api(&ctx);
+            if lost_response(&faults) {
+                record(sim, &endpoint, 200, "lost_response");
+                return dropped_connection();
+            }
+            result
         }
     };
     let (status, body, class, retry_after) = match result {

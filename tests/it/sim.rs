@@ -2,6 +2,7 @@
 
 use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
 use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
+use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
 
@@ -90,4 +91,60 @@ async fn lists_the_attributes_of_an_indicator() {
     let target = list_attributes(&url).path_and_query;
     let path = target.split('?').next().unwrap();
     assert_eq!(stats.by_endpoint[&format!("GET {path}")], 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn lost_response_stores_the_attribute_but_cuts_the_answer() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let e = Endpoints::default();
+    let host = ind(T::Host, "lost.example.com");
+    let r = c.send(&e.create(&host, &Payload::default(), OWNER)).await;
+    assert_eq!(r.outcome, Outcome::Success);
+
+    sim.set_faults(Faults {
+        lost_response_rate: 1.0,
+        ..faults()
+    });
+    let r = c
+        .send(&e.attribute(&host, &description("maybe"), OWNER))
+        .await;
+    assert!(
+        matches!(r.outcome, Outcome::Transport { .. }),
+        "{:?}",
+        r.outcome
+    );
+    let held = sim.indicators();
+    assert_eq!(held[0].attributes.len(), 1, "{held:?}");
+    assert_eq!(held[0].attributes[0].value, "maybe");
+    assert_eq!(sim.stats().by_class["lost_response"], 1);
+
+    // A create under the fault is stored as well.
+    let r = c
+        .send(&e.create(&ind(T::Host, "b.example.com"), &Payload::default(), OWNER))
+        .await;
+    assert!(matches!(r.outcome, Outcome::Transport { .. }));
+    assert_eq!(sim.indicators().len(), 2);
+
+    // Without the fault, the listing shows the attribute once: a client can
+    // find out there that its POST went through.
+    sim.set_faults(faults());
+    let r = c.send(&list_attributes(&host)).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"]["resultCount"], 1, "{v}");
+}
+
+#[tokio::test]
+async fn lost_response_rate_is_settable_at_run_time() {
+    let sim = sim().await;
+    tc_ingest::api::client::install_crypto_provider();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/_sim/faults", sim.addr))
+        .json(&serde_json::json!({"lost_response_rate": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sim.faults().lost_response_rate, 0.5);
+    assert_eq!(sim.faults().error_status, 500, "fields not given are kept");
 }
