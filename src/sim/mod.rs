@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use store::Store;
 
@@ -177,6 +178,8 @@ struct Shared {
     faults: Mutex<Faults>,
     stats: Mutex<SimStats>,
     store: Mutex<Store>,
+    /// Cancelled when the simulator stops: requests in progress are cut.
+    stopped: CancellationToken,
 }
 
 impl Shared {
@@ -223,6 +226,7 @@ impl Simulator {
             faults: Mutex::new(cfg.faults),
             stats: Mutex::new(SimStats::default()),
             store: Mutex::new(Store::default()),
+            stopped: CancellationToken::new(),
         });
         let app = axum::Router::new()
             .fallback(router::handle)
@@ -249,6 +253,13 @@ impl Simulator {
         Self::start(cfg, TcpListener::bind("127.0.0.1:0").await?)
     }
 
+    /// Binds `addr` and starts: given the `addr` of a simulator that was
+    /// [stopped](Simulator::stop), a new one on the same port (an outage and
+    /// a restart; the new one starts with an empty store and fresh stats).
+    pub async fn start_on_addr(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start(cfg, TcpListener::bind(addr).await?)
+    }
+
     /// The base URL a client configures (`http://127.0.0.1:PORT[/api]`).
     pub fn base_url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.addr, self.shared.base_path)
@@ -270,17 +281,28 @@ impl Simulator {
         self.shared.faults().clone()
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Stops accepting connections (the listening socket is closed at once,
+    /// so [`Simulator::start_on_addr`] can take the port) and waits for the
+    /// server: requests in progress get up to 5 s to finish, then their
+    /// connections are cut. Once this returns, the simulator answers nothing
+    /// and stores nothing more.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        let grace = Duration::from_secs(5);
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            // Each connection runs in its own task, which aborting the server
+            // task would not end: the handlers cut their own connections.
+            self.shared.stopped.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.task).await;
+        }
     }
 }
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        self.shared.stopped.cancel();
         self.task.abort();
     }
 }

@@ -69,7 +69,16 @@ pub(super) fn not_found() -> Failure {
 /// An API call's answer: a status and a JSON body, or a failure.
 pub(super) type ApiResult = Result<(StatusCode, Value), Failure>;
 
+/// The axum handler. Once the simulator is stopped, a request still in
+/// progress has its connection cut.
 pub(super) async fn handle(State(sim): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    tokio::select! {
+        resp = answer(&sim, req) => resp,
+        () = sim.stopped.cancelled() => dropped_connection(),
+    }
+}
+
+async fn answer(sim: &Shared, req: Request<Body>) -> Response {
     let method = req.method().clone();
     let target = req
         .uri()
@@ -87,8 +96,8 @@ pub(super) async fn handle(State(sim): State<Arc<Shared>>, req: Request<Body>) -
         body,
     };
     match req.target.strip_prefix("/_sim/") {
-        Some(rest) => control::handle(&sim, &req.method, rest, &req.body),
-        None => serve_api(&sim, &req).await,
+        Some(rest) => control::handle(sim, &req.method, rest, &req.body),
+        None => serve_api(sim, &req).await,
     }
 }
 

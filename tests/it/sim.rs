@@ -1,8 +1,11 @@
-//! The simulator's own capabilities that tests of the client rely on.
+//! The simulator's own capabilities that tests of the client rely on:
+//! listing attributes, the lost-response fault, a restart on the same port.
 
+use std::time::{Duration, Instant};
 use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
 use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
-use tc_ingest::sim::Faults;
+
+use tc_ingest::sim::{Faults, SimConfig, Simulator};
 
 use crate::helpers::*;
 
@@ -147,4 +150,55 @@ async fn lost_response_rate_is_settable_at_run_time() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(sim.faults().lost_response_rate, 0.5);
     assert_eq!(sim.faults().error_status, 500, "fields not given are kept");
+}
+
+#[tokio::test]
+async fn restarts_on_the_same_port() {
+    let sim = sim().await;
+    let addr = sim.addr;
+    let c = client(&sim);
+    assert!(c.owners().await.is_ok());
+    sim.stop().await;
+    // The outage: the same client cannot connect.
+    assert!(matches!(
+        c.owners().await.unwrap_err(),
+        Outcome::Transport { .. }
+    ));
+
+    let again = Simulator::start_on_addr(SimConfig::default(), addr)
+        .await
+        .expect("the port is free after stop");
+    assert_eq!(again.addr, addr);
+    assert!(c.owners().await.is_ok(), "the client reaches the new one");
+    assert!(again.indicators().is_empty(), "a new store");
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn restarts_on_the_same_port_while_a_request_hangs() {
+    let sim = sim().await;
+    let addr = sim.addr;
+    sim.set_faults(Faults {
+        latency_ms: 60_000,
+        ..faults()
+    });
+    // A client that would wait longer than stop() does.
+    let mut cfg = Env::new(&sim.base_url()).config();
+    cfg.api.timeout_secs = 60;
+    let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
+    let hanging = tokio::spawn(async move { c.owners().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    sim.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());
+    // stop() has cut the hanging connection and freed the port.
+    let cut = tokio::time::timeout(Duration::from_secs(1), hanging)
+        .await
+        .expect("the hanging request ends with stop()")
+        .unwrap();
+    assert!(matches!(cut.unwrap_err(), Outcome::Transport { .. }));
+    let again = Simulator::start_on_addr(SimConfig::default(), addr)
+        .await
+        .expect("the port is free after stop");
+    assert!(client(&again).owners().await.is_ok());
 }
