@@ -155,6 +155,10 @@ pub struct SimArgs {
     pub latency_ms: u64,
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,
+    /// Fraction (0..1) of API requests processed (what they create is stored)
+    /// whose answer is then lost: the connection is cut.
+    #[arg(long, default_value_t = 0.0)]
+    pub lost_response_rate: f64,
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_skew_secs: i64,
     /// Owners whose access is denied (repeatable).

@@ -178,6 +178,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     cfg.faults.error_status = a.error_status;
     cfg.faults.latency_ms = a.latency_ms;
     cfg.faults.drop_rate = a.drop_rate;
+    cfg.faults.lost_response_rate = a.lost_response_rate;
     cfg.faults.clock_skew_secs = a.clock_skew_secs;
     cfg.faults.denied_owners = a.denied_owners;
     let listener = tokio::net::TcpListener::bind(a.listen)

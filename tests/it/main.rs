@@ -6,5 +6,6 @@ mod e2e;
 mod feeds;
 mod helpers;
 mod queue;
+mod sim;
 mod tls;
 mod watch;

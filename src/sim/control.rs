@@ -1,0 +1,40 @@
+//! The simulator's own endpoints, unsigned and never faulted:
+//! `GET /_sim/indicators`, `GET /_sim/stats`, `GET /_sim/faults`, and
+//! `POST /_sim/faults` (the fields given replace the current ones).
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::{Faults, Shared};
+
+/// Answers `/_sim/<rest>`.
+pub(super) fn handle(sim: &Shared, method: &Method, rest: &str, body: &[u8]) -> Response {
+    match (method, rest) {
+        (&Method::GET, "indicators") => axum::Json(sim.store().indicators.clone()).into_response(),
+        (&Method::GET, "stats") => axum::Json(sim.stats().clone()).into_response(),
+        (&Method::GET, "faults") => axum::Json(sim.faults().clone()).into_response(),
+        (&Method::POST, "faults") => match patch_faults(sim, body) {
+            Ok(f) => axum::Json(f).into_response(),
+            Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+        },
+        _ => (StatusCode::NOT_FOUND, "unknown simulator endpoint").into_response(),
+    }
+}
+
+/// Merges the JSON object `body` into the current faults and applies the
+/// result; the error text is the 400 answer.
+fn patch_faults(sim: &Shared, body: &[u8]) -> Result<Faults, String> {
+    let current = serde_json::to_value(&*sim.faults()).expect("faults serialize");
+    let patch: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut merged = current;
+    if let (Some(m), Some(p)) = (merged.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let faults: Faults =
+        serde_json::from_value(merged).map_err(|e| format!("invalid faults: {e}"))?;
+    *sim.faults() = faults.clone();
+    Ok(faults)
+}

@@ -1,0 +1,193 @@
+//! The simulator's one handler: reads the request as sent, routes it by hand
+//! on the raw target (`/_sim/...` to the control endpoints, the rest to the
+//! v2 API) and writes the answer in ThreatConnect's shape.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::faults::{Injected, dropped_connection, injected, lost_response, record};
+use super::{Faults, Shared, auth, control, v2};
+use crate::api::sign::unix_now;
+
+/// A request as it came off the wire: the target undecoded, as signed.
+pub(super) struct SimRequest {
+    pub(super) method: Method,
+    /// Path and query exactly as sent (`/v2/indicators/hosts?owner=A%20B`).
+    pub(super) target: String,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
+}
+
+impl SimRequest {
+    /// The target without its query.
+    pub(super) fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query without `?` (`""` when there is none).
+    pub(super) fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+/// What an API handler works with: the shared state, the request, the
+/// server's (possibly skewed) clock and the faults as they were when the
+/// request arrived.
+pub(super) struct Ctx<'a> {
+    pub(super) sim: &'a Shared,
+    pub(super) req: &'a SimRequest,
+    pub(super) now: i64,
+    pub(super) faults: &'a Faults,
+}
+
+/// A failure answer in ThreatConnect's JSON shape, counted under `class`.
+pub(super) struct Failure {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
+    pub(super) class: &'static str,
+}
+
+pub(super) fn fail(status: u16, class: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        status: StatusCode::from_u16(status).expect("valid status"),
+        message: message.into(),
+        class,
+    }
+}
+
+/// ThreatConnect's 404, for unknown routes and unknown indicators alike.
+pub(super) fn not_found() -> Failure {
+    fail(404, "not_found", "The requested resource was not found")
+}
+
+/// An API call's answer: a status and a JSON body, or a failure.
+pub(super) type ApiResult = Result<(StatusCode, Value), Failure>;
+
+/// The axum handler. Once the simulator is stopped, a request still in
+/// progress has its connection cut.
+pub(super) async fn handle(State(sim): State<Arc<Shared>>, req: Request<Body>) -> Response {
+    tokio::select! {
+        resp = answer(&sim, req) => resp,
+        () = sim.stopped.cancelled() => dropped_connection(),
+    }
+}
+
+async fn answer(sim: &Shared, req: Request<Body>) -> Response {
+    let method = req.method().clone();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 4 << 20)
+        .await
+        .unwrap_or_default();
+    let req = SimRequest {
+        method,
+        target,
+        headers,
+        body,
+    };
+    match req.target.strip_prefix("/_sim/") {
+        Some(rest) => control::handle(sim, &req.method, rest, &req.body),
+        None => serve_api(sim, &req).await,
+    }
+}
+
+/// An API call: latency and injected faults, then the call itself, then the
+/// answer (or a connection cut, before or after the call), counted in the
+/// stats.
+async fn serve_api(sim: &Shared, req: &SimRequest) -> Response {
+    let faults = sim.faults().clone();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let now = unix_now() + faults.clock_skew_secs;
+    let endpoint = format!("{} {}", req.method, req.path());
+    let result = match injected(sim, &faults) {
+        Some(Injected::Drop) => {
+            record(sim, &endpoint, 200, "dropped");
+            return dropped_connection();
+        }
+        Some(Injected::Fail(f)) => Err(f),
+        None => {
+            let ctx = Ctx {
+                sim,
+                req,
+                now,
+                faults: &faults,
+            };
+            let result = api(&ctx);
+            if lost_response(&faults) {
+                record(sim, &endpoint, 200, "lost_response");
+                return dropped_connection();
+            }
+            result
+        }
+    };
+    let (status, body, class, retry_after) = match result {
+        Ok((status, v)) => (status, v, "success", None),
+        Err(f) => {
+            let retry = (f.class == "rate_limited").then_some(faults.retry_after_secs);
+            let body = json!({"status": "Failure", "message": f.message});
+            (f.status, body, f.class, retry)
+        }
+    };
+    record(sim, &endpoint, status.as_u16(), class);
+    let date_secs = if faults.date_header_unskewed {
+        unix_now()
+    } else {
+        now
+    };
+    respond(status, body, date_secs, retry_after)
+}
+
+/// The JSON answer, with a `Date` header at `date_secs` and `Retry-After`.
+fn respond(status: StatusCode, body: Value, date_secs: i64, retry_after: Option<u64>) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    let date = httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH + Duration::from_secs(date_secs.max(0) as u64),
+    );
+    resp.headers_mut().insert(
+        header::DATE,
+        HeaderValue::from_str(&date).expect("http date"),
+    );
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Authenticates, then routes `<base>/v2/...` by method and path segments.
+fn api(ctx: &Ctx<'_>) -> ApiResult {
+    auth::authenticate(ctx)?;
+    let Some(rest) = ctx
+        .req
+        .path()
+        .strip_prefix(&ctx.sim.base_path)
+        .and_then(|p| p.strip_prefix("/v2/"))
+    else {
+        return Err(not_found());
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    match (&ctx.req.method, segments.as_slice()) {
+        (&Method::GET, ["owners"]) => Ok(v2::owners(ctx)),
+        (&Method::POST, ["indicators", branch]) => v2::create(ctx, branch),
+        (&Method::POST, ["indicators", branch, id, "tags", tag]) => v2::tag(ctx, branch, id, tag),
+        (&Method::POST, ["indicators", branch, id, "attributes"]) => {
+            v2::add_attribute(ctx, branch, id)
+        }
+        (&Method::GET, ["indicators", branch, id, "attributes"]) => {
+            v2::list_attributes(ctx, branch, id)
+        }
+        _ => Err(not_found()),
+    }
+}

@@ -1,0 +1,204 @@
+//! The simulator's own capabilities that tests of the client rely on:
+//! listing attributes, the lost-response fault, a restart on the same port.
+
+use std::time::{Duration, Instant};
+use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
+use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
+
+use tc_ingest::sim::{Faults, SimConfig, Simulator};
+
+use crate::helpers::*;
+
+const OWNER: &str = "Common Community";
+
+fn ind(kind: T, s: &str) -> Indicator {
+    tc_ingest::normalize::value(s, Some(kind)).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn description(value: &str) -> Attribute {
+    Attribute {
+        kind: "Description".into(),
+        value: value.into(),
+    }
+}
+
+/// `GET .../<indicator>/attributes?owner=Common%20Community`, built like the
+/// POST of an attribute (same path, same encoding).
+fn list_attributes(i: &Indicator) -> ApiRequest {
+    let post = Endpoints::default().attribute(i, &description("x"), OWNER);
+    ApiRequest {
+        method: Method::Get,
+        path_and_query: post.path_and_query,
+        body: None,
+    }
+}
+
+#[tokio::test]
+async fn lists_the_attributes_of_an_indicator() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let e = Endpoints::default();
+    let url = ind(T::Url, "http://example.com/a%20b?q=1");
+    let r = c.send(&e.create(&url, &Payload::default(), OWNER)).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    for v in ["first", "second"] {
+        let r = c.send(&e.attribute(&url, &description(v), OWNER)).await;
+        assert_eq!(r.outcome, Outcome::Success, "{v}");
+    }
+
+    let r = c.send(&list_attributes(&url)).await;
+    assert_eq!((r.outcome, r.status), (Outcome::Success, Some(200)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], "Success", "{v}");
+    assert_eq!(v["data"]["resultCount"], 2, "{v}");
+    let listed = v["data"]["attribute"].as_array().unwrap();
+    let values: Vec<&str> = listed
+        .iter()
+        .map(|a| a["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["first", "second"]);
+    for a in listed {
+        assert_eq!(a["type"], "Description", "{a}");
+        assert!(a["id"].as_u64().is_some_and(|id| id > 0), "{a}");
+        assert!(
+            a["dateAdded"].as_str().is_some_and(|d| d.ends_with('Z')),
+            "{a}"
+        );
+    }
+    assert_ne!(listed[0]["id"], listed[1]["id"]);
+    // The store agrees with the answer.
+    let held = &sim.indicators()[0];
+    assert_eq!(held.attributes.len(), 2);
+    assert_eq!(held.attributes[0].id, listed[0]["id"].as_u64().unwrap());
+
+    // An indicator that was never created: 404.
+    let r = c.send(&list_attributes(&ind(T::Host, "never.com"))).await;
+    assert_eq!((r.outcome, r.status), (Outcome::NotFound, Some(404)));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["message"], "The requested resource was not found");
+
+    // The owner is checked: an unknown one is refused.
+    let mut other = list_attributes(&url);
+    other.path_and_query = other.path_and_query.replace("Common%20Community", "Nobody");
+    let r = c.send(&other).await;
+    assert_eq!((r.outcome, r.status), (Outcome::OwnerNotFound, Some(403)));
+
+    // A wrong signature is refused.
+    let r = client_with(&sim, "wrong")
+        .send(&list_attributes(&url))
+        .await;
+    assert_eq!(r.outcome, Outcome::SignatureMismatch);
+
+    // Every GET was counted, whatever its answer.
+    let stats = sim.stats();
+    let target = list_attributes(&url).path_and_query;
+    let path = target.split('?').next().unwrap();
+    assert_eq!(stats.by_endpoint[&format!("GET {path}")], 3, "{stats:?}");
+}
+
+#[tokio::test]
+async fn lost_response_stores_the_attribute_but_cuts_the_answer() {
+    let sim = sim().await;
+    let c = client(&sim);
+    let e = Endpoints::default();
+    let host = ind(T::Host, "lost.example.com");
+    let r = c.send(&e.create(&host, &Payload::default(), OWNER)).await;
+    assert_eq!(r.outcome, Outcome::Success);
+
+    sim.set_faults(Faults {
+        lost_response_rate: 1.0,
+        ..faults()
+    });
+    let r = c
+        .send(&e.attribute(&host, &description("maybe"), OWNER))
+        .await;
+    assert!(
+        matches!(r.outcome, Outcome::Transport { .. }),
+        "{:?}",
+        r.outcome
+    );
+    let held = sim.indicators();
+    assert_eq!(held[0].attributes.len(), 1, "{held:?}");
+    assert_eq!(held[0].attributes[0].value, "maybe");
+    assert_eq!(sim.stats().by_class["lost_response"], 1);
+
+    // A create under the fault is stored as well.
+    let r = c
+        .send(&e.create(&ind(T::Host, "b.example.com"), &Payload::default(), OWNER))
+        .await;
+    assert!(matches!(r.outcome, Outcome::Transport { .. }));
+    assert_eq!(sim.indicators().len(), 2);
+
+    // Without the fault, the listing shows the attribute once: a client can
+    // find out there that its POST went through.
+    sim.set_faults(faults());
+    let r = c.send(&list_attributes(&host)).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"]["resultCount"], 1, "{v}");
+}
+
+#[tokio::test]
+async fn lost_response_rate_is_settable_at_run_time() {
+    let sim = sim().await;
+    tc_ingest::api::client::install_crypto_provider();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/_sim/faults", sim.addr))
+        .json(&serde_json::json!({"lost_response_rate": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(sim.faults().lost_response_rate, 0.5);
+    assert_eq!(sim.faults().error_status, 500, "fields not given are kept");
+}
+
+#[tokio::test]
+async fn restarts_on_the_same_port() {
+    let sim = sim().await;
+    let addr = sim.addr;
+    let c = client(&sim);
+    assert!(c.owners().await.is_ok());
+    sim.stop().await;
+    // The outage: the same client cannot connect.
+    assert!(matches!(
+        c.owners().await.unwrap_err(),
+        Outcome::Transport { .. }
+    ));
+
+    let again = Simulator::start_on_addr(SimConfig::default(), addr)
+        .await
+        .expect("the port is free after stop");
+    assert_eq!(again.addr, addr);
+    assert!(c.owners().await.is_ok(), "the client reaches the new one");
+    assert!(again.indicators().is_empty(), "a new store");
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn restarts_on_the_same_port_while_a_request_hangs() {
+    let sim = sim().await;
+    let addr = sim.addr;
+    sim.set_faults(Faults {
+        latency_ms: 60_000,
+        ..faults()
+    });
+    // A client that would wait longer than stop() does.
+    let mut cfg = Env::new(&sim.base_url()).config();
+    cfg.api.timeout_secs = 60;
+    let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
+    let hanging = tokio::spawn(async move { c.owners().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    sim.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());
+    // stop() has cut the hanging connection and freed the port.
+    let cut = tokio::time::timeout(Duration::from_secs(1), hanging)
+        .await
+        .expect("the hanging request ends with stop()")
+        .unwrap();
+    assert!(matches!(cut.unwrap_err(), Outcome::Transport { .. }));
+    let again = Simulator::start_on_addr(SimConfig::default(), addr)
+        .await
+        .expect("the port is free after stop");
+    assert!(client(&again).owners().await.is_ok());
+}
