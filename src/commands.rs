@@ -15,7 +15,7 @@ use crate::config::{self, Config};
 use crate::feed::{self, Item, ReadOptions};
 use crate::indicator::IndicatorType;
 use crate::intake::{self, Settings};
-use crate::normalize::{self, FeedDefaults};
+use crate::normalize::{self, FeedDefaults, RejectRule};
 use crate::queue::{NewFile, Queue, RetryFilter};
 use crate::sim::{SimConfig, SimOwner, Simulator};
 
@@ -248,7 +248,9 @@ fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::
                     reason,
                     ..
                 } => {
-                    *by_rule.entry("unreadable-row".into()).or_default() += 1;
+                    *by_rule
+                        .entry(RejectRule::UnreadableRow.to_string())
+                        .or_default() += 1;
                     emit(json!({"file": name, "line": line, "input": input, "error": reason}));
                 }
             }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::feed::{self, FeedError, Format, Item, ReadOptions};
-use crate::normalize::{self, FeedDefaults};
+use crate::normalize::{self, FeedDefaults, RejectRule};
 use crate::queue::{NewJob, NewReject, Queue};
 
 /// Rows per committed chunk.
@@ -142,7 +142,7 @@ pub async fn ingest(
                 } => chunk.rejects.push(NewReject {
                     line,
                     input,
-                    rule: "unreadable-row".into(),
+                    rule: RejectRule::UnreadableRow.to_string(),
                     reason,
                 }),
             }

@@ -12,30 +12,17 @@ mod hash;
 mod host;
 mod net;
 mod registry;
+mod reject;
 
 use std::borrow::Cow;
 
 pub use defang::{clean, refang};
 pub use detect::detect;
 pub use registry::{HIVES, VALUE_TYPES};
+pub use reject::{Reject, RejectRule};
 
 use crate::feed::RawRecord;
 use crate::indicator::{Attribute, FileHashes, Indicator, IndicatorType, Payload};
-
-/// Why a value or row was refused: a short stable rule name (for counting)
-/// and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Reject {
-    pub rule: &'static str,
-    pub message: String,
-}
-
-impl Reject {
-    pub fn new(rule: &'static str, message: String) -> Self {
-        Self { rule, message }
-    }
-}
 
 /// Settings a feed rule applies to every row; a row's own values win.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +62,7 @@ pub fn value(raw: &str, kind: Option<IndicatorType>) -> Result<Indicator, Reject
 
 fn cannot_determine(s: &str) -> Reject {
     Reject::new(
-        "cannot-determine-type",
+        RejectRule::CannotDetermineType,
         format!("cannot determine indicator type of {s:?} (give a type)"),
     )
 }
@@ -83,7 +70,10 @@ fn cannot_determine(s: &str) -> Reject {
 /// Normalizes a cleaned value of a known type.
 fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> {
     if cleaned.is_empty() {
-        return Err(Reject::new("empty-value", "the value is empty".into()));
+        return Err(Reject::new(
+            RejectRule::EmptyValue,
+            "the value is empty".into(),
+        ));
     }
     let summary = match kind {
         IndicatorType::Mutex | IndicatorType::UserAgent => text(kind, cleaned)?,
@@ -100,8 +90,9 @@ fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> 
                 IndicatorType::File => {
                     let mut hashes = FileHashes::default();
                     hash::parse_summary(&mut hashes, &s)?;
-                    hash::summary(&hashes)
-                        .ok_or_else(|| Reject::new("invalid-hash", "no hash in the value".into()))?
+                    hash::summary(&hashes).ok_or_else(|| {
+                        Reject::new(RejectRule::InvalidHash, "no hash in the value".into())
+                    })?
                 }
                 IndicatorType::Mutex | IndicatorType::UserAgent => unreachable!("handled above"),
             }
@@ -113,13 +104,13 @@ fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> 
 fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
     if s.chars().any(char::is_control) {
         return Err(Reject::new(
-            "control-characters",
+            RejectRule::ControlCharacters,
             format!("{kind} {s:?} contains control characters"),
         ));
     }
     if s.chars().count() > MAX_TEXT_CHARS {
         return Err(Reject::new(
-            "value-too-long",
+            RejectRule::ValueTooLong,
             format!("{kind} is longer than {MAX_TEXT_CHARS} characters"),
         ));
     }
@@ -134,7 +125,10 @@ fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
 pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Reject> {
     let kind = match rec.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
         Some(name) => Some(IndicatorType::parse_alias(name).ok_or_else(|| {
-            Reject::new("unknown-type", format!("unknown indicator type {name:?}"))
+            Reject::new(
+                RejectRule::UnknownType,
+                format!("unknown indicator type {name:?}"),
+            )
         })?),
         None => defaults.kind,
     };
@@ -232,7 +226,7 @@ fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indi
     }
     let Some(v) = value else {
         return Err(Reject::new(
-            "empty-value",
+            RejectRule::EmptyValue,
             "the row has no indicator value".into(),
         ));
     };
@@ -264,7 +258,7 @@ pub fn rating(s: &str) -> Result<f64, Reject> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=5.0).contains(&r) => Ok(r),
         _ => Err(Reject::new(
-            "invalid-rating",
+            RejectRule::InvalidRating,
             format!("rating {s:?} is not a number from 0 to 5"),
         )),
     }
@@ -284,7 +278,7 @@ pub fn confidence(s: &str) -> Result<u8, Reject> {
     match parsed {
         Some(c) if c <= 100 => Ok(c),
         _ => Err(Reject::new(
-            "invalid-confidence",
+            RejectRule::InvalidConfidence,
             format!("confidence {s:?} is not an integer from 0 to 100"),
         )),
     }
@@ -304,7 +298,7 @@ pub fn tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, Re
         }
         if t.chars().count() > MAX_TAG_CHARS {
             return Err(Reject::new(
-                "tag-too-long",
+                RejectRule::TagTooLong,
                 format!("tag {t:?} is longer than {MAX_TAG_CHARS} characters"),
             ));
         }
