@@ -571,7 +571,7 @@ impl RawConfig {
                     ));
                 }
             }
-            if let Err(e) = crate::normalize::tags(r.tags.iter()) {
+            if let Err(e) = crate::indicator::clean_tags(r.tags.iter()) {
                 errors.push(format!("{key}.tags: {e}"));
             }
             feeds.push(FeedRule {

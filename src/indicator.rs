@@ -235,9 +235,54 @@ impl Payload {
     }
 }
 
+/// Longest tag ThreatConnect accepts.
+pub const MAX_TAG_CHARS: usize = 128;
+
+/// A tag longer than [`MAX_TAG_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tag {tag:?} is longer than {MAX_TAG_CHARS} characters")]
+pub struct TagTooLong {
+    pub tag: String,
+}
+
+/// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
+/// at most [`MAX_TAG_CHARS`] characters. Feed rules (in `config`) and rows (in
+/// `normalize`) follow the same rules.
+///
+/// # Errors
+/// The first tag that is too long.
+pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, TagTooLong> {
+    let mut out: Vec<String> = Vec::new();
+    for t in raw {
+        let t = t.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t.chars().count() > MAX_TAG_CHARS {
+            return Err(TagTooLong { tag: t.to_string() });
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_trimmed_deduplicated_and_limited() {
+        let raw = [" a ".to_string(), "A".into(), String::new(), "b".into()];
+        assert_eq!(clean_tags(raw.iter()).unwrap(), vec!["a", "b"]);
+        let long = ["x".repeat(MAX_TAG_CHARS + 1)];
+        let e = clean_tags(long.iter()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("tag {:?} is longer than 128 characters", long[0])
+        );
+    }
 
     #[test]
     fn every_tc_name_round_trips_and_parses_as_alias() {

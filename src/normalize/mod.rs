@@ -21,6 +21,8 @@ pub use detect::detect;
 pub use registry::{HIVES, VALUE_TYPES};
 pub use reject::{Reject, RejectRule};
 
+pub use crate::indicator::MAX_TAG_CHARS;
+
 use crate::feed::RawRecord;
 use crate::indicator::{Attribute, FileHashes, Indicator, IndicatorType, Payload};
 
@@ -42,8 +44,6 @@ pub struct Normalized {
     pub payload: Payload,
 }
 
-/// Longest tag ThreatConnect accepts.
-pub const MAX_TAG_CHARS: usize = 128;
 /// Longest free-text value (Mutex, User Agent) accepted.
 const MAX_TEXT_CHARS: usize = 2048;
 
@@ -285,28 +285,13 @@ pub fn confidence(s: &str) -> Result<u8, Reject> {
 }
 
 /// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
-/// at most 128 characters.
+/// at most 128 characters (see [`crate::indicator::clean_tags`]).
 ///
 /// # Errors
 /// When a tag is too long.
 pub fn tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, Reject> {
-    let mut out: Vec<String> = Vec::new();
-    for t in raw {
-        let t = t.trim();
-        if t.is_empty() {
-            continue;
-        }
-        if t.chars().count() > MAX_TAG_CHARS {
-            return Err(Reject::new(
-                RejectRule::TagTooLong,
-                format!("tag {t:?} is longer than {MAX_TAG_CHARS} characters"),
-            ));
-        }
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
-            out.push(t.to_string());
-        }
-    }
-    Ok(out)
+    crate::indicator::clean_tags(raw)
+        .map_err(|e| Reject::new(RejectRule::TagTooLong, e.to_string()))
 }
 
 #[cfg(test)]
