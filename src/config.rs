@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::api::TypeNames;
+use crate::feed::Field;
 use crate::indicator::IndicatorType;
 
 /// Where the config is read from when neither `--config` nor
@@ -238,8 +239,8 @@ pub struct FeedRule {
     pub tags: Vec<String>,
     pub rating: Option<f64>,
     pub confidence: Option<u8>,
-    /// Our field name (value, type, tags, ...) to the feed's column name.
-    pub columns: BTreeMap<String, String>,
+    /// Our field (value, type, tags, ...) to the feed's column name.
+    pub columns: BTreeMap<Field, String>,
 }
 
 impl FeedRule {
@@ -257,26 +258,6 @@ impl FeedRule {
         by_dir && by_pattern
     }
 }
-
-/// Field names a feed rule's `columns` may map.
-pub const COLUMN_FIELDS: [&str; 16] = [
-    "value",
-    "type",
-    "rating",
-    "confidence",
-    "tags",
-    "description",
-    "owner",
-    "md5",
-    "sha1",
-    "sha256",
-    "key_name",
-    "value_name",
-    "value_type",
-    "source",
-    "first_seen",
-    "last_seen",
-];
 
 impl Config {
     /// The config file's path: `--config`, else `$TC_INGEST_CONFIG`, else the default.
@@ -563,12 +544,19 @@ impl RawConfig {
             {
                 errors.push(format!("{key}.confidence: {c} is not from 0 to 100"));
             }
-            for field in r.columns.keys() {
-                if !COLUMN_FIELDS.contains(&field.as_str()) {
-                    errors.push(format!(
-                        "{key}.columns.{field}: unknown field; known: {}",
-                        COLUMN_FIELDS.join(", ")
-                    ));
+            let mut columns = BTreeMap::new();
+            for (name, column) in r.columns {
+                match Field::parse(&name) {
+                    Some(field) => {
+                        columns.insert(field, column);
+                    }
+                    None => {
+                        let known: Vec<&str> = Field::ALL.iter().map(|f| f.as_str()).collect();
+                        errors.push(format!(
+                            "{key}.columns.{name}: unknown field; known: {}",
+                            known.join(", ")
+                        ));
+                    }
                 }
             }
             if let Err(e) = crate::indicator::clean_tags(r.tags.iter()) {
@@ -582,7 +570,7 @@ impl RawConfig {
                 tags: r.tags,
                 rating: r.rating,
                 confidence: r.confidence,
-                columns: r.columns,
+                columns,
             });
         }
 
@@ -686,7 +674,8 @@ pub fn render(cfg: &Config) -> String {
         rating: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         confidence: Option<u8>,
-        columns: &'a BTreeMap<String, String>,
+        /// By field name (fields order by name, so the order is as written).
+        columns: BTreeMap<&'static str, &'a str>,
     }
     #[derive(Serialize)]
     struct View<'a> {
@@ -724,7 +713,11 @@ pub fn render(cfg: &Config) -> String {
                 tags: &f.tags,
                 rating: f.rating,
                 confidence: f.confidence,
-                columns: &f.columns,
+                columns: f
+                    .columns
+                    .iter()
+                    .map(|(field, column)| (field.as_str(), column.as_str()))
+                    .collect(),
             })
             .collect(),
     };
@@ -861,6 +854,23 @@ owner = "Example Org"
         assert!(c.feeds[1].matches(Path::new("abuse/a.txt")));
         assert!(!c.feeds[1].matches(Path::new("other/a.txt")));
         assert!(c.feeds[2].matches(Path::new("x/y/a.txt")));
+    }
+
+    #[test]
+    fn columns_name_fields_and_unknown_ones_list_the_known() {
+        let e = parse(&format!(
+            "{MINIMAL}\n[[feeds]]\nmatch = \"*.csv\"\ncolumns = {{ frist_seen = \"x\" }}\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            e,
+            vec![
+                "feeds[0].columns.frist_seen: unknown field; known: value, type, rating, confidence, \
+                 tags, description, owner, md5, sha1, sha256, key_name, value_name, value_type, \
+                 source, first_seen, last_seen"
+            ]
+        );
     }
 }
 
