@@ -221,6 +221,12 @@ pub struct Payload {
     pub rating: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<u8>,
+    /// When the indicator was first and last seen, RFC 3339 in UTC
+    /// (`2026-10-04T12:34:56Z`). ThreatConnect v3 fields: v2 does not send them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -271,6 +277,30 @@ pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_json_without_seen_fields_is_unchanged() {
+        let p = Payload {
+            rating: Some(3.0),
+            tags: vec!["a".into()],
+            ..Payload::default()
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"rating":3.0,"tags":["a"]}"#);
+        let back: Payload = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        let seen = Payload {
+            first_seen: Some("2026-10-04T12:34:56Z".into()),
+            ..p
+        };
+        let json = serde_json::to_string(&seen).unwrap();
+        assert!(
+            json.contains(r#""first_seen":"2026-10-04T12:34:56Z""#),
+            "{json}"
+        );
+        assert!(!json.contains("last_seen"), "{json}");
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), seen);
+    }
 
     #[test]
     fn tags_are_trimmed_deduplicated_and_limited() {

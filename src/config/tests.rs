@@ -139,6 +139,58 @@ fn columns_name_fields_and_unknown_ones_list_the_known() {
     );
 }
 
+#[test]
+fn columns_first_seen_maps_and_arrives_normalized_in_the_payload() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[[feeds]]\nmatch = \"*.csv\"\n\
+         columns = {{ value = \"ioc\", first_seen = \"added\", last_seen = \"Updated\" }}\n"
+    ))
+    .unwrap();
+    let rule = &c.feeds[0];
+    assert_eq!(
+        rule.columns.get(&Field::FirstSeen).map(String::as_str),
+        Some("added")
+    );
+    assert_eq!(
+        rule.columns.get(&Field::LastSeen).map(String::as_str),
+        Some("Updated")
+    );
+    assert!(
+        render(&c).contains("first_seen = \"added\""),
+        "{}",
+        render(&c)
+    );
+
+    // Read through the rule's mapping, then normalized to the payload.
+    let opts = crate::feed::ReadOptions {
+        columns: rule.columns.clone(),
+        ..crate::feed::ReadOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.csv");
+    std::fs::write(
+        &path,
+        "ioc,added,Updated\nevil.example.com,2026-10-04T14:34:56+02:00,1790000000\n",
+    )
+    .unwrap();
+    let mut rows = Vec::new();
+    crate::feed::read(&path, &opts, &mut |item| {
+        if let crate::feed::Item::Row(r) = item {
+            rows.push(r);
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    let n = crate::normalize::record(&rows[0], &crate::normalize::FeedDefaults::default()).unwrap();
+    assert_eq!(n.indicator.summary(), "evil.example.com");
+    assert_eq!(
+        n.payload.first_seen.as_deref(),
+        Some("2026-10-04T12:34:56Z")
+    );
+    assert_eq!(n.payload.last_seen.as_deref(), Some("2026-09-21T14:13:20Z"));
+}
+
 mod example {
     use super::*;
 

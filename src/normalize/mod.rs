@@ -13,6 +13,7 @@ mod host;
 mod net;
 mod registry;
 mod reject;
+mod timestamp;
 
 use std::borrow::Cow;
 
@@ -20,10 +21,10 @@ pub use defang::{clean, refang};
 pub use detect::detect;
 pub use registry::{HIVES, VALUE_TYPES};
 pub use reject::{Reject, RejectRule};
-
-pub use crate::indicator::MAX_TAG_CHARS;
+pub use timestamp::timestamp;
 
 use crate::feed::RawRecord;
+pub use crate::indicator::MAX_TAG_CHARS;
 use crate::indicator::{Attribute, FileHashes, Indicator, IndicatorType, Payload};
 
 /// Settings a feed rule applies to every row; a row's own values win.
@@ -123,7 +124,7 @@ fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
 /// # Errors
 /// A [`Reject`] naming the field and the rule.
 pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Reject> {
-    let kind = match rec.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+    let kind = match present(&rec.kind) {
         Some(name) => Some(IndicatorType::parse_alias(name).ok_or_else(|| {
             Reject::new(
                 RejectRule::UnknownType,
@@ -133,32 +134,45 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
         None => defaults.kind,
     };
     let indicator = record_indicator(rec, kind)?;
-    let rating = match rec
-        .rating
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let rating = match present(&rec.rating) {
         Some(r) => Some(rating(r)?),
         None => defaults.rating,
     };
-    let confidence = match rec
-        .confidence
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let confidence = match present(&rec.confidence) {
         Some(c) => Some(confidence(c)?),
         None => defaults.confidence,
     };
     let tags = tags(defaults.tags.iter().chain(rec.tags.iter()))?;
+    let first_seen = present(&rec.first_seen)
+        .map(|s| timestamp("first_seen", s))
+        .transpose()?;
+    let last_seen = present(&rec.last_seen)
+        .map(|s| timestamp("last_seen", s))
+        .transpose()?;
+    Ok(Normalized {
+        indicator,
+        owner: present(&rec.owner).map(str::to_string),
+        payload: Payload {
+            rating,
+            confidence,
+            first_seen,
+            last_seen,
+            tags,
+            attributes: record_attributes(rec),
+        },
+    })
+}
+
+/// A field's value trimmed, when it has one.
+fn present(f: &Option<String>) -> Option<&str> {
+    f.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The row's description first, then its other attributes, empty and
+/// repeated ones left out.
+fn record_attributes(rec: &RawRecord) -> Vec<Attribute> {
     let mut attributes = Vec::new();
-    if let Some(d) = rec
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
+    if let Some(d) = present(&rec.description) {
         attributes.push(Attribute {
             kind: "Description".into(),
             value: d.to_string(),
@@ -174,35 +188,20 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
             });
         }
     }
-    let owner = rec
-        .owner
-        .as_deref()
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(str::to_string);
-    Ok(Normalized {
-        indicator,
-        owner,
-        payload: Payload {
-            rating,
-            confidence,
-            tags,
-            attributes,
-        },
-    })
+    attributes
 }
 
 /// The indicator of a row: from its hash columns, its registry columns, or
 /// its value.
 fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indicator, Reject> {
-    fn present(f: &Option<String>) -> Option<Cow<'_, str>> {
+    fn cleaned(f: &Option<String>) -> Option<Cow<'_, str>> {
         f.as_deref().map(clean).filter(|s| !s.is_empty())
     }
     let hash_columns: Vec<Cow<'_, str>> = [&rec.md5, &rec.sha1, &rec.sha256]
         .into_iter()
-        .filter_map(present)
+        .filter_map(cleaned)
         .collect();
-    let value = present(&rec.value);
+    let value = cleaned(&rec.value);
     if !hash_columns.is_empty() && matches!(kind, None | Some(IndicatorType::File)) {
         let mut hashes = FileHashes::default();
         for h in &hash_columns {
@@ -214,7 +213,7 @@ fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indi
         let summary = hash::summary(&hashes).expect("at least one hash");
         return Ok(Indicator::from_normalized(IndicatorType::File, summary));
     }
-    if let Some(key) = present(&rec.key_name)
+    if let Some(key) = cleaned(&rec.key_name)
         && matches!(kind, None | Some(IndicatorType::RegistryKey))
     {
         let summary =

@@ -42,6 +42,8 @@ pub enum RejectRule {
     InvalidRegistryHive,
     InvalidRegistryValueName,
     InvalidRegistryValueType,
+    /// A `first_seen` or `last_seen` that is not a timestamp.
+    InvalidTimestamp,
     InvalidUrl,
     TagTooLong,
     UnknownType,
@@ -53,7 +55,7 @@ pub enum RejectRule {
 }
 
 impl RejectRule {
-    pub const ALL: [RejectRule; 27] = [
+    pub const ALL: [RejectRule; 28] = [
         RejectRule::AddressHasPrefix,
         RejectRule::CannotDetermineType,
         RejectRule::CidrHostBits,
@@ -74,6 +76,7 @@ impl RejectRule {
         RejectRule::InvalidRegistryHive,
         RejectRule::InvalidRegistryValueName,
         RejectRule::InvalidRegistryValueType,
+        RejectRule::InvalidTimestamp,
         RejectRule::InvalidUrl,
         RejectRule::TagTooLong,
         RejectRule::UnknownType,
@@ -106,6 +109,7 @@ impl RejectRule {
             RejectRule::InvalidRegistryHive => "invalid-registry-hive",
             RejectRule::InvalidRegistryValueName => "invalid-registry-value-name",
             RejectRule::InvalidRegistryValueType => "invalid-registry-value-type",
+            RejectRule::InvalidTimestamp => "invalid-timestamp",
             RejectRule::InvalidUrl => "invalid-url",
             RejectRule::TagTooLong => "tag-too-long",
             RejectRule::UnknownType => "unknown-type",
@@ -166,6 +170,7 @@ mod tests {
                 "invalid-registry-hive",
                 "invalid-registry-value-name",
                 "invalid-registry-value-type",
+                "invalid-timestamp",
                 "invalid-url",
                 "tag-too-long",
                 "unknown-type",
