@@ -104,6 +104,7 @@ fn jobs(n: usize) -> Vec<NewJob> {
                         confidence: Some(50),
                         tags: vec!["bench".into()],
                         attributes: Vec::new(),
+                        ..Payload::default()
                     },
                     line: Some(i as u64 + 1),
                 })

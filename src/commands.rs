@@ -217,7 +217,7 @@ fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_rule: BTreeMap<crate::normalize::RejectRule, u64> = BTreeMap::new();
     let mut code = exit::OK;
     let mut write_err: Option<std::io::Error> = None;
     for path in files {

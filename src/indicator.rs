@@ -221,6 +221,12 @@ pub struct Payload {
     pub rating: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<u8>,
+    /// When the indicator was first and last seen, RFC 3339 in UTC
+    /// (`2026-10-04T12:34:56Z`). ThreatConnect v3 fields: v2 does not send them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -235,9 +241,78 @@ impl Payload {
     }
 }
 
+/// Longest tag ThreatConnect accepts.
+pub const MAX_TAG_CHARS: usize = 128;
+
+/// A tag longer than [`MAX_TAG_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tag {tag:?} is longer than {MAX_TAG_CHARS} characters")]
+pub struct TagTooLong {
+    pub tag: String,
+}
+
+/// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
+/// at most [`MAX_TAG_CHARS`] characters. Feed rules (in `config`) and rows (in
+/// `normalize`) follow the same rules.
+///
+/// # Errors
+/// The first tag that is too long.
+pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, TagTooLong> {
+    let mut out: Vec<String> = Vec::new();
+    for t in raw {
+        let t = t.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if t.chars().count() > MAX_TAG_CHARS {
+            return Err(TagTooLong { tag: t.to_string() });
+        }
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_json_without_seen_fields_is_unchanged() {
+        let p = Payload {
+            rating: Some(3.0),
+            tags: vec!["a".into()],
+            ..Payload::default()
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"rating":3.0,"tags":["a"]}"#);
+        let back: Payload = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        let seen = Payload {
+            first_seen: Some("2026-10-04T12:34:56Z".into()),
+            ..p
+        };
+        let json = serde_json::to_string(&seen).unwrap();
+        assert!(
+            json.contains(r#""first_seen":"2026-10-04T12:34:56Z""#),
+            "{json}"
+        );
+        assert!(!json.contains("last_seen"), "{json}");
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), seen);
+    }
+
+    #[test]
+    fn tags_are_trimmed_deduplicated_and_limited() {
+        let raw = [" a ".to_string(), "A".into(), String::new(), "b".into()];
+        assert_eq!(clean_tags(raw.iter()).unwrap(), vec!["a", "b"]);
+        let long = ["x".repeat(MAX_TAG_CHARS + 1)];
+        let e = clean_tags(long.iter()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("tag {:?} is longer than 128 characters", long[0])
+        );
+    }
 
     #[test]
     fn every_tc_name_round_trips_and_parses_as_alias() {

@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 
-use super::{FeedError, Flow, Item, RawRecord, ReadOptions, field_for_name};
+use super::{FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name};
 
 /// Picks the delimiter from the header line: the most frequent of `,` `;` tab `|`.
 fn sniff_delimiter(input: &mut dyn BufRead) -> u8 {
@@ -46,10 +46,7 @@ pub fn read(
         .map(|h| String::from_utf8_lossy(h).into_owned())
         .collect();
     let fields = map_columns(&names, opts);
-    if !fields
-        .iter()
-        .any(|f| matches!(*f, Some("value" | "md5" | "sha1" | "sha256" | "key_name")))
-    {
+    if !fields.iter().flatten().any(|f| f.is_indicator()) {
         return Err(FeedError::Broken {
             line: 1,
             reason: format!(
@@ -93,7 +90,7 @@ pub fn read(
 
 /// For each column, the field it fills: the explicit mapping first, then
 /// common names.
-fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<&'static str>> {
+fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<Field>> {
     names
         .iter()
         .map(|name| {
@@ -101,12 +98,7 @@ fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<&'static str>
                 .columns
                 .iter()
                 .find(|(_, col)| col.trim().eq_ignore_ascii_case(name.trim()))
-                .and_then(|(field, _)| {
-                    crate::config::COLUMN_FIELDS
-                        .iter()
-                        .find(|f| *f == field)
-                        .copied()
-                });
+                .map(|(field, _)| *field);
             explicit.or_else(|| {
                 // A column claimed by an explicit mapping is not also guessed.
                 if opts
@@ -116,7 +108,7 @@ fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<&'static str>
                 {
                     None
                 } else {
-                    field_for_name(name).filter(|f| !opts.columns.contains_key(*f))
+                    field_for_name(name).filter(|f| !opts.columns.contains_key(f))
                 }
             })
         })
@@ -126,7 +118,7 @@ fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<&'static str>
 fn row(
     record: &::csv::ByteRecord,
     line: u64,
-    fields: &[Option<&'static str>],
+    fields: &[Option<Field>],
     opts: &ReadOptions,
 ) -> Item {
     let input = || {
@@ -161,7 +153,7 @@ fn row(
                 opts.max_line_bytes
             ));
         }
-        let Some(field) = field else { continue };
+        let Some(field) = *field else { continue };
         let Ok(s) = std::str::from_utf8(raw) else {
             return bad(format!("invalid UTF-8 in column {field}"));
         };

@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use super::{
-    FeedError, Flow, Item, RawRecord, ReadOptions, field_for_name, read_line_limited, split_tags,
+    FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name, read_line_limited,
 };
 
 /// Keys of a top-level object under which the array of indicators may be.
@@ -202,12 +202,12 @@ fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -
             .columns
             .iter()
             .find(|(_, col)| col.as_str() == k)
-            .map(|(f, _)| f.as_str());
+            .map(|(f, _)| *f);
         let field =
-            explicit.or_else(|| field_for_name(k).filter(|f| !opts.columns.contains_key(*f)));
+            explicit.or_else(|| field_for_name(k).filter(|f| !opts.columns.contains_key(f)));
         match (field, v) {
             (_, Value::Null) => {}
-            (Some("tags"), Value::Array(items)) => {
+            (Some(Field::Tags), Value::Array(items)) => {
                 for t in items {
                     match t {
                         Value::String(s) => rec.tags.push(s.clone()),
@@ -241,13 +241,8 @@ fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -
                 }
             }
             (Some(f), v) => match scalar(v) {
-                Some(s) => {
-                    if f == "tags" {
-                        rec.tags.extend(split_tags(&s));
-                    } else {
-                        rec.set(f, s);
-                    }
-                }
+                // Tags in one string are split by `set`.
+                Some(s) => rec.set(f, s),
                 None => {
                     return Item::Bad {
                         position,

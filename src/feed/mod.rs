@@ -8,8 +8,11 @@
 //! already been handed over.
 
 mod csv;
+mod field;
 mod json;
 mod text;
+
+pub use field::{Field, field_for_name};
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,6 +40,9 @@ pub struct RawRecord {
     pub tags: Vec<String>,
     pub description: Option<String>,
     pub owner: Option<String>,
+    /// When the indicator was first and last seen, as the feed wrote it.
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
     pub attributes: Vec<(String, String)>,
 }
 
@@ -68,34 +74,34 @@ impl RawRecord {
         parts.join(" ")
     }
 
-    /// Sets a field by its canonical name (see `config::COLUMN_FIELDS`).
-    /// Returns false for an unknown name.
-    pub fn set(&mut self, field: &str, v: String) -> bool {
+    /// Sets a field. Tags are split (see [`split_tags`]) and added; a source
+    /// becomes a `Source` attribute.
+    pub fn set(&mut self, field: Field, v: String) {
         let slot = match field {
-            "value" => &mut self.value,
-            "type" => &mut self.kind,
-            "md5" => &mut self.md5,
-            "sha1" => &mut self.sha1,
-            "sha256" => &mut self.sha256,
-            "key_name" => &mut self.key_name,
-            "value_name" => &mut self.value_name,
-            "value_type" => &mut self.value_type,
-            "rating" => &mut self.rating,
-            "confidence" => &mut self.confidence,
-            "description" => &mut self.description,
-            "owner" => &mut self.owner,
-            "tags" => {
+            Field::Value => &mut self.value,
+            Field::Type => &mut self.kind,
+            Field::Md5 => &mut self.md5,
+            Field::Sha1 => &mut self.sha1,
+            Field::Sha256 => &mut self.sha256,
+            Field::KeyName => &mut self.key_name,
+            Field::ValueName => &mut self.value_name,
+            Field::ValueType => &mut self.value_type,
+            Field::Rating => &mut self.rating,
+            Field::Confidence => &mut self.confidence,
+            Field::Description => &mut self.description,
+            Field::Owner => &mut self.owner,
+            Field::FirstSeen => &mut self.first_seen,
+            Field::LastSeen => &mut self.last_seen,
+            Field::Tags => {
                 self.tags.extend(split_tags(&v));
-                return true;
+                return;
             }
-            "source" => {
+            Field::Source => {
                 self.attributes.push(("Source".into(), v));
-                return true;
+                return;
             }
-            _ => return false,
         };
         *slot = Some(v);
-        true
     }
 }
 
@@ -105,35 +111,6 @@ pub fn split_tags(s: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string)
-}
-
-/// The canonical field a column or JSON key stands for, by common names.
-pub fn field_for_name(name: &str) -> Option<&'static str> {
-    let n: String = name
-        .trim()
-        .trim_start_matches('\u{feff}')
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '_' | '-'))
-        .flat_map(char::to_lowercase)
-        .collect();
-    Some(match n.as_str() {
-        "indicator" | "value" | "ioc" | "summary" | "observable" | "indicatorvalue"
-        | "iocvalue" => "value",
-        "type" | "indicatortype" | "ioctype" | "kind" => "type",
-        "rating" | "threatrating" => "rating",
-        "confidence" | "confidencerating" => "confidence",
-        "tags" | "tag" | "labels" | "label" => "tags",
-        "description" | "desc" | "comment" | "comments" => "description",
-        "owner" | "ownername" => "owner",
-        "md5" => "md5",
-        "sha1" => "sha1",
-        "sha256" => "sha256",
-        "keyname" | "registrykey" | "regkey" | "key" => "key_name",
-        "valuename" => "value_name",
-        "valuetype" => "value_type",
-        "source" => "source",
-        _ => return None,
-    })
 }
 
 /// File formats, chosen by extension with content sniffing as a fallback.
@@ -209,8 +186,8 @@ impl Format {
 pub struct ReadOptions {
     pub max_line_bytes: usize,
     pub max_decompressed_bytes: u64,
-    /// Explicit column mapping: our field name to the feed's column or key.
-    pub columns: BTreeMap<String, String>,
+    /// Explicit column mapping: our field to the feed's column or key.
+    pub columns: BTreeMap<Field, String>,
     /// Format forced by the caller; otherwise by extension, then sniffing.
     pub format: Option<Format>,
 }

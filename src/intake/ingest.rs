@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::feed::{self, FeedError, Format, Item, ReadOptions};
-use crate::normalize::{self, FeedDefaults};
+use crate::normalize::{self, FeedDefaults, RejectRule};
 use crate::queue::{FileState, NewJob, NewReject, Queue};
 
 /// Rows per committed chunk.
@@ -215,7 +215,7 @@ pub fn classify(item: Item, settings: &Settings) -> Result<NewJob, NewReject> {
             Err(r) => Err(NewReject {
                 line: rec.line,
                 input: rec.input(),
-                rule: r.rule.to_string(),
+                rule: r.rule,
                 reason: r.message,
             }),
         },
@@ -227,7 +227,7 @@ pub fn classify(item: Item, settings: &Settings) -> Result<NewJob, NewReject> {
         } => Err(NewReject {
             line,
             input,
-            rule: "unreadable-row".into(),
+            rule: RejectRule::UnreadableRow,
             reason,
         }),
     }

@@ -1,13 +1,13 @@
 //! ASN rule: `ASN` followed by digits, no space.
 
-use super::Reject;
+use super::{Reject, RejectRule};
 
 /// `12345`, `AS12345`, `AS 12345`, `ASN 12345` and `asn12345` all become `ASN12345`.
 pub fn asn(s: &str) -> Result<String, Reject> {
     let digits = strip_prefix(s).trim_start();
     let bad = || {
         Reject::new(
-            "invalid-asn",
+            RejectRule::InvalidAsn,
             format!("{s:?} is not an AS number (ASN followed by digits, at most 4294967295)"),
         )
     };

@@ -3,14 +3,14 @@
 
 use crate::indicator::{FileHashes, SUMMARY_SEPARATOR};
 
-use super::Reject;
+use super::{Reject, RejectRule};
 
 /// Normalizes one hash and files it in `hashes` by its length.
 pub fn add_hash(hashes: &mut FileHashes, raw: &str) -> Result<(), Reject> {
     let h = raw.trim();
     if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Reject::new(
-            "invalid-hash",
+            RejectRule::InvalidHash,
             format!("{h:?} is not a hexadecimal hash"),
         ));
     }
@@ -20,7 +20,7 @@ pub fn add_hash(hashes: &mut FileHashes, raw: &str) -> Result<(), Reject> {
         64 => (&mut hashes.sha256, "SHA256"),
         n => {
             return Err(Reject::new(
-                "invalid-hash",
+                RejectRule::InvalidHash,
                 format!("{h:?} has {n} hex characters: MD5 has 32, SHA1 40, SHA256 64"),
             ));
         }
@@ -28,7 +28,7 @@ pub fn add_hash(hashes: &mut FileHashes, raw: &str) -> Result<(), Reject> {
     let lower = h.to_ascii_lowercase();
     match slot {
         Some(existing) if *existing != lower => Err(Reject::new(
-            "conflicting-hashes",
+            RejectRule::ConflictingHashes,
             format!("two different {name} values in one row: {existing} and {lower}"),
         )),
         _ => {

@@ -3,8 +3,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::Reject;
 use super::net::is_ip_literal;
+use super::{Reject, RejectRule};
 
 /// A domain name: trailing dot removed, lower case, internationalized labels
 /// to Punycode, RFC 1035 label and length limits checked. IP literals are
@@ -12,11 +12,14 @@ use super::net::is_ip_literal;
 pub fn host(s: &str) -> Result<String, Reject> {
     let s = s.strip_suffix('.').unwrap_or(s);
     if s.is_empty() {
-        return Err(Reject::new("invalid-host", "empty host name".to_string()));
+        return Err(Reject::new(
+            RejectRule::InvalidHost,
+            "empty host name".to_string(),
+        ));
     }
     if is_ip_literal(s) {
         return Err(Reject::new(
-            "host-is-ip",
+            RejectRule::HostIsIp,
             format!("{s:?} is an IP address, not a host name"),
         ));
     }
@@ -28,12 +31,13 @@ pub fn host(s: &str) -> Result<String, Reject> {
     } else {
         idna::domain_to_ascii(s).map_err(|_| {
             Reject::new(
-                "invalid-host",
+                RejectRule::InvalidHost,
                 format!("{s:?} is not a valid internationalized domain name"),
             )
         })?
     };
-    check_dns_name(&ascii).map_err(|why| Reject::new("invalid-host", format!("{s:?} {why}")))?;
+    check_dns_name(&ascii)
+        .map_err(|why| Reject::new(RejectRule::InvalidHost, format!("{s:?} {why}")))?;
     Ok(ascii)
 }
 
@@ -81,13 +85,13 @@ fn check_dns_name(name: &str) -> Result<(), String> {
 pub fn url(s: &str) -> Result<String, Reject> {
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Reject::new(
-            "invalid-url",
+            RejectRule::InvalidUrl,
             format!("{s:?} contains whitespace or control characters"),
         ));
     }
     let Some(idx) = s.find("://") else {
         return Err(Reject::new(
-            "url-without-scheme",
+            RejectRule::UrlWithoutScheme,
             format!("{s:?} has no scheme (such as http://)"),
         ));
     };
@@ -101,7 +105,7 @@ pub fn url(s: &str) -> Result<String, Reject> {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
     if !valid_scheme {
         return Err(Reject::new(
-            "invalid-url",
+            RejectRule::InvalidUrl,
             format!("{s:?} has an invalid scheme {scheme:?}"),
         ));
     }
@@ -113,15 +117,15 @@ pub fn url(s: &str) -> Result<String, Reject> {
         None => (None, authority),
     };
     let (host_part, port) = split_port(hostport)
-        .ok_or_else(|| Reject::new("invalid-url", format!("{s:?} has an invalid port")))?;
+        .ok_or_else(|| Reject::new(RejectRule::InvalidUrl, format!("{s:?} has an invalid port")))?;
     if host_part.is_empty() {
         return Err(Reject::new(
-            "url-without-host",
+            RejectRule::UrlWithoutHost,
             format!("{s:?} has no host"),
         ));
     }
     let host_out = url_host(host_part)
-        .map_err(|r| Reject::new("invalid-url", format!("{s:?}: host {}", r.message)))?;
+        .map_err(|r| Reject::new(RejectRule::InvalidUrl, format!("{s:?}: host {}", r.message)))?;
     let mut out = String::with_capacity(s.len() + 8);
     out.push_str(&scheme.to_ascii_lowercase());
     out.push_str("://");
@@ -168,7 +172,10 @@ fn split_port(hostport: &str) -> Option<(&str, Option<&str>)> {
 fn url_host(h: &str) -> Result<String, Reject> {
     if let Some(v6) = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
         let ip: Ipv6Addr = v6.parse().map_err(|_| {
-            Reject::new("invalid-url", format!("{h:?} is not a valid IPv6 literal"))
+            Reject::new(
+                RejectRule::InvalidUrl,
+                format!("{h:?} is not a valid IPv6 literal"),
+            )
         })?;
         return Ok(format!("[{ip}]"));
     }
@@ -181,7 +188,10 @@ fn url_host(h: &str) -> Result<String, Reject> {
 /// An email address: the domain lower case and Punycode, the local part kept.
 pub fn email(s: &str) -> Result<String, Reject> {
     let Some((local, domain)) = s.rsplit_once('@') else {
-        return Err(Reject::new("invalid-email", format!("{s:?} has no '@'")));
+        return Err(Reject::new(
+            RejectRule::InvalidEmail,
+            format!("{s:?} has no '@'"),
+        ));
     };
     if local.is_empty()
         || local.len() > 64
@@ -190,11 +200,15 @@ pub fn email(s: &str) -> Result<String, Reject> {
             .any(|c| c.is_whitespace() || c.is_control() || c == '@')
     {
         return Err(Reject::new(
-            "invalid-email",
+            RejectRule::InvalidEmail,
             format!("{s:?} has an invalid local part"),
         ));
     }
-    let domain = host(domain)
-        .map_err(|r| Reject::new("invalid-email", format!("{s:?}: domain {}", r.message)))?;
+    let domain = host(domain).map_err(|r| {
+        Reject::new(
+            RejectRule::InvalidEmail,
+            format!("{s:?}: domain {}", r.message),
+        )
+    })?;
     Ok(format!("{local}@{domain}"))
 }

@@ -12,30 +12,20 @@ mod hash;
 mod host;
 mod net;
 mod registry;
+mod reject;
+mod timestamp;
 
 use std::borrow::Cow;
 
 pub use defang::{clean, refang};
 pub use detect::detect;
 pub use registry::{HIVES, VALUE_TYPES};
+pub use reject::{Reject, RejectRule};
+pub use timestamp::timestamp;
 
 use crate::feed::RawRecord;
+pub use crate::indicator::MAX_TAG_CHARS;
 use crate::indicator::{Attribute, FileHashes, Indicator, IndicatorType, Payload};
-
-/// Why a value or row was refused: a short stable rule name (for counting)
-/// and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Reject {
-    pub rule: &'static str,
-    pub message: String,
-}
-
-impl Reject {
-    pub fn new(rule: &'static str, message: String) -> Self {
-        Self { rule, message }
-    }
-}
 
 /// Settings a feed rule applies to every row; a row's own values win.
 #[derive(Debug, Clone, Default)]
@@ -55,8 +45,6 @@ pub struct Normalized {
     pub payload: Payload,
 }
 
-/// Longest tag ThreatConnect accepts.
-pub const MAX_TAG_CHARS: usize = 128;
 /// Longest free-text value (Mutex, User Agent) accepted.
 const MAX_TEXT_CHARS: usize = 2048;
 
@@ -75,7 +63,7 @@ pub fn value(raw: &str, kind: Option<IndicatorType>) -> Result<Indicator, Reject
 
 fn cannot_determine(s: &str) -> Reject {
     Reject::new(
-        "cannot-determine-type",
+        RejectRule::CannotDetermineType,
         format!("cannot determine indicator type of {s:?} (give a type)"),
     )
 }
@@ -83,7 +71,10 @@ fn cannot_determine(s: &str) -> Reject {
 /// Normalizes a cleaned value of a known type.
 fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> {
     if cleaned.is_empty() {
-        return Err(Reject::new("empty-value", "the value is empty".into()));
+        return Err(Reject::new(
+            RejectRule::EmptyValue,
+            "the value is empty".into(),
+        ));
     }
     let summary = match kind {
         IndicatorType::Mutex | IndicatorType::UserAgent => text(kind, cleaned)?,
@@ -100,8 +91,9 @@ fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> 
                 IndicatorType::File => {
                     let mut hashes = FileHashes::default();
                     hash::parse_summary(&mut hashes, &s)?;
-                    hash::summary(&hashes)
-                        .ok_or_else(|| Reject::new("invalid-hash", "no hash in the value".into()))?
+                    hash::summary(&hashes).ok_or_else(|| {
+                        Reject::new(RejectRule::InvalidHash, "no hash in the value".into())
+                    })?
                 }
                 IndicatorType::Mutex | IndicatorType::UserAgent => unreachable!("handled above"),
             }
@@ -113,13 +105,13 @@ fn typed_value(kind: IndicatorType, cleaned: &str) -> Result<Indicator, Reject> 
 fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
     if s.chars().any(char::is_control) {
         return Err(Reject::new(
-            "control-characters",
+            RejectRule::ControlCharacters,
             format!("{kind} {s:?} contains control characters"),
         ));
     }
     if s.chars().count() > MAX_TEXT_CHARS {
         return Err(Reject::new(
-            "value-too-long",
+            RejectRule::ValueTooLong,
             format!("{kind} is longer than {MAX_TEXT_CHARS} characters"),
         ));
     }
@@ -132,39 +124,55 @@ fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
 /// # Errors
 /// A [`Reject`] naming the field and the rule.
 pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Reject> {
-    let kind = match rec.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+    let kind = match present(&rec.kind) {
         Some(name) => Some(IndicatorType::parse_alias(name).ok_or_else(|| {
-            Reject::new("unknown-type", format!("unknown indicator type {name:?}"))
+            Reject::new(
+                RejectRule::UnknownType,
+                format!("unknown indicator type {name:?}"),
+            )
         })?),
         None => defaults.kind,
     };
     let indicator = record_indicator(rec, kind)?;
-    let rating = match rec
-        .rating
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let rating = match present(&rec.rating) {
         Some(r) => Some(rating(r)?),
         None => defaults.rating,
     };
-    let confidence = match rec
-        .confidence
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    let confidence = match present(&rec.confidence) {
         Some(c) => Some(confidence(c)?),
         None => defaults.confidence,
     };
     let tags = tags(defaults.tags.iter().chain(rec.tags.iter()))?;
+    let first_seen = present(&rec.first_seen)
+        .map(|s| timestamp("first_seen", s))
+        .transpose()?;
+    let last_seen = present(&rec.last_seen)
+        .map(|s| timestamp("last_seen", s))
+        .transpose()?;
+    Ok(Normalized {
+        indicator,
+        owner: present(&rec.owner).map(str::to_string),
+        payload: Payload {
+            rating,
+            confidence,
+            first_seen,
+            last_seen,
+            tags,
+            attributes: record_attributes(rec),
+        },
+    })
+}
+
+/// A field's value trimmed, when it has one.
+fn present(f: &Option<String>) -> Option<&str> {
+    f.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The row's description first, then its other attributes, empty and
+/// repeated ones left out.
+fn record_attributes(rec: &RawRecord) -> Vec<Attribute> {
     let mut attributes = Vec::new();
-    if let Some(d) = rec
-        .description
-        .as_deref()
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
+    if let Some(d) = present(&rec.description) {
         attributes.push(Attribute {
             kind: "Description".into(),
             value: d.to_string(),
@@ -180,35 +188,20 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
             });
         }
     }
-    let owner = rec
-        .owner
-        .as_deref()
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(str::to_string);
-    Ok(Normalized {
-        indicator,
-        owner,
-        payload: Payload {
-            rating,
-            confidence,
-            tags,
-            attributes,
-        },
-    })
+    attributes
 }
 
 /// The indicator of a row: from its hash columns, its registry columns, or
 /// its value.
 fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indicator, Reject> {
-    fn present(f: &Option<String>) -> Option<Cow<'_, str>> {
+    fn cleaned(f: &Option<String>) -> Option<Cow<'_, str>> {
         f.as_deref().map(clean).filter(|s| !s.is_empty())
     }
     let hash_columns: Vec<Cow<'_, str>> = [&rec.md5, &rec.sha1, &rec.sha256]
         .into_iter()
-        .filter_map(present)
+        .filter_map(cleaned)
         .collect();
-    let value = present(&rec.value);
+    let value = cleaned(&rec.value);
     if !hash_columns.is_empty() && matches!(kind, None | Some(IndicatorType::File)) {
         let mut hashes = FileHashes::default();
         for h in &hash_columns {
@@ -220,7 +213,7 @@ fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indi
         let summary = hash::summary(&hashes).expect("at least one hash");
         return Ok(Indicator::from_normalized(IndicatorType::File, summary));
     }
-    if let Some(key) = present(&rec.key_name)
+    if let Some(key) = cleaned(&rec.key_name)
         && matches!(kind, None | Some(IndicatorType::RegistryKey))
     {
         let summary =
@@ -232,7 +225,7 @@ fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indi
     }
     let Some(v) = value else {
         return Err(Reject::new(
-            "empty-value",
+            RejectRule::EmptyValue,
             "the row has no indicator value".into(),
         ));
     };
@@ -264,7 +257,7 @@ pub fn rating(s: &str) -> Result<f64, Reject> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=5.0).contains(&r) => Ok(r),
         _ => Err(Reject::new(
-            "invalid-rating",
+            RejectRule::InvalidRating,
             format!("rating {s:?} is not a number from 0 to 5"),
         )),
     }
@@ -284,35 +277,20 @@ pub fn confidence(s: &str) -> Result<u8, Reject> {
     match parsed {
         Some(c) if c <= 100 => Ok(c),
         _ => Err(Reject::new(
-            "invalid-confidence",
+            RejectRule::InvalidConfidence,
             format!("confidence {s:?} is not an integer from 0 to 100"),
         )),
     }
 }
 
 /// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
-/// at most 128 characters.
+/// at most 128 characters (see [`crate::indicator::clean_tags`]).
 ///
 /// # Errors
 /// When a tag is too long.
 pub fn tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, Reject> {
-    let mut out: Vec<String> = Vec::new();
-    for t in raw {
-        let t = t.trim();
-        if t.is_empty() {
-            continue;
-        }
-        if t.chars().count() > MAX_TAG_CHARS {
-            return Err(Reject::new(
-                "tag-too-long",
-                format!("tag {t:?} is longer than {MAX_TAG_CHARS} characters"),
-            ));
-        }
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
-            out.push(t.to_string());
-        }
-    }
-    Ok(out)
+    crate::indicator::clean_tags(raw)
+        .map_err(|e| Reject::new(RejectRule::TagTooLong, e.to_string()))
 }
 
 #[cfg(test)]

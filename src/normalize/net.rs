@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::Reject;
+use super::{Reject, RejectRule};
 
 /// An IPv4 address in strict dotted decimal (no leading zeros, no shorthand,
 /// no integers: std's parser refuses all three), or an IPv6 address written in
@@ -10,18 +10,18 @@ use super::Reject;
 pub fn address(s: &str) -> Result<String, Reject> {
     if s.contains('/') {
         return Err(Reject::new(
-            "address-has-prefix",
+            RejectRule::AddressHasPrefix,
             format!("{s:?} has a /prefix: it is a CIDR block, not an Address"),
         ));
     }
     match s.parse::<IpAddr>() {
         Ok(ip) => Ok(ip.to_string()),
         Err(_) if s.contains(':') => Err(Reject::new(
-            "invalid-ipv6",
+            RejectRule::InvalidIpv6,
             format!("{s:?} is not a valid IPv6 address"),
         )),
         Err(_) => Err(Reject::new(
-            "invalid-ipv4",
+            RejectRule::InvalidIpv4,
             format!(
                 "{s:?} is not a valid IPv4 address (four decimal octets 0-255, no leading zeros)"
             ),
@@ -35,13 +35,13 @@ pub fn address(s: &str) -> Result<String, Reject> {
 pub fn cidr(s: &str) -> Result<String, Reject> {
     let Some((addr, prefix)) = s.split_once('/') else {
         return Err(Reject::new(
-            "cidr-without-prefix",
+            RejectRule::CidrWithoutPrefix,
             format!("{s:?} has no /prefix length"),
         ));
     };
     let ip: IpAddr = addr.parse().map_err(|_| {
         Reject::new(
-            "invalid-cidr",
+            RejectRule::InvalidCidr,
             format!("{s:?}: {addr:?} is not a valid IP address"),
         )
     })?;
@@ -50,7 +50,7 @@ pub fn cidr(s: &str) -> Result<String, Reject> {
         Ok(p) if p <= max && (prefix == "0" || !prefix.starts_with('0')) => p,
         _ => {
             return Err(Reject::new(
-                "invalid-cidr",
+                RejectRule::InvalidCidr,
                 format!("{s:?}: the prefix length must be a number from 0 to {max}"),
             ));
         }
@@ -58,7 +58,7 @@ pub fn cidr(s: &str) -> Result<String, Reject> {
     let net = ipnet::IpNet::new(ip, prefix).expect("prefix checked above");
     if net.network() != ip {
         return Err(Reject::new(
-            "cidr-host-bits",
+            RejectRule::CidrHostBits,
             format!(
                 "{s:?} has host bits set: the network is {}/{prefix}",
                 display_network(net.network())

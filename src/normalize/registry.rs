@@ -3,7 +3,7 @@
 
 use crate::indicator::SUMMARY_SEPARATOR;
 
-use super::Reject;
+use super::{Reject, RejectRule};
 
 pub const HIVES: [&str; 9] = [
     "HKEY_CLASSES_ROOT",
@@ -65,7 +65,7 @@ pub fn key_name(s: &str) -> Result<String, Reject> {
     };
     let Some(full) = hive(first) else {
         return Err(Reject::new(
-            "invalid-registry-hive",
+            RejectRule::InvalidRegistryHive,
             format!(
                 "{s:?} does not start with a registry hive; accepted: {} (or HKLM, HKCU, HKCR, HKU, HKCC)",
                 HIVES.join(", ")
@@ -97,7 +97,7 @@ pub fn registry_key(
     };
     if name.chars().any(char::is_control) {
         return Err(Reject::new(
-            "invalid-registry-value-name",
+            RejectRule::InvalidRegistryValueName,
             format!("value name {name:?} contains control characters"),
         ));
     }
@@ -107,7 +107,7 @@ pub fn registry_key(
             let upper = t.to_ascii_uppercase();
             if !VALUE_TYPES.contains(&upper.as_str()) {
                 return Err(Reject::new(
-                    "invalid-registry-value-type",
+                    RejectRule::InvalidRegistryValueType,
                     format!("value type {t:?} is not one of {}", VALUE_TYPES.join(", ")),
                 ));
             }

@@ -405,3 +405,78 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn timestamps_good_ones_to_rfc3339_utc() {
+    for (input, expected) in [
+        ("2026-10-04T12:34:56Z", "2026-10-04T12:34:56Z"),
+        ("2026-10-04t12:34:56z", "2026-10-04T12:34:56Z"),
+        // RFC 3339 section 5.6 lets a space stand for the T.
+        ("2026-10-04 12:34:56Z", "2026-10-04T12:34:56Z"),
+        ("2026-10-04T14:34:56+02:00", "2026-10-04T12:34:56Z"),
+        ("2026-10-04T01:00:00-03:30", "2026-10-04T04:30:00Z"),
+        ("2026-10-04T12:34:56.789Z", "2026-10-04T12:34:56Z"),
+        ("2026-10-04", "2026-10-04T00:00:00Z"),
+        ("2024-02-29", "2024-02-29T00:00:00Z"),
+        (" 2026-10-04 ", "2026-10-04T00:00:00Z"),
+        ("0", "1970-01-01T00:00:00Z"),
+        ("1790000000", "2026-09-21T14:13:20Z"),
+        ("253402300799", "9999-12-31T23:59:59Z"),
+    ] {
+        let out =
+            timestamp("first_seen", input).unwrap_or_else(|e| panic!("{input:?} rejected: {e}"));
+        assert_eq!(out, expected, "{input:?}");
+        // Normalizing again returns it unchanged.
+        assert_eq!(timestamp("first_seen", &out).unwrap(), out);
+    }
+}
+
+#[test]
+fn timestamps_bad_ones_are_rejected() {
+    for input in [
+        "yesterday",
+        "2026-13-01",
+        "2026-02-30",
+        "2025-02-29",
+        "2026-10-4",
+        "26-10-04",
+        "2026/10/04",
+        "2026-10-04T12:34:56",
+        "2026-10-04T25:00:00Z",
+        "-1",
+        "1.5",
+        "1759580096000",
+        "99999999999999999999999",
+        "0000-01-01T00:00:00Z",
+        "２０２６-10-04",
+    ] {
+        let e = timestamp("last_seen", input).unwrap_err();
+        assert_eq!(e.rule, "invalid-timestamp", "{input:?}: {e}");
+        assert_eq!(e.rule, RejectRule::InvalidTimestamp);
+        assert!(e.message.starts_with("last_seen "), "{e}");
+    }
+}
+
+#[test]
+fn record_normalizes_first_and_last_seen_into_the_payload() {
+    let d = FeedDefaults::default();
+    let mut rec = RawRecord::value(1, "1.2.3.4");
+    let n = record(&rec, &d).unwrap();
+    assert_eq!((n.payload.first_seen, n.payload.last_seen), (None, None));
+    rec.first_seen = Some("2026-10-04".into());
+    rec.last_seen = Some("2026-11-20T09:00:00+01:00".into());
+    let n = record(&rec, &d).unwrap();
+    assert_eq!(
+        n.payload.first_seen.as_deref(),
+        Some("2026-10-04T00:00:00Z")
+    );
+    assert_eq!(n.payload.last_seen.as_deref(), Some("2026-11-20T08:00:00Z"));
+    // Seen dates are not API calls of their own under v2.
+    assert_eq!(n.payload.steps(), 1);
+    rec.last_seen = Some("  ".into());
+    assert_eq!(record(&rec, &d).unwrap().payload.last_seen, None);
+    rec.last_seen = Some("soon".into());
+    let e = record(&rec, &d).unwrap_err();
+    assert_eq!(e.rule, RejectRule::InvalidTimestamp);
+    assert!(e.message.contains("last_seen \"soon\""), "{e}");
+}

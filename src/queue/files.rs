@@ -137,7 +137,7 @@ impl Queue {
             f(NewReject {
                 line: r.get::<i64, _>(0) as u64,
                 input: r.get(1),
-                rule: r.get(2),
+                rule: r.get::<String, _>(2).parse()?,
                 reason: r.get(3),
             })?;
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::indicator::{Indicator, IndicatorType, Payload};
+use crate::normalize::RejectRule;
 pub use crate::names::ErrorClass;
 
 crate::names::named_enum! {
@@ -74,7 +75,7 @@ impl NewJob {
 pub struct NewReject {
     pub line: u64,
     pub input: String,
-    pub rule: String,
+    pub rule: RejectRule,
     pub reason: String,
 }
 

@@ -26,6 +26,7 @@ async fn creates_every_type_with_tags_and_attributes() {
             kind: "Description".into(),
             value: "seen".into(),
         }],
+        ..Payload::default()
     };
     let cases = [
         (T::Address, "1.2.3.4"),

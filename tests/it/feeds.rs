@@ -4,7 +4,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use tc_ingest::feed::{self, FeedError, Format, Item, ReadOptions};
+use tc_ingest::feed::{self, FeedError, Field, Format, Item, ReadOptions};
 use tc_ingest::normalize::{self, FeedDefaults};
 
 use crate::helpers::data;
@@ -83,8 +83,8 @@ fn explicit_column_mapping_wins() {
     .unwrap();
     let opts = ReadOptions {
         columns: [
-            ("value".to_string(), "observable_x".to_string()),
-            ("rating".into(), "score".into()),
+            (Field::Value, "observable_x".to_string()),
+            (Field::Rating, "score".into()),
         ]
         .into(),
         ..ReadOptions::default()

@@ -266,7 +266,7 @@ async fn files_rejects_progress_and_stats() {
     let rejects = vec![NewReject {
         line: 2,
         input: "bad".into(),
-        rule: "r".into(),
+        rule: tc_ingest::normalize::RejectRule::InvalidUrl,
         reason: "why".into(),
     }];
     q.commit_chunk(
@@ -326,7 +326,7 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
     let rejects = vec![NewReject {
         line: 1,
         input: "x".into(),
-        rule: "r".into(),
+        rule: tc_ingest::normalize::RejectRule::InvalidUrl,
         reason: "why".into(),
     }];
     q.commit_chunk(Some(fid), &[], &rejects, 1, 1, DAY)

@@ -1,0 +1,93 @@
+//! The effective config as `check-config` prints it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Config, DeliveryConfig, FeedRule, MetricsConfig, QueueConfig, WatchConfig};
+use crate::api::TypeNames;
+use crate::indicator::IndicatorType;
+
+#[derive(Serialize)]
+struct ApiView<'a> {
+    base_url: &'a str,
+    access_id: &'a str,
+    secret_key: &'a str,
+    secret_source: &'a str,
+    owner: &'a str,
+    timeout_secs: u64,
+    allow_insecure_http: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<&'a Path>,
+    types: &'a TypeNames,
+}
+
+#[derive(Serialize)]
+struct FeedView<'a> {
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pattern: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    tags: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rating: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<u8>,
+    /// By field name (fields order by name, so the order is as written).
+    columns: BTreeMap<&'static str, &'a str>,
+}
+
+#[derive(Serialize)]
+struct View<'a> {
+    api: ApiView<'a>,
+    watch: &'a WatchConfig,
+    queue: &'a QueueConfig,
+    delivery: &'a DeliveryConfig,
+    metrics: &'a MetricsConfig,
+    feeds: Vec<FeedView<'a>>,
+}
+
+/// The effective config as `check-config` prints it: TOML, the secret redacted.
+pub fn render(cfg: &Config) -> String {
+    let view = View {
+        api: ApiView {
+            base_url: &cfg.api.base_url,
+            access_id: &cfg.api.access_id,
+            secret_key: "[redacted]",
+            secret_source: &cfg.api.secret_source,
+            owner: &cfg.api.owner,
+            timeout_secs: cfg.api.timeout_secs,
+            allow_insecure_http: cfg.api.allow_insecure_http,
+            ca_file: cfg.api.ca_file.as_deref(),
+            types: &cfg.api.types,
+        },
+        watch: &cfg.watch,
+        queue: &cfg.queue,
+        delivery: &cfg.delivery,
+        metrics: &cfg.metrics,
+        feeds: cfg.feeds.iter().map(feed_view).collect(),
+    };
+    toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+}
+
+fn feed_view(f: &FeedRule) -> FeedView<'_> {
+    FeedView {
+        pattern: f.pattern.as_ref().map(|g| g.glob().glob()),
+        dir: f.dir.as_deref(),
+        owner: f.owner.as_deref(),
+        kind: f.kind.map(IndicatorType::tc_name),
+        tags: &f.tags,
+        rating: f.rating,
+        confidence: f.confidence,
+        columns: f
+            .columns
+            .iter()
+            .map(|(field, column)| (field.as_str(), column.as_str()))
+            .collect(),
+    }
+}

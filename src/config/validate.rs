@@ -1,0 +1,89 @@
+//! [`RawConfig::validate`]: each section checked by its own function, which
+//! pushes every problem it finds, so one run reports them all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    Config, ConfigError, MetricsConfig, QueueConfig, RawConfig, RawMetrics, RawQueue, SecretEnv,
+    resolve,
+};
+
+impl RawConfig {
+    /// # Errors
+    /// Every problem found, each naming its key.
+    pub fn validate(self, base: &Path, env: &SecretEnv) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let api = super::api::validate(self.api, base, env, &mut errors);
+        let state = env
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/tc-ingest"));
+        let watch = super::watch::validate(self.watch, base, &state, &mut errors);
+        let queue = queue(self.queue, base, &state, &mut errors);
+        let delivery = super::delivery::validate(self.delivery, &mut errors);
+        let metrics = metrics(self.metrics, &mut errors);
+        let feeds = super::feeds::validate(self.feeds, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        Ok(Config {
+            api,
+            watch,
+            queue,
+            delivery,
+            metrics,
+            feeds,
+        })
+    }
+}
+
+/// A duration such as `"24h"` at `key`, `default` when absent.
+pub(super) fn duration(
+    errors: &mut Vec<String>,
+    key: &str,
+    v: &Option<String>,
+    default: &str,
+) -> Duration {
+    let s = v.as_deref().unwrap_or(default);
+    humantime::parse_duration(s).unwrap_or_else(|e| {
+        errors.push(format!(
+            "{key}: {s:?} is not a duration such as \"30s\", \"24h\" or \"7d\" ({e})"
+        ));
+        Duration::ZERO
+    })
+}
+
+fn queue(q: RawQueue, base: &Path, state: &Path, errors: &mut Vec<String>) -> QueueConfig {
+    QueueConfig {
+        path: q
+            .path
+            .map(|p| resolve(base, p))
+            .unwrap_or_else(|| state.join("queue.db")),
+        dedup_window: duration(errors, "queue.dedup_window", &q.dedup_window, "24h"),
+        delivered_retention: duration(
+            errors,
+            "queue.delivered_retention",
+            &q.delivered_retention,
+            "7d",
+        ),
+        lease: Duration::from_secs(q.lease_secs.unwrap_or(120).max(1)),
+    }
+}
+
+fn metrics(m: RawMetrics, errors: &mut Vec<String>) -> MetricsConfig {
+    MetricsConfig {
+        listen: match m.listen.as_deref() {
+            None | Some("") => None,
+            Some(s) => match s.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(format!(
+                        "metrics.listen: {s:?} is not an address such as \"127.0.0.1:9184\""
+                    ));
+                    None
+                }
+            },
+        },
+    }
+}
