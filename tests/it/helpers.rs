@@ -1,12 +1,261 @@
-//! Small helpers: a simulator on a loopback port, a temporary state
-//! directory with a config pointing at it, and drivers that run until idle.
+//! The test harness: a simulator on a loopback port and a temporary state
+//! directory with a config pointing at it ([`TestApp`]), the daemon in
+//! process ([`TestDaemon`]), tasks run until stopped ([`Background`]), one
+//! polling helper ([`wait_until`]) and builders for queue jobs.
 
+use std::fmt::Display;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tc_ingest::api::{Client, Clock};
+use tc_ingest::app::{Daemon, OnceReport, drive_once};
 use tc_ingest::config::{Config, RawConfig, SecretEnv};
+use tc_ingest::indicator::Payload;
+use tc_ingest::queue::{ChunkResult, NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The simulator's default faults (none), for `..faults()`.
+pub fn faults() -> Faults {
+    SimConfig::default().faults
+}
+
+/// Polls `check` every 25 ms until it holds; panics naming `what` when it
+/// still does not after `timeout`.
+pub async fn wait_until(
+    timeout: Duration,
+    what: impl Display,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let end = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() >= end {
+            panic!("not within {timeout:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// How a [`TestApp`] is set up: `TestApp::builder().faults(..).extra_config(..).start().await`.
+pub struct TestAppBuilder {
+    sim: SimConfig,
+    extra: String,
+}
+
+impl TestAppBuilder {
+    /// Faults the simulator starts with.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.sim.faults = faults;
+        self
+    }
+
+    /// TOML appended to the config (`[delivery]` settings, `[[feeds]]` rules).
+    pub fn extra_config(mut self, toml: &str) -> Self {
+        self.extra = toml.into();
+        self
+    }
+
+    /// Starts the simulator, creates the state directory and writes the config.
+    pub async fn start(self) -> TestApp {
+        let secret = self.sim.secret.clone();
+        let sim = Simulator::start_local(self.sim)
+            .await
+            .expect("simulator starts");
+        let app = TestApp {
+            sim,
+            dir: tempfile::tempdir().expect("temp dir"),
+            extra: self.extra,
+        };
+        app.write_config(&secret);
+        app
+    }
+}
+
+/// A simulator and a temporary state directory with a config for both.
+pub struct TestApp {
+    pub sim: Simulator,
+    dir: tempfile::TempDir,
+    extra: String,
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            sim: SimConfig::default(),
+            extra: String::new(),
+        }
+    }
+
+    /// The state directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The watched directory.
+    pub fn incoming(&self) -> PathBuf {
+        self.path().join("incoming")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("tc-ingest.toml")
+    }
+
+    /// The config text: fast settings for tests, plus the extra config.
+    fn config_text(&self, secret: &str) -> String {
+        let root = self.path().display();
+        format!(
+            r#"[api]
+base_url = "{base}"
+access_id = "{id}"
+secret_key = "{secret}"
+owner = "Common Community"
+timeout_secs = 5
+
+[watch]
+dir = "{root}/incoming"
+settle_ms = 200
+rescan_secs = 1
+
+[queue]
+path = "{root}/queue.db"
+lease_secs = 30
+
+{extra}"#,
+            base = self.sim.base_url(),
+            id = tc_ingest::sim::DEFAULT_ACCESS_ID,
+            extra = self.extra,
+        )
+    }
+
+    fn parse_config(&self, text: &str) -> Config {
+        let raw: RawConfig = toml::from_str(text).expect("test config parses");
+        raw.validate(self.path(), &SecretEnv::default())
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"))
+    }
+
+    /// (Re)writes the config file with `secret`.
+    pub fn write_config(&self, secret: &str) {
+        std::fs::write(self.config_path(), self.config_text(secret)).expect("write config");
+    }
+
+    /// The config as the file says now.
+    pub fn config(&self) -> Config {
+        let text = std::fs::read_to_string(self.config_path()).expect("read config");
+        self.parse_config(&text)
+    }
+
+    /// Writes `incoming/<name>` in place.
+    pub fn drop_file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.incoming().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// The daemon in process, started on the config file.
+    pub async fn daemon(&self) -> TestDaemon {
+        TestDaemon(
+            Daemon::start(&self.config_path(), self.config())
+                .await
+                .unwrap(),
+        )
+    }
+}
+
+/// The in-process daemon (derefs to [`Daemon`]).
+pub struct TestDaemon(Daemon);
+
+impl Deref for TestDaemon {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl DerefMut for TestDaemon {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
+}
+
+impl TestDaemon {
+    /// `run --once` in process: intake, then delivery until nothing is left to do now.
+    pub async fn once(&mut self) -> OnceReport {
+        drive_once(&mut self.0, &CancellationToken::new(), |_| {})
+            .await
+            .unwrap()
+    }
+
+    /// Queues jobs outside any file.
+    pub async fn enqueue(&self, jobs: &[NewJob]) {
+        enqueue(&self.queue, jobs).await;
+    }
+
+    /// Delivery, running until stopped.
+    pub fn deliver_in_background(&self) -> Background {
+        let delivery = self.delivery.clone();
+        Background::spawn(|cancel| delivery.run(cancel))
+    }
+}
+
+/// A task that runs until cancelled.
+pub struct Background {
+    cancel: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Background {
+    pub fn spawn<F>(run: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(cancel.clone()));
+        Self { cancel, task }
+    }
+
+    /// Cancels it and waits for it to finish without error.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A job for `value` (type detected), no payload.
+pub fn job(owner: &str, value: &str) -> NewJob {
+    NewJob {
+        owner: owner.into(),
+        indicator: tc_ingest::normalize::value(value, None).unwrap(),
+        payload: Payload::default(),
+        line: Some(1),
+    }
+}
+
+/// `n` hosts `h<i>.example.com` of `owner`, each with `tags` tags.
+pub fn hosts(owner: &str, n: usize, tags: usize) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| {
+            let mut j = job(owner, &format!("h{i}.example.com"));
+            j.payload.tags = (0..tags).map(|t| format!("tag{t}")).collect();
+            j
+        })
+        .collect()
+}
+
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// Queues jobs outside any file, deduplicating over a day.
+pub async fn enqueue(q: &Queue, jobs: &[NewJob]) -> ChunkResult {
+    q.commit_chunk(None, jobs, &[], jobs.len() as u64, 0, DAY)
+        .await
+        .unwrap()
+}
 
 pub async fn sim() -> Simulator {
     sim_with(SimConfig::default()).await
@@ -14,10 +263,6 @@ pub async fn sim() -> Simulator {
 
 pub async fn sim_with(cfg: SimConfig) -> Simulator {
     Simulator::start_local(cfg).await.expect("simulator starts")
-}
-
-pub fn faults() -> Faults {
-    SimConfig::default().faults
 }
 
 /// A temporary state directory and a config for it.
