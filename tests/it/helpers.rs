@@ -1,12 +1,14 @@
 //! The test harness: a simulator on a loopback port and a temporary state
 //! directory with a config pointing at it ([`TestApp`]), the daemon in
-//! process ([`TestDaemon`]), tasks run until stopped ([`Background`]), one
-//! polling helper ([`wait_until`]) and builders for queue jobs.
+//! process ([`TestDaemon`]) or as the real binary ([`DaemonProcess`]), tasks
+//! run until stopped ([`Background`]), one polling helper ([`wait_until`])
+//! and builders for queue jobs.
 
 use std::fmt::Display;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tc_ingest::api::{Client, Clock};
@@ -15,8 +17,13 @@ use tc_ingest::config::{Config, RawConfig, SecretEnv};
 use tc_ingest::indicator::Payload;
 use tc_ingest::queue::{ChunkResult, NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
 
 /// The simulator's default faults (none), for `..faults()`.
 pub fn faults() -> Faults {
@@ -52,6 +59,12 @@ impl TestAppBuilder {
     /// Faults the simulator starts with.
     pub fn faults(mut self, faults: Faults) -> Self {
         self.sim.faults = faults;
+        self
+    }
+
+    /// The API secret, both the simulator's and the config's.
+    pub fn secret(mut self, secret: &str) -> Self {
+        self.sim.secret = secret.into();
         self
     }
 
@@ -106,6 +119,10 @@ impl TestApp {
         self.path().join("tc-ingest.toml")
     }
 
+    pub fn queue_path(&self) -> PathBuf {
+        self.path().join("queue.db")
+    }
+
     /// The config text: fast settings for tests, plus the extra config.
     fn config_text(&self, secret: &str) -> String {
         let root = self.path().display();
@@ -158,6 +175,18 @@ lease_secs = 30
         p
     }
 
+    /// Writes `incoming/<name>` the atomic way: a hidden file renamed in.
+    pub fn rename_in(&self, name: &str, content: &[u8]) {
+        let tmp = self.incoming().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, self.incoming().join(name)).unwrap();
+    }
+
+    /// Another connection to the queue.
+    pub async fn queue(&self) -> Queue {
+        Queue::open(&self.queue_path()).await.unwrap()
+    }
+
     /// The daemon in process, started on the config file.
     pub async fn daemon(&self) -> TestDaemon {
         TestDaemon(
@@ -165,6 +194,92 @@ lease_secs = 30
                 .await
                 .unwrap(),
         )
+    }
+
+    /// Runs the binary with `args` and `--config <the config file>` to the end.
+    pub async fn binary(&self, args: &[&str]) -> Output {
+        command(&self.with_config(args)).output().await.unwrap()
+    }
+
+    /// Starts `tc-ingest run` on the config file.
+    pub fn spawn_daemon(&self) -> DaemonProcess {
+        let mut child = command(&self.with_config(&["run"]))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read stderr as it comes so the daemon never blocks on a full pipe.
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        DaemonProcess {
+            child,
+            stderr,
+            reader,
+        }
+    }
+
+    fn with_config(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push("--config".into());
+        all.push(self.config_path().to_str().unwrap().into());
+        all
+    }
+}
+
+/// The binary with `args`, with no secret from the environment.
+pub fn command(args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("TC_API_SECRET_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("RUST_LOG", "info,tc_ingest=debug")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// `tc-ingest run` as a child process.
+pub struct DaemonProcess {
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl DaemonProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// SIGTERM, then its exit code (within 15 s) and everything it logged.
+    pub async fn stop(mut self) -> (Option<i32>, String) {
+        self.signal(libc::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("stopped within 15 s")
+            .unwrap();
+        (&mut self.reader).await.unwrap();
+        (status.code(), self.stderr())
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
     }
 }
 
@@ -325,13 +440,6 @@ lease_secs = 30
         let raw: RawConfig = toml::from_str(&self.config_text(secret)).expect("test config parses");
         raw.validate(self.path(), &SecretEnv::default())
             .unwrap_or_else(|e| panic!("test config invalid: {e}"))
-    }
-
-    /// Writes the config file and returns its path.
-    pub fn write_config(&self, secret: &str) -> PathBuf {
-        let p = self.path().join("tc-ingest.toml");
-        std::fs::write(&p, self.config_text(secret)).expect("write config");
-        p
     }
 
     pub fn drop_file(&self, name: &str, content: &[u8]) -> PathBuf {
