@@ -17,6 +17,7 @@ use tc_ingest::config::{Config, RawConfig, SecretEnv};
 use tc_ingest::indicator::Payload;
 use tc_ingest::queue::{ChunkResult, NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
+use tc_ingest::watch::Intake;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -52,6 +53,7 @@ pub async fn wait_until(
 /// How a [`TestApp`] is set up: `TestApp::builder().faults(..).extra_config(..).start().await`.
 pub struct TestAppBuilder {
     sim: SimConfig,
+    simulator: Option<Simulator>,
     extra: String,
 }
 
@@ -68,18 +70,33 @@ impl TestAppBuilder {
         self
     }
 
+    /// The simulator's base path (`"/api"`: sandbox and on-premise).
+    pub fn base_path(mut self, path: &str) -> Self {
+        self.sim.base_path = path.into();
+        self
+    }
+
     /// TOML appended to the config (`[delivery]` settings, `[[feeds]]` rules).
     pub fn extra_config(mut self, toml: &str) -> Self {
         self.extra = toml.into();
         self
     }
 
+    /// A simulator started elsewhere (over HTTPS) instead of a local one.
+    pub fn simulator(mut self, sim: Simulator) -> Self {
+        self.simulator = Some(sim);
+        self
+    }
+
     /// Starts the simulator, creates the state directory and writes the config.
     pub async fn start(self) -> TestApp {
         let secret = self.sim.secret.clone();
-        let sim = Simulator::start_local(self.sim)
-            .await
-            .expect("simulator starts");
+        let sim = match self.simulator {
+            Some(sim) => sim,
+            None => Simulator::start_local(self.sim)
+                .await
+                .expect("simulator starts"),
+        };
         let app = TestApp {
             sim,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -98,9 +115,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// A simulator without faults and a config without extras.
+    pub async fn start() -> TestApp {
+        Self::builder().start().await
+    }
+
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             sim: SimConfig::default(),
+            simulator: None,
             extra: String::new(),
         }
     }
@@ -165,6 +188,17 @@ lease_secs = 30
     pub fn config(&self) -> Config {
         let text = std::fs::read_to_string(self.config_path()).expect("read config");
         self.parse_config(&text)
+    }
+
+    /// A client for the simulator with the config's credentials.
+    pub fn client(&self) -> Client {
+        Client::new(&self.config().api, Arc::new(Clock::default())).expect("client")
+    }
+
+    /// A client signing with `secret`.
+    pub fn client_with(&self, secret: &str) -> Client {
+        let cfg = self.parse_config(&self.config_text(secret));
+        Client::new(&cfg.api, Arc::new(Clock::default())).expect("client")
     }
 
     /// Writes `incoming/<name>` in place.
@@ -312,10 +346,20 @@ impl TestDaemon {
         enqueue(&self.queue, jobs).await;
     }
 
+    pub fn intake(&mut self) -> &mut Intake {
+        self.0.intake.as_mut().expect("intake")
+    }
+
     /// Delivery, running until stopped.
     pub fn deliver_in_background(&self) -> Background {
         let delivery = self.delivery.clone();
         Background::spawn(|cancel| delivery.run(cancel))
+    }
+
+    /// The watcher, running until stopped (it takes the intake).
+    pub fn watch_in_background(&mut self) -> Background {
+        let intake = self.0.intake.take().expect("intake");
+        Background::spawn(|cancel| intake.run(cancel))
     }
 }
 
@@ -370,95 +414,6 @@ pub async fn enqueue(q: &Queue, jobs: &[NewJob]) -> ChunkResult {
     q.commit_chunk(None, jobs, &[], jobs.len() as u64, 0, DAY)
         .await
         .unwrap()
-}
-
-pub async fn sim() -> Simulator {
-    sim_with(SimConfig::default()).await
-}
-
-pub async fn sim_with(cfg: SimConfig) -> Simulator {
-    Simulator::start_local(cfg).await.expect("simulator starts")
-}
-
-/// A temporary state directory and a config for it.
-pub struct Env {
-    pub dir: tempfile::TempDir,
-    pub base_url: String,
-    pub extra: String,
-}
-
-impl Env {
-    pub fn new(base_url: &str) -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-            base_url: base_url.to_string(),
-            extra: String::new(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn incoming(&self) -> PathBuf {
-        self.path().join("incoming")
-    }
-
-    /// The config text: fast settings for tests, plus `extra` (TOML tables
-    /// appended; keys of [delivery] etc. can be given in `delivery_extra`).
-    pub fn config_text(&self, secret: &str) -> String {
-        let root = self.path().display();
-        format!(
-            r#"[api]
-base_url = "{base}"
-access_id = "{id}"
-secret_key = "{secret}"
-owner = "Common Community"
-timeout_secs = 5
-
-[watch]
-dir = "{root}/incoming"
-settle_ms = 200
-rescan_secs = 1
-
-[queue]
-path = "{root}/queue.db"
-lease_secs = 30
-
-{extra}"#,
-            base = self.base_url,
-            id = tc_ingest::sim::DEFAULT_ACCESS_ID,
-            extra = self.extra,
-        )
-    }
-
-    pub fn config(&self) -> Config {
-        self.config_with_secret(tc_ingest::sim::DEFAULT_SECRET)
-    }
-
-    pub fn config_with_secret(&self, secret: &str) -> Config {
-        let raw: RawConfig = toml::from_str(&self.config_text(secret)).expect("test config parses");
-        raw.validate(self.path(), &SecretEnv::default())
-            .unwrap_or_else(|e| panic!("test config invalid: {e}"))
-    }
-
-    pub fn drop_file(&self, name: &str, content: &[u8]) -> PathBuf {
-        let p = self.incoming().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, content).unwrap();
-        p
-    }
-}
-
-/// A client for the simulator with its default credentials.
-pub fn client(sim: &Simulator) -> Client {
-    client_with(sim, tc_ingest::sim::DEFAULT_SECRET)
-}
-
-pub fn client_with(sim: &Simulator, secret: &str) -> Client {
-    let env = Env::new(&sim.base_url());
-    let cfg = env.config_with_secret(secret);
-    Client::new(&cfg.api, Arc::new(Clock::default())).expect("client")
 }
 
 /// The fixture at `tests/data/<name>`.
