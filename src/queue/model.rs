@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::indicator::{Indicator, IndicatorType, Payload};
-use crate::normalize::RejectRule;
 pub use crate::names::ErrorClass;
+use crate::normalize::RejectRule;
 
 crate::names::named_enum! {
     /// Where a job is in its life (`jobs.state`).

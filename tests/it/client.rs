@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
 use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
-use tc_ingest::sim::{Faults, SimConfig};
+use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
 
@@ -15,8 +15,8 @@ fn ind(kind: T, s: &str) -> Indicator {
 
 #[tokio::test]
 async fn creates_every_type_with_tags_and_attributes() {
-    let sim = sim().await;
-    let client = client(&sim);
+    let app = TestApp::start().await;
+    let client = app.client();
     let e = Endpoints::default();
     let payload = Payload {
         rating: Some(3.0),
@@ -61,7 +61,7 @@ async fn creates_every_type_with_tags_and_attributes() {
             }
         }
     }
-    let held = sim.indicators();
+    let held = app.sim.indicators();
     assert_eq!(held.len(), 10);
     for s in &held {
         assert_eq!(s.tags.iter().collect::<Vec<_>>(), vec!["APT 28/x"], "{s:?}");
@@ -80,7 +80,8 @@ async fn creates_every_type_with_tags_and_attributes() {
         .await;
     assert_eq!(again.outcome, Outcome::Success);
     assert_eq!(
-        sim.indicators()
+        app.sim
+            .indicators()
             .iter()
             .find(|s| s.value == "1.2.3.4")
             .unwrap()
@@ -91,15 +92,12 @@ async fn creates_every_type_with_tags_and_attributes() {
 
 #[tokio::test]
 async fn sandbox_base_path_is_signed_too() {
-    let sim = sim_with(SimConfig {
-        base_path: "/api".into(),
-        ..SimConfig::default()
-    })
-    .await;
-    assert!(sim.base_url().ends_with("/api"));
-    let owners = client(&sim).owners().await.unwrap();
+    let app = TestApp::builder().base_path("/api").start().await;
+    assert!(app.sim.base_url().ends_with("/api"));
+    let owners = app.client().owners().await.unwrap();
     assert_eq!(owners.len(), 2);
-    let resp = client(&sim)
+    let resp = app
+        .client()
         .send(&Endpoints::default().create(
             &ind(T::Host, "a.com"),
             &Payload::default(),
@@ -111,18 +109,18 @@ async fn sandbox_base_path_is_signed_too() {
 
 #[tokio::test]
 async fn every_failure_class_from_the_simulator() {
-    let sim = sim().await;
+    let app = TestApp::start().await;
     let e = Endpoints::default();
-    let good = client(&sim);
+    let good = app.client();
 
     // Signature: wrong secret.
     assert_eq!(
-        client_with(&sim, "wrong").owners().await.unwrap_err(),
+        app.client_with("wrong").owners().await.unwrap_err(),
         Outcome::SignatureMismatch
     );
 
     // Timestamp: a server clock 10 minutes ahead, with its Date header.
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         clock_skew_secs: 600,
         ..faults()
     });
@@ -141,7 +139,7 @@ async fn every_failure_class_from_the_simulator() {
         }
         o => panic!("{o:?}"),
     }
-    sim.set_faults(faults());
+    app.sim.set_faults(faults());
 
     // Owner not found, access denied.
     let host = ind(T::Host, "a.com");
@@ -149,7 +147,7 @@ async fn every_failure_class_from_the_simulator() {
         .send(&e.create(&host, &Payload::default(), "Nobody"))
         .await;
     assert_eq!((r.outcome, r.status), (Outcome::OwnerNotFound, Some(403)));
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         denied_owners: vec!["Common Community".into()],
         ..faults()
     });
@@ -161,7 +159,7 @@ async fn every_failure_class_from_the_simulator() {
         "{:?}",
         r.outcome
     );
-    sim.set_faults(faults());
+    app.sim.set_faults(faults());
 
     // Validation: a value the simulator's rules refuse (sent raw, as the
     // normalizer never would).
@@ -183,7 +181,7 @@ async fn every_failure_class_from_the_simulator() {
     assert_eq!(r.outcome, Outcome::NotFound);
 
     // Duplicate: a repeated File create answered the v2 way.
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         file_exists_400: true,
         ..faults()
     });
@@ -202,10 +200,10 @@ async fn every_failure_class_from_the_simulator() {
         "{:?}",
         r.outcome
     );
-    sim.set_faults(faults());
+    app.sim.set_faults(faults());
 
     // Rate limited with Retry-After; server errors; a dropped connection.
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         rate_limit_next: 1,
         retry_after_secs: 7,
         ..faults()
@@ -216,7 +214,7 @@ async fn every_failure_class_from_the_simulator() {
             retry_after: Some(Duration::from_secs(7))
         }
     );
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         fail_next: 1,
         error_status: 503,
         ..faults()
@@ -225,7 +223,7 @@ async fn every_failure_class_from_the_simulator() {
         good.owners().await.unwrap_err(),
         Outcome::ServerError { status: 503, .. }
     ));
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         drop_next: 1,
         ..faults()
     });
@@ -237,7 +235,7 @@ async fn every_failure_class_from_the_simulator() {
 
     // Unauthorized: an expired token (the simulator issues none).
     let raw = reqwest_client()
-        .get(format!("{}/v2/owners", sim.base_url()))
+        .get(format!("{}/v2/owners", app.sim.base_url()))
         .header("Authorization", "TC-Token APIV2:430:c8mTcH:1")
         .send()
         .await
@@ -249,7 +247,7 @@ async fn every_failure_class_from_the_simulator() {
         Outcome::Unauthorized
     );
 
-    let stats = sim.stats();
+    let stats = app.sim.stats();
     for class in [
         "signature",
         "timestamp",
@@ -303,20 +301,23 @@ async fn transport_errors_when_nothing_listens_or_answers_slowly() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let env = Env::new(&format!("http://127.0.0.1:{port}"));
-    let c = tc_ingest::api::Client::new(&env.config().api, Default::default()).unwrap();
+    let app = TestApp::builder()
+        .faults(Faults {
+            latency_ms: 1500,
+            ..faults()
+        })
+        .start()
+        .await;
+    let mut cfg = app.config();
+    cfg.api.base_url = format!("http://127.0.0.1:{port}");
+    let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
     assert!(matches!(
         c.owners().await.unwrap_err(),
         Outcome::Transport { .. }
     ));
 
     // Latency beyond the client's timeout.
-    let sim = sim().await;
-    sim.set_faults(Faults {
-        latency_ms: 1500,
-        ..faults()
-    });
-    let mut cfg = Env::new(&sim.base_url()).config();
+    let mut cfg = app.config();
     cfg.api.timeout_secs = 1;
     let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
     match c.owners().await.unwrap_err() {
@@ -327,7 +328,7 @@ async fn transport_errors_when_nothing_listens_or_answers_slowly() {
 
 #[tokio::test]
 async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
-    let sim = sim().await;
+    let app = TestApp::start().await;
     let body = serde_json::json!({"hostName": "enc.example.com"});
     for target in [
         "/v2/indicators/hosts?owner=Common%20Community",
@@ -341,7 +342,7 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
             ts,
         );
         assert_eq!(
-            post_signed(&sim, target, &sig, ts, &body).await,
+            post_signed(&app.sim, target, &sig, ts, &body).await,
             201,
             "{target}"
         );
@@ -351,19 +352,23 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
         } else {
             target.replace('+', "%20")
         };
-        assert_eq!(post_signed(&sim, &other, &sig, ts, &body).await, 401);
+        assert_eq!(post_signed(&app.sim, &other, &sig, ts, &body).await, 401);
     }
     // The control endpoint changes faults at run time.
     let r = reqwest_client()
-        .post(format!("http://{}/_sim/faults", sim.addr))
+        .post(format!("http://{}/_sim/faults", app.sim.addr))
         .json(&serde_json::json!({"fail_next": 2}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(sim.faults().fail_next, 2);
-    assert_eq!(sim.faults().error_status, 500, "fields not given are kept");
-    let c = client(&sim);
+    assert_eq!(app.sim.faults().fail_next, 2);
+    assert_eq!(
+        app.sim.faults().error_status,
+        500,
+        "fields not given are kept"
+    );
+    let c = app.client();
     let req = ApiRequest {
         method: Method::Get,
         path_and_query: "/v2/owners".into(),
@@ -377,13 +382,15 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
 
 #[tokio::test]
 async fn random_error_rate_fails_about_that_fraction() {
-    let sim = sim().await;
-    sim.set_faults(Faults {
-        error_rate: 0.3,
-        error_status: 503,
-        ..faults()
-    });
-    let c = client(&sim);
+    let app = TestApp::builder()
+        .faults(Faults {
+            error_rate: 0.3,
+            error_status: 503,
+            ..faults()
+        })
+        .start()
+        .await;
+    let c = app.client();
     let mut failed = 0;
     for _ in 0..400 {
         if c.owners().await.is_err() {

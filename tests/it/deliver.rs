@@ -5,11 +5,7 @@
 use std::time::{Duration, Instant};
 use tc_ingest::queue::{ErrorClass, JobState};
 
-use tc_ingest::app::{Daemon, drive_once};
-use tc_ingest::indicator::Payload;
-use tc_ingest::queue::NewJob;
-use tc_ingest::sim::{Faults, SimConfig, Simulator};
-use tokio_util::sync::CancellationToken;
+use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
 
@@ -24,104 +20,40 @@ probe_max_secs = 2
 shutdown_grace_secs = 2
 ";
 
-async fn daemon(env: &Env, secret: &str) -> Daemon {
-    let path = env.write_config(secret);
-    Daemon::start(&path, env.config_with_secret(secret))
-        .await
-        .unwrap()
-}
-
-fn jobs(owner: &str, n: usize, tags: usize) -> Vec<NewJob> {
-    (0..n)
-        .map(|i| NewJob {
-            owner: owner.into(),
-            indicator: tc_ingest::normalize::value(&format!("h{i}.example.com"), None).unwrap(),
-            payload: Payload {
-                tags: (0..tags).map(|t| format!("tag{t}")).collect(),
-                ..Payload::default()
-            },
-            line: None,
-        })
-        .collect()
-}
-
-async fn setup(faults: Faults, extra: &str) -> (Simulator, Env) {
-    let sim = sim_with(SimConfig {
-        faults,
-        ..SimConfig::default()
-    })
-    .await;
-    let mut env = Env::new(&sim.base_url());
-    env.extra = extra.to_string();
-    (sim, env)
-}
-
-/// `run --once` in-process: intake, then delivery until nothing is left to do now.
-async fn once(d: &mut Daemon) -> tc_ingest::app::OnceReport {
-    drive_once(d, &CancellationToken::new(), |_| {})
-        .await
-        .unwrap()
-}
-
-async fn enqueue(d: &Daemon, jobs: &[NewJob]) {
-    d.queue
-        .commit_chunk(None, jobs, &[], 0, 0, Duration::from_secs(3600))
-        .await
-        .unwrap();
-}
-
-/// Polls `check` until true or `secs` pass.
-async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn created_and_already_existing_are_delivered_with_every_step_once() {
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             file_exists_400: true,
             ..faults()
-        },
-        FAST,
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    let mut all = jobs("Common Community", 20, 2);
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    let mut all = hosts("Common Community", 20, 2);
     for owner in ["Common Community", "Exemplary Organization"] {
-        all.push(NewJob {
-            owner: owner.into(),
-            indicator: tc_ingest::normalize::value("d41d8cd98f00b204e9800998ecf8427e", None)
-                .unwrap(),
-            payload: Payload::default(),
-            line: None,
-        });
+        all.push(job(owner, "d41d8cd98f00b204e9800998ecf8427e"));
     }
-    enqueue(&d, &all).await;
+    d.enqueue(&all).await;
     // The same file created again in the same owner answers 400 "already exists".
     crate::helpers::sql(&d.queue, "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await;
-    let report = once(&mut d).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
     assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 23);
-    let stats = sim.stats();
+    let stats = app.sim.stats();
     assert_eq!(stats.by_class.get("duplicate"), Some(&1));
     assert_eq!(stats.by_class["success"], 20 * 3 + 2);
-    for ind in sim.indicators().iter().filter(|i| i.kind == "Host") {
+    for ind in app.sim.indicators().iter().filter(|i| i.kind == "Host") {
         assert_eq!((ind.create_count, ind.tags.len()), (1, 2), "{ind:?}");
     }
 }
 
 #[tokio::test]
 async fn validation_errors_bury_the_job_with_the_apis_message() {
-    let (sim, env) = setup(faults(), FAST).await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 3, 0)).await;
+    let app = TestApp::builder().extra_config(FAST).start().await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 3, 0)).await;
     // Values the normalizer would never produce, inserted by hand.
     crate::helpers::sql(
         &d.queue,
@@ -133,7 +65,7 @@ async fn validation_errors_bury_the_job_with_the_apis_message() {
         "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'Nonsense', 'x')",
     )
     .await;
-    let report = once(&mut d).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 1);
     let dead = d.queue.jobs_in_state(JobState::Dead).await.unwrap();
     assert_eq!(dead.len(), 2);
@@ -152,7 +84,7 @@ async fn validation_errors_bury_the_job_with_the_apis_message() {
     );
     assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 3);
     assert_eq!(
-        sim.stats().by_class["validation"],
+        app.sim.stats().by_class["validation"],
         1,
         "a buried job is not retried"
     );
@@ -170,31 +102,31 @@ async fn validation_errors_bury_the_job_with_the_apis_message() {
 
 #[tokio::test]
 async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             fail_next: 3,
             error_status: 500,
             ..faults()
-        },
-        FAST,
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 1, 0)).await;
-    let report = once(&mut d).await;
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 1, 0)).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 0);
     let done = d.queue.jobs_in_state(JobState::Delivered).await.unwrap();
     assert_eq!(done[0].attempts, 3, "three failures counted");
-    assert_eq!(sim.stats().by_class["injected_error"], 3);
+    assert_eq!(app.sim.stats().by_class["injected_error"], 3);
 
-    sim.set_faults(Faults {
+    app.sim.set_faults(Faults {
         error_rate: 1.0,
         error_status: 503,
         ..faults()
     });
-    enqueue(&d, &jobs("Exemplary Organization", 2, 0)).await;
+    d.enqueue(&hosts("Exemplary Organization", 2, 0)).await;
     let mut d2 = d;
-    let report = once(&mut d2).await;
+    let report = d2.once().await;
     assert_eq!(report.exit_code(), 1);
     let dead = d2.queue.jobs_in_state(JobState::Dead).await.unwrap();
     assert_eq!(
@@ -220,27 +152,27 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
 #[tokio::test]
 async fn thirty_percent_503s_still_deliver_everything_exactly_once_per_step() {
     let extra = FAST.replace("max_attempts = 5", "max_attempts = 50");
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             error_rate: 0.3,
             error_status: 503,
             ..faults()
-        },
-        &extra,
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 150, 1)).await;
-    let report = once(&mut d).await;
+        })
+        .extra_config(&extra)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 150, 1)).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
     assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 150);
-    let stats = sim.stats();
+    let stats = app.sim.stats();
     assert_eq!(
         stats.by_class["success"], 300,
         "each create and each tag succeeded exactly once"
     );
     assert!(stats.by_class["injected_error"] > 50, "{stats:?}");
-    let held = sim.indicators();
+    let held = app.sim.indicators();
     assert_eq!(held.len(), 150);
     assert!(
         held.iter()
@@ -250,19 +182,19 @@ async fn thirty_percent_503s_still_deliver_everything_exactly_once_per_step() {
 
 #[tokio::test]
 async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             rate_limit_next: 1,
             retry_after_secs: 1,
             ..faults()
-        },
-        &FAST.replace("rate_per_second = 0", "rate_per_second = 100"),
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 1, 0)).await;
+        })
+        .extra_config(&FAST.replace("rate_per_second = 0", "rate_per_second = 100"))
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 1, 0)).await;
     let start = Instant::now();
-    let report = once(&mut d).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 0);
     assert!(
         start.elapsed() >= Duration::from_millis(900),
@@ -271,7 +203,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
     let done = d.queue.jobs_in_state(JobState::Delivered).await.unwrap();
     assert_eq!(done[0].attempts, 0, "a 429 is not the job's fault");
     assert!(d.delivery.throttle.fraction() < 1.0);
-    assert_eq!(sim.stats().by_class["rate_limited"], 1);
+    assert_eq!(app.sim.stats().by_class["rate_limited"], 1);
 }
 
 #[tokio::test]
@@ -279,40 +211,43 @@ async fn the_rate_limit_is_never_exceeded() {
     let extra = FAST
         .replace("rate_per_second = 0", "rate_per_second = 20")
         .replace("workers = 4", "workers = 8");
-    let (sim, env) = setup(faults(), &format!("{extra}burst = 1\n")).await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 30, 0)).await;
+    let app = TestApp::builder()
+        .extra_config(&format!("{extra}burst = 1\n"))
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 30, 0)).await;
     let start = Instant::now();
-    once(&mut d).await;
+    d.once().await;
     // 30 requests at 20/s with a burst of 1 take at least 29/20 s.
     assert!(
         start.elapsed() >= Duration::from_millis(1400),
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(sim.stats().requests, 30);
+    assert_eq!(app.sim.stats().requests, 30);
 }
 
 #[tokio::test]
 async fn clock_skew_of_ten_minutes_is_corrected_without_attempts() {
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             clock_skew_secs: 600,
             ..faults()
-        },
-        FAST,
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 10, 1)).await;
-    let report = once(&mut d).await;
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 10, 1)).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 0);
     let delivered = d.queue.jobs_in_state(JobState::Delivered).await.unwrap();
     assert_eq!(delivered.len(), 10);
     assert!(delivered.iter().all(|j| j.attempts == 0));
     let offset = d.delivery.api.borrow().client.clock().offset();
     assert!((595..=605).contains(&offset), "{offset}");
-    let stats = sim.stats();
+    let stats = app.sim.stats();
     assert!(
         stats.by_class["timestamp"] >= 1 && stats.by_class["timestamp"] <= 4,
         "{stats:?}"
@@ -327,14 +262,21 @@ async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
         date_header_unskewed: true,
         ..faults()
     };
-    let (sim, env) = setup(f, FAST).await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 3, 0)).await;
-    let report = once(&mut d).await;
-    let paused = report
-        .paused
-        .clone()
-        .unwrap_or_else(|| panic!("not paused: {:?} {:?}", report.stats.by_state, sim.stats()));
+    let app = TestApp::builder()
+        .faults(f)
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 3, 0)).await;
+    let report = d.once().await;
+    let paused = report.paused.clone().unwrap_or_else(|| {
+        panic!(
+            "not paused: {:?} {:?}",
+            report.stats.by_state,
+            app.sim.stats()
+        )
+    });
     assert!(
         paused.starts_with("timestamp") && paused.contains("NTP"),
         "{paused}"
@@ -343,20 +285,20 @@ async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
     let pending = d.queue.jobs_in_state(JobState::Pending).await.unwrap();
     assert_eq!(pending.len(), 3);
     assert!(pending.iter().all(|j| j.attempts == 0));
-    assert!(sim.stats().by_class["timestamp"] <= 8, "paused at once");
+    assert!(app.sim.stats().by_class["timestamp"] <= 8, "paused at once");
 }
 
 #[tokio::test]
 async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
-    let (sim, env) = setup(faults(), FAST).await;
-    let d = daemon(&env, "wrong-secret").await;
-    enqueue(&d, &jobs("Common Community", 5, 1)).await;
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(d.delivery.clone().run(cancel.clone()));
-    assert!(
-        eventually(5, async || d.delivery.gate.paused().is_some()).await,
-        "delivery paused"
-    );
+    let app = TestApp::builder().extra_config(FAST).start().await;
+    app.write_config("wrong-secret");
+    let d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 5, 1)).await;
+    let delivering = d.deliver_in_background();
+    wait_until(Duration::from_secs(5), "delivery paused", async || {
+        d.delivery.gate.paused().is_some()
+    })
+    .await;
     let p = d
         .queue
         .pause()
@@ -371,7 +313,7 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
         "{status}"
     );
     assert!(!status.contains("wrong-secret"));
-    let signature_requests = sim.stats().by_class["signature"];
+    let signature_requests = app.sim.stats().by_class["signature"];
     assert!(
         signature_requests <= 8,
         "paused at once: {signature_requests} requests"
@@ -380,47 +322,42 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
     assert!(rows.iter().all(|j| j.attempts == 0), "no attempt burned");
 
     // Fix the secret in the config file and reload (what SIGHUP does).
-    env.write_config(tc_ingest::sim::DEFAULT_SECRET);
+    app.write_config(tc_ingest::sim::DEFAULT_SECRET);
     assert!(d.reload());
-    assert!(
-        eventually(10, async || d
-            .queue
-            .count(Some(JobState::Delivered))
-            .await
-            .unwrap()
-            == 5)
-        .await,
-        "delivery resumed after the reload"
-    );
+    wait_until(
+        Duration::from_secs(10),
+        "delivery resumed after the reload",
+        async || d.queue.count(Some(JobState::Delivered)).await.unwrap() == 5,
+    )
+    .await;
     assert!(d.queue.pause().await.unwrap().is_none());
-    cancel.cancel();
-    task.await.unwrap().unwrap();
-    assert_eq!(sim.indicators().len(), 5);
+    delivering.stop().await;
+    assert_eq!(app.sim.indicators().len(), 5);
 }
 
 #[tokio::test]
 async fn a_reload_with_a_broken_config_keeps_the_old_one() {
-    let (_sim, env) = setup(faults(), FAST).await;
-    let d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    std::fs::write(env.path().join("tc-ingest.toml"), "[api]\nbogus = 1\n").unwrap();
+    let app = TestApp::builder().extra_config(FAST).start().await;
+    let d = app.daemon().await;
+    std::fs::write(app.config_path(), "[api]\nbogus = 1\n").unwrap();
     assert!(!d.reload());
     assert_eq!(d.cfg_tx.borrow().api.owner, "Common Community");
 }
 
 #[tokio::test]
 async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             denied_owners: vec!["Common Community".into()],
             ..faults()
-        },
-        FAST,
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 5, 0)).await;
-    enqueue(&d, &jobs("Exemplary Organization", 5, 0)).await;
-    let report = once(&mut d).await;
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 5, 0)).await;
+    d.enqueue(&hosts("Exemplary Organization", 5, 0)).await;
+    let report = d.once().await;
     assert_eq!(report.exit_code(), 1);
     assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 5);
     let held = d.queue.jobs_in_state(JobState::Held).await.unwrap();
@@ -432,41 +369,36 @@ async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
     let stats = d.queue.stats().await.unwrap();
     assert_eq!(stats.held_owners[0].owner, "Common Community");
     assert!(
-        sim.stats().by_class["access_denied"] <= 4,
+        app.sim.stats().by_class["access_denied"] <= 4,
         "held at once, not hammered"
     );
 
     // Access restored: the prober releases the owner.
-    sim.set_faults(faults());
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(d.delivery.clone().run(cancel.clone()));
-    assert!(
-        eventually(10, async || d
-            .queue
-            .count(Some(JobState::Delivered))
-            .await
-            .unwrap()
-            == 10)
-        .await
-    );
+    app.sim.set_faults(faults());
+    let delivering = d.deliver_in_background();
+    wait_until(
+        Duration::from_secs(10),
+        "the released owner's 5 jobs delivered too",
+        async || d.queue.count(Some(JobState::Delivered)).await.unwrap() == 10,
+    )
+    .await;
     assert!(d.queue.held_owners().await.unwrap().is_empty());
-    cancel.cancel();
-    task.await.unwrap().unwrap();
+    delivering.stop().await;
 }
 
 #[tokio::test]
 async fn every_owner_held_is_said_in_status() {
-    let (_sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             denied_owners: vec!["Common Community".into()],
             ..faults()
-        },
-        FAST,
-    )
-    .await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 2, 0)).await;
-    once(&mut d).await;
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 2, 0)).await;
+    d.once().await;
     let s = d.queue.stats().await.unwrap();
     assert!(tc_ingest::status::all_owners_held(&s));
     assert!(tc_ingest::status::table(&s, "q").contains("EVERY OWNER WITH WORK IS HELD"));
@@ -478,28 +410,25 @@ async fn a_sick_server_opens_the_circuit_breaker() {
     let extra = FAST
         .replace("max_attempts = 5", "max_attempts = 1000")
         .replace("backoff_base_ms = 10", "backoff_base_ms = 1");
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             error_rate: 1.0,
             error_status: 500,
             ..faults()
-        },
-        &extra,
-    )
-    .await;
-    let d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 40, 0)).await;
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(d.delivery.clone().run(cancel.clone()));
-    assert!(
-        eventually(10, async || d
-            .delivery
+        })
+        .extra_config(&extra)
+        .start()
+        .await;
+    let d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 40, 0)).await;
+    let delivering = d.deliver_in_background();
+    wait_until(Duration::from_secs(10), "circuit opened", async || {
+        d.delivery
             .gate
             .paused()
-            .is_some_and(|p| p.class == ErrorClass::CircuitOpen))
-        .await,
-        "circuit opened"
-    );
+            .is_some_and(|p| p.class == ErrorClass::CircuitOpen)
+    })
+    .await;
     let shown = d
         .queue
         .pause()
@@ -511,47 +440,43 @@ async fn a_sick_server_opens_the_circuit_breaker() {
         tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q")
             .contains("DELIVERY PAUSED: circuit open")
     );
-    let during = sim.stats().requests;
+    let during = app.sim.stats().requests;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(
-        sim.stats().requests <= during + 8,
+        app.sim.stats().requests <= during + 8,
         "no new requests while open (in-flight ones may finish)"
     );
-    sim.set_faults(faults());
-    assert!(
-        eventually(15, async || d
-            .queue
-            .count(Some(JobState::Delivered))
-            .await
-            .unwrap()
-            == 40)
-        .await
-    );
-    assert!(
-        eventually(5, async || d.queue.pause().await.unwrap().is_none()).await,
-        "status says running again once the circuit closed"
-    );
-    cancel.cancel();
-    task.await.unwrap().unwrap();
+    app.sim.set_faults(faults());
+    wait_until(
+        Duration::from_secs(15),
+        "all 40 delivered once the server recovered",
+        async || d.queue.count(Some(JobState::Delivered)).await.unwrap() == 40,
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "status says running again once the circuit closed",
+        async || d.queue.pause().await.unwrap().is_none(),
+    )
+    .await;
+    delivering.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
-    let (sim, env) = setup(
-        Faults {
+    let app = TestApp::builder()
+        .faults(Faults {
             latency_ms: 300,
             ..faults()
-        },
-        FAST,
-    )
-    .await;
-    let d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    enqueue(&d, &jobs("Common Community", 20, 0)).await;
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(d.delivery.clone().run(cancel.clone()));
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 20, 0)).await;
+    let delivering = d.deliver_in_background();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    cancel.cancel();
-    task.await.unwrap().unwrap();
+    delivering.stop().await;
     let delivered = d.queue.count(Some(JobState::Delivered)).await.unwrap();
     assert_eq!(d.queue.count(Some(JobState::Leased)).await.unwrap(), 0);
     assert_eq!(
@@ -560,7 +485,7 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
     );
     assert_eq!(
         delivered as usize,
-        sim.indicators().len(),
+        app.sim.indicators().len(),
         "every request that reached the server was recorded"
     );
     assert!((1..=8).contains(&delivered), "{delivered}");
@@ -568,31 +493,32 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
 
 #[tokio::test]
 async fn metrics_endpoint_reports_requests_jobs_and_files() {
-    let (_sim, env) = setup(faults(), FAST).await;
-    let mut d = daemon(&env, tc_ingest::sim::DEFAULT_SECRET).await;
-    env.drop_file("m.txt", b"1.1.1.1\n2.2.2.2\nnope\n");
-    once(&mut d).await;
+    let app = TestApp::builder().extra_config(FAST).start().await;
+    let mut d = app.daemon().await;
+    app.drop_file("m.txt", b"1.1.1.1\n2.2.2.2\nnope\n");
+    d.once().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cancel = CancellationToken::new();
-    let server = tokio::spawn(tc_ingest::metrics::serve(
-        addr,
-        d.metrics.clone(),
-        cancel.clone(),
-    ));
+    let metrics = d.metrics.clone();
+    let server = Background::spawn(|cancel| tc_ingest::metrics::serve(addr, metrics, cancel));
     d.metrics.set_jobs(&d.queue.stats().await.unwrap().by_state);
     let mut text = String::new();
-    for _ in 0..50 {
-        if let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await {
-            text = r.text().await.unwrap();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        "the metrics endpoint answers",
+        async || match reqwest::get(format!("http://{addr}/metrics")).await {
+            Ok(r) => {
+                text = r.text().await.unwrap();
+                true
+            }
+            Err(_) => false,
+        },
+    )
+    .await;
     for line in [
         "tc_ingest_requests_total{class=\"success\"} 2",
         "tc_ingest_jobs{state=\"delivered\"} 2",
@@ -602,6 +528,5 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
-    cancel.cancel();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

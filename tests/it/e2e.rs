@@ -1,50 +1,15 @@
 //! The real binary: `run --once`, the daemon with signals, `enqueue` beside
 //! it, SIGKILL and restart, and the secret never leaking.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tc_ingest::queue::JobState;
 
-use tc_ingest::queue::Queue;
-use tokio::process::{Child, Command};
-
 use crate::helpers::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
 const SECRET: &str = "e2e-Secret-Value-42";
-
-fn cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("TC_API_SECRET_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env("RUST_LOG", "info,tc_ingest=debug")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs the binary with `args` and `--config cfg` to the end.
-async fn output(args: &[&str], cfg: &Path) -> std::process::Output {
-    let mut all = args.to_vec();
-    all.extend(["--config", cfg.to_str().unwrap()]);
-    cmd(&all).output().await.unwrap()
-}
-
-async fn setup() -> (tc_ingest::sim::Simulator, Env, PathBuf) {
-    let sim = sim_with(tc_ingest::sim::SimConfig {
-        secret: SECRET.into(),
-        ..Default::default()
-    })
-    .await;
-    let mut env = Env::new(&sim.base_url());
-    env.extra =
-        "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n"
-            .into();
-    let cfg = env.write_config(SECRET);
-    (sim, env, cfg)
-}
+const DELIVERY: &str =
+    "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n";
 
 fn copy_examples(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -55,30 +20,18 @@ fn copy_examples(to: &Path) {
     }
 }
 
-async fn wait_for(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-fn signal(child: &Child, sig: i32) {
-    let pid = child.id().expect("running") as i32;
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
 #[tokio::test]
 async fn run_once_delivers_every_sample_feed() {
-    let (sim, env, cfg) = setup().await;
-    copy_examples(&env.incoming());
-    let out = output(&["run", "--once"], &cfg).await;
+    let app = TestApp::builder()
+        .secret(SECRET)
+        .extra_config(DELIVERY)
+        .start()
+        .await;
+    copy_examples(&app.incoming());
+    let out = app.binary(&["run", "--once"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let held = sim.indicators();
+    let held = app.sim.indicators();
     let count = |t: &str| held.iter().filter(|i| i.kind == t).count();
     assert_eq!(
         [
@@ -109,7 +62,7 @@ async fn run_once_delivers_every_sample_feed() {
     assert_eq!(c2.tags.len(), 2);
     assert_eq!(c2.attributes[0].value, "Cobalt Strike team server");
     // Every row is accounted for: queued or rejected with its file and line.
-    let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
+    let q = app.queue().await;
     let s = q.stats().await.unwrap();
     assert_eq!(
         s.by_state.get(&JobState::Delivered).copied().unwrap_or(0) as usize,
@@ -121,34 +74,35 @@ async fn run_once_delivers_every_sample_feed() {
 
 #[tokio::test]
 async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
-    let (sim, env, cfg) = setup().await;
-    let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(10, async || env.path().join("queue.db").exists()).await);
-    let tmp = env.path().join("incoming/.drop.tmp");
-    std::fs::write(&tmp, "1.1.1.1\n2.2.2.2\nevil[.]example[.]com\n").unwrap();
-    std::fs::rename(&tmp, env.incoming().join("drop.txt")).unwrap();
-    assert!(
-        wait_for(10, async || sim.indicators().len() == 3).await,
-        "delivered"
-    );
+    let app = TestApp::builder()
+        .secret(SECRET)
+        .extra_config(DELIVERY)
+        .start()
+        .await;
+    let daemon = app.spawn_daemon();
+    wait_until(
+        Duration::from_secs(10),
+        "the daemon opened its queue",
+        async || app.queue_path().exists(),
+    )
+    .await;
+    app.rename_in("drop.txt", b"1.1.1.1\n2.2.2.2\nevil[.]example[.]com\n");
+    wait_until(Duration::from_secs(10), "delivered", async || {
+        app.sim.indicators().len() == 3
+    })
+    .await;
 
     // `enqueue` beside the running daemon: picked up within about a second.
-    let extra = env.path().join("extra.txt");
+    let extra = app.path().join("extra.txt");
     std::fs::write(&extra, "3.3.3.3\n4.4.4.4\n").unwrap();
-    let out = cmd(&[
-        "enqueue",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--owner",
-        "Exemplary Organization",
-        extra.to_str().unwrap(),
-    ])
-    .output()
-    .await
-    .unwrap();
+    let out = app
+        .binary(&[
+            "enqueue",
+            "--owner",
+            "Exemplary Organization",
+            extra.to_str().unwrap(),
+        ])
+        .await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -157,73 +111,73 @@ async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 queued"));
     let start = Instant::now();
-    assert!(wait_for(5, async || sim.indicators().len() == 5).await);
+    wait_until(
+        Duration::from_secs(5),
+        "the enqueued indicators delivered",
+        async || app.sim.indicators().len() == 5,
+    )
+    .await;
     assert!(
         start.elapsed() < Duration::from_secs(3),
         "{:?}",
         start.elapsed()
     );
     assert!(
-        sim.indicators()
+        app.sim
+            .indicators()
             .iter()
             .any(|i| i.owner == "Exemplary Organization")
     );
 
     // A second daemon on the same queue is refused, naming the first.
-    let second = output(&["run"], &cfg).await;
+    let second = app.binary(&["run"]).await;
     assert_eq!(second.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&second.stderr).contains(&format!("pid {}", child.id().unwrap()))
-    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains(&format!("pid {}", daemon.pid())));
 
     // `status` reads the queue while the daemon runs.
-    let status = output(&["status", "--json"], &cfg).await;
+    let status = app.binary(&["status", "--json"]).await;
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["jobs"]["delivered"], 5);
 
-    signal(&child, libc::SIGTERM);
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.code(), Some(0));
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
-        .await
-        .unwrap();
+    let (code, stderr) = daemon.stop().await;
+    assert_eq!(code, Some(0));
     assert!(stderr.contains("feed file finished"), "{stderr}");
     assert!(!stderr.contains(SECRET), "the secret leaked into the logs");
-    let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
+    let q = app.queue().await;
     assert_eq!(q.count(Some(JobState::Leased)).await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
-    let (sim, env, cfg) = setup().await;
-    let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(10, async || env.path().join("queue.db").exists()).await);
-    std::fs::write(&cfg, "[api]\nbase_url = 42\n").unwrap();
-    signal(&child, libc::SIGHUP);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(env.path().join("incoming/.a.tmp"), "7.7.7.7\n").unwrap();
-    std::fs::rename(
-        env.path().join("incoming/.a.tmp"),
-        env.incoming().join("a.txt"),
+    let app = TestApp::builder()
+        .secret(SECRET)
+        .extra_config(DELIVERY)
+        .start()
+        .await;
+    let daemon = app.spawn_daemon();
+    wait_until(
+        Duration::from_secs(10),
+        "the daemon opened its queue",
+        async || app.queue_path().exists(),
     )
-    .unwrap();
-    assert!(
-        wait_for(10, async || sim.indicators().len() == 1).await,
-        "still delivering with the old config"
-    );
-    signal(&child, libc::SIGTERM);
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
-        .await
-        .unwrap();
+    .await;
+    std::fs::write(app.config_path(), "[api]\nbase_url = 42\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_until(
+        Duration::from_secs(10),
+        "the reload was refused",
+        async || daemon.stderr().contains("invalid configuration"),
+    )
+    .await;
+    app.rename_in("a.txt", b"7.7.7.7\n");
+    wait_until(
+        Duration::from_secs(10),
+        "still delivering with the old config",
+        async || app.sim.indicators().len() == 1,
+    )
+    .await;
+    let (code, stderr) = daemon.stop().await;
+    assert_eq!(code, Some(0));
     assert!(
         stderr.contains("invalid configuration: keeping the running one"),
         "{stderr}"
@@ -232,39 +186,39 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
 
 #[tokio::test]
 async fn sigkill_at_any_moment_then_restart_loses_nothing() {
-    let (sim, env, cfg) = setup().await;
+    let app = TestApp::builder()
+        .secret(SECRET)
+        .extra_config(DELIVERY)
+        .start()
+        .await;
     let rows = |from: usize, to: usize| -> String {
         (from..to)
             .map(|i| format!("10.7.{}.{}\n", i / 256, i % 256))
             .collect()
     };
     let n = 20_000;
-    std::fs::create_dir_all(env.incoming()).unwrap();
-    std::fs::write(env.incoming().join("big.txt"), rows(0, 12_000)).unwrap();
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    std::fs::write(app.incoming().join("big.txt"), rows(0, 12_000)).unwrap();
     // Kill it at different moments (while reading a file, while delivering),
     // with a second file arriving in between, then let it finish.
     for (i, wait_ms) in [40, 250, 700].into_iter().enumerate() {
         if i == 1 {
-            std::fs::write(env.incoming().join("more.txt"), rows(12_000, n)).unwrap();
+            std::fs::write(app.incoming().join("more.txt"), rows(12_000, n)).unwrap();
         }
-        let mut child = cmd(&["run", "--config", cfg.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let daemon = app.spawn_daemon();
         tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-        child.start_kill().unwrap();
-        child.wait().await.unwrap();
+        daemon.kill().await;
     }
-    let out = output(&["run", "--once"], &cfg).await;
+    let out = app.binary(&["run", "--once"]).await;
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let held = sim.indicators();
+    let held = app.sim.indicators();
     assert_eq!(held.len(), n, "every row delivered");
-    let q = Queue::open(&env.path().join("queue.db")).await.unwrap();
+    let q = app.queue().await;
     assert_eq!(
         q.count(Some(JobState::Delivered)).await.unwrap(),
         n as u64,
@@ -279,11 +233,15 @@ async fn sigkill_at_any_moment_then_restart_loses_nothing() {
 
 #[tokio::test]
 async fn the_secret_never_reaches_the_database_status_or_check_config() {
-    let (_sim, env, cfg) = setup().await;
-    copy_examples(&env.incoming());
-    let run = output(&["run", "--once"], &cfg).await;
-    let status = output(&["status"], &cfg).await;
-    let check = output(&["check-config"], &cfg).await;
+    let app = TestApp::builder()
+        .secret(SECRET)
+        .extra_config(DELIVERY)
+        .start()
+        .await;
+    copy_examples(&app.incoming());
+    let run = app.binary(&["run", "--once"]).await;
+    let status = app.binary(&["status"]).await;
+    let check = app.binary(&["check-config"]).await;
     assert_eq!(check.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&check.stdout).contains("[redacted]"));
     for bytes in [
@@ -296,7 +254,7 @@ async fn the_secret_never_reaches_the_database_status_or_check_config() {
     ] {
         assert!(!String::from_utf8_lossy(bytes).contains(SECRET));
     }
-    for f in std::fs::read_dir(env.path()).unwrap() {
+    for f in std::fs::read_dir(app.path()).unwrap() {
         let p = f.unwrap().path();
         if p.is_file() && !p.ends_with("tc-ingest.toml") {
             let bytes = std::fs::read(&p).unwrap();
@@ -311,7 +269,7 @@ async fn the_secret_never_reaches_the_database_status_or_check_config() {
 
 #[tokio::test]
 async fn cli_exit_codes_and_normalize_output() {
-    let out = cmd(&["normalize", data("tricky.txt").to_str().unwrap()])
+    let out = command(&["normalize", data("tricky.txt").to_str().unwrap()])
         .output()
         .await
         .unwrap();
@@ -330,7 +288,7 @@ async fn cli_exit_codes_and_normalize_output() {
             .is_some_and(|e| e.contains("cannot determine"))
     }));
     assert!(String::from_utf8_lossy(&out.stderr).contains("6 accepted"));
-    let missing = cmd(&["normalize", "/nonexistent/feed.txt"])
+    let missing = command(&["normalize", "/nonexistent/feed.txt"])
         .output()
         .await
         .unwrap();
@@ -338,7 +296,7 @@ async fn cli_exit_codes_and_normalize_output() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[api]\nbase_url = \"ftp://x\"\nsurprise = true\n").unwrap();
-    let out = cmd(&["check-config", "--config", bad.to_str().unwrap()])
+    let out = command(&["check-config", "--config", bad.to_str().unwrap()])
         .output()
         .await
         .unwrap();

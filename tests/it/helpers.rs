@@ -1,52 +1,153 @@
-//! Small helpers: a simulator on a loopback port, a temporary state
-//! directory with a config pointing at it, and drivers that run until idle.
+//! The test harness: a simulator on a loopback port and a temporary state
+//! directory with a config pointing at it ([`TestApp`]), the daemon in
+//! process ([`TestDaemon`]) or as the real binary ([`DaemonProcess`]), tasks
+//! run until stopped ([`Background`]), one polling helper ([`wait_until`])
+//! and builders for queue jobs.
 
+use std::fmt::Display;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tc_ingest::api::{Client, Clock};
+use tc_ingest::app::{Daemon, OnceReport, drive_once};
 use tc_ingest::config::{Config, RawConfig, SecretEnv};
+use tc_ingest::indicator::Payload;
+use tc_ingest::intake::Intake;
+use tc_ingest::queue::{ChunkResult, NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-pub async fn sim() -> Simulator {
-    sim_with(SimConfig::default()).await
-}
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
 
-pub async fn sim_with(cfg: SimConfig) -> Simulator {
-    Simulator::start_local(cfg).await.expect("simulator starts")
-}
-
+/// The simulator's default faults (none), for `..faults()`.
 pub fn faults() -> Faults {
     SimConfig::default().faults
 }
 
-/// A temporary state directory and a config for it.
-pub struct Env {
-    pub dir: tempfile::TempDir,
-    pub base_url: String,
-    pub extra: String,
+/// Polls `check` every 25 ms until it holds; panics naming `what` when it
+/// still does not after `timeout`.
+pub async fn wait_until(
+    timeout: Duration,
+    what: impl Display,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let end = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() >= end {
+            panic!("not within {timeout:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
-impl Env {
-    pub fn new(base_url: &str) -> Self {
-        Self {
+/// How a [`TestApp`] is set up: `TestApp::builder().faults(..).extra_config(..).start().await`.
+pub struct TestAppBuilder {
+    sim: SimConfig,
+    simulator: Option<Simulator>,
+    extra: String,
+}
+
+impl TestAppBuilder {
+    /// Faults the simulator starts with.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.sim.faults = faults;
+        self
+    }
+
+    /// The API secret, both the simulator's and the config's.
+    pub fn secret(mut self, secret: &str) -> Self {
+        self.sim.secret = secret.into();
+        self
+    }
+
+    /// The simulator's base path (`"/api"`: sandbox and on-premise).
+    pub fn base_path(mut self, path: &str) -> Self {
+        self.sim.base_path = path.into();
+        self
+    }
+
+    /// TOML appended to the config (`[delivery]` settings, `[[feeds]]` rules).
+    pub fn extra_config(mut self, toml: &str) -> Self {
+        self.extra = toml.into();
+        self
+    }
+
+    /// A simulator started elsewhere (over HTTPS) instead of a local one.
+    pub fn simulator(mut self, sim: Simulator) -> Self {
+        self.simulator = Some(sim);
+        self
+    }
+
+    /// Starts the simulator, creates the state directory and writes the config.
+    pub async fn start(self) -> TestApp {
+        let secret = self.sim.secret.clone();
+        let sim = match self.simulator {
+            Some(sim) => sim,
+            None => Simulator::start_local(self.sim)
+                .await
+                .expect("simulator starts"),
+        };
+        let app = TestApp {
+            sim,
             dir: tempfile::tempdir().expect("temp dir"),
-            base_url: base_url.to_string(),
+            extra: self.extra,
+        };
+        app.write_config(&secret);
+        app
+    }
+}
+
+/// A simulator and a temporary state directory with a config for both.
+pub struct TestApp {
+    pub sim: Simulator,
+    dir: tempfile::TempDir,
+    extra: String,
+}
+
+impl TestApp {
+    /// A simulator without faults and a config without extras.
+    pub async fn start() -> TestApp {
+        Self::builder().start().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            sim: SimConfig::default(),
+            simulator: None,
             extra: String::new(),
         }
     }
 
+    /// The state directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
+    /// The watched directory.
     pub fn incoming(&self) -> PathBuf {
         self.path().join("incoming")
     }
 
-    /// The config text: fast settings for tests, plus `extra` (TOML tables
-    /// appended; keys of [delivery] etc. can be given in `delivery_extra`).
-    pub fn config_text(&self, secret: &str) -> String {
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("tc-ingest.toml")
+    }
+
+    pub fn queue_path(&self) -> PathBuf {
+        self.path().join("queue.db")
+    }
+
+    /// The config text: fast settings for tests, plus the extra config.
+    fn config_text(&self, secret: &str) -> String {
         let root = self.path().display();
         format!(
             r#"[api]
@@ -66,46 +167,253 @@ path = "{root}/queue.db"
 lease_secs = 30
 
 {extra}"#,
-            base = self.base_url,
+            base = self.sim.base_url(),
             id = tc_ingest::sim::DEFAULT_ACCESS_ID,
             extra = self.extra,
         )
     }
 
-    pub fn config(&self) -> Config {
-        self.config_with_secret(tc_ingest::sim::DEFAULT_SECRET)
-    }
-
-    pub fn config_with_secret(&self, secret: &str) -> Config {
-        let raw: RawConfig = toml::from_str(&self.config_text(secret)).expect("test config parses");
+    fn parse_config(&self, text: &str) -> Config {
+        let raw: RawConfig = toml::from_str(text).expect("test config parses");
         raw.validate(self.path(), &SecretEnv::default())
             .unwrap_or_else(|e| panic!("test config invalid: {e}"))
     }
 
-    /// Writes the config file and returns its path.
-    pub fn write_config(&self, secret: &str) -> PathBuf {
-        let p = self.path().join("tc-ingest.toml");
-        std::fs::write(&p, self.config_text(secret)).expect("write config");
-        p
+    /// (Re)writes the config file with `secret`.
+    pub fn write_config(&self, secret: &str) {
+        std::fs::write(self.config_path(), self.config_text(secret)).expect("write config");
     }
 
+    /// The config as the file says now.
+    pub fn config(&self) -> Config {
+        let text = std::fs::read_to_string(self.config_path()).expect("read config");
+        self.parse_config(&text)
+    }
+
+    /// A client for the simulator with the config's credentials.
+    pub fn client(&self) -> Client {
+        Client::new(&self.config().api, Arc::new(Clock::default())).expect("client")
+    }
+
+    /// A client signing with `secret`.
+    pub fn client_with(&self, secret: &str) -> Client {
+        let cfg = self.parse_config(&self.config_text(secret));
+        Client::new(&cfg.api, Arc::new(Clock::default())).expect("client")
+    }
+
+    /// Writes `incoming/<name>` in place.
     pub fn drop_file(&self, name: &str, content: &[u8]) -> PathBuf {
         let p = self.incoming().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, content).unwrap();
         p
     }
+
+    /// Writes `incoming/<name>` the atomic way: a hidden file renamed in.
+    pub fn rename_in(&self, name: &str, content: &[u8]) {
+        let tmp = self.incoming().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, self.incoming().join(name)).unwrap();
+    }
+
+    /// Another connection to the queue.
+    pub async fn queue(&self) -> Queue {
+        Queue::open(&self.queue_path()).await.unwrap()
+    }
+
+    /// The daemon in process, started on the config file.
+    pub async fn daemon(&self) -> TestDaemon {
+        TestDaemon(
+            Daemon::start(&self.config_path(), self.config())
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Runs the binary with `args` and `--config <the config file>` to the end.
+    pub async fn binary(&self, args: &[&str]) -> Output {
+        command(&self.with_config(args)).output().await.unwrap()
+    }
+
+    /// Starts `tc-ingest run` on the config file.
+    pub fn spawn_daemon(&self) -> DaemonProcess {
+        let mut child = command(&self.with_config(&["run"]))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read stderr as it comes so the daemon never blocks on a full pipe.
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        DaemonProcess {
+            child,
+            stderr,
+            reader,
+        }
+    }
+
+    fn with_config(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push("--config".into());
+        all.push(self.config_path().to_str().unwrap().into());
+        all
+    }
 }
 
-/// A client for the simulator with its default credentials.
-pub fn client(sim: &Simulator) -> Client {
-    client_with(sim, tc_ingest::sim::DEFAULT_SECRET)
+/// The binary with `args`, with no secret from the environment.
+pub fn command(args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("TC_API_SECRET_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("RUST_LOG", "info,tc_ingest=debug")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
 }
 
-pub fn client_with(sim: &Simulator, secret: &str) -> Client {
-    let env = Env::new(&sim.base_url());
-    let cfg = env.config_with_secret(secret);
-    Client::new(&cfg.api, Arc::new(Clock::default())).expect("client")
+/// `tc-ingest run` as a child process.
+pub struct DaemonProcess {
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl DaemonProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    pub fn signal(&self, sig: i32) {
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// SIGTERM, then its exit code (within 15 s) and everything it logged.
+    pub async fn stop(mut self) -> (Option<i32>, String) {
+        self.signal(libc::SIGTERM);
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("stopped within 15 s")
+            .unwrap();
+        (&mut self.reader).await.unwrap();
+        (status.code(), self.stderr())
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
+
+/// The in-process daemon (derefs to [`Daemon`]).
+pub struct TestDaemon(Daemon);
+
+impl Deref for TestDaemon {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl DerefMut for TestDaemon {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
+}
+
+impl TestDaemon {
+    /// `run --once` in process: intake, then delivery until nothing is left to do now.
+    pub async fn once(&mut self) -> OnceReport {
+        drive_once(&mut self.0, &CancellationToken::new(), |_| {})
+            .await
+            .unwrap()
+    }
+
+    /// Queues jobs outside any file.
+    pub async fn enqueue(&self, jobs: &[NewJob]) {
+        enqueue(&self.queue, jobs).await;
+    }
+
+    pub fn intake(&mut self) -> &mut Intake {
+        self.0.intake.as_mut().expect("intake")
+    }
+
+    /// Delivery, running until stopped.
+    pub fn deliver_in_background(&self) -> Background {
+        let delivery = self.delivery.clone();
+        Background::spawn(|cancel| delivery.run(cancel))
+    }
+
+    /// The watcher, running until stopped (it takes the intake).
+    pub fn watch_in_background(&mut self) -> Background {
+        let intake = self.0.intake.take().expect("intake");
+        Background::spawn(|cancel| intake.run(cancel))
+    }
+}
+
+/// A task that runs until cancelled.
+pub struct Background {
+    cancel: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Background {
+    pub fn spawn<F>(run: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(cancel.clone()));
+        Self { cancel, task }
+    }
+
+    /// Cancels it and waits for it to finish without error.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A job for `value` (type detected), no payload.
+pub fn job(owner: &str, value: &str) -> NewJob {
+    NewJob {
+        owner: owner.into(),
+        indicator: tc_ingest::normalize::value(value, None).unwrap(),
+        payload: Payload::default(),
+        line: Some(1),
+    }
+}
+
+/// `n` hosts `h<i>.example.com` of `owner`, each with `tags` tags.
+pub fn hosts(owner: &str, n: usize, tags: usize) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| {
+            let mut j = job(owner, &format!("h{i}.example.com"));
+            j.payload.tags = (0..tags).map(|t| format!("tag{t}")).collect();
+            j
+        })
+        .collect()
+}
+
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// Queues jobs outside any file, deduplicating over a day.
+pub async fn enqueue(q: &Queue, jobs: &[NewJob]) -> ChunkResult {
+    q.commit_chunk(None, jobs, &[], jobs.len() as u64, 0, DAY)
+        .await
+        .unwrap()
 }
 
 /// The fixture at `tests/data/<name>`.

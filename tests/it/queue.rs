@@ -9,29 +9,7 @@ use tc_ingest::queue::{
     DaemonLock, JobError, JobUpdate, Lease, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms,
 };
 
-async fn open() -> (tempfile::TempDir, Queue) {
-    let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(&dir.path().join("q.db")).await.unwrap();
-    (dir, q)
-}
-
-fn job(owner: &str, value: &str) -> NewJob {
-    NewJob {
-        owner: owner.into(),
-        indicator: tc_ingest::normalize::value(value, None).unwrap(),
-        payload: Payload::default(),
-        line: Some(1),
-    }
-}
-
-const DAY: Duration = Duration::from_secs(86_400);
-
-/// Queues jobs outside any file, deduplicating over a day.
-async fn add(q: &Queue, jobs: &[NewJob]) -> tc_ingest::queue::ChunkResult {
-    q.commit_chunk(None, jobs, &[], jobs.len() as u64, 0, DAY)
-        .await
-        .unwrap()
-}
+use crate::helpers::*;
 
 /// Records a feed file of owner "O".
 async fn file(q: &Queue, path: &str, processing: Option<&str>, sha256: &str) -> i64 {
@@ -58,7 +36,8 @@ const LEASE: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn enqueue_claim_complete_with_dedup() {
-    let (_d, q) = open().await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
     let jobs: Vec<NewJob> = (0..1000)
         .map(|i| job("O", &format!("10.0.{}.{}", i / 256, i % 256)))
         .collect();
@@ -119,8 +98,9 @@ async fn enqueue_claim_complete_with_dedup() {
 
 #[tokio::test]
 async fn leases_expire_and_return() {
-    let (_d, q) = open().await;
-    add(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
+    enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let a = q.claim(1, Duration::from_millis(1)).await.unwrap();
     let b = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!((a.len(), b.len()), (1, 1));
@@ -145,7 +125,8 @@ async fn leases_expire_and_return() {
 
 #[tokio::test]
 async fn reschedule_bury_requeue() {
-    let (_d, q) = open().await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
     let fid = file(&q, "feeds/a.csv", None, "x").await;
     q.commit_chunk(
         Some(fid),
@@ -229,8 +210,9 @@ async fn reschedule_bury_requeue() {
 
 #[tokio::test]
 async fn held_owners_wait_and_others_go_on() {
-    let (_d, q) = open().await;
-    add(&q, &[job("A", "1.1.1.1"), job("B", "2.2.2.2")]).await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
+    enqueue(&q, &[job("A", "1.1.1.1"), job("B", "2.2.2.2")]).await;
     assert!(
         q.hold_owner("A", ErrorClass::AccessDenied, "Access Denied")
             .await
@@ -242,7 +224,7 @@ async fn held_owners_wait_and_others_go_on() {
             .unwrap(),
         "holding twice is one hold"
     );
-    add(&q, &[job("A", "3.3.3.3")]).await;
+    enqueue(&q, &[job("A", "3.3.3.3")]).await;
     assert_eq!(
         q.count(Some(JobState::Held)).await.unwrap(),
         2,
@@ -261,7 +243,8 @@ async fn held_owners_wait_and_others_go_on() {
 
 #[tokio::test]
 async fn files_rejects_progress_and_stats() {
-    let (_d, q) = open().await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
     let fid = file(&q, "x.txt", Some("/p/x.txt"), "abc").await;
     let rejects = vec![NewReject {
         line: 2,
@@ -307,8 +290,9 @@ async fn files_rejects_progress_and_stats() {
 
 #[tokio::test]
 async fn prune_removes_old_delivered_jobs_only() {
-    let (_d, q) = open().await;
-    add(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
+    enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let c = q.claim(1, Duration::from_secs(60)).await.unwrap();
     q.apply(&[(c[0].lease, JobUpdate::Delivered)], LEASE)
         .await
@@ -321,7 +305,8 @@ async fn prune_removes_old_delivered_jobs_only() {
 
 #[tokio::test]
 async fn rejects_of_old_files_are_pruned_and_counts_kept() {
-    let (_d, q) = open().await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
     let fid = file(&q, "x.txt", None, "abc").await;
     let rejects = vec![NewReject {
         line: 1,
@@ -349,7 +334,8 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
 
 #[tokio::test]
 async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
-    let (_d, q) = open().await;
+    let app = TestApp::start().await;
+    let q = app.queue().await;
     crate::helpers::sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(c.len(), 1);
@@ -362,8 +348,8 @@ async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
 
 #[tokio::test]
 async fn only_one_daemon_per_queue_and_readers_alongside() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q.db");
+    let app = TestApp::start().await;
+    let path = app.queue_path();
     let lock = DaemonLock::acquire(&path).unwrap();
     let e = DaemonLock::acquire(&path).unwrap_err().to_string();
     assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
@@ -372,11 +358,11 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
 
     // A reader holding a read transaction open does not block writers (WAL).
     let q = Queue::open(&path).await.unwrap();
-    add(&q, &[job("O", "1.1.1.1")]).await;
+    enqueue(&q, &[job("O", "1.1.1.1")]).await;
     let reader = Queue::open(&path).await.unwrap();
     reader.count(None).await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
-    add(&q, &[job("O", "2.2.2.2")]).await;
+    enqueue(&q, &[job("O", "2.2.2.2")]).await;
     let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
     assert_eq!(c.len(), 2);
     drop(conn);
@@ -398,8 +384,8 @@ async fn rusqlite_like_reader(path: &std::path::Path) -> sqlx::SqliteConnection 
 
 #[tokio::test]
 async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q.db");
+    let app = TestApp::start().await;
+    let path = app.queue_path();
     let writer = Queue::open(&path).await.unwrap();
     let deliverer = Queue::open(&path).await.unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -35,8 +35,8 @@ fn list_attributes(i: &Indicator) -> ApiRequest {
 
 #[tokio::test]
 async fn lists_the_attributes_of_an_indicator() {
-    let sim = sim().await;
-    let c = client(&sim);
+    let app = TestApp::start().await;
+    let (sim, c) = (&app.sim, app.client());
     let e = Endpoints::default();
     let url = ind(T::Url, "http://example.com/a%20b?q=1");
     let r = c.send(&e.create(&url, &Payload::default(), OWNER)).await;
@@ -84,9 +84,7 @@ async fn lists_the_attributes_of_an_indicator() {
     assert_eq!((r.outcome, r.status), (Outcome::OwnerNotFound, Some(403)));
 
     // A wrong signature is refused.
-    let r = client_with(&sim, "wrong")
-        .send(&list_attributes(&url))
-        .await;
+    let r = app.client_with("wrong").send(&list_attributes(&url)).await;
     assert_eq!(r.outcome, Outcome::SignatureMismatch);
 
     // Every GET was counted, whatever its answer.
@@ -98,8 +96,8 @@ async fn lists_the_attributes_of_an_indicator() {
 
 #[tokio::test]
 async fn lost_response_stores_the_attribute_but_cuts_the_answer() {
-    let sim = sim().await;
-    let c = client(&sim);
+    let app = TestApp::start().await;
+    let (sim, c) = (&app.sim, app.client());
     let e = Endpoints::default();
     let host = ind(T::Host, "lost.example.com");
     let r = c.send(&e.create(&host, &Payload::default(), OWNER)).await;
@@ -139,7 +137,8 @@ async fn lost_response_stores_the_attribute_but_cuts_the_answer() {
 
 #[tokio::test]
 async fn lost_response_rate_is_settable_at_run_time() {
-    let sim = sim().await;
+    let app = TestApp::start().await;
+    let sim = &app.sim;
     tc_ingest::api::client::install_crypto_provider();
     let r = reqwest::Client::new()
         .post(format!("http://{}/_sim/faults", sim.addr))
@@ -154,9 +153,10 @@ async fn lost_response_rate_is_settable_at_run_time() {
 
 #[tokio::test]
 async fn restarts_on_the_same_port() {
-    let sim = sim().await;
+    let app = TestApp::start().await;
+    let c = app.client();
+    let TestApp { sim, .. } = app;
     let addr = sim.addr;
-    let c = client(&sim);
     assert!(c.owners().await.is_ok());
     sim.stop().await;
     // The outage: the same client cannot connect.
@@ -176,16 +176,18 @@ async fn restarts_on_the_same_port() {
 
 #[tokio::test]
 async fn restarts_on_the_same_port_while_a_request_hangs() {
-    let sim = sim().await;
+    let app = TestApp::start().await;
+    let mut cfg = app.config();
+    let TestApp { sim, .. } = app;
     let addr = sim.addr;
     sim.set_faults(Faults {
         latency_ms: 60_000,
         ..faults()
     });
     // A client that would wait longer than stop() does.
-    let mut cfg = Env::new(&sim.base_url()).config();
     cfg.api.timeout_secs = 60;
     let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
+    let c2 = c.clone();
     let hanging = tokio::spawn(async move { c.owners().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
@@ -197,8 +199,8 @@ async fn restarts_on_the_same_port_while_a_request_hangs() {
         .expect("the hanging request ends with stop()")
         .unwrap();
     assert!(matches!(cut.unwrap_err(), Outcome::Transport { .. }));
-    let again = Simulator::start_on_addr(SimConfig::default(), addr)
+    let _again = Simulator::start_on_addr(SimConfig::default(), addr)
         .await
         .expect("the port is free after stop");
-    assert!(client(&again).owners().await.is_ok());
+    assert!(c2.owners().await.is_ok());
 }

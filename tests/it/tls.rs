@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::server::TlsStream;
 
-use crate::helpers::Env;
+use crate::helpers::TestApp;
 
 /// Accepts TCP connections and completes a TLS handshake on each.
 struct TlsListener {
@@ -77,12 +77,14 @@ async fn https_sim(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -
 #[tokio::test]
 async fn https_with_a_private_ca_from_ca_file() {
     let (ca_pem, cert, key) = private_ca();
-    let sim = https_sim(cert, key).await;
-    assert!(sim.base_url().starts_with("https://127.0.0.1:"));
-    let env = Env::new(&sim.base_url());
+    let app = TestApp::builder()
+        .simulator(https_sim(cert, key).await)
+        .start()
+        .await;
+    assert!(app.sim.base_url().starts_with("https://127.0.0.1:"));
 
     // Without the CA the server is not trusted: a transport error naming TLS.
-    let cfg = env.config();
+    let cfg = app.config();
     let untrusted = Client::new(&cfg.api, Default::default()).unwrap();
     match untrusted.owners().await.unwrap_err() {
         Outcome::Transport { message } => {
@@ -92,9 +94,9 @@ async fn https_with_a_private_ca_from_ca_file() {
     }
 
     // With api.ca_file it is, and requests are signed and accepted as usual.
-    let ca_file = env.path().join("ca.pem");
+    let ca_file = app.path().join("ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
-    let mut cfg = env.config();
+    let mut cfg = app.config();
     cfg.api.ca_file = Some(ca_file);
     let trusted = Client::new(&cfg.api, Default::default()).unwrap();
     let owners = trusted.owners().await.unwrap();
