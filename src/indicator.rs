@@ -274,6 +274,32 @@ pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<Strin
     Ok(out)
 }
 
+pub const HIVES: [&str; 9] = [
+    "HKEY_CLASSES_ROOT",
+    "HKEY_CURRENT_CONFIG",
+    "HKEY_CURRENT_USER",
+    "HKEY_CURRENT_USER_LOCAL_SETTINGS",
+    "HKEY_LOCAL_MACHINE",
+    "HKEY_PERFORMANCE_DATA",
+    "HKEY_PERFORMANCE_NLSTEXT",
+    "HKEY_PERFORMANCE_TEXT",
+    "HKEY_USERS",
+];
+
+pub const VALUE_TYPES: [&str; 11] = [
+    "REG_NONE",
+    "REG_BINARY",
+    "REG_DWORD",
+    "REG_DWORD_LITTLE_ENDIAN",
+    "REG_DWORD_BIG_ENDIAN",
+    "REG_EXPAND_SZ",
+    "REG_LINK",
+    "REG_MULTI_SZ",
+    "REG_QWORD",
+    "REG_QWORD_LITTLE_ENDIAN",
+    "REG_SZ",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@ pub mod outcome;
 pub mod request;
 pub mod sign;
 
+pub use crate::config::TypeNames;
 pub use client::{Client, Response};
 pub use outcome::Outcome;
-pub use request::{ApiRequest, Endpoints, Method, TypeNames, attribute_of_step};
+pub use request::{ApiRequest, Endpoints, Method, attribute_of_step};
 pub use sign::Clock;

@@ -1,8 +1,8 @@
 //! Request builders: branch, path, query and JSON body of every call the
 //! daemon makes (tc-api.md section 3).
 
+use crate::config::TypeNames;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::indicator::{Attribute, Indicator, IndicatorType, Payload};
@@ -41,57 +41,6 @@ pub struct ApiRequest {
     pub method: Method,
     pub path_and_query: String,
     pub body: Option<Value>,
-}
-
-/// Branch and field names of a custom indicator type with one value field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomType {
-    pub branch: String,
-    pub field: String,
-}
-
-/// Branch and field names of the Registry Key custom type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryKeyType {
-    pub branch: String,
-    pub key_name: String,
-    pub value_name: String,
-    pub value_type: String,
-}
-
-/// The custom types' names, which an instance may define differently
-/// (`GET /v2/types/indicatorTypes` lists them). Config: `[api.types.*]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TypeNames {
-    pub asn: CustomType,
-    pub cidr: CustomType,
-    pub mutex: CustomType,
-    pub user_agent: CustomType,
-    pub registry_key: RegistryKeyType,
-}
-
-impl Default for TypeNames {
-    fn default() -> Self {
-        let custom = |branch: &str, field: &str| CustomType {
-            branch: branch.into(),
-            field: field.into(),
-        };
-        Self {
-            asn: custom("asns", "AS Number"),
-            cidr: custom("cidrBlocks", "Block"),
-            mutex: custom("mutexes", "Mutex"),
-            user_agent: custom("userAgents", "User Agent String"),
-            registry_key: RegistryKeyType {
-                branch: "registryKeys".into(),
-                key_name: "Key Name".into(),
-                value_name: "Value Name".into(),
-                value_type: "Value Type".into(),
-            },
-        }
-    }
 }
 
 /// Builds the requests; holds the instance's type names.
@@ -271,6 +220,7 @@ fn owner_query(owner: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CustomType;
     use crate::indicator::IndicatorType as T;
 
     fn ind(kind: T, s: &str) -> Indicator {

@@ -16,6 +16,7 @@ pub(super) fn validate(d: RawDelivery, errors: &mut Vec<String>) -> DeliveryConf
         shutdown_grace: Duration::from_secs(d.shutdown_grace_secs.unwrap_or(10)),
         probe_min: Duration::from_secs(d.probe_min_secs.unwrap_or(60).max(1)),
         probe_max: Duration::from_secs(d.probe_max_secs.unwrap_or(900).max(1)),
+        circuit_open_max: Duration::from_secs(d.circuit_open_max_secs.unwrap_or(30).max(1)),
     };
     if delivery.workers == 0 || delivery.workers > 256 {
         errors.push("delivery.workers: must be from 1 to 256".into());

@@ -13,6 +13,7 @@ mod feeds;
 mod raw;
 mod render;
 mod secret;
+mod types;
 mod validate;
 mod watch;
 
@@ -23,9 +24,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::TypeNames;
 use crate::feed::Field;
 use crate::indicator::IndicatorType;
+pub use types::{CustomType, RegistryKeyType, TypeNames};
 
 pub use raw::{RawApi, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawWatch};
 pub use render::render;
@@ -104,6 +105,9 @@ pub struct DeliveryConfig {
     pub probe_min: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub probe_max: Duration,
+    /// The longest a tripped circuit breaker stops all requests before its
+    /// probes start (the open period doubles per trip in a row up to this).
+    pub circuit_open_max: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]

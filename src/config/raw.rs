@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::api::TypeNames;
+use super::TypeNames;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +88,7 @@ pub struct RawDelivery {
     pub shutdown_grace_secs: Option<u64>,
     pub probe_min_secs: Option<u64>,
     pub probe_max_secs: Option<u64>,
+    pub circuit_open_max_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

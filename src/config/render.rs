@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::TypeNames;
 use super::{Config, DeliveryConfig, FeedRule, MetricsConfig, QueueConfig, WatchConfig};
-use crate::api::TypeNames;
 use crate::indicator::IndicatorType;
 
 #[derive(Serialize)]

@@ -41,9 +41,6 @@ use crate::queue::{Job, Queue};
 use breaker::Breaker;
 use writer::{Leases, Results};
 
-/// The longest a tripped circuit stays open before it is probed.
-pub const CIRCUIT_OPEN_MAX: Duration = Duration::from_secs(30);
-
 /// The client and request builders, swapped whole on reload.
 #[derive(Debug, Clone)]
 pub struct Api {

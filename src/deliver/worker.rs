@@ -288,7 +288,7 @@ impl Delivery {
         let trip = self.breaker.lock().expect("breaker").record(
             action,
             d.backoff_base,
-            super::CIRCUIT_OPEN_MAX,
+            d.circuit_open_max,
         );
         let Some(open) = trip else { return };
         let reason = format!(

@@ -17,9 +17,9 @@ mod timestamp;
 
 use std::borrow::Cow;
 
+pub use crate::indicator::{HIVES, VALUE_TYPES};
 pub use defang::{clean, refang};
 pub use detect::detect;
-pub use registry::{HIVES, VALUE_TYPES};
 pub use reject::{Reject, RejectRule};
 pub use timestamp::timestamp;
 

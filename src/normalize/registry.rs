@@ -1,21 +1,9 @@
 //! Registry Key rule: a full hive name first, short forms expanded, a value
 //! name (a space when empty) and one of the eleven value types.
 
-use crate::indicator::SUMMARY_SEPARATOR;
+use crate::indicator::{HIVES, SUMMARY_SEPARATOR, VALUE_TYPES};
 
 use super::{Reject, RejectRule};
-
-pub const HIVES: [&str; 9] = [
-    "HKEY_CLASSES_ROOT",
-    "HKEY_CURRENT_CONFIG",
-    "HKEY_CURRENT_USER",
-    "HKEY_CURRENT_USER_LOCAL_SETTINGS",
-    "HKEY_LOCAL_MACHINE",
-    "HKEY_PERFORMANCE_DATA",
-    "HKEY_PERFORMANCE_NLSTEXT",
-    "HKEY_PERFORMANCE_TEXT",
-    "HKEY_USERS",
-];
 
 const SHORT_HIVES: [(&str, &str); 5] = [
     ("HKLM", "HKEY_LOCAL_MACHINE"),
@@ -23,20 +11,6 @@ const SHORT_HIVES: [(&str, &str); 5] = [
     ("HKCR", "HKEY_CLASSES_ROOT"),
     ("HKU", "HKEY_USERS"),
     ("HKCC", "HKEY_CURRENT_CONFIG"),
-];
-
-pub const VALUE_TYPES: [&str; 11] = [
-    "REG_NONE",
-    "REG_BINARY",
-    "REG_DWORD",
-    "REG_DWORD_LITTLE_ENDIAN",
-    "REG_DWORD_BIG_ENDIAN",
-    "REG_EXPAND_SZ",
-    "REG_LINK",
-    "REG_MULTI_SZ",
-    "REG_QWORD",
-    "REG_QWORD_LITTLE_ENDIAN",
-    "REG_SZ",
 ];
 
 /// The full hive name for the first path component, if it is a hive.

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use crate::indicator::IndicatorType;
-use crate::normalize::{HIVES, VALUE_TYPES};
+use crate::indicator::{HIVES, VALUE_TYPES};
 
 /// Whether a summary (`type`'s value in ThreatConnect's form) would be accepted.
 ///
