@@ -117,14 +117,9 @@ impl Store {
     ) -> Result<(), Failure> {
         let id = self.next_attribute_id + 1;
         let date_added = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        // v2 attributes append, as ThreatConnect's do: the same attribute
+        // posted twice is there twice (tc-api.md section 8).
         let ind = self.get_mut(owner, kind, identifier)?;
-        if ind
-            .attributes
-            .iter()
-            .any(|a| a.kind == attr_kind && a.value == value)
-        {
-            return Ok(());
-        }
         ind.attributes.push(SimAttribute {
             kind: attr_kind.to_string(),
             value: value.to_string(),

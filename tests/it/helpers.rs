@@ -55,9 +55,16 @@ pub struct TestAppBuilder {
     sim: SimConfig,
     simulator: Option<Simulator>,
     extra: String,
+    lease_secs: u64,
 }
 
 impl TestAppBuilder {
+    /// `queue.lease_secs` (30 unless set).
+    pub fn lease_secs(mut self, secs: u64) -> Self {
+        self.lease_secs = secs;
+        self
+    }
+
     /// Faults the simulator starts with.
     pub fn faults(mut self, faults: Faults) -> Self {
         self.sim.faults = faults;
@@ -101,6 +108,7 @@ impl TestAppBuilder {
             sim,
             dir: tempfile::tempdir().expect("temp dir"),
             extra: self.extra,
+            lease_secs: self.lease_secs,
         };
         app.write_config(&secret);
         app
@@ -112,6 +120,7 @@ pub struct TestApp {
     pub sim: Simulator,
     dir: tempfile::TempDir,
     extra: String,
+    lease_secs: u64,
 }
 
 impl TestApp {
@@ -125,6 +134,7 @@ impl TestApp {
             sim: SimConfig::default(),
             simulator: None,
             extra: String::new(),
+            lease_secs: 30,
         }
     }
 
@@ -164,9 +174,10 @@ rescan_secs = 1
 
 [queue]
 path = "{root}/queue.db"
-lease_secs = 30
+lease_secs = {lease}
 
 {extra}"#,
+            lease = self.lease_secs,
             base = self.sim.base_url(),
             id = tc_ingest::sim::DEFAULT_ACCESS_ID,
             extra = self.extra,
@@ -305,6 +316,17 @@ impl DaemonProcess {
         let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
             .expect("stopped within 15 s")
+            .unwrap();
+        (&mut self.reader).await.unwrap();
+        (status.code(), self.stderr())
+    }
+
+    /// Waits for it to exit by itself: its exit code and everything it
+    /// logged; panics if it still runs after `timeout`.
+    pub async fn exited_within(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("still running after {timeout:?}: {}", self.stderr()))
             .unwrap();
         (&mut self.reader).await.unwrap();
         (status.code(), self.stderr())

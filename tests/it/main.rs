@@ -4,6 +4,7 @@ mod client;
 mod deliver;
 mod e2e;
 mod feeds;
+mod guarantees;
 mod helpers;
 mod queue;
 mod sim;
