@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::app::{Daemon, drive_once};
+use crate::app::{Daemon, OnceReport, drive_once};
 use crate::config::Config;
 use crate::sim::{Faults, SimConfig, Simulator};
 
@@ -54,6 +54,32 @@ pub async fn run(keep: bool) -> anyhow::Result<u8> {
     .await
     .context("starting the simulator")?;
     println!("ThreatConnect simulator on {}", sim.base_url());
+    let config_path = write_setup(&root, &sim.base_url())?;
+    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut daemon = Daemon::start(&config_path, cfg).await?;
+    let report = deliver_with_progress(&mut daemon).await?;
+
+    print_report(&sim, &report, daemon.queue.path());
+    let code = report.exit_code();
+    daemon.queue.close().await;
+    sim.stop().await;
+    if keep {
+        let kept = dir.keep();
+        println!(
+            "kept {} (config, queue.db, done/ with errors reports)",
+            kept.display()
+        );
+        println!(
+            "try: sqlite3 {}/queue.db 'SELECT * FROM queue_summary'",
+            kept.display()
+        );
+    }
+    Ok(code)
+}
+
+/// Writes the demo's config, secret file and sample feeds under `root`;
+/// returns the config's path.
+fn write_setup(root: &std::path::Path, base_url: &str) -> anyhow::Result<std::path::PathBuf> {
     let config_text = format!(
         r#"# Written by `tc-ingest demo`. The secret file holds the simulator's test key.
 [api]
@@ -81,7 +107,7 @@ owner = "Common Community"
 tags = ["demo", "phishing-feed"]
 confidence = 50
 "#,
-        base = sim.base_url(),
+        base = base_url,
         id = crate::sim::DEFAULT_ACCESS_ID,
         root = root.display(),
     );
@@ -99,8 +125,11 @@ confidence = 50
         incoming.display()
     );
 
-    let cfg = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut daemon = Daemon::start(&config_path, cfg).await?;
+    Ok(config_path)
+}
+
+/// `run --once`, with a progress bar on a terminal (a line a second otherwise).
+async fn deliver_with_progress(daemon: &mut Daemon) -> anyhow::Result<OnceReport> {
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);
         b.set_style(
@@ -113,28 +142,28 @@ confidence = 50
         ProgressBar::hidden()
     };
     let mut last_print = std::time::Instant::now();
-    let report = drive_once(
-        &mut daemon,
-        &tokio_util::sync::CancellationToken::new(),
-        |s| {
-            let finished = s.delivered_since + s.dead;
-            let total = finished + s.pending + s.leased + s.held;
-            bar.set_length(total);
-            bar.set_position(finished);
-            bar.set_message(format!(
-                "(pending {}, dead {})",
-                s.pending + s.leased,
-                s.dead
-            ));
-            if bar.is_hidden() && last_print.elapsed() >= Duration::from_secs(1) {
-                last_print = std::time::Instant::now();
-                eprintln!("delivered {finished}/{total} jobs");
-            }
-        },
-    )
+    let report = drive_once(daemon, &tokio_util::sync::CancellationToken::new(), |s| {
+        let finished = s.delivered_since + s.dead;
+        let total = finished + s.pending + s.leased + s.held;
+        bar.set_length(total);
+        bar.set_position(finished);
+        bar.set_message(format!(
+            "(pending {}, dead {})",
+            s.pending + s.leased,
+            s.dead
+        ));
+        if bar.is_hidden() && last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = std::time::Instant::now();
+            eprintln!("delivered {finished}/{total} jobs");
+        }
+    })
     .await?;
     bar.finish_and_clear();
+    Ok(report)
+}
 
+/// What the simulator holds, what was rejected, and the queue's status.
+fn print_report(sim: &Simulator, report: &OnceReport, queue_path: &std::path::Path) {
     // What the simulator received, per type.
     let held = sim.indicators();
     let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -179,21 +208,6 @@ confidence = 50
     }
     println!(
         "\n{}",
-        crate::status::table(&report.stats, &daemon.queue.path().display().to_string())
+        crate::status::table(&report.stats, &queue_path.display().to_string())
     );
-    let code = report.exit_code();
-    daemon.queue.close().await;
-    sim.stop().await;
-    if keep {
-        let kept = dir.keep();
-        println!(
-            "kept {} (config, queue.db, done/ with errors reports)",
-            kept.display()
-        );
-        println!(
-            "try: sqlite3 {}/queue.db 'SELECT * FROM queue_summary'",
-            kept.display()
-        );
-    }
-    Ok(code)
 }

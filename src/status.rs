@@ -76,6 +76,14 @@ pub fn json(s: &Stats, queue_path: &str) -> Value {
 /// The table for people.
 pub fn table(s: &Stats, queue_path: &str) -> String {
     let mut o = String::new();
+    overview(&mut o, s, queue_path);
+    breakdown(&mut o, s);
+    problems(&mut o, s);
+    o
+}
+
+/// The queue, whether delivery runs, the daemon, the counts by state.
+fn overview(o: &mut String, s: &Stats, queue_path: &str) {
     let _ = writeln!(o, "queue: {queue_path}");
     match &s.pause {
         Some(p) => {
@@ -111,6 +119,10 @@ pub fn table(s: &Stats, queue_path: &str) -> String {
         "delivered: {} in the last minute, {} in the last hour",
         s.delivered_last_minute, s.delivered_last_hour
     );
+}
+
+/// Jobs by owner and by type.
+fn breakdown(o: &mut String, s: &Stats) {
     let header = |o: &mut String, title: &str| {
         let _ = writeln!(
             o,
@@ -131,15 +143,19 @@ pub fn table(s: &Stats, queue_path: &str) -> String {
         );
     };
     if !s.by_owner.is_empty() {
-        header(&mut o, "owner");
+        header(o, "owner");
         for (owner, m) in &s.by_owner {
-            row(&mut o, owner, m);
+            row(o, owner, m);
         }
-        header(&mut o, "type");
+        header(o, "type");
         for (t, m) in &s.by_type {
-            row(&mut o, t, m);
+            row(o, t, m);
         }
     }
+}
+
+/// Held owners, dead jobs by class, files.
+fn problems(o: &mut String, s: &Stats) {
     if !s.held_owners.is_empty() {
         let _ = writeln!(o, "\nheld owners:");
         for h in &s.held_owners {
@@ -181,5 +197,4 @@ pub fn table(s: &Stats, queue_path: &str) -> String {
             s.rows_rejected
         );
     }
-    o
 }

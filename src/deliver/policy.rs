@@ -92,6 +92,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    /// One table of every outcome and its action: long because the policy is.
     #[test]
     fn policy_covers_every_class() {
         let now = SystemTime::now();

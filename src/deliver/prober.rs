@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::policy::{Action, policy};
-use super::{Api, Delivery};
+use super::{Api, Delivery, Throttle};
 use crate::names::ErrorClass;
 
 /// How often an open circuit is probed after its open period.
@@ -37,7 +37,7 @@ impl Delivery {
                     if p.until.is_some_and(|u| now < u) && !forced {
                         continue;
                     }
-                    match probe(&api).await {
+                    match probe(&api, &self.throttle).await {
                         Ok(()) => {
                             self.breaker.lock().expect("breaker").half_open();
                             self.gate.resume();
@@ -56,7 +56,7 @@ impl Delivery {
                     if !forced && now < due {
                         continue;
                     }
-                    match probe(&api).await {
+                    match probe(&api, &self.throttle).await {
                         Ok(()) => {
                             // The dispatcher, waking, clears the pause from
                             // the queue and the metrics.
@@ -96,6 +96,7 @@ impl Delivery {
         if held.is_empty() {
             return;
         }
+        self.throttle.wait().await;
         let Ok(visible) = api.client.owners().await else {
             return;
         };
@@ -120,9 +121,10 @@ impl Delivery {
 /// One probe, `GET /v2/owners`, read through the policy: it passes when
 /// the policy would go on; a clock the server corrects is corrected and the
 /// probe sent once more. The error is what the server said.
-async fn probe(api: &Api) -> Result<(), String> {
+async fn probe(api: &Api, throttle: &Throttle) -> Result<(), String> {
     let mut clock_corrected = false;
     loop {
+        throttle.wait().await;
         let outcome = match api.client.owners().await {
             Ok(_) => return Ok(()),
             Err(o) => o,

@@ -2,6 +2,7 @@
 //! worker sends one job's calls in order, each only after the previous
 //! one's success is committed, and hands back what became of the job.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,13 @@ use crate::queue::{Job, JobError, JobUpdate, now_ms};
 const CLAIM_BATCH: usize = 64;
 /// How often an idle dispatcher looks for jobs queued by another process.
 const POLL: Duration = Duration::from_millis(250);
+
+/// One answer to a call: what it was, and what the policy makes of it.
+struct Answer {
+    outcome: Outcome,
+    status: Option<u16>,
+    action: Action,
+}
 
 /// Where a job's current call stands.
 struct Call {
@@ -156,77 +164,115 @@ impl Delivery {
             };
             let action = policy(&outcome, call.clock_corrected);
             self.breaker_sees(&action, &outcome).await;
-            let error = || JobError {
-                class: outcome.class(),
-                http_status: status,
-                message: outcome.message(),
+            let answer = Answer {
+                outcome,
+                status,
+                action,
             };
-            let retry = |call: &Call, at: i64, failed: bool| JobUpdate::Retry {
+            if let ControlFlow::Break(end) =
+                self.act(job, results, &api, &mut call, total, answer).await
+            {
+                return end;
+            }
+        }
+        Some(JobUpdate::Delivered)
+    }
+
+    /// Acts on one answer: go on with the job (`Continue`), or end it with
+    /// the update to record (`Break(None)`: the lease was lost). One arm per
+    /// [`Action`], so that every action's handling reads in one place: its
+    /// length is the policy's.
+    async fn act(
+        &self,
+        job: &Job,
+        results: &Results,
+        api: &Api,
+        call: &mut Call,
+        total: u32,
+        answer: Answer,
+    ) -> ControlFlow<Option<JobUpdate>> {
+        let Answer {
+            outcome,
+            status,
+            action,
+        } = answer;
+        let error = || JobError {
+            class: outcome.class(),
+            http_status: status,
+            message: outcome.message(),
+        };
+        let retry = |call: &Call, at: i64, failed: bool| {
+            ControlFlow::Break(Some(JobUpdate::Retry {
                 at,
                 failed,
                 uncertain: call.uncertain,
                 error: Some(error()),
-            };
-            match action {
-                Action::NextStep => {
-                    call = Call {
-                        step: call.step + 1,
-                        attempts: 0,
-                        uncertain: false,
-                        clock_corrected: false,
+            }))
+        };
+        match action {
+            Action::NextStep => {
+                *call = Call {
+                    step: call.step + 1,
+                    attempts: 0,
+                    uncertain: false,
+                    clock_corrected: false,
+                };
+                if call.step < total {
+                    let update = JobUpdate::Progress {
+                        steps_done: call.step,
                     };
-                    if call.step < total {
-                        let update = JobUpdate::Progress {
-                            steps_done: call.step,
-                        };
-                        if !results.commit(job.lease, update).await? {
+                    match results.commit(job.lease, update).await {
+                        Some(true) => {}
+                        Some(false) => {
                             tracing::warn!(
                                 job = job.lease.id,
                                 "lease lost: another worker has this job now; stopping"
                             );
-                            return None;
+                            return ControlFlow::Break(None);
                         }
+                        None => return ControlFlow::Break(None),
                     }
                 }
-                Action::CorrectClockAndRetry { server_date } => {
-                    let offset = api.client.clock().correct_to(server_date);
-                    tracing::warn!(
-                        offset_secs = offset,
-                        "server says our clock is off: correcting the signing timestamp"
-                    );
-                    call.clock_corrected = true;
+                ControlFlow::Continue(())
+            }
+            Action::CorrectClockAndRetry { server_date } => {
+                let offset = api.client.clock().correct_to(server_date);
+                tracing::warn!(
+                    offset_secs = offset,
+                    "server says our clock is off: correcting the signing timestamp"
+                );
+                call.clock_corrected = true;
+                ControlFlow::Continue(())
+            }
+            Action::PauseAll { class, reason } => {
+                self.pause(class, reason).await;
+                retry(call, now_ms(), false)
+            }
+            Action::HoldOwner => {
+                self.hold(&job.owner, &outcome).await;
+                ControlFlow::Break(Some(JobUpdate::Hold { error: error() }))
+            }
+            Action::Bury => {
+                tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), message = %outcome.message(), "job buried");
+                ControlFlow::Break(Some(JobUpdate::Bury { error: error() }))
+            }
+            Action::RateLimited { retry_after } => {
+                self.throttle.slow_down();
+                let wait = retry_after.unwrap_or(Duration::from_secs(5));
+                retry(call, now_ms() + wait.as_millis() as i64, false)
+            }
+            Action::Backoff { outcome_unknown } => {
+                let d = &self.config().delivery;
+                call.attempts += 1;
+                call.uncertain |= outcome_unknown;
+                if call.attempts >= d.max_attempts {
+                    tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), message = %outcome.message(), "job buried after the maximum attempts of one call");
+                    return ControlFlow::Break(Some(JobUpdate::Bury { error: error() }));
                 }
-                Action::PauseAll { class, reason } => {
-                    self.pause(class, reason).await;
-                    return Some(retry(&call, now_ms(), false));
-                }
-                Action::HoldOwner => {
-                    self.hold(&job.owner, &outcome).await;
-                    return Some(JobUpdate::Hold { error: error() });
-                }
-                Action::Bury => {
-                    tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), message = %outcome.message(), "job buried");
-                    return Some(JobUpdate::Bury { error: error() });
-                }
-                Action::RateLimited { retry_after } => {
-                    self.throttle.slow_down();
-                    let wait = retry_after.unwrap_or(Duration::from_secs(5));
-                    return Some(retry(&call, now_ms() + wait.as_millis() as i64, false));
-                }
-                Action::Backoff { outcome_unknown } => {
-                    let d = &self.config().delivery;
-                    call.attempts += 1;
-                    call.uncertain |= outcome_unknown;
-                    if call.attempts >= d.max_attempts {
-                        tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), message = %outcome.message(), "job buried after the maximum attempts of one call");
-                        return Some(JobUpdate::Bury { error: error() });
-                    }
-                    let delay = backoff(call.attempts, d.backoff_base, d.backoff_max);
-                    return Some(retry(&call, now_ms() + delay.as_millis() as i64, true));
-                }
+                let delay = backoff(call.attempts, d.backoff_base, d.backoff_max);
+                retry(call, now_ms() + delay.as_millis() as i64, true)
             }
         }
-        Some(JobUpdate::Delivered)
     }
 
     /// Sends the job's current call, through the rate limiter. An attribute

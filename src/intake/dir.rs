@@ -164,7 +164,7 @@ pub(super) async fn write_errors(
         if let Some((line, reason)) = brk {
             serde_json::to_writer(
                 &mut f,
-                &serde_json::json!({"line": line, "error": reason, "rule": "file-unreadable"}),
+                &serde_json::json!({"line": line, "error": reason, "rule": crate::normalize::RejectRule::FileUnreadable}),
             )?;
             f.write_all(b"\n")?;
         }

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Seek};
 
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -103,41 +103,12 @@ pub async fn ingest(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Report> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
-    let settings_r = settings.clone();
-    let name_r: PathBuf = name.to_path_buf();
-    let cancel_r = cancel.clone();
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut chunk = Chunk::new();
-        let mut closed = false;
-        let result = feed::read_from(file, &name_r, &settings_r.read, &mut |item| {
-            if cancel_r.is_cancelled() || closed {
-                return std::ops::ControlFlow::Break(());
-            }
-            let position = item.position();
-            if position <= resume_after {
-                return std::ops::ControlFlow::Continue(());
-            }
-            chunk.rows += 1;
-            chunk.last_position = position;
-            match classify(item, &settings_r) {
-                Ok(job) => chunk.jobs.push(job),
-                Err(reject) => chunk.rejects.push(reject),
-            }
-            if chunk.rows as usize >= CHUNK_ROWS {
-                let full = std::mem::replace(&mut chunk, Chunk::new());
-                if tx.blocking_send(full).is_err() {
-                    closed = true;
-                    return std::ops::ControlFlow::Break(());
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        });
-        // What was read before a break or a stop is committed too.
-        if chunk.rows > 0 && !closed {
-            let _ = tx.blocking_send(chunk);
-        }
-        result
-    });
+    let reader = {
+        let (settings, name, cancel) = (settings.clone(), name.to_path_buf(), cancel.clone());
+        tokio::task::spawn_blocking(move || {
+            read_chunks(file, &name, &settings, resume_after, &cancel, &tx)
+        })
+    };
 
     let mut report = Report {
         file_id,
@@ -196,6 +167,48 @@ pub async fn ingest(
         report.format = settings.read.format.or_else(|| Format::from_path(name));
     }
     Ok(report)
+}
+
+/// The reader thread: reads and classifies rows after `resume_after` into
+/// chunks of [`CHUNK_ROWS`] and sends them on, ending with what was read
+/// before a break or a stop.
+fn read_chunks(
+    file: File,
+    name: &Path,
+    settings: &Settings,
+    resume_after: u64,
+    cancel: &CancellationToken,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
+) -> Result<Format, FeedError> {
+    let mut chunk = Chunk::new();
+    let mut closed = false;
+    let result = feed::read_from(file, name, &settings.read, &mut |item| {
+        if cancel.is_cancelled() || closed {
+            return std::ops::ControlFlow::Break(());
+        }
+        let position = item.position();
+        if position <= resume_after {
+            return std::ops::ControlFlow::Continue(());
+        }
+        chunk.rows += 1;
+        chunk.last_position = position;
+        match classify(item, settings) {
+            Ok(job) => chunk.jobs.push(job),
+            Err(reject) => chunk.rejects.push(reject),
+        }
+        if chunk.rows as usize >= CHUNK_ROWS {
+            let full = std::mem::replace(&mut chunk, Chunk::new());
+            if tx.blocking_send(full).is_err() {
+                closed = true;
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    if chunk.rows > 0 && !closed {
+        let _ = tx.blocking_send(chunk);
+    }
+    result
 }
 
 /// One item a reader handed over: a job to queue, or the reject that says

@@ -50,6 +50,9 @@ crate::names::named_enum! {
         ValueTooLong => "value-too-long",
         /// A row a reader could not split into fields (`feed::Item::Bad`).
         UnreadableRow => "unreadable-row",
+        /// A whole file, or its rest past a line, that could not be read
+        /// (the last line of its errors report).
+        FileUnreadable => "file-unreadable",
     }
 }
 
@@ -104,6 +107,7 @@ mod tests {
                 "url-without-scheme",
                 "value-too-long",
                 "unreadable-row",
+                "file-unreadable",
             ]
         );
         for r in RejectRule::ALL {

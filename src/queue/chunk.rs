@@ -15,7 +15,8 @@ const INSERT_ROWS: usize = 1000;
 impl Queue {
     /// Commits one chunk of a file in one transaction: its jobs (minus
     /// duplicates), its rejects, and the file's progress, so a crash leaves
-    /// either all of the chunk or none of it.
+    /// either all of the chunk or none of it. Kept whole (a little over 80
+    /// lines) so the transaction's extent is visible at once.
     ///
     /// # Errors
     /// Database errors.

@@ -148,50 +148,8 @@ impl Queue {
             }
         }
         for (i, (l, u)) in updates.iter().enumerate() {
-            let q = match u {
-                JobUpdate::Delivered => continue,
-                JobUpdate::Progress { steps_done } => sqlx::query(
-                    "UPDATE jobs SET steps_done = ?, attempts = 0, call_uncertain = 0, \
-                     lease_expires_at = ?, updated_at = ? \
-                     WHERE id = ? AND lease_token = ? AND state = 'leased'",
-                )
-                .bind(i64::from(*steps_done))
-                .bind(now + ms(lease))
-                .bind(now),
-                JobUpdate::Retry {
-                    at,
-                    failed,
-                    uncertain,
-                    error,
-                } => sqlx::query(
-                    "UPDATE jobs SET state = 'pending', next_attempt_at = ?, attempts = attempts + ?, \
-                     call_uncertain = MAX(call_uncertain, ?), lease_expires_at = NULL, lease_token = NULL, \
-                     updated_at = ?, last_error_class = COALESCE(?, last_error_class), \
-                     last_http_status = COALESCE(?, last_http_status), last_error = COALESCE(?, last_error) \
-                     WHERE id = ? AND lease_token = ? AND state = 'leased'",
-                )
-                .bind(at)
-                .bind(i64::from(*failed))
-                .bind(i64::from(*uncertain))
-                .bind(now)
-                .bind(error.as_ref().map(|e| e.class.as_str()))
-                .bind(error.as_ref().and_then(|e| e.http_status).map(i64::from))
-                .bind(error.as_ref().map(|e| e.message.as_str())),
-                JobUpdate::Bury { error } | JobUpdate::Hold { error } => sqlx::query(
-                    "UPDATE jobs SET state = ?, attempts = attempts + ?, lease_expires_at = NULL, \
-                     lease_token = NULL, updated_at = ?, last_error_class = ?, last_http_status = ?, \
-                     last_error = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",
-                )
-                .bind(if matches!(u, JobUpdate::Bury { .. }) {
-                    "dead"
-                } else {
-                    "held"
-                })
-                .bind(i64::from(matches!(u, JobUpdate::Bury { .. })))
-                .bind(now)
-                .bind(error.class.as_str())
-                .bind(error.http_status.map(i64::from))
-                .bind(error.message.as_str()),
+            let Some(q) = result_statement(u, now, lease) else {
+                continue;
             };
             applied[i] = q
                 .bind(l.id)
@@ -238,4 +196,56 @@ impl Queue {
         .await?
         .rows_affected())
     }
+}
+
+type Statement<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// The statement that records one result other than `Delivered` (those go
+/// in bulk), still missing the lease's id and token, bound last.
+fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statement<'_>> {
+    Some(match u {
+        JobUpdate::Delivered => return None,
+        JobUpdate::Progress { steps_done } => sqlx::query(
+            "UPDATE jobs SET steps_done = ?, attempts = 0, call_uncertain = 0, \
+             lease_expires_at = ?, updated_at = ? \
+             WHERE id = ? AND lease_token = ? AND state = 'leased'",
+        )
+        .bind(i64::from(*steps_done))
+        .bind(now + ms(lease))
+        .bind(now),
+        JobUpdate::Retry {
+            at,
+            failed,
+            uncertain,
+            error,
+        } => sqlx::query(
+            "UPDATE jobs SET state = 'pending', next_attempt_at = ?, attempts = attempts + ?, \
+             call_uncertain = ?, lease_expires_at = NULL, lease_token = NULL, \
+             updated_at = ?, last_error_class = COALESCE(?, last_error_class), \
+             last_http_status = COALESCE(?, last_http_status), last_error = COALESCE(?, last_error) \
+             WHERE id = ? AND lease_token = ? AND state = 'leased'",
+        )
+        .bind(at)
+        .bind(i64::from(*failed))
+        .bind(i64::from(*uncertain))
+        .bind(now)
+        .bind(error.as_ref().map(|e| e.class.as_str()))
+        .bind(error.as_ref().and_then(|e| e.http_status).map(i64::from))
+        .bind(error.as_ref().map(|e| e.message.as_str())),
+        JobUpdate::Bury { error } | JobUpdate::Hold { error } => sqlx::query(
+            "UPDATE jobs SET state = ?, attempts = attempts + ?, lease_expires_at = NULL, \
+             lease_token = NULL, updated_at = ?, last_error_class = ?, last_http_status = ?, \
+             last_error = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",
+        )
+        .bind(if matches!(u, JobUpdate::Bury { .. }) {
+            "dead"
+        } else {
+            "held"
+        })
+        .bind(i64::from(matches!(u, JobUpdate::Bury { .. })))
+        .bind(now)
+        .bind(error.class.as_str())
+        .bind(error.http_status.map(i64::from))
+        .bind(error.message.as_str()),
+    })
 }

@@ -105,8 +105,8 @@ impl Store {
         Ok(&mut self.indicators[idx])
     }
 
-    /// Adds an attribute unless the indicator already has one of the same
-    /// type and value; gives it an id and the time it was added.
+    /// Adds an attribute (a repeat is added again, as v2 does) with an id
+    /// and the time it was added.
     pub(super) fn add_attribute(
         &mut self,
         owner: &str,

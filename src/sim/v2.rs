@@ -205,8 +205,8 @@ struct AttributeBody {
     value: String,
 }
 
-/// `POST .../<indicator>/attributes`. An attribute of the same type and value
-/// as one already held is not added twice.
+/// `POST .../<indicator>/attributes`. Like ThreatConnect's v2, it appends:
+/// the same attribute posted twice is held twice.
 pub(super) fn add_attribute(ctx: &Ctx<'_>, branch: &str, id: &str) -> ApiResult {
     let kind = branch_type(branch)?;
     let owner = owner_of(ctx)?;
