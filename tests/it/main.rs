@@ -1,6 +1,7 @@
 //! Integration tests in one binary (faster to build and link than one per file).
 
 mod client;
+mod compat;
 mod deliver;
 mod e2e;
 mod feeds;
