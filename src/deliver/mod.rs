@@ -108,7 +108,7 @@ impl Delivery {
         // shutdown, or at once when the writer fails.
         let stop = cancel.child_token();
         let workers = self.config().delivery.workers;
-        let (job_tx, job_rx) = mpsc::channel::<Job>(workers * 2);
+        let (job_tx, job_rx) = mpsc::channel::<Job>(workers * 4);
         let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
         let (results, res_rx) = Results::channel(workers * 4);
         let leases = Leases::default();

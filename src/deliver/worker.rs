@@ -18,7 +18,7 @@ use crate::names::ErrorClass;
 use crate::queue::{Job, JobError, JobUpdate, now_ms};
 
 /// Claims per dispatcher round, at most.
-const CLAIM_BATCH: usize = 64;
+const CLAIM_BATCH: usize = 256;
 /// How often an idle dispatcher looks for jobs queued by another process.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -54,19 +54,17 @@ impl Delivery {
                 return Ok(());
             }
             self.clear_recorded_pause().await?;
-            let room = job_tx.capacity();
-            if room == 0 {
-                // Wait for a worker to take one.
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    r = job_tx.reserve() => { drop(r); }
-                }
-                continue;
-            }
-            let jobs = self
-                .queue
-                .claim(room.min(CLAIM_BATCH), self.config().queue.lease)
-                .await?;
+            // Claim in batches, once half the channel is free: each claim is
+            // a write that the writer's group commits wait behind.
+            let batch = (job_tx.max_capacity() / 2).clamp(1, CLAIM_BATCH);
+            let permits = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                p = job_tx.reserve_many(batch) => match p {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+            };
+            let jobs = self.queue.claim(batch, self.config().queue.lease).await?;
             if jobs.is_empty() {
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
@@ -75,12 +73,9 @@ impl Delivery {
                 }
                 continue;
             }
-            for job in jobs {
+            for (job, permit) in jobs.into_iter().zip(permits) {
                 leases.hold(job.lease);
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    sent = job_tx.send(job) => if sent.is_err() { return Ok(()) },
-                }
+                permit.send(job);
             }
         }
     }

@@ -29,6 +29,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn claim(&self, n: usize, lease: Duration) -> anyhow::Result<Vec<Job>> {
+        let _gate = self.write_gate.lock().await;
         let now = now_ms();
         // Random and 63-bit: a token never repeats in practice, so a stale
         // worker can never match a later claim of the same job.
@@ -74,6 +75,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn renew_leases(&self, leases: &[Lease], lease: Duration) -> anyhow::Result<u64> {
+        let _gate = self.write_gate.lock().await;
         let now = now_ms();
         let mut renewed = 0;
         let mut tx = self.begin_write().await?;
@@ -106,62 +108,17 @@ impl Queue {
         updates: &[(Lease, JobUpdate)],
         lease: Duration,
     ) -> anyhow::Result<Vec<bool>> {
-        let mut applied = vec![false; updates.len()];
         if updates.is_empty() {
-            return Ok(applied);
+            return Ok(Vec::new());
         }
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        // The common case, delivered jobs, in few statements.
-        let delivered: Vec<(usize, Lease)> = updates
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, u))| matches!(u, JobUpdate::Delivered))
-            .map(|(i, (l, _))| (i, *l))
-            .collect();
-        for chunk in delivered.chunks(LEASES_PER_STATEMENT) {
-            let sql = format!(
-                // Anonymous parameters only: sqlx numbers each `?` itself,
-                // so a `?1` before them would shift every later value.
-                "UPDATE jobs SET state = 'delivered', delivered_at = ?, updated_at = ?, \
-                 lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
-                 last_error_class = NULL, last_http_status = NULL, last_error = NULL \
-                 WHERE state = 'leased' AND {} RETURNING id",
-                leases_in(chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql))
-                .persistent(chunk.len() == LEASES_PER_STATEMENT)
-                .bind(now)
-                .bind(now);
-            for (_, l) in chunk {
-                q = q.bind(l.id).bind(l.token);
-            }
-            let done: HashSet<i64> = q
-                .fetch_all(&mut *tx)
-                .await
-                .context("recording delivered jobs")?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            for (i, l) in chunk {
-                applied[*i] = done.contains(&l.id);
-            }
+        let _gate = self.write_gate.lock().await;
+        let mut conn = self.pool.acquire().await?;
+        let applied = apply_in(&mut conn, updates, now_ms(), lease).await;
+        if applied.is_err() {
+            // A statement failed inside the transaction: end it.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
         }
-        for (i, (l, u)) in updates.iter().enumerate() {
-            let Some(q) = result_statement(u, now, lease) else {
-                continue;
-            };
-            applied[i] = q
-                .bind(l.id)
-                .bind(l.token)
-                .execute(&mut *tx)
-                .await
-                .context("recording a delivery result")?
-                .rows_affected()
-                > 0;
-        }
-        tx.commit().await.context("committing delivery results")?;
-        Ok(applied)
+        applied.context("recording delivery results")
     }
 
     /// Returns every lease to pending: at daemon start (holding the lock,
@@ -198,21 +155,118 @@ impl Queue {
     }
 }
 
+/// One group commit. The workers wait for it, and every call to SQLite is a
+/// round trip to the connection's thread, so the results that carry only
+/// numbers (delivered jobs in bulk, progress) go in one multi-statement
+/// call, with the COMMIT too when nothing else is waiting; results that
+/// carry the server's text (retries, burials, holds) are bound statements.
+async fn apply_in(
+    conn: &mut sqlx::SqliteConnection,
+    updates: &[(Lease, JobUpdate)],
+    now: i64,
+    lease: Duration,
+) -> anyhow::Result<Vec<bool>> {
+    use futures::TryStreamExt;
+    let mut applied = vec![false; updates.len()];
+    // (the updates it records, the statement)
+    let mut numeric: Vec<(Vec<usize>, String)> = Vec::new();
+    let delivered: Vec<usize> = (0..updates.len())
+        .filter(|&i| matches!(updates[i].1, JobUpdate::Delivered))
+        .collect();
+    for chunk in delivered.chunks(LEASES_PER_STATEMENT) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|&i| format!("({},{})", updates[i].0.id, updates[i].0.token))
+            .collect();
+        numeric.push((
+            chunk.to_vec(),
+            format!(
+                "UPDATE jobs SET state = 'delivered', delivered_at = {now}, updated_at = {now}, \
+                 lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
+                 last_error_class = NULL, last_http_status = NULL, last_error = NULL \
+                 WHERE state = 'leased' AND (id, lease_token) IN (VALUES {}) RETURNING id",
+                values.join(",")
+            ),
+        ));
+    }
+    for (i, (l, u)) in updates.iter().enumerate() {
+        if let JobUpdate::Progress { steps_done } = u {
+            numeric.push((
+                vec![i],
+                format!(
+                    "UPDATE jobs SET steps_done = {steps_done}, attempts = 0, call_uncertain = 0, \
+                     lease_expires_at = {}, updated_at = {now} \
+                     WHERE id = {} AND lease_token = {} AND state = 'leased' RETURNING id",
+                    now + ms(lease),
+                    l.id,
+                    l.token
+                ),
+            ));
+        }
+    }
+    let texts: Vec<usize> = (0..updates.len())
+        .filter(|&i| {
+            !matches!(
+                updates[i].1,
+                JobUpdate::Delivered | JobUpdate::Progress { .. }
+            )
+        })
+        .collect();
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    for (_, statement) in &numeric {
+        sql.push_str(statement);
+        sql.push(';');
+    }
+    if texts.is_empty() {
+        sql.push_str("COMMIT;");
+    }
+    // Each statement's rows come before its result; BEGIN's result first.
+    let mut results = 0usize;
+    let mut returned: HashSet<i64> = HashSet::new();
+    let mut stream = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
+    while let Some(item) = stream.try_next().await? {
+        match item {
+            sqlx::Either::Right(row) => {
+                returned.insert(row.get(0));
+            }
+            sqlx::Either::Left(_) => {
+                if let Some((recorded, _)) = results.checked_sub(1).and_then(|s| numeric.get(s)) {
+                    for &i in recorded {
+                        applied[i] = returned.contains(&updates[i].0.id);
+                    }
+                }
+                returned.clear();
+                results += 1;
+            }
+        }
+    }
+    drop(stream);
+    if texts.is_empty() {
+        return Ok(applied);
+    }
+    for i in texts {
+        let (l, u) = &updates[i];
+        applied[i] = text_statement(u, now)
+            .bind(l.id)
+            .bind(l.token)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            > 0;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+    Ok(applied)
+}
+
 type Statement<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// The statement that records one result other than `Delivered` (those go
-/// in bulk), still missing the lease's id and token, bound last.
-fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statement<'_>> {
-    Some(match u {
-        JobUpdate::Delivered => return None,
-        JobUpdate::Progress { steps_done } => sqlx::query(
-            "UPDATE jobs SET steps_done = ?, attempts = 0, call_uncertain = 0, \
-             lease_expires_at = ?, updated_at = ? \
-             WHERE id = ? AND lease_token = ? AND state = 'leased'",
-        )
-        .bind(i64::from(*steps_done))
-        .bind(now + ms(lease))
-        .bind(now),
+/// The bound statement that records a retry, a burial or a hold (they carry
+/// the server's message), still missing the lease's id and token.
+fn text_statement(u: &JobUpdate, now: i64) -> Statement<'_> {
+    match u {
+        JobUpdate::Delivered | JobUpdate::Progress { .. } => {
+            unreachable!("numbers-only results are applied in one call")
+        }
         JobUpdate::Retry {
             at,
             failed,
@@ -247,5 +301,5 @@ fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statemen
         .bind(error.class.as_str())
         .bind(error.http_status.map(i64::from))
         .bind(error.message.as_str()),
-    })
+    }
 }

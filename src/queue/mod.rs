@@ -47,6 +47,11 @@ pub(crate) fn ms(d: Duration) -> i64 {
 pub struct Queue {
     pool: SqlitePool,
     path: PathBuf,
+    /// Delivery's writes (claims, results, lease renewals) take turns here
+    /// rather than in SQLite's busy handler, which sleeps whole
+    /// milliseconds: the writer's group commits then wait only as long as
+    /// a claim actually takes.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Queue {
@@ -96,6 +101,7 @@ impl Queue {
         Ok(Self {
             pool,
             path: path.to_path_buf(),
+            write_gate: Default::default(),
         })
     }
 
