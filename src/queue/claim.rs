@@ -170,24 +170,28 @@ async fn apply_in(
     let mut applied = vec![false; updates.len()];
     // (the updates it records, the statement)
     let mut numeric: Vec<(Vec<usize>, String)> = Vec::new();
-    let delivered: Vec<usize> = (0..updates.len())
-        .filter(|&i| matches!(updates[i].1, JobUpdate::Delivered))
-        .collect();
-    for chunk in delivered.chunks(LEASES_PER_STATEMENT) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|&i| format!("({},{})", updates[i].0.id, updates[i].0.token))
-            .collect();
-        numeric.push((
-            chunk.to_vec(),
-            format!(
-                "UPDATE jobs SET state = 'delivered', delivered_at = {now}, updated_at = {now}, \
-                 lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
-                 last_error_class = NULL, last_http_status = NULL, last_error = NULL \
-                 WHERE state = 'leased' AND (id, lease_token) IN (VALUES {}) RETURNING id",
-                values.join(",")
-            ),
-        ));
+    // Delivered jobs grouped by lease token (a batch holds the jobs of a
+    // few claims): `lease_token = ? AND id IN (...)` is a primary-key lookup.
+    let mut delivered: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (i, (l, u)) in updates.iter().enumerate() {
+        if matches!(u, JobUpdate::Delivered) {
+            delivered.entry(l.token).or_default().push(i);
+        }
+    }
+    for (token, all) in &delivered {
+        for chunk in all.chunks(LEASES_PER_STATEMENT) {
+            let ids: Vec<String> = chunk.iter().map(|&i| updates[i].0.id.to_string()).collect();
+            numeric.push((
+                chunk.to_vec(),
+                format!(
+                    "UPDATE jobs SET state = 'delivered', delivered_at = {now}, updated_at = {now}, \
+                     lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
+                     last_error_class = NULL, last_http_status = NULL, last_error = NULL \
+                     WHERE state = 'leased' AND lease_token = {token} AND id IN ({}) RETURNING id",
+                    ids.join(",")
+                ),
+            ));
+        }
     }
     for (i, (l, u)) in updates.iter().enumerate() {
         if let JobUpdate::Progress { steps_done } = u {
