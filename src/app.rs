@@ -268,16 +268,15 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
         }
         let cfg = d.cfg.borrow().clone();
         // SQLite keeps writing through the descriptors it has open: a queue
-        // file made read-only (or removed) would only fail much later.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(d.queue.path())
-            .with_context(|| {
-                format!(
-                    "the queue file {} is no longer writable",
-                    d.queue.path().display()
-                )
-            })?;
+        // file made read-only would only fail much later. access(2), never
+        // open-and-close: closing any descriptor of the file drops every
+        // POSIX lock this process holds on it, SQLite's included.
+        if !writable(d.queue.path()) {
+            anyhow::bail!(
+                "the queue file {} is no longer writable",
+                d.queue.path().display()
+            );
+        }
         let reclaimed = d.queue.reclaim_expired_leases().await?;
         if reclaimed > 0 {
             tracing::warn!(jobs = reclaimed, "reclaimed expired leases");
@@ -315,6 +314,16 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
             }))
             .await?;
     }
+}
+
+/// Whether this process may write `path`, asked without opening it.
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// The one-line summary systemd shows (`systemctl status`).

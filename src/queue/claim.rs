@@ -112,13 +112,12 @@ impl Queue {
             return Ok(Vec::new());
         }
         let _gate = self.write_gate.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        let applied = apply_in(&mut conn, updates, now_ms(), lease).await;
-        if applied.is_err() {
-            // A statement failed inside the transaction: end it.
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        }
-        applied.context("recording delivery results")
+        let mut tx = self.begin_write().await?;
+        let applied = apply_in(&mut tx, updates, now_ms(), lease)
+            .await
+            .context("recording delivery results")?;
+        tx.commit().await.context("committing delivery results")?;
+        Ok(applied)
     }
 
     /// Returns every lease to pending: at daemon start (holding the lock,
@@ -155,23 +154,17 @@ impl Queue {
     }
 }
 
-/// One group commit. The workers wait for it, and every call to SQLite is a
-/// round trip to the connection's thread, so the results that carry only
-/// numbers (delivered jobs in bulk, progress) go in one multi-statement
-/// call, with the COMMIT too when nothing else is waiting; results that
-/// carry the server's text (retries, burials, holds) are bound statements.
+/// One group commit's statements. Delivered jobs, the common case, go in
+/// bulk, grouped by lease token (a batch holds the jobs of a few claims):
+/// `lease_token = ? AND id IN (...)` is a primary-key lookup, and each
+/// statement is a round trip to the connection's thread.
 async fn apply_in(
     conn: &mut sqlx::SqliteConnection,
     updates: &[(Lease, JobUpdate)],
     now: i64,
     lease: Duration,
 ) -> anyhow::Result<Vec<bool>> {
-    use futures::TryStreamExt;
     let mut applied = vec![false; updates.len()];
-    // (the updates it records, the statement)
-    let mut numeric: Vec<(Vec<usize>, String)> = Vec::new();
-    // Delivered jobs grouped by lease token (a batch holds the jobs of a
-    // few claims): `lease_token = ? AND id IN (...)` is a primary-key lookup.
     let mut delivered: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
     for (i, (l, u)) in updates.iter().enumerate() {
         if matches!(u, JobUpdate::Delivered) {
@@ -180,77 +173,40 @@ async fn apply_in(
     }
     for (token, all) in &delivered {
         for chunk in all.chunks(LEASES_PER_STATEMENT) {
-            let ids: Vec<String> = chunk.iter().map(|&i| updates[i].0.id.to_string()).collect();
-            numeric.push((
-                chunk.to_vec(),
-                format!(
-                    "UPDATE jobs SET state = 'delivered', delivered_at = {now}, updated_at = {now}, \
-                     lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
-                     last_error_class = NULL, last_http_status = NULL, last_error = NULL \
-                     WHERE state = 'leased' AND lease_token = {token} AND id IN ({}) RETURNING id",
-                    ids.join(",")
-                ),
-            ));
+            let mut sql = String::from(
+                "UPDATE jobs SET state = 'delivered', delivered_at = ?, updated_at = ?, \
+                 lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
+                 last_error_class = NULL, last_http_status = NULL, last_error = NULL \
+                 WHERE state = 'leased' AND lease_token = ? AND id IN (",
+            );
+            for n in 0..chunk.len() {
+                sql.push_str(if n == 0 { "?" } else { ",?" });
+            }
+            sql.push_str(") RETURNING id");
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .persistent(chunk.len() == LEASES_PER_STATEMENT)
+                .bind(now)
+                .bind(now)
+                .bind(token);
+            for &i in chunk {
+                q = q.bind(updates[i].0.id);
+            }
+            let done: HashSet<i64> = q
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for &i in chunk {
+                applied[i] = done.contains(&updates[i].0.id);
+            }
         }
     }
     for (i, (l, u)) in updates.iter().enumerate() {
-        if let JobUpdate::Progress { steps_done } = u {
-            numeric.push((
-                vec![i],
-                format!(
-                    "UPDATE jobs SET steps_done = {steps_done}, attempts = 0, call_uncertain = 0, \
-                     lease_expires_at = {}, updated_at = {now} \
-                     WHERE id = {} AND lease_token = {} AND state = 'leased' RETURNING id",
-                    now + ms(lease),
-                    l.id,
-                    l.token
-                ),
-            ));
-        }
-    }
-    let texts: Vec<usize> = (0..updates.len())
-        .filter(|&i| {
-            !matches!(
-                updates[i].1,
-                JobUpdate::Delivered | JobUpdate::Progress { .. }
-            )
-        })
-        .collect();
-    let mut sql = String::from("BEGIN IMMEDIATE;");
-    for (_, statement) in &numeric {
-        sql.push_str(statement);
-        sql.push(';');
-    }
-    if texts.is_empty() {
-        sql.push_str("COMMIT;");
-    }
-    // Each statement's rows come before its result; BEGIN's result first.
-    let mut results = 0usize;
-    let mut returned: HashSet<i64> = HashSet::new();
-    let mut stream = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
-    while let Some(item) = stream.try_next().await? {
-        match item {
-            sqlx::Either::Right(row) => {
-                returned.insert(row.get(0));
-            }
-            sqlx::Either::Left(_) => {
-                if let Some((recorded, _)) = results.checked_sub(1).and_then(|s| numeric.get(s)) {
-                    for &i in recorded {
-                        applied[i] = returned.contains(&updates[i].0.id);
-                    }
-                }
-                returned.clear();
-                results += 1;
-            }
-        }
-    }
-    drop(stream);
-    if texts.is_empty() {
-        return Ok(applied);
-    }
-    for i in texts {
-        let (l, u) = &updates[i];
-        applied[i] = text_statement(u, now)
+        let Some(q) = result_statement(u, now, lease) else {
+            continue;
+        };
+        applied[i] = q
             .bind(l.id)
             .bind(l.token)
             .execute(&mut *conn)
@@ -258,19 +214,25 @@ async fn apply_in(
             .rows_affected()
             > 0;
     }
-    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
     Ok(applied)
 }
 
 type Statement<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// The bound statement that records a retry, a burial or a hold (they carry
-/// the server's message), still missing the lease's id and token.
-fn text_statement(u: &JobUpdate, now: i64) -> Statement<'_> {
-    match u {
-        JobUpdate::Delivered | JobUpdate::Progress { .. } => {
-            unreachable!("numbers-only results are applied in one call")
-        }
+/// The statement that records one result other than `Delivered` (those go
+/// in bulk), still missing the lease's id and token, bound last; prepared
+/// once and kept.
+fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statement<'_>> {
+    Some(match u {
+        JobUpdate::Delivered => return None,
+        JobUpdate::Progress { steps_done } => sqlx::query(
+            "UPDATE jobs SET steps_done = ?, attempts = 0, call_uncertain = 0, \
+             lease_expires_at = ?, updated_at = ? \
+             WHERE id = ? AND lease_token = ? AND state = 'leased'",
+        )
+        .bind(i64::from(*steps_done))
+        .bind(now + ms(lease))
+        .bind(now),
         JobUpdate::Retry {
             at,
             failed,
@@ -305,5 +267,5 @@ fn text_statement(u: &JobUpdate, now: i64) -> Statement<'_> {
         .bind(error.class.as_str())
         .bind(error.http_status.map(i64::from))
         .bind(error.message.as_str()),
-    }
+    })
 }

@@ -329,3 +329,57 @@ async fn a_failing_result_writer_stops_the_daemon_with_exit_3() {
     assert!(log.contains("result writer failed"), "{log}");
     assert!(log.contains("disk gone"), "{log}");
 }
+
+/// An operator's `sqlite3` polling the queue beside a running daemon, across
+/// its maintenance tick, loses nothing: the daemon keeps its SQLite locks
+/// (closing any descriptor of the file drops a process's POSIX locks, and
+/// the last-looking connection then deletes the WAL the daemon writes to).
+#[tokio::test]
+async fn an_operators_sqlite3_beside_the_daemon_loses_nothing() {
+    let app = TestApp::builder()
+        .faults(Faults {
+            latency_ms: 400,
+            ..faults()
+        })
+        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .start()
+        .await;
+    // Queued by another process (`enqueue`): no connection of this test
+    // stays open beside the daemon's.
+    let tags: Vec<String> = (0..17).map(|t| format!("t{t}")).collect();
+    let feed = app.path().join("one.csv");
+    std::fs::write(
+        &feed,
+        format!("value,tags\nslow.example.com,{}\n", tags.join("|")),
+    )
+    .unwrap();
+    let out = app.binary(&["enqueue", feed.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{out:?}");
+    let file = app.queue_path();
+    let delivered = "SELECT COUNT(*) FROM jobs WHERE state = 'delivered'";
+    if sqlite3_number(&file, delivered).await.is_none() {
+        eprintln!("SKIPPED: python3 (the system's SQLite) is not installed");
+        return;
+    }
+    let daemon = app.spawn_daemon();
+    // 18 calls of 0.4 s: the job is being worked on when the maintenance
+    // tick (every 5 s) runs, and another process looks every 300 ms.
+    let mut seen_steps = Vec::new();
+    let end = Instant::now() + Duration::from_secs(25);
+    while sqlite3_number(&file, delivered).await != Some(1) {
+        assert!(
+            Instant::now() < end,
+            "never seen delivered; steps seen: {seen_steps:?}"
+        );
+        seen_steps.push(sqlite3_number(&file, "SELECT MAX(steps_done) FROM jobs").await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, log) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        sqlite3_number(&file, delivered).await,
+        Some(1),
+        "still there after the daemon stopped"
+    );
+    assert_eq!(app.sim.stats().by_class["success"], 18);
+}

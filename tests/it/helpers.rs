@@ -459,3 +459,27 @@ pub async fn sql(queue: &tc_ingest::queue::Queue, sql: &str) -> u64 {
         .expect("SQL runs")
         .rows_affected()
 }
+
+/// One number from the queue file as an operator's `sqlite3` gets it: the
+/// system's SQLite library (through python3), in another process, opened and
+/// closed for this one query. `None` when python3 is not installed.
+pub async fn sqlite3_number(queue_file: &Path, sql: &str) -> Option<i64> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(c.execute(sys.argv[2]).fetchone()[0] or 0); c.close()",
+        ])
+        .arg(queue_file)
+        .arg(sql)
+        .output()
+        .await
+        .ok()?;
+    assert!(out.status.success(), "{out:?}");
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a number"),
+    )
+}
