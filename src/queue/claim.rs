@@ -182,12 +182,33 @@ async fn apply_in(
             for n in 0..chunk.len() {
                 sql.push_str(if n == 0 { "?" } else { ",?" });
             }
-            sql.push_str(") RETURNING id");
+            sql.push(')');
             let mut q = sqlx::query(AssertSqlSafe(sql))
                 .persistent(chunk.len() == LEASES_PER_STATEMENT)
                 .bind(now)
                 .bind(now)
                 .bind(token);
+            for &i in chunk {
+                q = q.bind(updates[i].0.id);
+            }
+            let n = q.execute(&mut *conn).await?.rows_affected();
+            if n == chunk.len() as u64 {
+                for &i in chunk {
+                    applied[i] = true;
+                }
+                continue;
+            }
+            // Some leases were taken over: the rows this statement changed
+            // are the ones now delivered at `now` (a stale lease's job is
+            // leased again, under another token).
+            let mut sql = String::from(
+                "SELECT id FROM jobs WHERE state = 'delivered' AND delivered_at = ? AND id IN (",
+            );
+            for n in 0..chunk.len() {
+                sql.push_str(if n == 0 { "?" } else { ",?" });
+            }
+            sql.push(')');
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
             for &i in chunk {
                 q = q.bind(updates[i].0.id);
             }
