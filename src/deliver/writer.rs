@@ -92,10 +92,11 @@ impl Delivery {
         mut rx: mpsc::Receiver<Pending>,
         leases: Leases,
     ) -> anyhow::Result<()> {
-        let lease = self.config().queue.lease;
-        let every = (lease / 3).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        let mut renew = tokio::time::interval(every);
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A third of the lease as configured now (a reload may shorten it).
+        let renew_every = |d: &Self| {
+            (d.config().queue.lease / 3).clamp(Duration::from_millis(100), Duration::from_secs(30))
+        };
+        let mut next_renewal = tokio::time::Instant::now() + renew_every(&self);
         let mut batch: Vec<(Lease, JobUpdate)> = Vec::with_capacity(BATCH);
         let mut waiting: Vec<oneshot::Sender<bool>> = Vec::with_capacity(BATCH);
         loop {
@@ -116,7 +117,8 @@ impl Delivery {
                     }
                     batch.clear();
                 }
-                _ = renew.tick() => {
+                _ = tokio::time::sleep_until(next_renewal) => {
+                    next_renewal = tokio::time::Instant::now() + renew_every(&self);
                     let held = leases.all();
                     if !held.is_empty() {
                         self.queue.renew_leases(&held, self.config().queue.lease).await?;
