@@ -13,6 +13,7 @@ use super::policy::{Action, backoff, policy};
 use super::writer::{Leases, Results};
 use super::{Api, Delivery};
 use crate::api::{Outcome, attribute_of_step};
+use crate::config::DeliveryConfig;
 use crate::indicator::{Indicator, Payload};
 use crate::names::ErrorClass;
 use crate::queue::{Job, JobError, JobUpdate, now_ms};
@@ -32,6 +33,8 @@ struct Answer {
 /// Where a job's current call stands.
 struct Call {
     step: u32,
+    /// The job's calls in all.
+    total: u32,
     /// Consecutive failures of this call.
     attempts: u32,
     /// It may have reached the server unrecorded: an attribute is checked
@@ -139,14 +142,16 @@ impl Delivery {
                 },
             });
         }
-        let total = payload.steps() as u32;
+        // Read once per job: a reload applies from the next job on.
+        let cfg = self.config();
         let mut call = Call {
             step: job.steps_done,
+            total: payload.steps() as u32,
             attempts: job.attempts,
             uncertain: job.call_uncertain,
             clock_corrected: false,
         };
-        while call.step < total {
+        while call.step < call.total {
             if cancel.is_cancelled() || self.gate.paused().is_some() {
                 return Some(release(&call));
             }
@@ -158,14 +163,15 @@ impl Delivery {
                 return Some(release(&call));
             };
             let action = policy(&outcome, call.clock_corrected);
-            self.breaker_sees(&action, &outcome).await;
+            self.breaker_sees(&cfg.delivery, &action, &outcome).await;
             let answer = Answer {
                 outcome,
                 status,
                 action,
             };
-            if let ControlFlow::Break(end) =
-                self.act(job, results, &api, &mut call, total, answer).await
+            if let ControlFlow::Break(end) = self
+                .act(job, results, &api, &cfg.delivery, &mut call, answer)
+                .await
             {
                 return end;
             }
@@ -182,8 +188,8 @@ impl Delivery {
         job: &Job,
         results: &Results,
         api: &Api,
+        d: &DeliveryConfig,
         call: &mut Call,
-        total: u32,
         answer: Answer,
     ) -> ControlFlow<Option<JobUpdate>> {
         let Answer {
@@ -208,11 +214,12 @@ impl Delivery {
             Action::NextStep => {
                 *call = Call {
                     step: call.step + 1,
+                    total: call.total,
                     attempts: 0,
                     uncertain: false,
                     clock_corrected: false,
                 };
-                if call.step < total {
+                if call.step < call.total {
                     let update = JobUpdate::Progress {
                         steps_done: call.step,
                     };
@@ -257,7 +264,6 @@ impl Delivery {
                 retry(call, now_ms() + wait.as_millis() as i64, false)
             }
             Action::Backoff { outcome_unknown } => {
-                let d = &self.config().delivery;
                 call.attempts += 1;
                 call.uncertain |= outcome_unknown;
                 if call.attempts >= d.max_attempts {
@@ -324,8 +330,7 @@ impl Delivery {
     }
 
     /// Feeds the circuit breaker; opens the circuit when it trips.
-    async fn breaker_sees(&self, action: &Action, outcome: &Outcome) {
-        let d = &self.config().delivery;
+    async fn breaker_sees(&self, d: &DeliveryConfig, action: &Action, outcome: &Outcome) {
         let trip = self.breaker.lock().expect("breaker").record(
             action,
             d.backoff_base,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ChunkResult, JobState, NewJob, NewReject, Queue, ms, now_ms};
+use super::{ChunkResult, JobState, NewJob, NewReject, Queue, ms, now_ms, value_list};
 use crate::indicator::IndicatorType;
 
 /// Rows per multi-row INSERT: 7 binds a row stays well under SQLite's limit of 32766.
@@ -64,15 +64,10 @@ impl Queue {
         }
         if let Some(fid) = file_id {
             for batch in rejects.chunks(INSERT_ROWS) {
-                let mut sql = String::from(
-                    "INSERT INTO rejects (file_id, line, input, rule, reason) VALUES ",
+                let sql = format!(
+                    "INSERT INTO rejects (file_id, line, input, rule, reason) VALUES {}",
+                    value_list("(?,?,?,?,?)", batch.len())
                 );
-                for i in 0..batch.len() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str("(?,?,?,?,?)");
-                }
                 let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
                 for r in batch {
                     q = q
@@ -145,13 +140,7 @@ fn insert_jobs<'q>(
          SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, v.column5, v.column6, v.column7, \
          c.now, c.now, c.now FROM (VALUES ",
     );
-    for i in 0..rows.len() {
-        sql.push_str(if i == 0 {
-            "(?,?,?,?,?,?,?)"
-        } else {
-            ",(?,?,?,?,?,?,?)"
-        });
-    }
+    sql.push_str(&value_list("(?,?,?,?,?,?,?)", rows.len()));
     if rows.is_empty() {
         sql.push_str("(NULL,NULL,NULL,NULL,NULL,NULL,NULL)");
     }

@@ -1,25 +1,33 @@
 //! Claiming jobs for delivery and applying what became of them, fenced by
 //! the lease token: a result applies only while its claim still holds.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Job, JobUpdate, Lease, Queue, ms, now_ms};
+use super::{Job, JobState, JobUpdate, Lease, Queue, ms, now_ms, value_list};
 
 /// Leases per statement when many are renewed or delivered at once.
 const LEASES_PER_STATEMENT: usize = 500;
 
-/// `(id, lease_token) IN (VALUES (?,?),...)` for `n` leases.
-fn leases_in(n: usize) -> String {
-    let mut s = String::from("(id, lease_token) IN (VALUES ");
-    for i in 0..n {
-        s.push_str(if i == 0 { "(?,?)" } else { ",(?,?)" });
+/// Items of leases, grouped by lease token and cut into statement-sized
+/// chunks of `(id, item)`: a group commit or a renewal holds the jobs of a
+/// few claims, and `lease_token = ? AND id IN (...)` is a primary-key lookup.
+fn by_token<T>(items: impl IntoIterator<Item = (Lease, T)>) -> Vec<(i64, Vec<(i64, T)>)> {
+    let mut groups: BTreeMap<i64, Vec<(i64, T)>> = BTreeMap::new();
+    for (l, item) in items {
+        groups.entry(l.token).or_default().push((l.id, item));
     }
-    s.push(')');
-    s
+    let mut chunks = Vec::new();
+    for (token, mut all) in groups {
+        while !all.is_empty() {
+            let rest = all.split_off(all.len().min(LEASES_PER_STATEMENT));
+            chunks.push((token, std::mem::replace(&mut all, rest)));
+        }
+    }
+    chunks
 }
 
 impl Queue {
@@ -79,16 +87,18 @@ impl Queue {
         let now = now_ms();
         let mut renewed = 0;
         let mut tx = self.begin_write().await?;
-        for chunk in leases.chunks(LEASES_PER_STATEMENT) {
+        for (token, chunk) in by_token(leases.iter().map(|l| (*l, ()))) {
             let sql = format!(
-                "UPDATE jobs SET lease_expires_at = ? WHERE state = 'leased' AND {}",
-                leases_in(chunk.len())
+                "UPDATE jobs SET lease_expires_at = ? \
+                 WHERE state = 'leased' AND lease_token = ? AND id IN ({})",
+                value_list("?", chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql))
                 .persistent(chunk.len() == LEASES_PER_STATEMENT)
-                .bind(now + ms(lease));
-            for l in chunk {
-                q = q.bind(l.id).bind(l.token);
+                .bind(now + ms(lease))
+                .bind(token);
+            for (id, ()) in &chunk {
+                q = q.bind(id);
             }
             renewed += q.execute(&mut *tx).await?.rows_affected();
         }
@@ -155,9 +165,8 @@ impl Queue {
 }
 
 /// One group commit's statements. Delivered jobs, the common case, go in
-/// bulk, grouped by lease token (a batch holds the jobs of a few claims):
-/// `lease_token = ? AND id IN (...)` is a primary-key lookup, and each
-/// statement is a round trip to the connection's thread.
+/// bulk ([`by_token`]), judged by the rows changed: each statement is a
+/// round trip to the connection's thread.
 async fn apply_in(
     conn: &mut sqlx::SqliteConnection,
     updates: &[(Lease, JobUpdate)],
@@ -165,62 +174,52 @@ async fn apply_in(
     lease: Duration,
 ) -> anyhow::Result<Vec<bool>> {
     let mut applied = vec![false; updates.len()];
-    let mut delivered: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
-    for (i, (l, u)) in updates.iter().enumerate() {
-        if matches!(u, JobUpdate::Delivered) {
-            delivered.entry(l.token).or_default().push(i);
+    let delivered = updates
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, u))| matches!(u, JobUpdate::Delivered))
+        .map(|(i, (l, _))| (*l, i));
+    for (token, chunk) in by_token(delivered) {
+        let ids = value_list("?", chunk.len());
+        let sql = format!(
+            "UPDATE jobs SET state = 'delivered', delivered_at = ?, updated_at = ?, \
+             lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
+             last_error_class = NULL, last_http_status = NULL, last_error = NULL \
+             WHERE state = 'leased' AND lease_token = ? AND id IN ({ids})"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .persistent(chunk.len() == LEASES_PER_STATEMENT)
+            .bind(now)
+            .bind(now)
+            .bind(token);
+        for (id, _) in &chunk {
+            q = q.bind(id);
         }
-    }
-    for (token, all) in &delivered {
-        for chunk in all.chunks(LEASES_PER_STATEMENT) {
-            let mut sql = String::from(
-                "UPDATE jobs SET state = 'delivered', delivered_at = ?, updated_at = ?, \
-                 lease_expires_at = NULL, lease_token = NULL, call_uncertain = 0, \
-                 last_error_class = NULL, last_http_status = NULL, last_error = NULL \
-                 WHERE state = 'leased' AND lease_token = ? AND id IN (",
-            );
-            for n in 0..chunk.len() {
-                sql.push_str(if n == 0 { "?" } else { ",?" });
+        let n = q.execute(&mut *conn).await?.rows_affected();
+        if n == chunk.len() as u64 {
+            for (_, i) in &chunk {
+                applied[*i] = true;
             }
-            sql.push(')');
-            let mut q = sqlx::query(AssertSqlSafe(sql))
-                .persistent(chunk.len() == LEASES_PER_STATEMENT)
-                .bind(now)
-                .bind(now)
-                .bind(token);
-            for &i in chunk {
-                q = q.bind(updates[i].0.id);
-            }
-            let n = q.execute(&mut *conn).await?.rows_affected();
-            if n == chunk.len() as u64 {
-                for &i in chunk {
-                    applied[i] = true;
-                }
-                continue;
-            }
-            // Some leases were taken over: the rows this statement changed
-            // are the ones now delivered at `now` (a stale lease's job is
-            // leased again, under another token).
-            let mut sql = String::from(
-                "SELECT id FROM jobs WHERE state = 'delivered' AND delivered_at = ? AND id IN (",
-            );
-            for n in 0..chunk.len() {
-                sql.push_str(if n == 0 { "?" } else { ",?" });
-            }
-            sql.push(')');
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
-            for &i in chunk {
-                q = q.bind(updates[i].0.id);
-            }
-            let done: HashSet<i64> = q
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            for &i in chunk {
-                applied[i] = done.contains(&updates[i].0.id);
-            }
+            continue;
+        }
+        // Some leases were taken over: the rows this statement changed are
+        // the ones now delivered at `now` (a stale lease's job is leased
+        // again, under another token).
+        let sql = format!(
+            "SELECT id FROM jobs WHERE state = 'delivered' AND delivered_at = ? AND id IN ({ids})"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
+        for (id, _) in &chunk {
+            q = q.bind(id);
+        }
+        let done: HashSet<i64> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (id, i) in &chunk {
+            applied[*i] = done.contains(id);
         }
     }
     for (i, (l, u)) in updates.iter().enumerate() {
@@ -279,9 +278,9 @@ fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statemen
              last_error = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",
         )
         .bind(if matches!(u, JobUpdate::Bury { .. }) {
-            "dead"
+            JobState::Dead.as_str()
         } else {
-            "held"
+            JobState::Held.as_str()
         })
         .bind(i64::from(matches!(u, JobUpdate::Bury { .. })))
         .bind(now)

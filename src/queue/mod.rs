@@ -42,6 +42,19 @@ pub(crate) fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
+/// `n` comma-separated copies of `one` (`?`, or a row such as `(?,?,?)`):
+/// the value list of a multi-value statement.
+fn value_list(one: &str, n: usize) -> String {
+    let mut s = String::with_capacity((one.len() + 1) * n);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(one);
+    }
+    s
+}
+
 /// The queue database.
 #[derive(Debug, Clone)]
 pub struct Queue {

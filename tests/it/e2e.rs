@@ -79,13 +79,7 @@ async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
         .extra_config(DELIVERY)
         .start()
         .await;
-    let daemon = app.spawn_daemon();
-    wait_until(
-        Duration::from_secs(10),
-        "the daemon opened its queue",
-        async || app.queue_path().exists(),
-    )
-    .await;
+    let daemon = app.spawn_daemon_with_queue().await;
     app.rename_in("drop.txt", b"1.1.1.1\n2.2.2.2\nevil[.]example[.]com\n");
     wait_until(Duration::from_secs(10), "delivered", async || {
         app.sim.indicators().len() == 3
@@ -154,13 +148,7 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
         .extra_config(DELIVERY)
         .start()
         .await;
-    let daemon = app.spawn_daemon();
-    wait_until(
-        Duration::from_secs(10),
-        "the daemon opened its queue",
-        async || app.queue_path().exists(),
-    )
-    .await;
+    let daemon = app.spawn_daemon_with_queue().await;
     std::fs::write(app.config_path(), "[api]\nbase_url = 42\n").unwrap();
     daemon.signal(libc::SIGHUP);
     wait_until(

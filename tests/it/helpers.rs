@@ -269,6 +269,19 @@ lease_secs = {lease}
         }
     }
 
+    /// Starts `tc-ingest run` and waits until it has opened its queue.
+    pub async fn spawn_daemon_with_queue(&self) -> DaemonProcess {
+        let daemon = self.spawn_daemon();
+        let queue = self.queue_path();
+        wait_until(
+            Duration::from_secs(10),
+            "the daemon opened its queue",
+            async || queue.exists(),
+        )
+        .await;
+        daemon
+    }
+
     fn with_config(&self, args: &[&str]) -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.push("--config".into());
