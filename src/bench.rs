@@ -139,7 +139,13 @@ async fn queue(n: usize) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut done = 0;
     loop {
-        let claimed = q.claim(256, Duration::from_secs(60)).await?;
+        let claimed = q
+            .claim(
+                256,
+                Duration::from_secs(60),
+                &crate::queue::BatchOwners::None,
+            )
+            .await?;
         if claimed.is_empty() {
             break;
         }

@@ -26,6 +26,8 @@ pub struct Metrics {
     limiter_wait_micros: AtomicU64,
     paused: AtomicU64,
     jobs_by_state: Mutex<BTreeMap<JobState, u64>>,
+    batch_jobs: Mutex<BTreeMap<&'static str, u64>>,
+    batch_items: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -45,6 +47,26 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A batch job ended: `done` or `failed`.
+    pub fn batch_job(&self, result: &'static str) {
+        *self
+            .batch_jobs
+            .lock()
+            .expect("metrics")
+            .entry(result)
+            .or_default() += 1;
+    }
+
+    /// `n` jobs of batch jobs ended: `delivered`, `refused` or `returned`.
+    pub fn batch_items(&self, result: &'static str, n: u64) {
+        *self
+            .batch_items
+            .lock()
+            .expect("metrics")
+            .entry(result)
+            .or_default() += n;
     }
 
     pub fn file_outcome(&self, state: FileState) {
@@ -111,6 +133,31 @@ impl Metrics {
             "tc_ingest_rate_limiter_wait_seconds_total {}",
             self.limiter_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
+        out.push_str("# HELP tc_ingest_batch_jobs_total Batch jobs ended, by result (done, failed).\n# TYPE tc_ingest_batch_jobs_total counter\n");
+        for result in ["done", "failed"] {
+            let n = self
+                .batch_jobs
+                .lock()
+                .expect("metrics")
+                .get(result)
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(out, "tc_ingest_batch_jobs_total{{result=\"{result}\"}} {n}");
+        }
+        out.push_str("# HELP tc_ingest_batch_items_total Jobs of batch jobs, by what became of them (delivered, refused, returned).\n# TYPE tc_ingest_batch_items_total counter\n");
+        for result in ["delivered", "refused", "returned"] {
+            let n = self
+                .batch_items
+                .lock()
+                .expect("metrics")
+                .get(result)
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "tc_ingest_batch_items_total{{result=\"{result}\"}} {n}"
+            );
+        }
         out.push_str("# HELP tc_ingest_paused Whether all delivery is paused (1) or not (0).\n# TYPE tc_ingest_paused gauge\n");
         let _ = writeln!(
             out,

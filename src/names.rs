@@ -96,6 +96,15 @@ crate::names::named_enum! {
         Held => "held",
         /// The circuit breaker paused delivery.
         CircuitOpen => "circuit_open",
+        /// The instance's batch API is off ("Batch job api is not available"):
+        /// the owner's jobs go per indicator for a while.
+        BatchUnavailable => "batch_unavailable",
+        /// A batch upload was larger than the instance accepts: the batch is split.
+        UploadTooLarge => "upload_too_large",
+        /// A batch job failed as a whole (timed out, lost by the server, or
+        /// stopped before processing every item): its unprocessed jobs go
+        /// back to pending.
+        BatchFailed => "batch_failed",
     }
 }
 

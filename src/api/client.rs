@@ -118,6 +118,10 @@ impl Client {
             builder = builder
                 .header("Content-Type", "application/json")
                 .body(serde_json::to_vec(body).expect("JSON values serialize"));
+        } else if let Some(data) = &req.upload {
+            builder = builder
+                .header("Content-Type", "application/octet-stream")
+                .body(data.clone());
         }
         let resp = match builder.send().await {
             Ok(r) => r,

@@ -1,9 +1,11 @@
-//! The ThreatConnect v2 API: the only module that knows the wire format.
+//! The ThreatConnect API (v2, v3 and batch): the only module that knows the
+//! wire format.
 //!
 //! `request` builds signed-to-be requests (paths, queries, bodies), `sign`
-//! computes the `TC` signature, `client` sends them over reqwest, and `outcome`
+//! computes the `TC` signature, `batch` the batch API's bodies and answers, `client` sends them over reqwest, and `outcome`
 //! turns every answer into one closed [`Outcome`].
 
+pub mod batch;
 pub mod client;
 pub mod outcome;
 pub mod request;

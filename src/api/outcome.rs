@@ -36,6 +36,12 @@ pub enum Outcome {
     Transport { message: String },
     /// Anything else: the status and the first 512 bytes of the body.
     Unexpected { status: u16, body: String },
+    /// 503 "Batch job api is not available...": the instance has the batch
+    /// API (or document storage) turned off.
+    BatchUnavailable { message: String },
+    /// 400 "File size greater than allowable limit of N": a batch upload
+    /// larger than the instance takes; `limit` is N (0 when not given).
+    UploadTooLarge { limit: u64 },
 }
 
 impl Outcome {
@@ -56,6 +62,8 @@ impl Outcome {
             Outcome::ServerError { .. } => ErrorClass::ServerError,
             Outcome::Transport { .. } => ErrorClass::Transport,
             Outcome::Unexpected { .. } => ErrorClass::Unexpected,
+            Outcome::BatchUnavailable { .. } => ErrorClass::BatchUnavailable,
+            Outcome::UploadTooLarge { .. } => ErrorClass::UploadTooLarge,
         }
     }
 
@@ -66,7 +74,11 @@ impl Outcome {
             Outcome::Duplicate { message }
             | Outcome::AccessDenied { message }
             | Outcome::Validation { message }
+            | Outcome::BatchUnavailable { message }
             | Outcome::Transport { message } => message.clone(),
+            Outcome::UploadTooLarge { limit } => {
+                format!("File size greater than allowable limit of {limit}")
+            }
             Outcome::SignatureMismatch => "Signature data did not match expected result".into(),
             Outcome::TimestampOutOfRange { .. } => "Timestamp out of acceptable time range".into(),
             Outcome::OwnerNotFound => "The requested owner was not found".into(),
@@ -97,6 +109,10 @@ impl Outcome {
             }
             Outcome::OwnerNotFound => "check the owner name (api.owner or the feed rule's owner)",
             Outcome::Unauthorized => "the API token has expired: issue a new one",
+            Outcome::BatchUnavailable { .. } => {
+                "the instance's batch API is off (batchJobEnabled, document storage): \
+                 delivery goes per indicator; set delivery.mode = \"v2\" or \"v3\" to stop trying it"
+            }
             Outcome::Transport { .. } => {
                 "check api.base_url, the network path to the server, and TLS (api.ca_file for a private CA)"
             }
@@ -140,6 +156,19 @@ pub fn classify(
     }
     if m.contains("requested resource was not found") {
         return Outcome::NotFound;
+    }
+    if m.starts_with("Batch job api is not available") {
+        return Outcome::BatchUnavailable { message };
+    }
+    if let Some(rest) = m.strip_prefix("File size greater than allowable limit") {
+        let digits: String = rest
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        return Outcome::UploadTooLarge {
+            limit: digits.parse().unwrap_or(0),
+        };
     }
     let retry_after = retry_after.and_then(parse_retry_after);
     match status {
@@ -215,6 +244,23 @@ mod tests {
             "{status} {:?} -> {o:?}",
             String::from_utf8_lossy(body)
         );
+    }
+
+    #[test]
+    fn batch_answers_are_told_apart() {
+        let body = failure(
+            "Batch job api is not available. Ensure that batchJobEnabled is true and document storage is enabled",
+        );
+        let o = classify(503, Some("application/json"), &body, None, None);
+        assert!(matches!(o, Outcome::BatchUnavailable { .. }), "{o:?}");
+        let body = br#"{"status":"Invalid","description":"File size greater than allowable limit of 2000000"}"#;
+        let o = classify(400, Some("application/json"), body, None, None);
+        assert_eq!(o, Outcome::UploadTooLarge { limit: 2_000_000 });
+        // v3's error body carries the message the same way.
+        let body =
+            br#"{"errCode":"0x1001","message":"Please enter a valid Host","status":"Error"}"#;
+        let o = classify(400, Some("application/json"), body, None, None);
+        assert_eq!(o.class(), ErrorClass::Validation);
     }
 
     #[test]

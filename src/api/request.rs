@@ -34,13 +34,15 @@ impl Method {
     }
 }
 
-/// One API call: the path and query after the base URL (starting `/v2/`),
-/// already percent-encoded, and the JSON body if any.
+/// One API call: the path and query after the base URL (starting `/v2/` or
+/// `/v3/`), already percent-encoded, and the body if any: JSON, or the bytes
+/// of a batch data file (`application/octet-stream`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiRequest {
     pub method: Method,
     pub path_and_query: String,
     pub body: Option<Value>,
+    pub upload: Option<bytes::Bytes>,
 }
 
 /// Builds the requests; holds the instance's type names.
@@ -76,6 +78,7 @@ impl Endpoints {
             method: Method::Get,
             path_and_query: "/v2/owners".into(),
             body: None,
+            upload: None,
         }
     }
 
@@ -97,6 +100,7 @@ impl Endpoints {
                 owner_query(owner)
             ),
             body: Some(Value::Object(body)),
+            upload: None,
         }
     }
 
@@ -111,6 +115,7 @@ impl Endpoints {
                 owner_query(owner)
             ),
             body: None,
+            upload: None,
         }
     }
 
@@ -124,6 +129,7 @@ impl Endpoints {
                 owner_query(owner)
             ),
             body: Some(json!({"type": attr.kind, "value": attr.value, "displayed": true})),
+            upload: None,
         }
     }
 
@@ -138,6 +144,7 @@ impl Endpoints {
                 owner_query(owner)
             ),
             body: None,
+            upload: None,
         }
     }
 
@@ -159,6 +166,78 @@ impl Endpoints {
                 .get(n - 1 - tags)
                 .map(|a| self.attribute(ind, a, owner)),
         }
+    }
+
+    /// `POST /v3/indicators?owner=...`: one request with the type's value
+    /// fields, rating, confidence, first and last seen, every tag, and the
+    /// `attributes` given (tc-api.md section 7). A create of an existing
+    /// indicator updates it.
+    pub fn v3_create(
+        &self,
+        ind: &Indicator,
+        payload: &Payload,
+        owner: &str,
+        attributes: &[&Attribute],
+    ) -> ApiRequest {
+        let mut body = Map::new();
+        body.insert("type".into(), json!(ind.kind().tc_name()));
+        body.extend(self.value_fields(ind));
+        if let Some(r) = payload.rating {
+            body.insert("rating".into(), json!(r));
+        }
+        if let Some(c) = payload.confidence {
+            body.insert("confidence".into(), json!(c));
+        }
+        if let Some(t) = &payload.first_seen {
+            body.insert("firstSeen".into(), json!(t));
+        }
+        if let Some(t) = &payload.last_seen {
+            body.insert("lastSeen".into(), json!(t));
+        }
+        if !payload.tags.is_empty() {
+            let tags: Vec<Value> = payload.tags.iter().map(|t| json!({"name": t})).collect();
+            body.insert("tags".into(), json!({ "data": tags }));
+        }
+        if !attributes.is_empty() {
+            let attrs: Vec<Value> = attributes
+                .iter()
+                .map(|a| json!({"type": a.kind, "value": a.value}))
+                .collect();
+            body.insert("attributes".into(), json!({ "data": attrs }));
+        }
+        ApiRequest {
+            method: Method::Post,
+            path_and_query: format!("/v3/indicators?owner={}", encode_component(owner)),
+            body: Some(Value::Object(body)),
+            upload: None,
+        }
+    }
+
+    /// One item of a batch data file (tc-api.md section 5): summary, type,
+    /// rating, confidence, tags and attributes.
+    pub fn batch_item(&self, ind: &Indicator, payload: &Payload) -> Value {
+        let mut item = Map::new();
+        item.insert("summary".into(), json!(ind.summary()));
+        item.insert("type".into(), json!(ind.kind().tc_name()));
+        if let Some(r) = payload.rating {
+            item.insert("rating".into(), json!(r));
+        }
+        if let Some(c) = payload.confidence {
+            item.insert("confidence".into(), json!(c));
+        }
+        if !payload.tags.is_empty() {
+            let tags: Vec<Value> = payload.tags.iter().map(|t| json!({"name": t})).collect();
+            item.insert("tag".into(), Value::Array(tags));
+        }
+        if !payload.attributes.is_empty() {
+            let attrs: Vec<Value> = payload
+                .attributes
+                .iter()
+                .map(|a| json!({"type": a.kind, "value": a.value}))
+                .collect();
+            item.insert("attribute".into(), Value::Array(attrs));
+        }
+        Value::Object(item)
     }
 
     fn indicator_path(&self, ind: &Indicator) -> String {

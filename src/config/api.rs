@@ -51,6 +51,7 @@ pub(super) fn validate(
         timeout_secs,
         allow_insecure_http: a.allow_insecure_http,
         ca_file,
+        prefer_v3: a.prefer_v3,
         types: a.types,
     }
 }

@@ -28,7 +28,9 @@ use crate::feed::Field;
 use crate::indicator::IndicatorType;
 pub use types::{CustomType, RegistryKeyType, TypeNames};
 
-pub use raw::{RawApi, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawWatch};
+pub use raw::{
+    RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawWatch,
+};
 pub use render::render;
 pub use secret::{Secret, SecretEnv};
 
@@ -42,6 +44,7 @@ pub struct Config {
     pub watch: WatchConfig,
     pub queue: QueueConfig,
     pub delivery: DeliveryConfig,
+    pub batch: BatchConfig,
     pub metrics: MetricsConfig,
     pub feeds: Vec<FeedRule>,
 }
@@ -57,6 +60,9 @@ pub struct ApiConfig {
     pub timeout_secs: u64,
     pub allow_insecure_http: bool,
     pub ca_file: Option<PathBuf>,
+    /// Per-indicator delivery uses v3 (one request per indicator) rather
+    /// than v2 (create, then a call per tag and attribute).
+    pub prefer_v3: bool,
     pub types: TypeNames,
 }
 
@@ -108,6 +114,83 @@ pub struct DeliveryConfig {
     /// The longest a tripped circuit breaker stops all requests before its
     /// probes start (the open period doubles per trip in a row up to this).
     pub circuit_open_max: Duration,
+    /// How indicators go to ThreatConnect (ARCHITECTURE.md, "Bulk modes").
+    pub mode: DeliveryMode,
+}
+
+impl Config {
+    /// Whether per-indicator delivery uses v3: in `v3` mode, or with
+    /// `api.prefer_v3` when the mode leaves the choice (`auto`, and `batch`
+    /// for what goes per indicator).
+    pub fn per_indicator_v3(&self) -> bool {
+        match self.delivery.mode {
+            DeliveryMode::V3 => true,
+            DeliveryMode::V2 => false,
+            DeliveryMode::Auto | DeliveryMode::Batch => self.api.prefer_v3,
+        }
+    }
+}
+
+crate::names::named_enum! {
+    /// `delivery.mode`: which API delivers an owner's jobs.
+    pub enum DeliveryMode ("delivery mode") {
+        /// Batch while an owner's due backlog is at least
+        /// `batch.min_indicators`, else per indicator (v2, or v3 with
+        /// `api.prefer_v3`).
+        Auto => "auto",
+        /// Per indicator: a create, then one call per tag and attribute.
+        V2 => "v2",
+        /// Per indicator: one create carrying its tags and attributes.
+        V3 => "v3",
+        /// Every owner's jobs through the batch API.
+        Batch => "batch",
+    }
+}
+
+crate::names::named_enum! {
+    /// `batch.attribute_write_type`: how a batch job writes attributes of
+    /// indicators that exist (tc-api.md section 5).
+    pub enum AttributeWriteType ("attribute write type") {
+        Append => "Append",
+        Replace => "Replace",
+        Singleton => "Singleton",
+        Static => "Static",
+    }
+}
+
+crate::names::named_enum! {
+    /// `batch.tag_write_type`: `Append`, or `Replace` (which removes the tags
+    /// an indicator had).
+    pub enum TagWriteType ("tag write type") {
+        Append => "Append",
+        Replace => "Replace",
+    }
+}
+
+/// The `[batch]` section: how the batch API is used.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchConfig {
+    /// In `auto` mode, the due backlog of an owner from which it goes by batch.
+    pub min_indicators: usize,
+    /// Indicators per batch job, at most (ThreatConnect's limit is 25,000).
+    pub max_indicators: usize,
+    /// Bytes per uploaded data file, at most (the instance's limit is learnt
+    /// from its refusal, and used from then on when lower).
+    pub max_bytes: usize,
+    /// Batch jobs at ThreatConnect at once, across owners.
+    pub jobs_in_flight: usize,
+    /// First wait between status polls of a batch job; it grows 1.5 times
+    /// per poll up to `poll_max`.
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_min: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub poll_max: Duration,
+    /// A batch job not completed after this long is given up on: its jobs go
+    /// back to pending, to be sent per indicator.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    pub attribute_write_type: AttributeWriteType,
+    pub tag_write_type: TagWriteType,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -22,6 +22,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub delivery: RawDelivery,
     #[serde(default)]
+    pub batch: RawBatch,
+    #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
     pub feeds: Vec<RawFeedRule>,
@@ -39,6 +41,8 @@ pub struct RawApi {
     #[serde(default)]
     pub allow_insecure_http: bool,
     pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub prefer_v3: bool,
     #[serde(default)]
     pub types: TypeNames,
 }
@@ -89,6 +93,21 @@ pub struct RawDelivery {
     pub probe_min_secs: Option<u64>,
     pub probe_max_secs: Option<u64>,
     pub circuit_open_max_secs: Option<u64>,
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    pub min_indicators: Option<usize>,
+    pub max_indicators: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub jobs_in_flight: Option<usize>,
+    pub poll_min_ms: Option<u64>,
+    pub poll_max_ms: Option<u64>,
+    pub timeout_secs: Option<u64>,
+    pub attribute_write_type: Option<String>,
+    pub tag_write_type: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::TypeNames;
-use super::{Config, DeliveryConfig, FeedRule, MetricsConfig, QueueConfig, WatchConfig};
+use super::{
+    BatchConfig, Config, DeliveryConfig, FeedRule, MetricsConfig, QueueConfig, WatchConfig,
+};
 use crate::indicator::IndicatorType;
 
 #[derive(Serialize)]
@@ -20,6 +22,7 @@ struct ApiView<'a> {
     allow_insecure_http: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     ca_file: Option<&'a Path>,
+    prefer_v3: bool,
     types: &'a TypeNames,
 }
 
@@ -48,6 +51,7 @@ struct View<'a> {
     watch: &'a WatchConfig,
     queue: &'a QueueConfig,
     delivery: &'a DeliveryConfig,
+    batch: &'a BatchConfig,
     metrics: &'a MetricsConfig,
     feeds: Vec<FeedView<'a>>,
 }
@@ -64,11 +68,13 @@ pub fn render(cfg: &Config) -> String {
             timeout_secs: cfg.api.timeout_secs,
             allow_insecure_http: cfg.api.allow_insecure_http,
             ca_file: cfg.api.ca_file.as_deref(),
+            prefer_v3: cfg.api.prefer_v3,
             types: &cfg.api.types,
         },
         watch: &cfg.watch,
         queue: &cfg.queue,
         delivery: &cfg.delivery,
+        batch: &cfg.batch,
         metrics: &cfg.metrics,
         feeds: cfg.feeds.iter().map(feed_view).collect(),
     };

@@ -22,6 +22,7 @@ impl RawConfig {
         let watch = super::watch::validate(self.watch, base, &state, &mut errors);
         let queue = queue(self.queue, base, &state, &mut errors);
         let delivery = super::delivery::validate(self.delivery, &mut errors);
+        let batch = super::delivery::validate_batch(self.batch, &mut errors);
         let metrics = metrics(self.metrics, &mut errors);
         let feeds = super::feeds::validate(self.feeds, &mut errors);
         if !errors.is_empty() {
@@ -32,6 +33,7 @@ impl RawConfig {
             watch,
             queue,
             delivery,
+            batch,
             metrics,
             feeds,
         })

@@ -1,9 +1,10 @@
 //! Delivery: a rate-limited pool of workers that send each job's calls
-//! (create, then each tag, then each attribute) and act on every answer
+//! (v2: create, then each tag, then each attribute; v3: one create) and,
+//! for owners with a large backlog, batch jobs; every answer is acted on
 //! through one policy ([`policy::policy`]).
 //!
 //! By role: `worker` (the dispatcher claims due jobs under fenced leases;
-//! workers send calls), `writer` (group commits, lease renewal), `policy`
+//! workers send calls), `batcher` (batch jobs, their durable steps), `writer` (group commits, lease renewal), `policy`
 //! (what an answer means; backoff), `gate` (paused or running), `breaker`
 //! (the circuit breaker), `throttle` (the rate limiter), `prober` (ends
 //! pauses, releases held owners).
@@ -14,6 +15,7 @@
 //! committed before the job's next call is sent; an attribute call whose
 //! outcome is unknown is checked before it is sent again.
 
+mod batcher;
 mod breaker;
 mod gate;
 pub mod policy;
@@ -30,6 +32,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use batcher::Bulk;
 pub use gate::{Gate, Paused};
 pub use policy::{Action, backoff, policy};
 pub use throttle::Throttle;
@@ -67,6 +70,8 @@ pub struct Delivery {
     held: Arc<Mutex<HashSet<String>>>,
     /// Whether a pause is shown in the queue and the metrics.
     pause_shown: Arc<tokio::sync::Mutex<bool>>,
+    /// Which owners go by batch, shared by the batcher and the dispatcher.
+    pub bulk: Arc<Bulk>,
 }
 
 impl Delivery {
@@ -89,6 +94,7 @@ impl Delivery {
             breaker: Arc::default(),
             held: Arc::default(),
             pause_shown: Arc::default(),
+            bulk: Arc::default(),
         }
     }
 
@@ -134,8 +140,24 @@ impl Delivery {
         let prober = tokio::spawn(self.clone().prober(side.clone()));
         let recovery = tokio::spawn(throttle::recovery(self.throttle.clone(), side.clone()));
 
+        // Owners that go by batch are known before the first claim.
+        self.choose_batch_owners(&self.config()).await?;
+        let batcher = tokio::spawn({
+            let (d, stop) = (self.clone(), stop.clone());
+            async move {
+                let r = d.batcher(&stop).await;
+                if r.is_err() {
+                    stop.cancel();
+                }
+                r
+            }
+        });
         let dispatched = self.dispatcher(job_tx, &leases, &stop).await;
         stop.cancel();
+        let batched = batcher
+            .await
+            .map_err(|e| anyhow::anyhow!("the batcher failed: {e}"))
+            .and_then(|r| r.map_err(|e| e.context("the batcher failed")));
 
         // The dispatcher has stopped and closed the job channel. Workers
         // finish their current call; after the grace time they are told to
@@ -158,7 +180,7 @@ impl Delivery {
             .map_err(|e| anyhow::anyhow!("the result writer failed: {e}"))
             .and_then(|r| r.map_err(|e| e.context("the result writer failed")));
         // The root cause first: a writer failure explains the rest.
-        written.and(dispatched)?;
+        written.and(batched).and(dispatched)?;
         let released = self.queue.release_all_leases().await?;
         if released > 0 {
             tracing::info!(jobs = released, "returned unfinished leases to pending");

@@ -30,6 +30,11 @@ pub enum Action {
     /// gateway gave up waiting), so an attribute is checked before it is
     /// sent again.
     Backoff { outcome_unknown: bool },
+    /// The batch API is off: this owner's jobs go per indicator for a while.
+    FallBackFromBatch,
+    /// A batch upload was too large: split it into uploads of at most
+    /// `limit` bytes (0: the server did not say; halve it).
+    SplitBatch { limit: u64 },
 }
 
 impl Action {
@@ -77,6 +82,8 @@ pub fn policy(outcome: &Outcome, clock_just_corrected: bool) -> Action {
         Outcome::Transport { .. } => Action::Backoff {
             outcome_unknown: true,
         },
+        Outcome::BatchUnavailable { .. } => Action::FallBackFromBatch,
+        Outcome::UploadTooLarge { limit } => Action::SplitBatch { limit: *limit },
     }
 }
 
@@ -164,6 +171,16 @@ mod tests {
                 Action::Backoff {
                     outcome_unknown: true,
                 },
+            ),
+            (
+                Outcome::BatchUnavailable {
+                    message: "Batch job api is not available".into(),
+                },
+                Action::FallBackFromBatch,
+            ),
+            (
+                Outcome::UploadTooLarge { limit: 1000 },
+                Action::SplitBatch { limit: 1000 },
             ),
         ];
         for (o, a) in cases {

@@ -14,7 +14,7 @@ use super::writer::{Leases, Results};
 use super::{Api, Delivery};
 use crate::api::{Outcome, attribute_of_step};
 use crate::config::DeliveryConfig;
-use crate::indicator::{Indicator, Payload};
+use crate::indicator::{Attribute, Indicator, Payload};
 use crate::names::ErrorClass;
 use crate::queue::{Job, JobError, JobUpdate, now_ms};
 
@@ -41,6 +41,8 @@ struct Call {
     /// before it is sent again.
     uncertain: bool,
     clock_corrected: bool,
+    /// One v3 create carries every call left (tc-api.md section 7).
+    v3: bool,
 }
 
 impl Delivery {
@@ -67,7 +69,12 @@ impl Delivery {
                     Err(_) => return Ok(()),
                 },
             };
-            let jobs = self.queue.claim(batch, self.config().queue.lease).await?;
+            self.refresh_batch_owners().await?;
+            let batching = self.batching_owners();
+            let jobs = self
+                .queue
+                .claim(batch, self.config().queue.lease, &batching)
+                .await?;
             if jobs.is_empty() {
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
@@ -150,6 +157,7 @@ impl Delivery {
             attempts: job.attempts,
             uncertain: job.call_uncertain,
             clock_corrected: false,
+            v3: cfg.per_indicator_v3(),
         };
         while call.step < call.total {
             if cancel.is_cancelled() || self.gate.paused().is_some() {
@@ -213,11 +221,12 @@ impl Delivery {
         match action {
             Action::NextStep => {
                 *call = Call {
-                    step: call.step + 1,
+                    step: if call.v3 { call.total } else { call.step + 1 },
                     total: call.total,
                     attempts: 0,
                     uncertain: false,
                     clock_corrected: false,
+                    v3: call.v3,
                 };
                 if call.step < call.total {
                     let update = JobUpdate::Progress {
@@ -263,7 +272,17 @@ impl Delivery {
                 let wait = retry_after.unwrap_or(Duration::from_secs(5));
                 retry(call, now_ms() + wait.as_millis() as i64, false)
             }
-            Action::Backoff { outcome_unknown } => {
+            // The batch API's own answers do not come to a per-indicator
+            // call; were one to come, it is a failure of the call like any.
+            failure @ (Action::Backoff { .. }
+            | Action::FallBackFromBatch
+            | Action::SplitBatch { .. }) => {
+                let outcome_unknown = matches!(
+                    failure,
+                    Action::Backoff {
+                        outcome_unknown: true
+                    }
+                );
                 call.attempts += 1;
                 call.uncertain |= outcome_unknown;
                 if call.attempts >= d.max_attempts {
@@ -276,10 +295,11 @@ impl Delivery {
         }
     }
 
-    /// Sends the job's current call, through the rate limiter. An attribute
-    /// call that may already have reached the server is first checked with
-    /// a GET of the indicator's attributes, and counts as done if the
-    /// attribute is there. `None` when delivery was paused meanwhile.
+    /// Sends the job's current call, through the rate limiter: the v2 call
+    /// of its step, or the one v3 create of everything left. An attribute
+    /// that may already have reached the server is first looked for with a
+    /// GET of the indicator's attributes, and not sent again if it is there.
+    /// `None` when delivery was paused meanwhile.
     async fn send_call(
         &self,
         api: &Api,
@@ -289,34 +309,42 @@ impl Delivery {
         call: &mut Call,
     ) -> Option<(Outcome, Option<u16>)> {
         let step = call.step as usize;
-        if call.uncertain
-            && let Some(attr) = attribute_of_step(payload, step)
-        {
-            self.throttle.wait().await;
-            let started = Instant::now();
-            let found = api
-                .client
-                .attributes(&api.endpoints.attributes(indicator, &job.owner))
-                .await;
-            match found {
-                Ok(present) => {
-                    self.metrics.request(ErrorClass::Success, started.elapsed());
-                    call.uncertain = false;
-                    if present.contains(attr) {
-                        tracing::info!(job = job.lease.id, attribute = %attr.kind, "attribute already added by an earlier attempt: not sent again");
-                        return Some((Outcome::Success, None));
-                    }
+        let req = if call.v3 {
+            // Attributes added by earlier v2 calls of this job are not sent again.
+            let done = step
+                .saturating_sub(1 + payload.tags.len())
+                .min(payload.attributes.len());
+            let mut attributes: Vec<&Attribute> = payload.attributes[done..].iter().collect();
+            if call.uncertain && !attributes.is_empty() {
+                match self.attributes_present(api, job, indicator).await {
+                    Ok(present) => attributes.retain(|a| !present.contains(a)),
+                    // Not created yet: none of them is there.
+                    Err(Outcome::NotFound) => {}
+                    Err(outcome) => return Some((outcome, None)),
                 }
-                Err(outcome) => {
-                    self.metrics.request(outcome.class(), started.elapsed());
-                    return Some((outcome, None));
+                call.uncertain = false;
+            }
+            api.endpoints
+                .v3_create(indicator, payload, &job.owner, &attributes)
+        } else {
+            if call.uncertain
+                && let Some(attr) = attribute_of_step(payload, step)
+            {
+                match self.attributes_present(api, job, indicator).await {
+                    Ok(present) => {
+                        call.uncertain = false;
+                        if present.contains(attr) {
+                            tracing::info!(job = job.lease.id, attribute = %attr.kind, "attribute already added by an earlier attempt: not sent again");
+                            return Some((Outcome::Success, None));
+                        }
+                    }
+                    Err(outcome) => return Some((outcome, None)),
                 }
             }
-        }
-        let req = api
-            .endpoints
-            .step(indicator, payload, &job.owner, step)
-            .expect("a step below the total has a request");
+            api.endpoints
+                .step(indicator, payload, &job.owner, step)
+                .expect("a step below the total has a request")
+        };
         self.throttle.wait().await;
         if self.gate.paused().is_some() {
             return None;
@@ -325,8 +353,29 @@ impl Delivery {
         let resp = api.client.send(&req).await;
         self.metrics
             .request(resp.outcome.class(), started.elapsed());
-        tracing::debug!(job = job.lease.id, step, class = %resp.outcome.class(), status = resp.status, "request");
+        tracing::debug!(job = job.lease.id, step, v3 = call.v3, class = %resp.outcome.class(), status = resp.status, "request");
         Some((resp.outcome, resp.status))
+    }
+
+    /// The attributes the indicator has, through the rate limiter.
+    async fn attributes_present(
+        &self,
+        api: &Api,
+        job: &Job,
+        indicator: &Indicator,
+    ) -> Result<Vec<Attribute>, Outcome> {
+        self.throttle.wait().await;
+        let started = Instant::now();
+        let found = api
+            .client
+            .attributes(&api.endpoints.attributes(indicator, &job.owner))
+            .await;
+        let class = found
+            .as_ref()
+            .err()
+            .map_or(ErrorClass::Success, Outcome::class);
+        self.metrics.request(class, started.elapsed());
+        found
     }
 
     /// Feeds the circuit breaker; opens the circuit when it trips.
@@ -353,7 +402,7 @@ impl Delivery {
     }
 
     /// Holds an owner: its jobs wait, other owners go on.
-    async fn hold(&self, owner: &str, outcome: &Outcome) {
+    pub(super) async fn hold(&self, owner: &str, outcome: &Outcome) {
         self.held.lock().expect("held").insert(owner.to_string());
         match self
             .queue

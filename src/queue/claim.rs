@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Job, JobState, JobUpdate, Lease, Queue, ms, now_ms, value_list};
+use super::{BatchOwners, Job, JobState, JobUpdate, Lease, Queue, ms, now_ms, value_list};
 
 /// Leases per statement when many are renewed or delivered at once.
 const LEASES_PER_STATEMENT: usize = 500;
@@ -32,31 +32,56 @@ fn by_token<T>(items: impl IntoIterator<Item = (Lease, T)>) -> Vec<(i64, Vec<(i6
 
 impl Queue {
     /// Leases up to `n` due jobs of owners that are not held, under a new
-    /// lease token.
+    /// lease token. Of the owners that go by batch, only jobs that cannot
+    /// (a step done, or a call of unknown outcome) are taken.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn claim(&self, n: usize, lease: Duration) -> anyhow::Result<Vec<Job>> {
+    pub async fn claim(
+        &self,
+        n: usize,
+        lease: Duration,
+        batching: &BatchOwners,
+    ) -> anyhow::Result<Vec<Job>> {
         let _gate = self.write_gate.lock().await;
         let now = now_ms();
         // Random and 63-bit: a token never repeats in practice, so a stale
         // worker can never match a later claim of the same job.
         let token = (fastrand::u64(..) >> 1) as i64;
-        let rows = sqlx::query(
+        // Numbered parameters only: the owners follow as ?5, ?6, ...
+        let (owners, listed) = match batching {
+            BatchOwners::None => (&[][..], None),
+            BatchOwners::Only(o) => (&o[..], Some("IN")),
+            BatchOwners::AllBut(o) => (&o[..], Some("NOT IN")),
+        };
+        let batching_owners = match listed {
+            None => String::new(),
+            Some(op) => {
+                let list: Vec<String> = (0..owners.len()).map(|i| format!("?{}", i + 5)).collect();
+                format!(
+                    "AND NOT (owner {op} ({}) AND steps_done = 0 AND call_uncertain = 0) ",
+                    list.join(",")
+                )
+            }
+        };
+        let sql = format!(
             "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, updated_at = ?3 \
              WHERE id IN ( \
                SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
-               AND owner NOT IN (SELECT owner FROM held_owners) \
+               AND owner NOT IN (SELECT owner FROM held_owners) {batching_owners}\
                ORDER BY next_attempt_at, id LIMIT ?4) \
-             RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain",
-        )
-        .bind(token)
-        .bind(now + ms(lease))
-        .bind(now)
-        .bind(n as i64)
-        .fetch_all(&self.pool)
-        .await
-        .context("claiming jobs")?;
+             RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .persistent(owners.is_empty())
+            .bind(token)
+            .bind(now + ms(lease))
+            .bind(now)
+            .bind(n as i64);
+        for owner in owners {
+            q = q.bind(owner);
+        }
+        let rows = q.fetch_all(&self.pool).await.context("claiming jobs")?;
         let mut jobs: Vec<Job> = rows
             .iter()
             .map(|r| Job {

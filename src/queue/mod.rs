@@ -7,9 +7,10 @@
 //!
 //! By role: `lock` (one daemon per queue), `files` (feed files and their
 //! rejects), `chunk` (a chunk of rows in one transaction), `claim` (leases
-//! and results), `owners` (held owners, pause, heartbeat), `reports`
+//! and results), `batch` (batch jobs and their jobs), `owners` (held owners, pause, heartbeat), `reports`
 //! (counts, requeue, prune); `model` holds the types.
 
+mod batch;
 mod chunk;
 mod claim;
 mod files;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use batch::{BatchCandidate, BatchJob, BatchOutcome, BatchState};
 pub use lock::DaemonLock;
 pub use model::*;
 

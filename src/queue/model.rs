@@ -17,6 +17,8 @@ crate::names::named_enum! {
         Pending => "pending",
         /// Claimed by a delivery worker until `lease_expires_at`.
         Leased => "leased",
+        /// In a ThreatConnect batch job (`batch_ref`), waiting for its result.
+        Batched => "batched",
         /// Every call succeeded.
         Delivered => "delivered",
         /// Its owner is held: it waits until the owner is released.
@@ -77,6 +79,19 @@ pub struct NewReject {
     pub input: String,
     pub rule: RejectRule,
     pub reason: String,
+}
+
+/// Which owners' batchable jobs (nothing of their delivery started) the
+/// batcher has, so that per-indicator claims leave them alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BatchOwners {
+    /// None: every job may go per indicator.
+    #[default]
+    None,
+    /// These owners'.
+    Only(Vec<String>),
+    /// Every owner's but these.
+    AllBut(Vec<String>),
 }
 
 /// A claim on one job: a result applies only while the job is still leased
@@ -217,10 +232,11 @@ pub struct RetryFilter {
     pub file: Option<String>,
 }
 
-/// What [`Queue::outstanding`] found: leased jobs, and when the next
+/// What [`Queue::outstanding`] found: jobs leased or in a batch job, and when the next
 /// pending job of an owner that is not held falls due (Unix ms).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outstanding {
+    /// Leased, or in a batch job at ThreatConnect.
     pub leased: u64,
     pub next_due: Option<i64>,
 }
@@ -230,6 +246,7 @@ pub struct Outstanding {
 pub struct StateCounts {
     pub pending: u64,
     pub leased: u64,
+    pub batched: u64,
     pub held: u64,
     pub dead: u64,
     /// Jobs delivered since the time asked about.
@@ -237,11 +254,12 @@ pub struct StateCounts {
 }
 
 impl StateCounts {
-    /// The four counts by state (for the metrics gauge).
+    /// The counts by state (for the metrics gauge).
     pub fn by_state(&self) -> BTreeMap<JobState, u64> {
         BTreeMap::from([
             (JobState::Pending, self.pending),
             (JobState::Leased, self.leased),
+            (JobState::Batched, self.batched),
             (JobState::Held, self.held),
             (JobState::Dead, self.dead),
         ])

@@ -68,7 +68,8 @@ impl Queue {
     pub async fn outstanding(&self) -> anyhow::Result<Outstanding> {
         // One statement reads one snapshot; each part uses its partial index.
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'leased'), \
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'leased') \
+               + (SELECT COUNT(*) FROM jobs WHERE state = 'batched'), \
                (SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' \
                 AND owner NOT IN (SELECT owner FROM held_owners))",
         )
@@ -94,7 +95,8 @@ impl Queue {
                (SELECT COUNT(*) FROM jobs WHERE state = 'leased'), \
                (SELECT COUNT(*) FROM jobs WHERE state = 'held'), \
                (SELECT COUNT(*) FROM jobs WHERE state = 'dead'), \
-               (SELECT COUNT(*) FROM jobs WHERE delivered_at >= ?)",
+               (SELECT COUNT(*) FROM jobs WHERE delivered_at >= ?), \
+               (SELECT COUNT(*) FROM jobs WHERE state = 'batched')",
         )
         .bind(since_ms)
         .fetch_one(&self.pool)
@@ -106,6 +108,7 @@ impl Queue {
             held: n(2),
             dead: n(3),
             delivered_since: n(4),
+            batched: n(5),
         })
     }
 

@@ -59,20 +59,26 @@ pub(super) fn authenticate(ctx: &Ctx<'_>) -> Result<(), Failure> {
 /// The owner named by `?owner=` (decoded; `+` is a space), or the first owner.
 /// Unknown: 403 "The requested owner was not found"; denied: 403 "Access Denied".
 pub(super) fn owner_of(ctx: &Ctx<'_>) -> Result<String, Failure> {
-    let sim = ctx.sim;
     let owner = ctx
         .req
         .query()
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| k.eq_ignore_ascii_case("owner"))
-        .map(|(_, v)| decode(&v.replace('+', " ")))
-        .unwrap_or_else(|| {
-            sim.owners
-                .first()
-                .map(|o| o.name.clone())
-                .unwrap_or_default()
-        });
+        .map(|(_, v)| decode(&v.replace('+', " ")));
+    check_owner(ctx, owner)
+}
+
+/// The owner named (the first owner when none is), if it exists and is not
+/// denied.
+pub(super) fn check_owner(ctx: &Ctx<'_>, owner: Option<String>) -> Result<String, Failure> {
+    let sim = ctx.sim;
+    let owner = owner.unwrap_or_else(|| {
+        sim.owners
+            .first()
+            .map(|o| o.name.clone())
+            .unwrap_or_default()
+    });
     if !sim.owners.iter().any(|o| o.name == owner) {
         return Err(fail(
             403,

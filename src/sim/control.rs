@@ -1,5 +1,5 @@
 //! The simulator's own endpoints, unsigned and never faulted:
-//! `GET /_sim/indicators`, `GET /_sim/stats`, `GET /_sim/faults`, and
+//! `GET /_sim/indicators`, `GET /_sim/stats`, `GET /_sim/batches`, `GET /_sim/faults`, and
 //! `POST /_sim/faults` (the fields given replace the current ones).
 
 use axum::http::{Method, StatusCode};
@@ -13,6 +13,7 @@ pub(super) fn handle(sim: &Shared, method: &Method, rest: &str, body: &[u8]) -> 
     match (method, rest) {
         (&Method::GET, "indicators") => axum::Json(sim.store().indicators.clone()).into_response(),
         (&Method::GET, "stats") => axum::Json(sim.stats().clone()).into_response(),
+        (&Method::GET, "batches") => axum::Json(sim.batches().list()).into_response(),
         (&Method::GET, "faults") => axum::Json(sim.faults().clone()).into_response(),
         (&Method::POST, "faults") => match patch_faults(sim, body) {
             Ok(f) => axum::Json(f).into_response(),

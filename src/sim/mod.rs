@@ -1,4 +1,4 @@
-//! A ThreatConnect v2 stand-in for tests and the demo, faithful to tc-api.md:
+//! A ThreatConnect stand-in (v2, v3 create, batch) for tests and the demo, faithful to tc-api.md:
 //! it verifies every signature over the raw request target and the timestamp
 //! window, validates values against ThreatConnect's format rules, answers with
 //! ThreatConnect's exact messages, keeps what was created in memory, and
@@ -16,6 +16,8 @@
 //!   connection, and the request counts of [`SimStats`].
 //! - [`auth`]: the `Authorization`/`Timestamp` check and the `?owner=` check.
 //! - [`v2`]: the ThreatConnect calls (owners, create, tag, attributes).
+//! - [`v3`]: the v3 create (tags and attributes inline, an upsert).
+//! - [`batch`]: the batch API, and the task that processes batch jobs.
 //! - [`store`]: the indicators held in memory and their lookup index.
 //! - [`control`]: the simulator's own `/_sim/...` endpoints.
 //! - [`validate`]: ThreatConnect's format rules, independent of `normalize`.
@@ -23,11 +25,13 @@
 //! This file holds the public types and [`Simulator`] itself.
 
 mod auth;
+mod batch;
 mod control;
 mod faults;
 mod router;
 mod store;
 mod v2;
+mod v3;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use batch::SimBatch;
 use store::Store;
 
 /// An owner the simulator knows.
@@ -80,6 +85,31 @@ pub struct Faults {
     pub denied_owners: Vec<String>,
     /// Answer a repeated File create with ThreatConnect's 400 "already exists".
     pub file_exists_400: bool,
+    /// The batch API is off: `POST /v2/batch` answers 503 "Batch job api is
+    /// not available...".
+    pub batch_unavailable: bool,
+    /// The largest batch data file accepted (0: any); larger uploads get
+    /// 400 "File size greater than allowable limit of N".
+    pub batch_max_bytes: u64,
+    /// Batch items processed per second, across jobs in upload order
+    /// (0: each job is processed as its data arrives).
+    pub batch_items_per_sec: u64,
+    /// Batch items (by summary) refused as on the exclusion list.
+    pub batch_refuse: Vec<String>,
+    /// The next N uploaded batch jobs are lost: their status answers 404.
+    pub batch_lose_next: u32,
+    /// A batch job stops with a job-level error after this many items (0:
+    /// never); the rest are counted unprocessed.
+    pub batch_halt_after: u32,
+    /// The next N batch uploads have their connection cut before they are
+    /// processed (the job stays `Created`).
+    pub batch_upload_drop_next: u32,
+    /// The next N batch uploads are accepted and their answer is lost (the
+    /// connection is cut after): the client cannot know they arrived.
+    pub batch_upload_lost_next: u32,
+    /// `/v2/batch/<id>/results` answers 404: errors only from the older
+    /// `/errors` (gzip under a wrong content type).
+    pub batch_legacy_errors: bool,
     /// Send the real time in the `Date` header while checking timestamps
     /// against the skewed clock (a proxy rewriting `Date`): a client cannot
     /// correct its clock from it.
@@ -121,6 +151,7 @@ impl Default for SimConfig {
             faults: Faults {
                 error_status: 500,
                 retry_after_secs: 1,
+                batch_max_bytes: 2_000_000,
                 ..Faults::default()
             },
         }
@@ -141,6 +172,14 @@ pub struct SimIndicator {
     pub attributes: Vec<SimAttribute>,
     /// How many creates reached it (a repeated create updates in place).
     pub create_count: u64,
+    /// RFC 3339, as a v3 create gave them.
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// How many batch job items created or updated it.
+    #[serde(default)]
+    pub batch_items: u64,
 }
 
 /// An attribute of a [`SimIndicator`]. `id` and `date_added` are given by the
@@ -178,6 +217,7 @@ struct Shared {
     faults: Mutex<Faults>,
     stats: Mutex<SimStats>,
     store: Mutex<Store>,
+    batches: Mutex<batch::Batches>,
     /// Cancelled when the simulator stops: requests in progress are cut.
     stopped: CancellationToken,
 }
@@ -193,6 +233,11 @@ impl Shared {
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock().expect("sim store")
+    }
+
+    /// Locked before `store` when both are held.
+    fn batches(&self) -> std::sync::MutexGuard<'_, batch::Batches> {
+        self.batches.lock().expect("sim batches")
     }
 }
 
@@ -226,8 +271,10 @@ impl Simulator {
             faults: Mutex::new(cfg.faults),
             stats: Mutex::new(SimStats::default()),
             store: Mutex::new(Store::default()),
+            batches: Mutex::default(),
             stopped: CancellationToken::new(),
         });
+        tokio::spawn(batch::run_processor(shared.clone()));
         let app = axum::Router::new()
             .fallback(router::handle)
             .with_state(shared.clone());
@@ -267,6 +314,11 @@ impl Simulator {
 
     pub fn indicators(&self) -> Vec<SimIndicator> {
         self.shared.store().indicators.clone()
+    }
+
+    /// The batch jobs created, in id order.
+    pub fn batches(&self) -> Vec<SimBatch> {
+        self.shared.batches().list()
     }
 
     pub fn stats(&self) -> SimStats {

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::faults::{Injected, dropped_connection, injected, lost_response, record};
-use super::{Faults, Shared, auth, control, v2};
+use super::{Faults, Shared, auth, batch, control, v2, v3};
 use crate::api::sign::unix_now;
 
 /// A request as it came off the wire: the target undecoded, as signed.
@@ -51,6 +51,9 @@ pub(super) struct Failure {
     pub(super) status: StatusCode,
     pub(super) message: String,
     pub(super) class: &'static str,
+    /// A body of another shape than `{"status":"Failure","message":...}`
+    /// (the batch upload's `{"status":"Invalid","description":...}`).
+    pub(super) body: Option<Value>,
 }
 
 pub(super) fn fail(status: u16, class: &'static str, message: impl Into<String>) -> Failure {
@@ -58,6 +61,7 @@ pub(super) fn fail(status: u16, class: &'static str, message: impl Into<String>)
         status: StatusCode::from_u16(status).expect("valid status"),
         message: message.into(),
         class,
+        body: None,
     }
 }
 
@@ -68,6 +72,19 @@ pub(super) fn not_found() -> Failure {
 
 /// An API call's answer: a status and a JSON body, or a failure.
 pub(super) type ApiResult = Result<(StatusCode, Value), Failure>;
+
+/// An answer as it goes out.
+pub(super) enum Reply {
+    Json(StatusCode, Value),
+    /// Bytes under a content type (the gzip of `/v2/batch/<id>/errors`).
+    Raw(StatusCode, &'static str, Vec<u8>),
+}
+
+impl From<(StatusCode, Value)> for Reply {
+    fn from((status, v): (StatusCode, Value)) -> Self {
+        Reply::Json(status, v)
+    }
+}
 
 /// The axum handler. Once the simulator is stopped, a request still in
 /// progress has its connection cut.
@@ -86,7 +103,9 @@ async fn answer(sim: &Shared, req: Request<Body>) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let headers = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), 4 << 20)
+    // Batch uploads go up to tens of megabytes (the upload limit is
+    // checked by the batch handler, as ThreatConnect does).
+    let body = axum::body::to_bytes(req.into_body(), 128 << 20)
         .await
         .unwrap_or_default();
     let req = SimRequest {
@@ -111,6 +130,11 @@ async fn serve_api(sim: &Shared, req: &SimRequest) -> Response {
     }
     let now = unix_now() + faults.clock_skew_secs;
     let endpoint = format!("{} {}", req.method, req.path());
+    let upload = is_batch_upload(sim, req);
+    if upload && take(&mut sim.faults().batch_upload_drop_next) {
+        record(sim, &endpoint, 200, "dropped");
+        return dropped_connection();
+    }
     let result = match injected(sim, &faults) {
         Some(Injected::Drop) => {
             record(sim, &endpoint, 200, "dropped");
@@ -125,20 +149,30 @@ async fn serve_api(sim: &Shared, req: &SimRequest) -> Response {
                 faults: &faults,
             };
             let result = api(&ctx);
-            if lost_response(&faults) {
+            if lost_response(&faults) || (upload && take(&mut sim.faults().batch_upload_lost_next))
+            {
                 record(sim, &endpoint, 200, "lost_response");
                 return dropped_connection();
             }
             result
         }
     };
-    let (status, body, class, retry_after) = match result {
-        Ok((status, v)) => (status, v, "success", None),
+    let v3 = req.path().contains("/v3/");
+    let (reply, class, retry_after) = match result {
+        Ok(reply) => (reply, "success", None),
         Err(f) => {
             let retry = (f.class == "rate_limited").then_some(faults.retry_after_secs);
-            let body = json!({"status": "Failure", "message": f.message});
-            (f.status, body, f.class, retry)
+            let body = match f.body {
+                Some(b) => b,
+                // v3's error shape (tc-api.md section 7).
+                None if v3 => json!({"errCode": "0x1001", "message": f.message, "status": "Error"}),
+                None => json!({"status": "Failure", "message": f.message}),
+            };
+            (Reply::Json(f.status, body), f.class, retry)
         }
+    };
+    let status = match &reply {
+        Reply::Json(s, _) | Reply::Raw(s, _, _) => *s,
     };
     record(sim, &endpoint, status.as_u16(), class);
     let date_secs = if faults.date_header_unskewed {
@@ -146,12 +180,34 @@ async fn serve_api(sim: &Shared, req: &SimRequest) -> Response {
     } else {
         now
     };
-    respond(status, body, date_secs, retry_after)
+    respond(reply, date_secs, retry_after)
 }
 
-/// The JSON answer, with a `Date` header at `date_secs` and `Retry-After`.
-fn respond(status: StatusCode, body: Value, date_secs: i64, retry_after: Option<u64>) -> Response {
-    let mut resp = (status, axum::Json(body)).into_response();
+/// `POST <base>/v2/batch/<id>`: a batch data upload.
+fn is_batch_upload(sim: &Shared, req: &SimRequest) -> bool {
+    req.method == Method::POST
+        && req
+            .path()
+            .strip_prefix(&sim.base_path)
+            .and_then(|p| p.strip_prefix("/v2/batch/"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Takes one from a fault counter; whether there was one.
+fn take(counter: &mut u32) -> bool {
+    let had = *counter > 0;
+    *counter = counter.saturating_sub(1);
+    had
+}
+
+/// The answer, with a `Date` header at `date_secs` and `Retry-After`.
+fn respond(reply: Reply, date_secs: i64, retry_after: Option<u64>) -> Response {
+    let mut resp = match reply {
+        Reply::Json(status, body) => (status, axum::Json(body)).into_response(),
+        Reply::Raw(status, content_type, bytes) => {
+            (status, [(header::CONTENT_TYPE, content_type)], bytes).into_response()
+        }
+    };
     let date = httpdate::fmt_http_date(
         std::time::UNIX_EPOCH + Duration::from_secs(date_secs.max(0) as u64),
     );
@@ -166,19 +222,30 @@ fn respond(status: StatusCode, body: Value, date_secs: i64, retry_after: Option<
     resp
 }
 
-/// Authenticates, then routes `<base>/v2/...` by method and path segments.
-fn api(ctx: &Ctx<'_>) -> ApiResult {
+/// Authenticates, then routes `<base>/v2/...` and `<base>/v3/...` by
+/// method and path segments.
+fn api(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
     auth::authenticate(ctx)?;
-    let Some(rest) = ctx
-        .req
-        .path()
-        .strip_prefix(&ctx.sim.base_path)
-        .and_then(|p| p.strip_prefix("/v2/"))
-    else {
+    let path = ctx.req.path().strip_prefix(&ctx.sim.base_path);
+    if let Some(rest) = path.and_then(|p| p.strip_prefix("/v3/")) {
+        return match (&ctx.req.method, rest) {
+            (&Method::POST, "indicators") => v3::create(ctx).map(Reply::from),
+            _ => Err(not_found()),
+        };
+    }
+    let Some(rest) = path.and_then(|p| p.strip_prefix("/v2/")) else {
         return Err(not_found());
     };
     let segments: Vec<&str> = rest.split('/').collect();
-    match (&ctx.req.method, segments.as_slice()) {
+    if segments.first() == Some(&"batch") {
+        return batch::route(ctx, &segments[1..]);
+    }
+    v2_route(ctx, &segments).map(Reply::from)
+}
+
+/// The v2 calls other than batch.
+fn v2_route(ctx: &Ctx<'_>, segments: &[&str]) -> ApiResult {
+    match (&ctx.req.method, segments) {
         (&Method::GET, ["owners"]) => Ok(v2::owners(ctx)),
         (&Method::POST, ["indicators", branch]) => v2::create(ctx, branch),
         (&Method::POST, ["indicators", branch, id, "tags", tag]) => v2::tag(ctx, branch, id, tag),

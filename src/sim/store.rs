@@ -73,6 +73,9 @@ impl Store {
                     tags: BTreeSet::new(),
                     attributes: Vec::new(),
                     create_count: 1,
+                    first_seen: None,
+                    last_seen: None,
+                    batch_items: 0,
                 });
                 idx
             }

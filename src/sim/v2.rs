@@ -29,7 +29,7 @@ fn branch_type(branch: &str) -> Result<IndicatorType, Failure> {
     })
 }
 
-fn malformed() -> Failure {
+pub(super) fn malformed() -> Failure {
     fail(400, "malformed", "The request was not properly formed")
 }
 
@@ -101,7 +101,10 @@ pub(super) fn create(ctx: &Ctx<'_>, branch: &str) -> ApiResult {
 
 /// The summary of a create body and the identifiers the indicator is found
 /// by (each hash of a File), checked against ThreatConnect's format rules.
-fn value_fields(kind: IndicatorType, body: &Value) -> Result<(String, Vec<String>), Failure> {
+pub(super) fn value_fields(
+    kind: IndicatorType,
+    body: &Value,
+) -> Result<(String, Vec<String>), Failure> {
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let invalid = || {
         fail(
@@ -158,7 +161,7 @@ fn value_field(kind: IndicatorType) -> &'static str {
 }
 
 /// `rating` (0 to 5) and `confidence` (0 to 100), each optional.
-fn rating_and_confidence(
+pub(super) fn rating_and_confidence(
     kind: IndicatorType,
     body: &Value,
 ) -> Result<(Option<f64>, Option<u64>), Failure> {

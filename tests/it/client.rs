@@ -373,6 +373,7 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
         method: Method::Get,
         path_and_query: "/v2/owners".into(),
         body: None,
+        upload: None,
     };
     assert!(matches!(
         c.send(&req).await.outcome,

@@ -59,10 +59,24 @@ async fn a_stale_lease_cannot_record_a_result() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1")]).await;
-    let first = q.claim(1, Duration::from_millis(10)).await.unwrap();
+    let first = q
+        .claim(
+            1,
+            Duration::from_millis(10),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
-    let second = q.claim(1, Duration::from_secs(60)).await.unwrap();
+    let second = q
+        .claim(
+            1,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!(first[0].lease.id, second[0].lease.id);
     assert_ne!(first[0].lease.token, second[0].lease.token);
     assert!(

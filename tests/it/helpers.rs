@@ -473,6 +473,20 @@ pub async fn sql(queue: &tc_ingest::queue::Queue, sql: &str) -> u64 {
         .rows_affected()
 }
 
+/// The number a `SELECT` of the queue file gives (its first column).
+pub async fn number(queue: &tc_ingest::queue::Queue, sql: &str) -> i64 {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(queue.path())
+        .connect()
+        .await
+        .expect("open the queue file");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut conn)
+        .await
+        .expect("SQL runs")
+}
+
 /// One number from the queue file as an operator's `sqlite3` gets it: the
 /// system's SQLite library (through python3), in another process, opened and
 /// closed for this one query. `None` when python3 is not installed.

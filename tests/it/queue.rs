@@ -63,7 +63,14 @@ async fn enqueue_claim_complete_with_dedup() {
         .unwrap();
     assert_eq!(r.queued, 2);
 
-    let claimed = q.claim(100, Duration::from_secs(30)).await.unwrap();
+    let claimed = q
+        .claim(
+            100,
+            Duration::from_secs(30),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 100);
     assert_eq!(q.count(Some(JobState::Leased)).await.unwrap(), 100);
     let (ind, payload) = claimed[0].parse().unwrap();
@@ -101,19 +108,44 @@ async fn leases_expire_and_return() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
-    let a = q.claim(1, Duration::from_millis(1)).await.unwrap();
-    let b = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    let a = q
+        .claim(
+            1,
+            Duration::from_millis(1),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
+    let b = q
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!((a.len(), b.len()), (1, 1));
     assert!(
-        q.claim(10, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_empty(),
+        q.claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None
+        )
+        .await
+        .unwrap()
+        .is_empty(),
         "leased jobs are not claimed twice"
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
-    let again = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    let again = q
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         again.iter().map(|j| j.lease.id).collect::<Vec<_>>(),
         vec![a[0].lease.id]
@@ -142,7 +174,14 @@ async fn reschedule_bury_requeue() {
     )
     .await
     .unwrap();
-    let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    let c = q
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     q.apply(
         &[
             (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
@@ -173,10 +212,14 @@ async fn reschedule_bury_requeue() {
     .await
     .unwrap();
     assert!(
-        q.claim(10, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_empty(),
+        q.claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None
+        )
+        .await
+        .unwrap()
+        .is_empty(),
         "not due yet"
     );
     let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
@@ -205,7 +248,17 @@ async fn reschedule_bury_requeue() {
     };
     assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
     assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
-    assert_eq!(q.claim(10, Duration::from_secs(60)).await.unwrap().len(), 2);
+    assert_eq!(
+        q.claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None
+        )
+        .await
+        .unwrap()
+        .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -230,7 +283,14 @@ async fn held_owners_wait_and_others_go_on() {
         2,
         "new jobs of a held owner are held too"
     );
-    let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    let c = q
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         c.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(),
         vec!["B"]
@@ -238,7 +298,17 @@ async fn held_owners_wait_and_others_go_on() {
     let s = q.stats().await.unwrap();
     assert_eq!(s.held_owners.len(), 1);
     assert_eq!(q.release_owner("A").await.unwrap(), 2);
-    assert_eq!(q.claim(10, Duration::from_secs(60)).await.unwrap().len(), 2);
+    assert_eq!(
+        q.claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None
+        )
+        .await
+        .unwrap()
+        .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -293,7 +363,14 @@ async fn prune_removes_old_delivered_jobs_only() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
-    let c = q.claim(1, Duration::from_secs(60)).await.unwrap();
+    let c = q
+        .claim(
+            1,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     q.apply(&[(c[0].lease, JobUpdate::Delivered)], LEASE)
         .await
         .unwrap();
@@ -337,7 +414,14 @@ async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     crate::helpers::sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
-    let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    let c = q
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!(c.len(), 1);
     let (ind, payload) = c[0].parse().unwrap();
     assert_eq!(
@@ -363,7 +447,14 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
     reader.count(None).await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
     enqueue(&q, &[job("O", "2.2.2.2")]).await;
-    let c = q.claim(10, Duration::from_secs(60)).await.unwrap();
+    let c = q
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     assert_eq!(c.len(), 2);
     drop(conn);
 }
@@ -393,7 +484,13 @@ async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
     let delivering = tokio::spawn(async move {
         let mut done = 0;
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let c = deliverer.claim(50, Duration::from_secs(60)).await?;
+            let c = deliverer
+                .claim(
+                    50,
+                    Duration::from_secs(60),
+                    &tc_ingest::queue::BatchOwners::None,
+                )
+                .await?;
             let updates: Vec<(Lease, JobUpdate)> =
                 c.iter().map(|j| (j.lease, JobUpdate::Delivered)).collect();
             deliverer.apply(&updates, LEASE).await?;

@@ -30,6 +30,7 @@ fn list_attributes(i: &Indicator) -> ApiRequest {
         method: Method::Get,
         path_and_query: post.path_and_query,
         body: None,
+        upload: None,
     }
 }
 

@@ -287,7 +287,15 @@ type = "host"
         .scan(&CancellationToken::new(), false)
         .await
         .unwrap();
-    let c = d.queue.claim(10, Duration::from_secs(60)).await.unwrap();
+    let c = d
+        .queue
+        .claim(
+            10,
+            Duration::from_secs(60),
+            &tc_ingest::queue::BatchOwners::None,
+        )
+        .await
+        .unwrap();
     let get = |v: &str| {
         c.iter()
             .find(|j| j.value == v)

@@ -1,0 +1,764 @@
+//! Bulk delivery through the batch API (tc-api.md section 5): which owners
+//! go by batch, forming batch jobs, and driving each one through its
+//! durable steps (ARCHITECTURE.md, "Bulk modes").
+//!
+//! A batch job's steps, each recorded before the next call: `new` (its jobs
+//! chosen) → create at ThreatConnect → `created` (its id stored) →
+//! `uploading` (recorded before the upload is sent) → `uploaded` (the 202
+//! came) → polls → `done` (results applied) or `failed` (jobs returned). After
+//! a crash, `uploading` is checked with a status GET before any new upload:
+//! `Created` means the data never arrived; anything later is only polled.
+//! So no indicator is in two ThreatConnect batch jobs because of a restart.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Delivery;
+use super::policy::{Action, backoff, policy};
+use crate::api::batch::{self as wire, ItemError};
+use crate::api::{ApiRequest, Outcome, Response};
+use crate::config::{Config, DeliveryMode};
+use crate::names::ErrorClass;
+use crate::queue::{BatchCandidate, BatchJob, BatchOutcome, BatchOwners, BatchState, Job, now_ms};
+
+/// How long an owner whose instance said the batch API is off goes per
+/// indicator before batch is tried again.
+const FALLBACK_FOR: Duration = Duration::from_secs(600);
+/// How often the batcher looks at the backlog when nothing wakes it.
+const LOOK: Duration = Duration::from_secs(1);
+
+/// What the batcher shares with the dispatcher and `status`.
+#[derive(Debug, Default)]
+pub struct Bulk {
+    /// Owners whose due jobs go by batch now: the dispatcher leaves their
+    /// batchable jobs alone.
+    owners: Mutex<BTreeSet<String>>,
+    /// Owners told "batch not available", and until when they go per indicator.
+    fallback: Mutex<HashMap<String, Instant>>,
+    /// The upload limit the instance told us (0: not told).
+    learned_max_bytes: AtomicUsize,
+    /// The last batch call was retried after a clock correction.
+    clock_corrected: AtomicBool,
+    /// When `owners` was last decided.
+    decided_at: Mutex<Option<Instant>>,
+}
+
+/// How long a decision of which owners go by batch holds.
+const DECISION_HOLDS: Duration = Duration::from_millis(250);
+
+/// How a batch call ended when it did not succeed.
+enum Failed {
+    /// Try the step again after this wait.
+    Retry(Duration),
+    /// Give the batch job up; its jobs go back to pending.
+    Abandon {
+        error: String,
+        uncertain: bool,
+        class: Option<ErrorClass>,
+    },
+}
+
+impl Delivery {
+    /// The owners whose batchable jobs the dispatcher leaves to the batcher:
+    /// in `batch` mode every owner's but those the batch API failed; in
+    /// `auto` those the batcher chose.
+    pub(super) fn batching_owners(&self) -> BatchOwners {
+        match self.config().delivery.mode {
+            DeliveryMode::V2 | DeliveryMode::V3 => BatchOwners::None,
+            DeliveryMode::Batch => {
+                let now = Instant::now();
+                let fallback = self.bulk.fallback.lock().expect("bulk");
+                BatchOwners::AllBut(
+                    fallback
+                        .iter()
+                        .filter(|(_, until)| **until > now)
+                        .map(|(o, _)| o.clone())
+                        .collect(),
+                )
+            }
+            DeliveryMode::Auto => BatchOwners::Only(
+                self.bulk
+                    .owners
+                    .lock()
+                    .expect("bulk")
+                    .iter()
+                    .cloned()
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Forms and drives batch jobs until `stop`: first the ones a previous
+    /// run left open, then new ones while owners' backlogs call for batch.
+    pub(super) async fn batcher(&self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let mut drivers: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        for b in self.queue.open_batches().await? {
+            tracing::info!(batch = b.id, tc_batch_id = b.tc_batch_id, state = ?b.state, "resuming a batch job");
+            let (d, stop) = (self.clone(), stop.clone());
+            drivers.spawn(async move { d.drive(b, &stop).await });
+        }
+        loop {
+            while let Some(done) = drivers.try_join_next() {
+                done??;
+            }
+            self.gate.wait_running(stop).await;
+            if stop.is_cancelled() {
+                break;
+            }
+            let cfg = self.config();
+            let owners = self.choose_batch_owners(&cfg).await?;
+            let mut formed = false;
+            for owner in &owners {
+                if drivers.len() >= cfg.batch.jobs_in_flight {
+                    break;
+                }
+                if let Some(b) = self.form(owner, &cfg).await? {
+                    formed = true;
+                    let (d, stop) = (self.clone(), stop.clone());
+                    drivers.spawn(async move { d.drive(b, &stop).await });
+                }
+            }
+            if formed && drivers.len() < cfg.batch.jobs_in_flight {
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(done) = drivers.join_next(), if !drivers.is_empty() => done??,
+                _ = self.work_added.notified() => {}
+                _ = tokio::time::sleep(LOOK) => {}
+            }
+        }
+        // Every step is durable: what is in flight resumes at the next start.
+        let grace = self.config().delivery.shutdown_grace;
+        let _ = tokio::time::timeout(grace, async {
+            while drivers.join_next().await.is_some() {}
+        })
+        .await;
+        drivers.abort_all();
+        Ok(())
+    }
+
+    /// Decides again which owners go by batch in `auto` mode, unless that
+    /// was decided within [`DECISION_HOLDS`]: the dispatcher calls this
+    /// before each claim, so that a backlog that just grew past
+    /// `batch.min_indicators` is not claimed per indicator first.
+    pub(super) async fn refresh_batch_owners(&self) -> anyhow::Result<()> {
+        let cfg = self.config();
+        if cfg.delivery.mode != DeliveryMode::Auto {
+            return Ok(());
+        }
+        let fresh = self
+            .bulk
+            .decided_at
+            .lock()
+            .expect("bulk")
+            .is_some_and(|at| at.elapsed() < DECISION_HOLDS);
+        if !fresh {
+            self.choose_batch_owners(&cfg).await?;
+        }
+        Ok(())
+    }
+
+    /// Which owners go by batch now (largest backlog first), shared with
+    /// the dispatcher.
+    pub(super) async fn choose_batch_owners(&self, cfg: &Config) -> anyhow::Result<Vec<String>> {
+        let mode = cfg.delivery.mode;
+        let mut chosen: Vec<(String, u64)> = Vec::new();
+        if matches!(mode, DeliveryMode::Auto | DeliveryMode::Batch) {
+            let now = Instant::now();
+            let mut fallback = self.bulk.fallback.lock().expect("bulk").clone();
+            fallback.retain(|_, until| *until > now);
+            for (owner, n) in self.queue.batch_backlog().await? {
+                let wanted = mode == DeliveryMode::Batch || n >= cfg.batch.min_indicators as u64;
+                if wanted && !fallback.contains_key(&owner) {
+                    chosen.push((owner, n));
+                }
+            }
+            *self.bulk.fallback.lock().expect("bulk") = fallback;
+        }
+        chosen.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let owners: Vec<String> = chosen.into_iter().map(|(o, _)| o).collect();
+        *self.bulk.owners.lock().expect("bulk") = owners.iter().cloned().collect();
+        *self.bulk.decided_at.lock().expect("bulk") = Some(Instant::now());
+        Ok(owners)
+    }
+
+    /// Forms one batch job of `owner`'s due jobs: up to `max_indicators`,
+    /// a data file under the upload limit, and one item per indicator.
+    async fn form(&self, owner: &str, cfg: &Config) -> anyhow::Result<Option<BatchJob>> {
+        let max_bytes = match self.bulk.learned_max_bytes.load(Ordering::Relaxed) {
+            0 => cfg.batch.max_bytes,
+            learned => learned.min(cfg.batch.max_bytes),
+        };
+        let candidates = self
+            .queue
+            .batch_candidates(owner, cfg.batch.max_indicators)
+            .await?;
+        let endpoints = self.api.borrow().endpoints.clone();
+        let (mut ids, mut sizes, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
+        for c in candidates {
+            // Two jobs of one indicator wait for separate batch jobs, so that
+            // an item's error names one job.
+            if !seen.insert((c.kind.clone(), c.value.clone())) {
+                continue;
+            }
+            let Some(item) = item_bytes(&endpoints, &c) else {
+                continue; // does not parse: a per-indicator worker buries it
+            };
+            let size = wire::data_file_len(sizes.iter().copied().chain([item.len()]));
+            // One item alone over the limit still goes, alone: if the
+            // instance refuses it, it goes per indicator (`failed`).
+            if size > max_bytes && !ids.is_empty() {
+                break;
+            }
+            ids.push(c.id);
+            sizes.push(item.len());
+        }
+        let bytes = wire::data_file_len(sizes.iter().copied());
+        let b = self.queue.form_batch(owner, &ids, bytes).await?;
+        if let Some(b) = &b {
+            tracing::info!(
+                batch = b.id,
+                owner,
+                items = b.items,
+                bytes,
+                "batch job formed"
+            );
+        }
+        Ok(b)
+    }
+
+    /// Takes a batch job through its remaining steps.
+    async fn drive(&self, mut b: BatchJob, stop: &CancellationToken) -> anyhow::Result<()> {
+        let mut poll_wait = self.config().batch.poll_min;
+        loop {
+            self.gate.wait_running(stop).await;
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            let cfg = self.config();
+            let step = match (b.state, b.tc_batch_id) {
+                (BatchState::Done | BatchState::Failed, _) => return Ok(()),
+                (BatchState::New, _) | (_, None) => self.create(&mut b, &cfg).await?,
+                (BatchState::Created, Some(id)) => self.upload(&mut b, id).await?,
+                (BatchState::Uploading, Some(id)) => self.check_upload(&mut b, id).await?,
+                (BatchState::Uploaded, Some(id)) => {
+                    if let Some(f) = self.timed_out(&b, &cfg) {
+                        Err(f)
+                    } else {
+                        tokio::select! {
+                            _ = stop.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(poll_wait) => {}
+                        }
+                        poll_wait = poll_wait.mul_f64(1.5).min(cfg.batch.poll_max);
+                        self.poll(&mut b, id).await?
+                    }
+                }
+            };
+            match step {
+                Ok(()) => self.bulk.clock_corrected.store(false, Ordering::Relaxed),
+                Err(Failed::Retry(wait)) => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(Failed::Abandon {
+                    error,
+                    uncertain,
+                    class,
+                }) => {
+                    let n = self
+                        .queue
+                        .abandon_batch(b.id, &error, uncertain, class, now_ms())
+                        .await?;
+                    self.metrics.batch_job("failed");
+                    self.metrics.batch_items("returned", n);
+                    tracing::warn!(batch = b.id, tc_batch_id = b.tc_batch_id, jobs = n, uncertain, %error, "batch job given up: its jobs are pending again");
+                    b.state = BatchState::Failed;
+                }
+            }
+        }
+    }
+
+    /// `POST /v2/batch`: ThreatConnect's job, its id stored.
+    async fn create(&self, b: &mut BatchJob, cfg: &Config) -> anyhow::Result<Result<(), Failed>> {
+        let resp = self.batch_call(&wire::create(&b.owner, &cfg.batch)).await;
+        if resp.outcome != Outcome::Success {
+            return Ok(Err(self.failed(b, &resp.outcome, 1).await));
+        }
+        match wire::created_id(&resp.body) {
+            Ok(id) => {
+                self.queue.batch_created(b.id, id).await?;
+                b.state = BatchState::Created;
+                b.tc_batch_id = Some(id);
+                tracing::debug!(batch = b.id, tc_batch_id = id, "batch job created");
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(Failed::Retry(self.note_failure(b, &e)))),
+        }
+    }
+
+    /// `POST /v2/batch/<id>`, recorded as tried before it is sent.
+    async fn upload(&self, b: &mut BatchJob, id: i64) -> anyhow::Result<Result<(), Failed>> {
+        let items = self.queue.batch_items(b.id).await?;
+        if items.is_empty() {
+            // Nothing left in it (its jobs were requeued by hand).
+            return Ok(Err(Failed::Abandon {
+                error: "no jobs left in the batch job".into(),
+                uncertain: false,
+                class: None,
+            }));
+        }
+        let endpoints = self.api.borrow().endpoints.clone();
+        let data: Vec<Vec<u8>> = items
+            .iter()
+            .map(|c| item_bytes(&endpoints, c).unwrap_or_else(|| b"{}".to_vec()))
+            .collect();
+        let data = bytes::Bytes::from(wire::data_file(&data));
+        self.queue.batch_uploading(b.id).await?;
+        b.state = BatchState::Uploading;
+        b.upload_attempts += 1;
+        let resp = self.batch_call(&wire::upload(id, data)).await;
+        if resp.outcome != Outcome::Success {
+            return Ok(Err(self.failed(b, &resp.outcome, b.upload_attempts).await));
+        }
+        self.queue.batch_uploaded(b.id).await?;
+        b.state = BatchState::Uploaded;
+        b.uploaded_at = Some(now_ms());
+        tracing::debug!(
+            batch = b.id,
+            tc_batch_id = id,
+            items = items.len(),
+            "batch data uploaded"
+        );
+        Ok(Ok(()))
+    }
+
+    /// An upload that may or may not have arrived: `Created` at
+    /// ThreatConnect means it did not (upload again), anything later means
+    /// it did (poll).
+    async fn check_upload(&self, b: &mut BatchJob, id: i64) -> anyhow::Result<Result<(), Failed>> {
+        let resp = self.batch_call(&wire::status(id)).await;
+        if resp.outcome != Outcome::Success {
+            return Ok(Err(self.failed(b, &resp.outcome, b.upload_attempts).await));
+        }
+        match wire::parse_status(&resp.body) {
+            Ok(s) if s.awaits_data() => {
+                tracing::info!(
+                    batch = b.id,
+                    tc_batch_id = id,
+                    "the batch upload did not arrive: sending it again"
+                );
+                b.state = BatchState::Created;
+                self.upload(b, id).await
+            }
+            Ok(s) => {
+                tracing::info!(batch = b.id, tc_batch_id = id, status = %s.status, "the batch upload arrived: polling it");
+                self.queue.batch_uploaded(b.id).await?;
+                b.state = BatchState::Uploaded;
+                b.uploaded_at.get_or_insert(now_ms());
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(Failed::Retry(self.note_failure(b, &e)))),
+        }
+    }
+
+    /// `GET /v2/batch/<id>`; once `Completed`, its results applied.
+    async fn poll(&self, b: &mut BatchJob, id: i64) -> anyhow::Result<Result<(), Failed>> {
+        let resp = self.batch_call(&wire::status(id)).await;
+        if resp.outcome != Outcome::Success {
+            return Ok(Err(self.failed(b, &resp.outcome, 1).await));
+        }
+        let status = match wire::parse_status(&resp.body) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(Failed::Retry(self.note_failure(b, &e)))),
+        };
+        self.queue.batch_polled(b.id, &status.status).await?;
+        b.polls += 1;
+        b.tc_status = Some(status.status.clone());
+        if !status.is_completed() {
+            return Ok(Ok(()));
+        }
+        let errors = if status.error_count > 0 {
+            match self.item_errors(id).await {
+                Ok(e) => e,
+                Err(f) => return Ok(Err(f)),
+            }
+        } else {
+            Vec::new()
+        };
+        let items = self.queue.batch_items(b.id).await?;
+        let outcome = map_results(&items, &errors, &status, id);
+        self.queue.finish_batch(b.id, &outcome).await?;
+        let returned = (outcome.unprocessed.len() + outcome.uncertain.len()) as u64;
+        let delivered = items.len() as u64 - outcome.refused.len() as u64 - returned;
+        self.metrics.batch_job("done");
+        self.metrics.batch_items("delivered", delivered);
+        self.metrics
+            .batch_items("refused", outcome.refused.len() as u64);
+        self.metrics.batch_items("returned", returned);
+        tracing::info!(
+            batch = b.id,
+            tc_batch_id = id,
+            delivered,
+            refused = outcome.refused.len(),
+            returned,
+            "batch job completed"
+        );
+        b.state = BatchState::Done;
+        Ok(Ok(()))
+    }
+
+    /// The item errors of a completed job: `/results`, or `/errors` on
+    /// instances that do not have it.
+    async fn item_errors(&self, id: i64) -> Result<Vec<ItemError>, Failed> {
+        let resp = self.batch_call(&wire::results(id)).await;
+        let parsed = match resp.outcome {
+            Outcome::Success => wire::parse_results(&resp.body),
+            Outcome::NotFound => {
+                let resp = self.batch_call(&wire::errors(id)).await;
+                match resp.outcome {
+                    Outcome::Success => wire::parse_errors(&resp.body),
+                    other => Err(other.message()),
+                }
+            }
+            other => Err(other.message()),
+        };
+        parsed.map_err(|e| {
+            tracing::warn!(tc_batch_id = id, error = %e, "cannot read the batch job's errors yet");
+            Failed::Retry(self.config().batch.poll_max)
+        })
+    }
+
+    /// A job not completed within `batch.timeout` of its upload.
+    fn timed_out(&self, b: &BatchJob, cfg: &Config) -> Option<Failed> {
+        let since = b.uploaded_at.unwrap_or(b.created_at);
+        let age = Duration::from_millis((now_ms() - since).max(0) as u64);
+        (age > cfg.batch.timeout).then(|| Failed::Abandon {
+            error: format!(
+                "batch job {} not completed after {} (last status {}): its jobs go per indicator",
+                b.tc_batch_id.unwrap_or(0),
+                humantime::format_duration(cfg.batch.timeout),
+                b.tc_status.as_deref().unwrap_or("unknown")
+            ),
+            uncertain: true,
+            class: Some(ErrorClass::BatchFailed),
+        })
+    }
+
+    /// Sends a batch call through the rate limiter.
+    async fn batch_call(&self, req: &ApiRequest) -> Response {
+        self.throttle.wait().await;
+        let api = self.api.borrow().clone();
+        let started = Instant::now();
+        let resp = api.client.send(req).await;
+        self.metrics
+            .request(resp.outcome.class(), started.elapsed());
+        tracing::debug!(path = %req.path_and_query, class = %resp.outcome.class(), status = resp.status, "batch request");
+        resp
+    }
+
+    /// What a failed batch call means for the batch job, through the one
+    /// policy. `attempts`: tries of this step so far.
+    async fn failed(&self, b: &BatchJob, outcome: &Outcome, attempts: u32) -> Failed {
+        let cfg = self.config();
+        let d = &cfg.delivery;
+        let action = policy(outcome, self.bulk.clock_corrected.load(Ordering::Relaxed));
+        // Once data may be at ThreatConnect, its jobs must not go by batch again.
+        let sent = matches!(b.state, BatchState::Uploading | BatchState::Uploaded);
+        match action {
+            Action::NextStep => Failed::Retry(Duration::ZERO),
+            Action::CorrectClockAndRetry { server_date } => {
+                self.bulk.clock_corrected.store(true, Ordering::Relaxed);
+                let offset = self.api.borrow().client.clock().correct_to(server_date);
+                tracing::warn!(
+                    offset_secs = offset,
+                    "server says our clock is off: correcting the signing timestamp"
+                );
+                Failed::Retry(Duration::ZERO)
+            }
+            Action::PauseAll { class, reason } => {
+                self.pause(class, reason).await;
+                Failed::Retry(Duration::ZERO)
+            }
+            Action::HoldOwner => {
+                self.hold(&b.owner, outcome).await;
+                Failed::Abandon {
+                    error: format!("owner held: {}", outcome.message()),
+                    uncertain: sent,
+                    class: None,
+                }
+            }
+            Action::RateLimited { retry_after } => {
+                self.throttle.slow_down();
+                Failed::Retry(retry_after.unwrap_or(Duration::from_secs(5)))
+            }
+            Action::Backoff { .. } => {
+                if !sent && attempts >= d.max_attempts {
+                    return Failed::Abandon {
+                        error: format!("batch call failed {attempts} times: {}", outcome.message()),
+                        uncertain: false,
+                        class: Some(outcome.class()),
+                    };
+                }
+                tracing::debug!(batch = b.id, attempts, error = %outcome.message(), "batch call failed: retrying");
+                Failed::Retry(backoff(attempts.max(1), d.backoff_base, d.backoff_max))
+            }
+            Action::FallBackFromBatch => {
+                self.fall_back(&b.owner, outcome);
+                Failed::Abandon {
+                    error: outcome.message(),
+                    uncertain: sent,
+                    class: None,
+                }
+            }
+            Action::SplitBatch { .. } if b.items <= 1 => Failed::Abandon {
+                error: format!(
+                    "an indicator of {} bytes is over the instance's upload limit: it goes per indicator",
+                    b.data_bytes
+                ),
+                // Marked as of unknown outcome so that it is not batched again.
+                uncertain: true,
+                class: None,
+            },
+            Action::SplitBatch { limit } => {
+                let limit = match limit {
+                    0 => (b.data_bytes as usize / 2).max(1024),
+                    n => n as usize,
+                };
+                self.bulk.learned_max_bytes.store(limit, Ordering::Relaxed);
+                tracing::warn!(
+                    batch = b.id,
+                    bytes = b.data_bytes,
+                    limit,
+                    "the instance takes smaller batch uploads: splitting"
+                );
+                Failed::Abandon {
+                    error: format!(
+                        "upload of {} bytes refused (limit {limit}): its jobs go in smaller batch jobs",
+                        b.data_bytes
+                    ),
+                    uncertain: false,
+                    class: None,
+                }
+            }
+            Action::Bury => {
+                let lost = matches!(outcome, Outcome::NotFound) && b.state != BatchState::New;
+                Failed::Abandon {
+                    error: if lost {
+                        format!(
+                            "ThreatConnect does not know batch job {} (404): lost",
+                            b.tc_batch_id.unwrap_or(0)
+                        )
+                    } else {
+                        format!("batch call refused: {}", outcome.message())
+                    },
+                    uncertain: sent,
+                    class: Some(ErrorClass::BatchFailed),
+                }
+            }
+        }
+    }
+
+    /// An answer that did not read as the API documents: retried later.
+    fn note_failure(&self, b: &BatchJob, error: &str) -> Duration {
+        tracing::warn!(batch = b.id, tc_batch_id = b.tc_batch_id, %error, "unreadable batch answer: retrying");
+        self.config().batch.poll_max
+    }
+
+    /// The instance has no batch API: the owner goes per indicator for a
+    /// while (said once per fallback).
+    fn fall_back(&self, owner: &str, outcome: &Outcome) {
+        let first = self
+            .bulk
+            .fallback
+            .lock()
+            .expect("bulk")
+            .insert(owner.to_string(), Instant::now() + FALLBACK_FOR)
+            .is_none();
+        self.bulk.owners.lock().expect("bulk").remove(owner);
+        if first {
+            tracing::warn!(owner, message = %outcome.message(), retry_in_secs = FALLBACK_FOR.as_secs(), advice = outcome.advice().unwrap_or(""), "batch API not available: delivering per indicator");
+        }
+    }
+
+    /// The mode in use now: per owner where it is not the default, then
+    /// `*` for every other owner.
+    pub fn modes_in_use(&self) -> Vec<(String, String)> {
+        let per_indicator = if self.config().per_indicator_v3() {
+            "v3"
+        } else {
+            "v2"
+        };
+        let now = Instant::now();
+        let mut out: Vec<(String, String)> = self
+            .bulk
+            .owners
+            .lock()
+            .expect("bulk")
+            .iter()
+            .map(|o| (o.clone(), "batch".to_string()))
+            .collect();
+        for (o, until) in self.bulk.fallback.lock().expect("bulk").iter() {
+            if *until > now {
+                out.push((
+                    o.clone(),
+                    format!("{per_indicator} (batch API not available)"),
+                ));
+            }
+        }
+        out.push(("*".into(), per_indicator.into()));
+        out
+    }
+}
+
+/// The data file item of a job; `None` when the row does not parse.
+fn item_bytes(endpoints: &crate::api::Endpoints, c: &BatchCandidate) -> Option<Vec<u8>> {
+    let job = Job {
+        lease: crate::queue::Lease { id: c.id, token: 0 },
+        owner: String::new(),
+        kind: c.kind.clone(),
+        value: c.value.clone(),
+        payload: c.payload.clone(),
+        steps_done: 0,
+        attempts: 0,
+        call_uncertain: false,
+    };
+    let (ind, payload) = job.parse().ok()?;
+    serde_json::to_vec(&endpoints.batch_item(&ind, &payload)).ok()
+}
+
+/// What becomes of each job of a completed batch job: refused items are
+/// buried with ThreatConnect's reason; `unprocessCount` items (the last ones,
+/// as processing goes in order) go back to pending; when an error cannot be
+/// tied to an item, every job not otherwise accounted for goes back as a
+/// call of unknown outcome (per indicator, attributes looked for first).
+fn map_results(
+    items: &[BatchCandidate],
+    errors: &[ItemError],
+    status: &wire::Status,
+    tc_batch_id: i64,
+) -> BatchOutcome {
+    let mut out = BatchOutcome {
+        error_count: status.error_count,
+        success_count: status.success_count,
+        unprocess_count: status.unprocess_count,
+        ..BatchOutcome::default()
+    };
+    let mut refused: HashSet<usize> = HashSet::new();
+    let mut untied = false;
+    let mut fatal = None;
+    for e in errors {
+        let index = e.item.filter(|i| *i < items.len()).or_else(|| {
+            let s = e.summary.as_deref()?;
+            items.iter().position(|c| c.value == s)
+        });
+        match index {
+            Some(i) if refused.insert(i) => out.refused.push((items[i].id, e.reason.clone())),
+            Some(_) => {}
+            None if e.fatal => fatal = Some(e.reason.clone()),
+            None => untied = true,
+        }
+    }
+    let reason = match &fatal {
+        Some(r) => format!("batch job {tc_batch_id} stopped before this item: {r}"),
+        None => format!("batch job {tc_batch_id} did not process this item"),
+    };
+    let mut left = status.unprocess_count as usize;
+    for (i, c) in items.iter().enumerate().rev() {
+        if left == 0 {
+            break;
+        }
+        if !refused.contains(&i) {
+            out.unprocessed.push(c.id);
+            left -= 1;
+        }
+    }
+    out.unprocessed_reason = reason;
+    if untied {
+        let placed: HashSet<i64> = out
+            .refused
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(out.unprocessed.iter().copied())
+            .collect();
+        out.uncertain = items
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| !placed.contains(id))
+            .collect();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<BatchCandidate> {
+        (0..n)
+            .map(|i| BatchCandidate {
+                id: 100 + i as i64,
+                kind: "Host".into(),
+                value: format!("h{i}.com"),
+                payload: "{}".into(),
+            })
+            .collect()
+    }
+
+    fn status(errors: u64, unprocessed: u64) -> wire::Status {
+        wire::Status {
+            status: "Completed".into(),
+            error_count: errors,
+            success_count: 0,
+            unprocess_count: unprocessed,
+        }
+    }
+
+    fn error(item: Option<usize>, summary: Option<&str>, reason: &str) -> ItemError {
+        ItemError {
+            item,
+            summary: summary.map(String::from),
+            reason: reason.into(),
+            fatal: reason.contains("unexpected Exception"),
+        }
+    }
+
+    #[test]
+    fn refused_items_are_tied_to_their_jobs_by_path_or_summary() {
+        let errs = [
+            error(Some(2), None, "bad"),
+            error(None, Some("h4.com"), "excluded"),
+        ];
+        let out = map_results(&items(6), &errs, &status(2, 0), 9);
+        assert_eq!(
+            out.refused,
+            vec![(102, "bad".into()), (104, "excluded".into())]
+        );
+        assert!(out.unprocessed.is_empty() && out.uncertain.is_empty());
+    }
+
+    #[test]
+    fn unprocessed_items_are_the_last_ones_and_untied_errors_make_the_rest_uncertain() {
+        let errs = [error(
+            None,
+            None,
+            "Encountered an unexpected Exception while processing batch job",
+        )];
+        let out = map_results(&items(5), &errs, &status(1, 2), 9);
+        assert_eq!(out.unprocessed, vec![104, 103]);
+        assert!(
+            out.uncertain.is_empty(),
+            "a job-level error is not an item's"
+        );
+        let errs = [error(None, Some("nowhere"), "what")];
+        let out = map_results(&items(3), &errs, &status(1, 0), 9);
+        assert_eq!(out.uncertain, vec![100, 101, 102]);
+    }
+}

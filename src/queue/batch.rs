@@ -1,0 +1,433 @@
+//! Batch jobs (`batch_jobs`): which jobs go into one, its steps as they are
+//! made durable, and what becomes of its jobs. A job in a batch job is in
+//! state `batched` with `batch_ref` naming it; only jobs whose delivery has
+//! not started (no step done, no call of unknown outcome) go by batch.
+
+use anyhow::Context;
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{ErrorClass, Queue, now_ms, value_list};
+
+/// Where a batch job is (`batch_jobs.state`), in the order they happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Its jobs are chosen; ThreatConnect's job is not created yet.
+    New,
+    /// ThreatConnect's job exists (`tc_batch_id`); no upload tried.
+    Created,
+    /// An upload was tried: whether it arrived is checked before another.
+    Uploading,
+    /// ThreatConnect acknowledged the data: only polled from now on.
+    Uploaded,
+    Done,
+    Failed,
+}
+
+impl BatchState {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "new" => BatchState::New,
+            "created" => BatchState::Created,
+            "uploading" => BatchState::Uploading,
+            "uploaded" => BatchState::Uploaded,
+            "done" => BatchState::Done,
+            "failed" => BatchState::Failed,
+            other => anyhow::bail!("unknown batch state {other:?}"),
+        })
+    }
+}
+
+/// A batch job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchJob {
+    pub id: i64,
+    pub owner: String,
+    pub state: BatchState,
+    pub tc_batch_id: Option<i64>,
+    pub items: u64,
+    pub data_bytes: u64,
+    pub tc_status: Option<String>,
+    pub upload_attempts: u32,
+    pub polls: u32,
+    /// Unix ms.
+    pub created_at: i64,
+    pub uploaded_at: Option<i64>,
+}
+
+/// A job as a batch item is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchCandidate {
+    pub id: i64,
+    pub kind: String,
+    pub value: String,
+    pub payload: String,
+}
+
+/// What became of a finished batch job's jobs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    /// Refused items: the job and ThreatConnect's reason (buried, class validation).
+    pub refused: Vec<(i64, String)>,
+    /// Not processed: back to pending, with `unprocessed_reason` recorded.
+    pub unprocessed: Vec<i64>,
+    pub unprocessed_reason: String,
+    /// Perhaps processed (an error that names no item): back to pending as
+    /// calls of unknown outcome, to go per indicator.
+    pub uncertain: Vec<i64>,
+    /// The numbers ThreatConnect gave, for the record.
+    pub error_count: u64,
+    pub success_count: u64,
+    pub unprocess_count: u64,
+}
+
+const COLUMNS: &str = "id, owner, state, tc_batch_id, items, data_bytes, tc_status, \
+                       upload_attempts, polls, created_at, uploaded_at";
+
+fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
+    Ok(BatchJob {
+        id: r.get(0),
+        owner: r.get(1),
+        state: BatchState::parse(r.get::<&str, _>(2))?,
+        tc_batch_id: r.get(3),
+        items: r.get::<i64, _>(4) as u64,
+        data_bytes: r.get::<i64, _>(5) as u64,
+        tc_status: r.get(6),
+        upload_attempts: r.get::<i64, _>(7) as u32,
+        polls: r.get::<i64, _>(8) as u32,
+        created_at: r.get(9),
+        uploaded_at: r.get(10),
+    })
+}
+
+/// Where pending jobs may go by batch: due, of an owner not held, and
+/// nothing of their delivery started.
+const BATCHABLE: &str = "state = 'pending' AND next_attempt_at <= ?1 AND steps_done = 0 \
+                         AND call_uncertain = 0 AND owner NOT IN (SELECT owner FROM held_owners)";
+
+impl Queue {
+    /// Per owner, how many due jobs could go by batch.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_backlog(&self) -> anyhow::Result<Vec<(String, u64)>> {
+        let sql = format!("SELECT owner, COUNT(*) FROM jobs WHERE {BATCHABLE} GROUP BY owner");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
+            .collect())
+    }
+
+    /// Up to `n` of `owner`'s jobs that could go by batch, oldest due first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_candidates(
+        &self,
+        owner: &str,
+        n: usize,
+    ) -> anyhow::Result<Vec<BatchCandidate>> {
+        let sql = format!(
+            "SELECT id, type, value, payload FROM jobs WHERE {BATCHABLE} AND owner = ?2 \
+             ORDER BY next_attempt_at, id LIMIT ?3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(now_ms())
+            .bind(owner)
+            .bind(n as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(candidate).collect())
+    }
+
+    /// Makes a batch job of those of `ids` still pending (state `new`), in
+    /// one transaction; `None` when none was. Its items are then exactly
+    /// [`Queue::batch_items`].
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn form_batch(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        data_bytes: usize,
+    ) -> anyhow::Result<Option<BatchJob>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let _gate = self.write_gate.lock().await;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO batch_jobs (owner, items, data_bytes, created_at) VALUES (?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(ids.len() as i64)
+        .bind(data_bytes as i64)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut taken = 0;
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'batched', batch_ref = ?, updated_at = ? \
+                 WHERE state = 'pending' AND id IN ({})",
+                value_list("?", chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(now);
+            for j in chunk {
+                q = q.bind(j);
+            }
+            taken += q.execute(&mut *tx).await?.rows_affected();
+        }
+        if taken == 0 {
+            return Ok(None); // the transaction rolls back
+        }
+        sqlx::query("UPDATE batch_jobs SET items = ? WHERE id = ?")
+            .bind(taken as i64)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM batch_jobs WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await.context("forming a batch job")?;
+        Ok(Some(batch_job(&row)?))
+    }
+
+    /// The jobs of a batch job in item order (by id): its data file is
+    /// built from them, the same after a restart.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_items(&self, batch: i64) -> anyhow::Result<Vec<BatchCandidate>> {
+        let rows = sqlx::query(
+            "SELECT id, type, value, payload FROM jobs WHERE state = 'batched' AND batch_ref = ? \
+             ORDER BY id",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(candidate).collect())
+    }
+
+    /// Batch jobs not done or failed, oldest first (resumed at start).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn open_batches(&self) -> anyhow::Result<Vec<BatchJob>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM batch_jobs WHERE state NOT IN ('done', 'failed') ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_job).collect()
+    }
+
+    /// Records ThreatConnect's id of the job (state `created`).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_created(&self, batch: i64, tc_batch_id: i64) -> anyhow::Result<()> {
+        self.set_batch(
+            "UPDATE batch_jobs SET state = 'created', tc_batch_id = ?1 WHERE id = ?2",
+            tc_batch_id,
+            batch,
+        )
+        .await
+    }
+
+    /// Records that an upload is about to be tried (state `uploading`):
+    /// after a crash, its arrival is checked before another.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_uploading(&self, batch: i64) -> anyhow::Result<()> {
+        let _gate = self.write_gate.lock().await;
+        sqlx::query(
+            "UPDATE batch_jobs SET state = 'uploading', upload_attempts = upload_attempts + 1 \
+             WHERE id = ?",
+        )
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .context("recording a batch upload")?;
+        Ok(())
+    }
+
+    /// Records that ThreatConnect has the data (state `uploaded`).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_uploaded(&self, batch: i64) -> anyhow::Result<()> {
+        self.set_batch(
+            "UPDATE batch_jobs SET state = 'uploaded', uploaded_at = ?1 WHERE id = ?2",
+            now_ms(),
+            batch,
+        )
+        .await
+    }
+
+    /// Records a poll's answer.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn batch_polled(&self, batch: i64, tc_status: &str) -> anyhow::Result<()> {
+        let _gate = self.write_gate.lock().await;
+        sqlx::query("UPDATE batch_jobs SET tc_status = ?, polls = polls + 1 WHERE id = ?")
+            .bind(tc_status)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_batch(&self, sql: &'static str, value: i64, batch: i64) -> anyhow::Result<()> {
+        let _gate = self.write_gate.lock().await;
+        sqlx::query(sql)
+            .bind(value)
+            .bind(batch)
+            .execute(&self.pool)
+            .await
+            .context("recording a batch job's step")?;
+        Ok(())
+    }
+
+    /// Applies a completed batch job in one transaction: refused items'
+    /// jobs are buried with ThreatConnect's reason, unprocessed ones go back
+    /// to pending, every other job of it is delivered.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn finish_batch(&self, batch: i64, outcome: &BatchOutcome) -> anyhow::Result<()> {
+        let _gate = self.write_gate.lock().await;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for (job, reason) in &outcome.refused {
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', last_error_class = ?, last_http_status = NULL, \
+                 last_error = ?, updated_at = ? WHERE id = ? AND state = 'batched' AND batch_ref = ?",
+            )
+            .bind(ErrorClass::Validation.as_str())
+            .bind(reason)
+            .bind(now)
+            .bind(job)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (ids, uncertain) in [(&outcome.unprocessed, 0), (&outcome.uncertain, 1)] {
+            for chunk in ids.chunks(500) {
+                let sql = format!(
+                    "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
+                     last_error_class = ?, last_error = ?, call_uncertain = ? \
+                     WHERE state = 'batched' AND batch_ref = ? AND id IN ({})",
+                    value_list("?", chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(now)
+                    .bind(now)
+                    .bind(ErrorClass::BatchFailed.as_str())
+                    .bind(&outcome.unprocessed_reason)
+                    .bind(uncertain)
+                    .bind(batch);
+                for j in chunk {
+                    q = q.bind(j);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'delivered', delivered_at = ?1, updated_at = ?1, \
+             attempts = 0, last_error_class = NULL, last_http_status = NULL, last_error = NULL \
+             WHERE state = 'batched' AND batch_ref = ?2",
+        )
+        .bind(now)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE batch_jobs SET state = 'done', tc_status = 'Completed', finished_at = ?, \
+             error_count = ?, success_count = ?, unprocess_count = ?, error = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(outcome.error_count as i64)
+        .bind(outcome.success_count as i64)
+        .bind(outcome.unprocess_count as i64)
+        .bind((!outcome.unprocessed.is_empty()).then_some(&outcome.unprocessed_reason))
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit()
+            .await
+            .context("recording a batch job's results")?;
+        Ok(())
+    }
+
+    /// Gives a batch job up (state `failed`, `error` says why) and returns
+    /// its jobs to pending, due at `due` (Unix ms). `uncertain`: the job
+    /// may have been processed by ThreatConnect all the same, so its jobs
+    /// are marked as calls of unknown outcome: they go per indicator, where
+    /// an attribute is looked for before it is sent again, never by batch.
+    /// `class`, when given, is recorded on the jobs (and counts an attempt).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn abandon_batch(
+        &self,
+        batch: i64,
+        error: &str,
+        uncertain: bool,
+        class: Option<ErrorClass>,
+        due: i64,
+    ) -> anyhow::Result<u64> {
+        let _gate = self.write_gate.lock().await;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'pending', next_attempt_at = ?1, updated_at = ?2, \
+             call_uncertain = MAX(call_uncertain, ?3), \
+             attempts = attempts + (?4 IS NOT NULL), \
+             last_error_class = COALESCE(?4, last_error_class), \
+             last_error = CASE WHEN ?4 IS NULL THEN last_error ELSE ?5 END \
+             WHERE state = 'batched' AND batch_ref = ?6",
+        )
+        .bind(due)
+        .bind(now)
+        .bind(i64::from(uncertain))
+        .bind(class.map(ErrorClass::as_str))
+        .bind(error)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE batch_jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(error)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("giving a batch job up")?;
+        Ok(n)
+    }
+}
+
+fn candidate(r: &sqlx::sqlite::SqliteRow) -> BatchCandidate {
+    BatchCandidate {
+        id: r.get(0),
+        kind: r.get(1),
+        value: r.get(2),
+        payload: r.get(3),
+    }
+}

@@ -1,0 +1,367 @@
+//! Bulk modes (issue 12): v3 one-call creates, the batch API with its
+//! durable steps, and `auto` choosing between them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use tc_ingest::sim::{Faults, SimIndicator};
+
+use crate::helpers::*;
+
+const FAST: &str =
+    "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n";
+const BATCH_POLLS: &str = "[batch]\npoll_min_ms = 20\npoll_max_ms = 200\n";
+
+fn config(mode: &str, batch: &str) -> String {
+    format!("{FAST}mode = \"{mode}\"\n{BATCH_POLLS}{batch}")
+}
+
+/// A CSV of `n` hosts with two tags each and a description on every fourth.
+fn tagged_feed(dir: &Path, name: &str, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut s = String::from("indicator,type,tags,description\n");
+    for i in 0..n {
+        let desc = if i % 4 == 0 {
+            format!("seen {i}")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!("b{i}.example.net,host,red;blue{},{desc}\n", i % 3));
+    }
+    std::fs::write(dir.join(name), s).unwrap();
+}
+
+fn copy_examples(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feeds");
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Every host of [`tagged_feed`] is held with its tags and description.
+fn check_tagged(held: &[SimIndicator], n: usize) {
+    let by_value: BTreeMap<&str, &SimIndicator> =
+        held.iter().map(|i| (i.value.as_str(), i)).collect();
+    for i in 0..n {
+        let v = format!("b{i}.example.net");
+        let ind = by_value
+            .get(v.as_str())
+            .unwrap_or_else(|| panic!("{v} missing"));
+        assert!(
+            ind.tags.contains("red") && ind.tags.contains(&format!("blue{}", i % 3)),
+            "{ind:?}"
+        );
+        let descriptions = ind
+            .attributes
+            .iter()
+            .filter(|a| a.kind == "Description")
+            .count();
+        assert_eq!(descriptions, usize::from(i % 4 == 0), "{ind:?}");
+    }
+}
+
+async fn run_once(app: &TestApp) -> String {
+    run_once_exits(app, 0).await
+}
+
+/// `run --once`, which exits `code` (1: some jobs were buried).
+async fn run_once_exits(app: &TestApp, code: i32) -> String {
+    let out = app.binary(&["run", "--once"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn every_mode_delivers_the_samples_and_a_tagged_feed() {
+    for (mode, rows) in [("v2", 300), ("v3", 2000), ("batch", 20_000), ("auto", 3000)] {
+        let app = TestApp::builder()
+            .extra_config(&config(mode, "max_indicators = 5000\n"))
+            .start()
+            .await;
+        copy_examples(&app.incoming());
+        tagged_feed(&app.incoming(), "tagged.csv", rows);
+        run_once(&app).await;
+        let held = app.sim.indicators();
+        assert_eq!(held.len(), 28 + rows, "{mode}");
+        check_tagged(&held, rows);
+        let stats = app.sim.stats();
+        let endpoint = |e: &str| stats.by_endpoint.get(e).copied().unwrap_or(0);
+        let batches = app.sim.batches();
+        match mode {
+            "v2" => assert!(batches.is_empty() && endpoint("POST /v3/indicators") == 0),
+            "v3" => {
+                assert_eq!(
+                    endpoint("POST /v3/indicators"),
+                    (28 + rows) as u64,
+                    "{stats:?}"
+                );
+                assert!(batches.is_empty());
+            }
+            // 20,000 in jobs of at most 5,000, each uploaded once; the 28
+            // samples go by batch too.
+            "batch" => {
+                assert!(
+                    batches.len() >= 4
+                        && batches
+                            .iter()
+                            .all(|b| b.uploads == 1 && b.summaries.len() <= 5000),
+                    "{}",
+                    batches.len()
+                );
+                assert!(stats.requests < 200, "{stats:?}");
+            }
+            // 3,000 due for one owner: over `min_indicators`, so batch.
+            _ => assert!(!batches.is_empty() && stats.requests < 200, "{stats:?}"),
+        }
+        // The samples are all there, attributes included.
+        let attr = held
+            .iter()
+            .find(|i| i.value == "http://login-micros0ft.com/owa/auth.php?session=AbC")
+            .unwrap();
+        assert_eq!(attr.attributes.len(), 1, "{mode}: {attr:?}");
+        let q = app.queue().await;
+        assert_eq!(
+            number(&q, "SELECT COUNT(*) FROM jobs WHERE state != 'delivered'").await,
+            0,
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refused_batch_items_and_only_those_are_buried_with_reason_file_and_line() {
+    for legacy in [false, true] {
+        let sim_faults = Faults {
+            batch_refuse: vec!["b3.example.net".into(), "b17.example.net".into()],
+            batch_legacy_errors: legacy,
+            ..faults()
+        };
+        let app = TestApp::builder()
+            .faults(sim_faults)
+            .extra_config(&config("batch", ""))
+            .start()
+            .await;
+        tagged_feed(&app.incoming(), "feed.csv", 40);
+        run_once_exits(&app, 1).await;
+        let q = app.queue().await;
+        for cond in [
+            "1",
+            "class = 'validation'",
+            "message LIKE '%exclusion list%'",
+            "file = 'feed.csv'",
+        ] {
+            let dead = number(
+                &q,
+                &format!("SELECT COUNT(*) FROM dead_letters WHERE {cond}"),
+            )
+            .await;
+            assert_eq!(dead, 2, "legacy {legacy}: {cond}");
+        }
+        // Lines: header is line 1, b3 is on line 5, b17 on line 19.
+        assert_eq!(
+            number(&q, "SELECT SUM(line) FROM dead_letters").await,
+            5 + 19,
+            "legacy {legacy}"
+        );
+        assert_eq!(
+            number(&q, "SELECT COUNT(*) FROM jobs WHERE state = 'delivered'").await,
+            38
+        );
+        assert_eq!(app.sim.indicators().len(), 38);
+    }
+}
+
+#[tokio::test]
+async fn an_upload_over_the_instance_limit_is_split_and_delivered() {
+    let sim_faults = Faults {
+        batch_max_bytes: 4000,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("batch", ""))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 300);
+    let stderr = run_once(&app).await;
+    assert!(stderr.contains("splitting"), "{stderr}");
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 300);
+    check_tagged(&held, 300);
+    let batches = app.sim.batches();
+    // The first job never got its data; every later one got under 4,000 bytes.
+    assert_eq!(batches[0].uploads, 0);
+    assert!(batches[1..].iter().all(|b| b.uploads == 1), "{batches:?}");
+    assert!(held.iter().all(|i| i.batch_items == 1));
+}
+
+#[tokio::test]
+async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
+    let sim_faults = Faults {
+        batch_unavailable: true,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("auto", "min_indicators = 10\n"))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 60);
+    let stderr = run_once(&app).await;
+    assert_eq!(
+        stderr.matches("batch API not available").count(),
+        1,
+        "{stderr}"
+    );
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 60);
+    check_tagged(&held, 60);
+    assert!(app.sim.batches().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_whose_outcome_is_unknown_is_checked_before_it_is_sent_again() {
+    // The first upload is cut before it arrives (upload again); the second
+    // arrives and its answer is lost (poll it, never upload again).
+    let sim_faults = Faults {
+        batch_upload_drop_next: 1,
+        batch_upload_lost_next: 1,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("batch", ""))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 50);
+    run_once(&app).await;
+    let batches = app.sim.batches();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0].uploads, 1);
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 50);
+    assert!(held.iter().all(|i| i.batch_items == 1));
+    let stats = app.sim.stats();
+    assert_eq!(stats.by_class.get("dropped"), Some(&1), "{stats:?}");
+    assert_eq!(stats.by_class.get("lost_response"), Some(&1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
+    let sim_faults = Faults {
+        batch_lose_next: 1,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("batch", ""))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 30);
+    run_once(&app).await;
+    // The lost job's jobs went per indicator (their outcome was unknown).
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 30);
+    check_tagged(&held, 30);
+    assert!(app.sim.batches()[0].lost);
+
+    // A job that stops after 5 items: the other 25 go in a later job.
+    let sim_faults = Faults {
+        batch_halt_after: 5,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("batch", ""))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 30);
+    run_once(&app).await;
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 30);
+    assert!(
+        held.iter().all(|i| i.batch_items == 1),
+        "an item processed twice"
+    );
+    let batches = app.sim.batches();
+    assert!(
+        batches.len() >= 2 && batches[0].summaries.len() == 30,
+        "{batches:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
+    let sim_faults = Faults {
+        batch_items_per_sec: 1500,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config(
+            "batch",
+            "max_indicators = 500\njobs_in_flight = 2\n",
+        ))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 3000);
+    for round in 0..4u64 {
+        let daemon = app.spawn_daemon();
+        tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
+        daemon.kill().await;
+    }
+    run_once(&app).await;
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 3000);
+    check_tagged(&held, 3000);
+    let batches = app.sim.batches();
+    assert!(batches.iter().all(|b| b.uploads <= 1), "{batches:?}");
+    let mut times: BTreeMap<&str, u32> = BTreeMap::new();
+    for b in batches.iter().filter(|b| b.uploads == 1) {
+        for s in &b.summaries {
+            *times.entry(s.as_str()).or_default() += 1;
+        }
+    }
+    assert!(
+        times.values().all(|n| *n == 1),
+        "an indicator uploaded in two batch jobs"
+    );
+    assert!(held.iter().all(|i| i.batch_items <= 1));
+}
+
+#[tokio::test]
+async fn v3_sends_one_request_per_indicator_with_everything_inline() {
+    let app = TestApp::builder()
+        .extra_config(&config("v3", ""))
+        .start()
+        .await;
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    std::fs::write(
+        app.incoming().join("seen.csv"),
+        "indicator,type,tags,description,first_seen,last_seen\n\
+         x1.example.org,host,a;b,first one,2026-10-04T12:34:56Z,2026-11-20\n",
+    )
+    .unwrap();
+    run_once(&app).await;
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 1);
+    let i = &held[0];
+    assert_eq!(i.tags.len(), 2);
+    assert_eq!(i.attributes.len(), 1);
+    assert_eq!(i.first_seen.as_deref(), Some("2026-10-04T12:34:56Z"));
+    assert_eq!(i.last_seen.as_deref(), Some("2026-11-20T00:00:00Z"));
+    let stats = app.sim.stats();
+    assert_eq!(
+        stats.by_endpoint.get("POST /v3/indicators"),
+        Some(&1),
+        "{stats:?}"
+    );
+    assert!(
+        !stats.by_endpoint.keys().any(|e| e.starts_with("POST /v2/")),
+        "{stats:?}"
+    );
+}
