@@ -6,17 +6,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::BenchKind;
+use crate::config::DeliveryMode;
 use crate::indicator::Payload;
 use crate::queue::{JobState, JobUpdate, Lease, NewJob, Queue};
 
+/// `bench deliver --mode`: one delivery mode against the simulator.
+#[derive(Debug, Clone, Copy)]
+pub struct ModeRun {
+    pub mode: Option<DeliveryMode>,
+    pub latency_ms: u64,
+    /// The simulator's batch processing rate, items/s.
+    pub batch_rate: u64,
+}
+
 /// # Errors
 /// When a temporary directory, the queue or the simulator cannot be set up.
-pub async fn run(which: BenchKind, n: Option<u64>, rate: u32, seconds: u64) -> anyhow::Result<u8> {
-    match which {
-        BenchKind::Normalize => normalize(n.unwrap_or(1_000_000) as usize),
-        BenchKind::Queue => queue(n.unwrap_or(200_000) as usize).await?,
-        BenchKind::Intake => intake(n.unwrap_or(1_000_000) as usize).await?,
-        BenchKind::Deliver => deliver(n, rate, seconds).await?,
+pub async fn run(
+    which: BenchKind,
+    n: Option<u64>,
+    rate: Option<u32>,
+    seconds: u64,
+    modes: ModeRun,
+) -> anyhow::Result<u8> {
+    match (which, modes.mode) {
+        (BenchKind::Normalize, _) => normalize(n.unwrap_or(1_000_000) as usize),
+        (BenchKind::Queue, _) => queue(n.unwrap_or(200_000) as usize).await?,
+        (BenchKind::Intake, _) => intake(n.unwrap_or(1_000_000) as usize).await?,
+        (BenchKind::Deliver, None) => deliver(n, rate.unwrap_or(0), seconds).await?,
+        (BenchKind::Deliver, Some(mode)) => {
+            let n = n.unwrap_or(20_000) as usize;
+            deliver_mode(mode, n, rate.unwrap_or(20), modes).await?;
+        }
     }
     Ok(0)
 }
@@ -331,6 +351,102 @@ async fn deliver(n: Option<u64>, rate: u32, seconds: u64) -> anyhow::Result<()> 
     );
     if let Some(s) = steady {
         println!("  requests/s after the first second: {s:.1}");
+    }
+    Ok(())
+}
+
+/// `n` hosts with two tags each and a description on every fourth, delivered
+/// in `mode` at `rate` requests/s against the simulator with `latency_ms` per
+/// request and batch jobs processed at `batch_rate` items/s: the time until
+/// every job is delivered, and the requests it took.
+async fn deliver_mode(mode: DeliveryMode, n: usize, rate: u32, run: ModeRun) -> anyhow::Result<()> {
+    let mut sim_cfg = crate::sim::SimConfig::default();
+    sim_cfg.faults.latency_ms = run.latency_ms;
+    sim_cfg.faults.batch_items_per_sec = run.batch_rate;
+    let sim = crate::sim::Simulator::start_local(sim_cfg).await?;
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let config = format!(
+        "[api]\nbase_url = \"{base}\"\naccess_id = \"{id}\"\nsecret_key = \"{secret}\"\nowner = \"Common Community\"\n\
+         [watch]\ndir = \"{root}/incoming\"\n[queue]\npath = \"{root}/queue.db\"\n\
+         [delivery]\nrate_per_second = {rate}\nmode = \"{mode}\"\n",
+        base = sim.base_url(),
+        id = crate::sim::DEFAULT_ACCESS_ID,
+        secret = crate::sim::DEFAULT_SECRET,
+        root = root.display(),
+    );
+    let path = root.join("c.toml");
+    std::fs::write(&path, &config)?;
+    let cfg = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let daemon = crate::app::Daemon::start(&path, cfg).await?;
+    let all: Vec<NewJob> = (0..n)
+        .map(|i| {
+            let indicator =
+                crate::normalize::value(&format!("h{i}.bench.example.com"), None).expect("a host");
+            let attributes = if i % 4 == 0 {
+                vec![crate::indicator::Attribute {
+                    kind: "Description".into(),
+                    value: format!("bench host {i}"),
+                }]
+            } else {
+                Vec::new()
+            };
+            NewJob {
+                owner: "Common Community".into(),
+                indicator,
+                payload: Payload {
+                    tags: vec!["bench".into(), format!("group{}", i % 10)],
+                    attributes,
+                    ..Payload::default()
+                },
+                line: Some(i as u64 + 1),
+            }
+        })
+        .collect();
+    for chunk in all.chunks(4096) {
+        daemon
+            .queue
+            .commit_chunk(None, chunk, &[], 0, 0, Duration::from_secs(86_400))
+            .await?;
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(daemon.delivery.clone().run(cancel.clone()));
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    let (delivered, dead) = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let delivered = daemon.queue.count(Some(JobState::Delivered)).await?;
+        let dead = daemon.queue.count(Some(JobState::Dead)).await?;
+        if delivered + dead >= n as u64 {
+            break (delivered, dead);
+        }
+        if last_report.elapsed() >= Duration::from_secs(60) {
+            eprintln!(
+                "  ... {delivered} delivered after {:.0} s",
+                start.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = sim.stats();
+    cancel.cancel();
+    task.await??;
+    println!(
+        "deliver --mode {mode}: {n} hosts (2 tags each, a description on every 4th), \
+         rate_per_second = {rate}, simulator latency {} ms, batch processing {} items/s",
+        run.latency_ms, run.batch_rate
+    );
+    println!(
+        "  {delivered} delivered, {dead} buried in {elapsed:.1} s; {} requests ({:.2} per indicator)",
+        stats.requests,
+        stats.requests as f64 / n as f64
+    );
+    if mode == DeliveryMode::Batch && run.batch_rate > 0 {
+        println!(
+            "  the simulator's own batch processing time (the physical limit): {:.1} s",
+            n as f64 / run.batch_rate as f64
+        );
     }
     Ok(())
 }

@@ -116,11 +116,24 @@ pub enum Command {
         /// Size of the run (rows or jobs); each benchmark has a default.
         #[arg(long)]
         n: Option<u64>,
-        /// For `deliver`: the rate limit (0 = none) and how long to measure.
-        #[arg(long, default_value_t = 0)]
-        rate: u32,
+        /// For `deliver`: the rate limit (0 = none; with --mode, default 20,
+        /// the daemon's default).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// For `deliver` without --mode: how long to measure.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// For `deliver`: time to deliver a tagged feed (two tags each, a
+        /// description on every fourth; 20,000 by default) in this mode.
+        #[arg(long)]
+        mode: Option<crate::config::DeliveryMode>,
+        /// For `deliver --mode`: the simulator's latency per request.
+        #[arg(long, default_value_t = 100)]
+        latency_ms: u64,
+        /// For `deliver --mode`: the simulator's batch processing rate
+        /// (items/s, one queue for all batch jobs).
+        #[arg(long, default_value_t = 1000)]
+        batch_rate: u64,
     },
 }
 

@@ -92,7 +92,17 @@ async fn dispatch(cmd: Command) -> u8 {
             n,
             rate,
             seconds,
-        } => crate::bench::run(which, n, rate, seconds).await,
+            mode,
+            latency_ms,
+            batch_rate,
+        } => {
+            let modes = crate::bench::ModeRun {
+                mode,
+                latency_ms,
+                batch_rate,
+            };
+            crate::bench::run(which, n, rate, seconds, modes).await
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
