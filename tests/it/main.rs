@@ -2,11 +2,13 @@
 
 mod client;
 mod compat;
+mod credentials;
 mod deliver;
 mod e2e;
 mod feeds;
 mod guarantees;
 mod helpers;
+mod proxy;
 mod queue;
 mod sim;
 mod tls;
