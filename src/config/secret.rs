@@ -29,6 +29,18 @@ impl Secret {
     }
 }
 
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -104,9 +116,9 @@ impl Credentials {
 #[derive(Debug, Default, Clone)]
 pub struct SecretEnv {
     /// `TC_API_SECRET_KEY` (tcex's name).
-    pub env_secret: Option<String>,
+    pub env_secret: Option<Secret>,
     /// `TC_TOKEN` (tcex's name).
-    pub env_token: Option<String>,
+    pub env_token: Option<Secret>,
     pub credentials_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     /// tcex's other variables (`TC_API_PATH`, ...).
@@ -118,8 +130,8 @@ pub struct SecretEnv {
 impl SecretEnv {
     pub fn from_process() -> Self {
         Self {
-            env_secret: super::sources::var("TC_API_SECRET_KEY"),
-            env_token: super::sources::var("TC_TOKEN"),
+            env_secret: super::sources::var("TC_API_SECRET_KEY").map(Secret::new),
+            env_token: super::sources::var("TC_TOKEN").map(Secret::new),
             credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
             state_dir: std::env::var_os("STATE_DIRECTORY")
                 .map(|s| PathBuf::from(s.to_string_lossy().split(':').next().unwrap_or_default())),
@@ -182,13 +194,13 @@ pub(super) fn read_credentials(
     }
     if let Some(t) = &env.env_token {
         return Ok(Credentials::Token {
-            token: Secret::new(t.clone()),
+            token: t.clone(),
             source: SecretSource::Env { var: "TC_TOKEN" },
         });
     }
     if let Some(s) = &env.env_secret {
         return Ok(Credentials::Hmac {
-            secret: Secret::new(s.clone()),
+            secret: s.clone(),
             source: SecretSource::Env {
                 var: "TC_API_SECRET_KEY",
             },

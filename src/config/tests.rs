@@ -430,4 +430,32 @@ mod example {
         assert_eq!(c.api.types, TypeNames::default());
         assert!(c.feeds[0].matches(Path::new("abuse-ch/today.csv")));
     }
+
+    /// The package's /etc/tc-ingest/tc-ingest.toml: it names the secret
+    /// file, holds no secret, and is complete once base_url, access_id and
+    /// owner are set (here from tcex's variables).
+    #[test]
+    fn the_packaged_conffile_is_valid_once_filled_in() {
+        let text = include_str!("../../packaging/tc-ingest.toml");
+        let raw: RawConfig = toml::from_str(text).unwrap();
+        assert_eq!(
+            raw.api.secret_key_file.as_deref(),
+            Some(Path::new("/etc/tc-ingest/secret"))
+        );
+        assert!(raw.api.secret_key.is_none() && raw.api.token.is_none());
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("tc-api-secret"), "from-credential").unwrap();
+        let env = SecretEnv {
+            credentials_dir: Some(creds.path().into()),
+            tcex: TcexEnv {
+                api_path: Some("https://api.threatconnect.com".into()),
+                access_id: Some("12345".into()),
+                default_org: Some("Example Org".into()),
+                ..TcexEnv::default()
+            },
+            ..SecretEnv::default()
+        };
+        let c = raw.validate(Path::new("/etc/tc-ingest"), &env).unwrap();
+        assert_eq!(c.queue.path, PathBuf::from("/var/lib/tc-ingest/queue.db"));
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tc_ingest::names::ErrorClass;
 use tc_ingest::queue::JobState;
-use tc_ingest::sim::{DEFAULT_ACCESS_ID, DEFAULT_SECRET, DEFAULT_TOKEN, Faults};
+use tc_ingest::sim::{DEFAULT_ACCESS_ID, DEFAULT_SECRET, DEFAULT_TOKEN};
 
 use crate::helpers::*;
 
@@ -139,12 +139,18 @@ async fn an_expired_token_pauses_delivery_saying_to_issue_a_new_one() {
     let app = TestApp::builder()
         .token(DEFAULT_TOKEN)
         .extra_config(FAST)
-        .faults(Faults {
-            token_expired: true,
-            ..faults()
-        })
         .start()
         .await;
+    assert_eq!(app.binary(&["ping"]).await.status.code(), Some(0));
+    // The simulator's control endpoint expires the token.
+    tc_ingest::api::client::install_crypto_provider();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/_sim/faults", app.sim.addr))
+        .body(r#"{"token_expired": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
     let out = app.binary(&["ping"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
