@@ -109,6 +109,14 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Write shell completions (bash, zsh, fish) and man pages under a
+    /// directory: `completions/` and `man/` (packaging runs it).
+    #[command(hide = true)]
+    Generate {
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Benchmarks (numbers in the README come from these).
     Bench {
         #[arg(value_enum)]
@@ -154,6 +162,13 @@ pub struct SimArgs {
     /// The simulator's secret key (a test value, not a real one).
     #[arg(long, default_value = crate::sim::DEFAULT_SECRET)]
     pub secret: String,
+    /// The API token it accepts (`Authorization: TC-Token <token>`).
+    #[arg(long, default_value = crate::sim::DEFAULT_TOKEN)]
+    pub token: String,
+    /// Start with the token expired (401 "Unauthorized"); also
+    /// `POST /_sim/faults {"token_expired": true}`.
+    #[arg(long)]
+    pub token_expired: bool,
     /// Base path: "" for public-cloud style paths, "/api" for sandbox/on-premise style.
     #[arg(long, default_value = "")]
     pub base_path: String,

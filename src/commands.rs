@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::api::{Client, Clock, Outcome};
 use crate::cli::{Cli, Command, ConfigArg, SimArgs};
-use crate::config::{self, Config};
+use crate::config::{self, Config, Credentials};
 use crate::exit;
 use crate::feed::{self, ReadOptions};
 use crate::indicator::IndicatorType;
@@ -87,6 +87,7 @@ async fn dispatch(cmd: Command) -> u8 {
             delivered_before,
         } => purge(&config, delivered_before).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
+        Command::Generate { out } => generate(&out),
         Command::Bench {
             which,
             n,
@@ -128,7 +129,17 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
     let client = Client::new(&cfg.api, Arc::new(Clock::default()))?;
     match client.owners().await {
         Ok(owners) => {
-            println!("connected to {} as {}", cfg.api.base_url, cfg.api.access_id);
+            let who = match &cfg.api.credentials {
+                Credentials::Hmac { .. } => format!("access id {}", cfg.api.access_id),
+                Credentials::Token { source, .. } => format!("the API token from {source}"),
+            };
+            let via = cfg
+                .api
+                .proxy
+                .as_ref()
+                .map(|p| format!(" through the {p}"))
+                .unwrap_or_default();
+            println!("connected to {}{via} with {who}", cfg.api.base_url);
             println!("owners visible to this API user:");
             for o in &owners {
                 let mark = if o.name == cfg.api.owner {
@@ -149,6 +160,18 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
             if let Some(advice) = outcome.advice() {
                 eprintln!("what to check: {advice}");
             }
+            if let (Outcome::Transport { .. }, Some(proxy)) = (&outcome, &cfg.api.proxy) {
+                eprintln!(
+                    "the request went through the {proxy}: check that it runs, accepts us, and \
+                     allows CONNECT to {}; or change {} (NO_PROXY={} reaches it directly)",
+                    host_port(&cfg.api.base_url),
+                    proxy.source.name(),
+                    url::Url::parse(&cfg.api.base_url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_string))
+                        .unwrap_or_default(),
+                );
+            }
             if let Outcome::TimestampOutOfRange {
                 server_date: Some(t),
             } = &outcome
@@ -165,10 +188,41 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
     }
 }
 
+/// `host:port` of a URL (the port defaulted by its scheme).
+fn host_port(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| url.to_string())
+}
+
+/// `generate --out DIR`: shell completions under `DIR/completions`
+/// (`tc-ingest.bash`, `_tc-ingest`, `tc-ingest.fish`) and man pages under
+/// `DIR/man` (`tc-ingest.1`, one `tc-ingest-<command>.1` per subcommand).
+fn generate(out: &std::path::Path) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let completions = out.join("completions");
+    let man = out.join("man");
+    for dir in [&completions, &man] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut cmd = Cli::command();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let path = clap_complete::generate_to(shell, &mut cmd, "tc-ingest", &completions)
+            .with_context(|| format!("writing {shell} completions"))?;
+        println!("{}", path.display());
+    }
+    clap_mangen::generate_to(Cli::command(), &man).context("writing man pages")?;
+    println!("{}/*.1", man.display());
+    Ok(exit::OK)
+}
+
 async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     let mut cfg = SimConfig {
         access_id: a.access_id,
         secret: a.secret,
+        token: Some(a.token),
         base_path: a.base_path,
         ..SimConfig::default()
     };
@@ -191,14 +245,19 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     cfg.faults.lost_response_rate = a.lost_response_rate;
     cfg.faults.clock_skew_secs = a.clock_skew_secs;
     cfg.faults.denied_owners = a.denied_owners;
+    cfg.faults.token_expired = a.token_expired;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("binding {}", a.listen))?;
     let owners: Vec<String> = cfg.owners.iter().map(|o| o.name.clone()).collect();
     let access_id = cfg.access_id.clone();
+    let cfg_token = cfg.token.clone();
     let sim = Simulator::start(cfg, listener)?;
     println!("ThreatConnect simulator listening on {}", sim.base_url());
     println!("  access id: {access_id}   owners: {}", owners.join(", "));
+    if let Some(token) = &cfg_token {
+        println!("  API token: {token}");
+    }
     println!("  inspect: GET /_sim/indicators, GET /_sim/stats; faults: POST /_sim/faults");
     tokio::signal::ctrl_c().await?;
     sim.stop().await;

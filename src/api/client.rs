@@ -10,8 +10,8 @@ use url::Url;
 
 use super::outcome::{Outcome, classify};
 use super::request::{ApiRequest, Method};
-use super::sign::{Clock, authorization, signature};
-use crate::config::{ApiConfig, Secret};
+use super::sign::{Clock, authorization, signature, token_authorization};
+use crate::config::{ApiConfig, Credentials};
 use crate::indicator::Attribute;
 
 /// One answer: its classification, status, and raw body (for owners and tests).
@@ -23,13 +23,15 @@ pub struct Response {
 }
 
 /// A signing ThreatConnect client. Cheap to clone; rebuilt when the config is
-/// reloaded (a corrected secret), sharing the same [`Clock`].
+/// reloaded (a corrected secret or a new token), sharing the same [`Clock`].
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     access_id: String,
-    secret: Secret,
+    credentials: Credentials,
+    /// `proxy http://host:port (api.proxy)`, named in connection errors.
+    proxy: Option<String>,
     clock: Arc<Clock>,
 }
 
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("base", &self.base)
             .field("access_id", &self.access_id)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -49,8 +52,13 @@ pub fn install_crypto_provider() {
 }
 
 impl Client {
+    /// Requests go through `cfg.proxy` when there is one, and straight to
+    /// the server otherwise: the config decided (`HTTPS_PROXY` and `NO_PROXY`
+    /// included), so reqwest does not look at the environment again.
+    ///
     /// # Errors
-    /// When the CA file cannot be read or the HTTP client cannot be built.
+    /// When the CA file cannot be read, the proxy URL is refused, or the
+    /// HTTP client cannot be built.
     pub fn new(cfg: &ApiConfig, clock: Arc<Clock>) -> anyhow::Result<Self> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
@@ -67,17 +75,35 @@ impl Client {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        builder = match &cfg.proxy {
+            Some(p) => {
+                let mut proxy = reqwest::Proxy::all(p.url.as_str())
+                    .with_context(|| format!("setting up the {p}"))?;
+                if let Some(user) = &p.username {
+                    let password = p.password.as_ref().map_or("", |s| s.expose());
+                    proxy = proxy.basic_auth(user, password);
+                }
+                builder.proxy(proxy)
+            }
+            None => builder.no_proxy(),
+        };
         Ok(Self {
             http: builder.build().context("building the HTTP client")?,
             base: cfg.base_url.trim_end_matches('/').to_string(),
             access_id: cfg.access_id.clone(),
-            secret: cfg.secret.clone(),
+            credentials: cfg.credentials.clone(),
+            proxy: cfg.proxy.as_ref().map(|p| p.to_string()),
             clock,
         })
     }
 
     pub fn clock(&self) -> &Arc<Clock> {
         &self.clock
+    }
+
+    /// The proxy requests go through (`proxy http://host:port (api.proxy)`).
+    pub fn proxy(&self) -> Option<&str> {
+        self.proxy.as_deref()
     }
 
     /// Sends one request and classifies the answer. Never fails: a transport
@@ -101,19 +127,22 @@ impl Client {
             Some(q) => format!("{}?{}", url.path(), q),
             None => url.path().to_string(),
         };
-        let ts = self.clock.now();
-        let sig = signature(
-            self.secret.expose().as_bytes(),
-            &target,
-            req.method.as_str(),
-            ts,
-        );
         let mut builder = match req.method {
             Method::Get => self.http.get(url),
             Method::Post => self.http.post(url),
-        }
-        .header("Timestamp", ts.to_string())
-        .header("Authorization", authorization(&self.access_id, &sig));
+        };
+        builder = match &self.credentials {
+            Credentials::Hmac { secret, .. } => {
+                let ts = self.clock.now();
+                let sig = signature(secret.expose().as_bytes(), &target, req.method.as_str(), ts);
+                builder
+                    .header("Timestamp", ts.to_string())
+                    .header("Authorization", authorization(&self.access_id, &sig))
+            }
+            Credentials::Token { token, .. } => {
+                builder.header("Authorization", token_authorization(token.expose()))
+            }
+        };
         if let Some(body) = &req.body {
             builder = builder
                 .header("Content-Type", "application/json")
@@ -125,7 +154,7 @@ impl Client {
         }
         let resp = match builder.send().await {
             Ok(r) => r,
-            Err(e) => return transport(e),
+            Err(e) => return transport(e, self.proxy.as_deref()),
         };
         let status = resp.status().as_u16();
         let header = |name: &str| {
@@ -141,7 +170,7 @@ impl Client {
         );
         let body = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return transport(e),
+            Err(e) => return transport(e, self.proxy.as_deref()),
         };
         let outcome = classify(
             status,
@@ -211,7 +240,10 @@ pub struct Owner {
     pub kind: String,
 }
 
-fn transport(e: reqwest::Error) -> Response {
+/// A request that got no usable answer; `proxy` (when requests go through
+/// one) is named, since a refused or failing proxy looks like a server
+/// problem otherwise.
+fn transport(e: reqwest::Error, proxy: Option<&str>) -> Response {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -223,7 +255,10 @@ fn transport(e: reqwest::Error) -> Response {
     };
     // The error's chain carries the cause (reset, DNS, TLS); the URL it
     // names holds no secret (the signature travels in a header).
-    let mut message = format!("{kind}: {e}");
+    let mut message = match proxy {
+        Some(p) => format!("{kind} (through the {p}): {e}"),
+        None => format!("{kind}: {e}"),
+    };
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         message.push_str(&format!(": {s}"));

@@ -108,13 +108,19 @@ impl Outcome {
                 "check that the API user may access this owner, and the access id (api.access_id)"
             }
             Outcome::OwnerNotFound => "check the owner name (api.owner or the feed rule's owner)",
-            Outcome::Unauthorized => "the API token has expired: issue a new one",
+            Outcome::Unauthorized => {
+                "the API token was refused (expired, or not a valid token): issue a new token in \
+                 ThreatConnect, put it where the token comes from (api.token_file, the systemd \
+                 credential tc-api-token or TC_TOKEN; `tc-ingest check-config` shows which), then \
+                 reload (`systemctl reload tc-ingest`)"
+            }
             Outcome::BatchUnavailable { .. } => {
                 "the instance's batch API is off (batchJobEnabled, document storage): \
                  delivery goes per indicator; set delivery.mode = \"v2\" or \"v3\" to stop trying it"
             }
             Outcome::Transport { .. } => {
-                "check api.base_url, the network path to the server, and TLS (api.ca_file for a private CA)"
+                "check api.base_url, the network path to the server, the proxy if one is named \
+                 (api.proxy, TC_PROXY_HOST, HTTPS_PROXY; NO_PROXY), and TLS (api.ca_file for a private CA)"
             }
             _ => return None,
         })

@@ -24,6 +24,12 @@ pub fn authorization(access_id: &str, signature: &str) -> String {
     format!("TC {access_id}:{signature}")
 }
 
+/// The `Authorization` header value of token auth (no signature, no
+/// `Timestamp`).
+pub fn token_authorization(token: &str) -> String {
+    format!("TC-Token {token}")
+}
+
 /// Wall-clock seconds plus an offset that delivery sets from the server's
 /// `Date` header when the API answers "Timestamp out of acceptable time range".
 #[derive(Debug, Default)]

@@ -1,9 +1,13 @@
-//! The `[api]` section: where ThreatConnect is, who we are, the secret.
+//! The `[api]` section: where ThreatConnect is, who we are, the
+//! credentials, the proxy. `base_url`, `access_id`, `owner`, the credentials
+//! and the proxy may also come from the environment under tcex's names; the
+//! config file wins.
 
 use std::path::Path;
 
-use super::secret::read_secret;
-use super::{ApiConfig, RawApi, Secret, SecretEnv, resolve};
+use super::secret::read_credentials;
+use super::sources::pick;
+use super::{ApiConfig, ApiSources, Credentials, RawApi, Secret, SecretEnv, SecretSource, resolve};
 
 /// Validates `[api]`, pushing its problems to `errors`.
 pub(super) fn validate(
@@ -12,22 +16,45 @@ pub(super) fn validate(
     env: &SecretEnv,
     errors: &mut Vec<String>,
 ) -> ApiConfig {
-    let base_url = a.base_url.clone().unwrap_or_default();
+    let (base_url, base_url_source) = pick(
+        a.base_url.clone(),
+        "api.base_url",
+        env.tcex.api_path.as_ref(),
+        "TC_API_PATH",
+    );
     check_base_url(&base_url, a.allow_insecure_http, errors);
-    let access_id = a.access_id.clone().unwrap_or_default();
-    if access_id.trim().is_empty() {
-        errors.push("api.access_id: missing".into());
-    }
-    let (secret, secret_source) = match read_secret(&a, base, env) {
-        Ok(s) => s,
+    let (access_id, access_id_source) = pick(
+        a.access_id.clone(),
+        "api.access_id",
+        env.tcex.access_id.as_ref(),
+        "TC_API_ACCESS_ID",
+    );
+    let credentials = match read_credentials(&a, base, env) {
+        Ok(c) => c,
         Err(e) => {
             errors.push(e);
-            (Secret::new(""), String::new())
+            Credentials::Hmac {
+                secret: Secret::new(""),
+                source: SecretSource::Env { var: "" },
+            }
         }
     };
-    let owner = a.owner.clone().unwrap_or_default();
+    if matches!(credentials, Credentials::Hmac { .. }) && access_id.trim().is_empty() {
+        errors.push(
+            "api.access_id: missing (or TC_API_ACCESS_ID; not needed with an API token)".into(),
+        );
+    }
+    let (owner, owner_source) = pick(
+        a.owner.clone(),
+        "api.owner",
+        env.tcex.default_org.as_ref(),
+        "API_DEFAULT_ORG",
+    );
     if owner.trim().is_empty() {
-        errors.push("api.owner: missing (the default owner indicators are created in)".into());
+        errors.push(
+            "api.owner: missing (the default owner indicators are created in; or API_DEFAULT_ORG)"
+                .into(),
+        );
     }
     let timeout_secs = a.timeout_secs.unwrap_or(30);
     if timeout_secs == 0 {
@@ -42,17 +69,23 @@ pub(super) fn validate(
             ca.display()
         ));
     }
+    let proxy = super::proxy::resolve(a.proxy, &base_url, env, errors);
     ApiConfig {
         base_url,
         access_id,
-        secret,
-        secret_source,
+        credentials,
         owner,
         timeout_secs,
         allow_insecure_http: a.allow_insecure_http,
         ca_file,
         prefer_v3: a.prefer_v3,
+        proxy,
         types: a.types,
+        sources: ApiSources {
+            base_url: base_url_source,
+            access_id: access_id_source,
+            owner: owner_source,
+        },
     }
 }
 

@@ -10,9 +10,11 @@
 mod api;
 mod delivery;
 mod feeds;
+mod proxy;
 mod raw;
 mod render;
 mod secret;
+mod sources;
 mod types;
 mod validate;
 mod watch;
@@ -28,11 +30,15 @@ use crate::feed::Field;
 use crate::indicator::IndicatorType;
 pub use types::{CustomType, RegistryKeyType, TypeNames};
 
+pub use proxy::ApiProxy;
 pub use raw::{
     RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawWatch,
 };
 pub use render::render;
-pub use secret::{Secret, SecretEnv};
+pub use secret::{
+    Credentials, SECRET_CREDENTIAL, Secret, SecretEnv, SecretSource, TOKEN_CREDENTIAL,
+};
+pub use sources::{ProxyEnv, Source, TcexEnv};
 
 /// Where the config is read from when neither `--config` nor
 /// `$TC_INGEST_CONFIG` says.
@@ -52,10 +58,10 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub base_url: String,
+    /// Empty when an API token is used without one.
     pub access_id: String,
-    pub secret: Secret,
-    /// Where the secret came from (for `check-config`), never the secret.
-    pub secret_source: String,
+    /// The HMAC secret key or an API token, and where it came from.
+    pub credentials: Credentials,
     pub owner: String,
     pub timeout_secs: u64,
     pub allow_insecure_http: bool,
@@ -63,7 +69,21 @@ pub struct ApiConfig {
     /// Per-indicator delivery uses v3 (one request per indicator) rather
     /// than v2 (create, then a call per tag and attribute).
     pub prefer_v3: bool,
+    /// The proxy requests go through (none: direct).
+    pub proxy: Option<ApiProxy>,
     pub types: TypeNames,
+    /// Where the values that the environment may give came from.
+    pub sources: ApiSources,
+}
+
+/// Where `base_url`, `access_id` and `owner` came from: the config file or
+/// tcex's environment variables (the credentials and the proxy carry their
+/// own source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSources {
+    pub base_url: Source,
+    pub access_id: Source,
+    pub owner: Source,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,13 +260,28 @@ impl Config {
     ///
     /// # Errors
     /// Every problem found, one per line, each naming its key.
+    ///
+    /// A missing file at the default path is an empty config: every value
+    /// then comes from the environment (tcex's names) or its default.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![format!(
-                "cannot read config file {}: {e}",
-                path.display()
-            )])
-        })?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_PATH) =>
+            {
+                tracing::debug!(
+                    path = DEFAULT_PATH,
+                    "no config file: the environment and defaults apply"
+                );
+                String::new()
+            }
+            Err(e) => {
+                return Err(ConfigError(vec![format!(
+                    "cannot read config file {}: {e}",
+                    path.display()
+                )]));
+            }
+        };
         Self::parse(&text, path)
     }
 

@@ -36,11 +36,17 @@ pub struct RawApi {
     pub access_id: Option<String>,
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
+    /// An API token (`TC-Token`), instead of the HMAC secret: for testing only.
+    pub token: Option<String>,
+    /// A file holding the API token.
+    pub token_file: Option<PathBuf>,
     pub owner: Option<String>,
     pub timeout_secs: Option<u64>,
     #[serde(default)]
     pub allow_insecure_http: bool,
     pub ca_file: Option<PathBuf>,
+    /// `http://[user:password@]host:port`: the proxy to reach the API through.
+    pub proxy: Option<String>,
     #[serde(default)]
     pub prefer_v3: bool,
     #[serde(default)]
@@ -52,6 +58,7 @@ impl fmt::Debug for RawApi {
         f.debug_struct("RawApi")
             .field("base_url", &self.base_url)
             .field("access_id", &self.access_id)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }

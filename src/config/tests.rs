@@ -18,7 +18,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 #[test]
 fn minimal_config_gets_defaults() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.api.secret.expose(), "inline-secret");
+    assert_eq!(hmac_secret(&c), "inline-secret");
     assert_eq!(c.queue.path, PathBuf::from("/var/lib/tc-ingest/queue.db"));
     assert_eq!(c.watch.dir, PathBuf::from("/var/lib/tc-ingest/incoming"));
     assert_eq!(c.watch.done_dir, PathBuf::from("/var/lib/tc-ingest/done"));
@@ -71,30 +71,244 @@ fn plain_http_only_for_loopback_or_opt_in() {
     assert!(with("http://tc.internal", "allow_insecure_http = true").is_ok());
 }
 
+/// The HMAC secret of a config (panics on a token).
+#[track_caller]
+fn hmac_secret(c: &Config) -> &str {
+    match &c.api.credentials {
+        Credentials::Hmac { secret, .. } => secret.expose(),
+        other => panic!("not HMAC: {other:?}"),
+    }
+}
+
 #[test]
-fn secret_order_env_file_credential_inline() {
+fn credential_order_systemd_config_env() {
     let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
     std::fs::write(dir.path().join("secret"), "from-file\n").unwrap();
-    std::fs::write(dir.path().join("tc-api-secret"), "from-credential").unwrap();
-    let raw = || -> RawConfig {
-        toml::from_str(&format!("{MINIMAL}secret_key_file = \"secret\"\n")).unwrap()
-    };
+    std::fs::write(creds.join("tc-api-secret"), "from-credential").unwrap();
+    let raw = |extra: &str| -> RawConfig { toml::from_str(&format!("{MINIMAL}{extra}")).unwrap() };
     let env = SecretEnv {
         env_secret: Some("from-env".into()),
-        credentials_dir: Some(dir.path().into()),
-        state_dir: None,
+        env_token: None,
+        credentials_dir: Some(creds.clone()),
+        ..SecretEnv::default()
     };
-    let c = raw().validate(dir.path(), &env).unwrap();
-    assert_eq!(c.api.secret.expose(), "from-env");
+    // The unit's credential first, then the config file (file before
+    // inline), then the environment.
+    let file = "secret_key_file = \"secret\"\n";
+    let c = raw(file).validate(dir.path(), &env).unwrap();
+    assert_eq!(hmac_secret(&c), "from-credential");
     let env = SecretEnv {
-        env_secret: None,
+        credentials_dir: None,
         ..env
     };
-    let c = raw().validate(dir.path(), &env).unwrap();
-    assert_eq!(c.api.secret.expose(), "from-file");
-    let no_file: RawConfig = toml::from_str(MINIMAL).unwrap();
-    let c = no_file.validate(dir.path(), &env).unwrap();
-    assert_eq!(c.api.secret.expose(), "from-credential");
+    let c = raw(file).validate(dir.path(), &env).unwrap();
+    assert_eq!(hmac_secret(&c), "from-file");
+    assert_eq!(
+        c.api.credentials.source(),
+        &SecretSource::File {
+            key: "api.secret_key_file",
+            path: dir.path().join("secret")
+        }
+    );
+    let c = raw("").validate(dir.path(), &env).unwrap();
+    assert_eq!(hmac_secret(&c), "inline-secret");
+    let no_secret: RawConfig =
+        toml::from_str(&MINIMAL.replace("secret_key = \"inline-secret\"", "")).unwrap();
+    let c = no_secret.validate(dir.path(), &env).unwrap();
+    assert_eq!(hmac_secret(&c), "from-env");
+    assert_eq!(
+        c.api.credentials.source(),
+        &SecretSource::Env {
+            var: "TC_API_SECRET_KEY"
+        }
+    );
+}
+
+#[test]
+fn an_api_token_from_the_config_the_credential_or_tc_token() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "APIV2:1:file-token\n").unwrap();
+    let no_secret = MINIMAL.replace("secret_key = \"inline-secret\"", "");
+    let parse_with = |extra: &str, env: &SecretEnv| {
+        let raw: RawConfig = toml::from_str(&format!("{no_secret}{extra}")).unwrap();
+        raw.validate(dir.path(), env)
+    };
+    let token = |c: &Config| match &c.api.credentials {
+        Credentials::Token { token, source } => (token.expose().to_string(), source.to_string()),
+        other => panic!("not a token: {other:?}"),
+    };
+    let c = parse_with("token_file = \"token\"\n", &SecretEnv::default()).unwrap();
+    assert_eq!(token(&c).0, "APIV2:1:file-token");
+    assert!(token(&c).1.starts_with("api.token_file"), "{}", token(&c).1);
+    // tcex: TC_TOKEN wins over TC_API_SECRET_KEY; no access id is needed.
+    let env = SecretEnv {
+        env_secret: Some("env-secret".into()),
+        env_token: Some("env-token".into()),
+        ..SecretEnv::default()
+    };
+    let c = parse_with("", &env).unwrap();
+    assert_eq!(
+        token(&c),
+        ("env-token".into(), "environment TC_TOKEN".into())
+    );
+    let no_id: RawConfig = toml::from_str(&no_secret.replace("access_id = \"12345\"", "")).unwrap();
+    assert!(no_id.validate(dir.path(), &env).is_ok());
+    // The credential tc-api-token wins over everything.
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("tc-api-token"), "cred-token").unwrap();
+    std::fs::write(creds.join("tc-api-secret"), "cred-secret").unwrap();
+    let env = SecretEnv {
+        credentials_dir: Some(creds),
+        ..env
+    };
+    let c = parse_with("token_file = \"token\"\n", &env).unwrap();
+    assert_eq!(token(&c).0, "cred-token");
+    // A token and a secret both in the file is a mistake.
+    let e = parse_with("token = \"t\"\nsecret_key = \"s\"\n", &SecretEnv::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("api.token") && e.contains("keep one"), "{e}");
+    // The token never prints.
+    let c = parse_with("token = \"inline-token\"\n", &SecretEnv::default()).unwrap();
+    for text in [format!("{c:?}"), render(&c)] {
+        assert!(!text.contains("inline-token"), "{text}");
+    }
+}
+
+#[test]
+fn tcex_environment_beside_the_config_file_which_wins() {
+    let env = SecretEnv {
+        env_secret: Some("env-secret".into()),
+        tcex: TcexEnv {
+            api_path: Some("https://sandbox.threatconnect.com/api".into()),
+            access_id: Some("env-id".into()),
+            default_org: Some("Env Org".into()),
+            ..TcexEnv::default()
+        },
+        ..SecretEnv::default()
+    };
+    // Only the environment.
+    let raw: RawConfig = toml::from_str("").unwrap();
+    let c = raw.validate(Path::new("/etc/tc-ingest"), &env).unwrap();
+    assert_eq!(c.api.base_url, "https://sandbox.threatconnect.com/api");
+    assert_eq!(c.api.access_id, "env-id");
+    assert_eq!(c.api.owner, "Env Org");
+    assert_eq!(hmac_secret(&c), "env-secret");
+    assert_eq!(c.api.sources.base_url, Source::Env("TC_API_PATH"));
+    let shown = render(&c);
+    for line in [
+        "#   base_url     environment TC_API_PATH",
+        "#   access_id    environment TC_API_ACCESS_ID",
+        "#   owner        environment API_DEFAULT_ORG",
+        "#   credentials  HMAC secret key from environment TC_API_SECRET_KEY",
+        "#   proxy        none (direct)",
+    ] {
+        assert!(shown.contains(line), "{line:?} not in:\n{shown}");
+    }
+    assert!(!shown.contains("env-secret"), "{shown}");
+    // The config file wins, value by value.
+    let c = parse_env(MINIMAL, &env);
+    assert_eq!(c.api.base_url, "https://api.threatconnect.com");
+    assert_eq!(c.api.access_id, "12345");
+    assert_eq!(c.api.owner, "Example Org");
+    assert_eq!(hmac_secret(&c), "inline-secret");
+    assert_eq!(c.api.sources.owner, Source::Config("api.owner"));
+    assert!(render(&c).contains("#   owner        config file (api.owner)"));
+}
+
+fn parse_env(text: &str, env: &SecretEnv) -> Config {
+    let raw: RawConfig = toml::from_str(text).unwrap();
+    raw.validate(Path::new("/etc/tc-ingest"), env).unwrap()
+}
+
+#[test]
+fn proxy_from_the_config_tcex_or_the_standard_variables() {
+    let proxy = |text: &str, env: &SecretEnv| parse_env(text, env).api.proxy;
+    let none = SecretEnv::default();
+    assert_eq!(proxy(MINIMAL, &none), None);
+    let with = format!("{MINIMAL}proxy = \"http://alice:p%40ss@proxy.example:3128\"\n");
+    let p = proxy(&with, &none).unwrap();
+    assert_eq!(p.address(), "http://proxy.example:3128");
+    assert_eq!(p.username.as_deref(), Some("alice"));
+    assert_eq!(p.password.as_ref().map(|s| s.expose()), Some("p@ss"));
+    assert_eq!(p.to_string(), "proxy http://proxy.example:3128 (api.proxy)");
+    let shown = render(&parse_env(&with, &none));
+    assert!(
+        !shown.contains("p@ss") && !shown.contains("p%40ss"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("proxy = \"http://proxy.example:3128\""),
+        "{shown}"
+    );
+
+    let tcex = SecretEnv {
+        tcex: TcexEnv {
+            proxy_host: Some("10.0.0.8".into()),
+            proxy_port: Some("8080".into()),
+            proxy_username: Some("bob".into()),
+            proxy_password: Some(Secret::new("hunter2")),
+            ..TcexEnv::default()
+        },
+        proxy: ProxyEnv {
+            https: Some(("HTTPS_PROXY", "http://standard:1".into())),
+            ..ProxyEnv::default()
+        },
+        ..SecretEnv::default()
+    };
+    let p = proxy(MINIMAL, &tcex).unwrap();
+    assert_eq!(p.address(), "http://10.0.0.8:8080");
+    assert_eq!(p.username.as_deref(), Some("bob"));
+    assert_eq!(p.source, Source::Env("TC_PROXY_HOST"));
+    // api.proxy wins over both.
+    assert_eq!(
+        proxy(&with, &tcex).unwrap().source,
+        Source::Config("api.proxy")
+    );
+
+    let standard = |https: &str, no: Option<&str>| SecretEnv {
+        proxy: ProxyEnv {
+            https: Some(("HTTPS_PROXY", https.into())),
+            http: Some(("http_proxy", "http://plain:2".into())),
+            no: no.map(str::to_string),
+            ..ProxyEnv::default()
+        },
+        ..SecretEnv::default()
+    };
+    let p = proxy(MINIMAL, &standard("proxy.corp:3128", None)).unwrap();
+    assert_eq!(p.address(), "http://proxy.corp:3128");
+    assert_eq!(p.source, Source::Env("HTTPS_PROXY"));
+    // An http base URL takes HTTP_PROXY.
+    let http = MINIMAL.replace("https://api.threatconnect.com", "http://127.0.0.1:8450");
+    assert_eq!(
+        proxy(&http, &standard("proxy.corp:3128", None))
+            .unwrap()
+            .source,
+        Source::Env("http_proxy")
+    );
+    // NO_PROXY names the API host (or a parent domain): direct.
+    assert_eq!(
+        proxy(
+            MINIMAL,
+            &standard("proxy.corp:3128", Some("localhost, .threatconnect.com"))
+        ),
+        None
+    );
+    assert!(proxy(MINIMAL, &standard("proxy.corp:3128", Some("example.com"))).is_some());
+    // Errors name the key or the variable.
+    let e = parse(&format!("{MINIMAL}proxy = \"socks5://x:1\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("api.proxy"), "{e}");
+    let raw: RawConfig = toml::from_str(MINIMAL).unwrap();
+    let e = raw
+        .validate(Path::new("/etc/tc-ingest"), &standard("http://[bad", None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HTTPS_PROXY"), "{e}");
 }
 
 #[test]
@@ -106,7 +320,12 @@ fn secret_never_prints() {
         assert!(!text.contains("inline-secret"), "{text}");
     }
     assert!(rendered.contains("[redacted]"));
-    assert_eq!(format!("{}", c.api.secret), "[redacted]");
+    assert_eq!(
+        format!("{:?}", c.api.credentials)
+            .matches("[redacted]")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -198,13 +417,45 @@ mod example {
     fn the_example_config_is_valid() {
         let text = include_str!("../../config/tc-ingest.example.toml");
         let raw: RawConfig = toml::from_str(text).unwrap();
+        // Its secret_key_file is not read under systemd: the credential
+        // the unit hands over wins.
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("tc-api-secret"), "from-credential").unwrap();
         let env = SecretEnv {
-            env_secret: Some("from-env".into()),
+            credentials_dir: Some(creds.path().into()),
             ..SecretEnv::default()
         };
         let c = raw.validate(Path::new("/etc/tc-ingest"), &env).unwrap();
         assert_eq!(c.feeds.len(), 2);
         assert_eq!(c.api.types, TypeNames::default());
         assert!(c.feeds[0].matches(Path::new("abuse-ch/today.csv")));
+    }
+
+    /// The package's /etc/tc-ingest/tc-ingest.toml: it names the secret
+    /// file, holds no secret, and is complete once base_url, access_id and
+    /// owner are set (here from tcex's variables).
+    #[test]
+    fn the_packaged_conffile_is_valid_once_filled_in() {
+        let text = include_str!("../../packaging/tc-ingest.toml");
+        let raw: RawConfig = toml::from_str(text).unwrap();
+        assert_eq!(
+            raw.api.secret_key_file.as_deref(),
+            Some(Path::new("/etc/tc-ingest/secret"))
+        );
+        assert!(raw.api.secret_key.is_none() && raw.api.token.is_none());
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("tc-api-secret"), "from-credential").unwrap();
+        let env = SecretEnv {
+            credentials_dir: Some(creds.path().into()),
+            tcex: TcexEnv {
+                api_path: Some("https://api.threatconnect.com".into()),
+                access_id: Some("12345".into()),
+                default_org: Some("Example Org".into()),
+                ..TcexEnv::default()
+            },
+            ..SecretEnv::default()
+        };
+        let c = raw.validate(Path::new("/etc/tc-ingest"), &env).unwrap();
+        assert_eq!(c.queue.path, PathBuf::from("/var/lib/tc-ingest/queue.db"));
     }
 }

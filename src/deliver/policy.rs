@@ -65,7 +65,10 @@ pub fn policy(outcome: &Outcome, clock_just_corrected: bool) -> Action {
         },
         Outcome::Unauthorized => Action::PauseAll {
             class: ErrorClass::Unauthorized,
-            reason: "unauthorized: the API token has expired".into(),
+            reason: format!(
+                "unauthorized: {}",
+                outcome.advice().unwrap_or("issue a new token")
+            ),
         },
         Outcome::AccessDenied { .. } | Outcome::OwnerNotFound => Action::HoldOwner,
         Outcome::Validation { .. } | Outcome::NotFound | Outcome::Unexpected { .. } => Action::Bury,
@@ -193,13 +196,13 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(
-            policy(&Outcome::Unauthorized, false),
+        match policy(&Outcome::Unauthorized, false) {
             Action::PauseAll {
                 class: ErrorClass::Unauthorized,
-                ..
-            }
-        ));
+                reason,
+            } => assert!(reason.contains("issue a new token"), "{reason}"),
+            a => panic!("{a:?}"),
+        }
         let again = policy(
             &Outcome::TimestampOutOfRange {
                 server_date: Some(now),

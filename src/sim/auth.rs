@@ -1,5 +1,6 @@
-//! Who may call: the `TC` signature over the raw request target, the
-//! ±300 s timestamp window (tc-api.md section 2) and the `?owner=` check.
+//! Who may call: the `TC` signature over the raw request target and the
+//! ±300 s timestamp window (tc-api.md section 2), or the configured API
+//! token (`TC-Token`), and the `?owner=` check.
 
 use axum::http::header;
 
@@ -16,9 +17,8 @@ pub(super) fn authenticate(ctx: &Ctx<'_>) -> Result<(), Failure> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth.starts_with("TC-Token ") {
-        // The simulator issues no tokens: every token has expired.
-        return Err(fail(401, "unauthorized", "Unauthorized"));
+    if let Some(token) = auth.strip_prefix("TC-Token ") {
+        return check_token(ctx, token.trim());
     }
     let Some((id, sig)) = auth.strip_prefix("TC ").and_then(|a| a.rsplit_once(':')) else {
         return Err(fail(401, "access_denied", "Access Denied"));
@@ -54,6 +54,18 @@ pub(super) fn authenticate(ctx: &Ctx<'_>) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// Token auth: the configured token is accepted until the `token_expired`
+/// fault says it has expired; any other token is refused the same way
+/// (401 "Unauthorized"). No `Timestamp` is needed.
+fn check_token(ctx: &Ctx<'_>, token: &str) -> Result<(), Failure> {
+    let valid = ctx.sim.token.as_deref() == Some(token) && !ctx.faults.token_expired;
+    if valid {
+        Ok(())
+    } else {
+        Err(fail(401, "unauthorized", "Unauthorized"))
+    }
 }
 
 /// The owner named by `?owner=` (decoded; `+` is a space), or the first owner.

@@ -1,6 +1,7 @@
 //! The simulator's own endpoints, unsigned and never faulted:
 //! `GET /_sim/indicators`, `GET /_sim/stats`, `GET /_sim/batches`, `GET /_sim/faults`, and
-//! `POST /_sim/faults` (the fields given replace the current ones).
+//! `POST /_sim/faults` (the fields given replace the current ones:
+//! `{"token_expired": true}` expires the configured API token).
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -14,7 +14,8 @@
 //!   [`auth`] (signature, timestamp window), then the v2 route, then the answer.
 //! - [`faults`]: which injected failure applies to a request, the dropped
 //!   connection, and the request counts of [`SimStats`].
-//! - [`auth`]: the `Authorization`/`Timestamp` check and the `?owner=` check.
+//! - [`auth`]: the `Authorization`/`Timestamp` check (or the API token)
+//!   and the `?owner=` check.
 //! - [`v2`]: the ThreatConnect calls (owners, create, tag, attributes).
 //! - [`v3`]: the v3 create (tags and attributes inline, an upsert).
 //! - [`batch`]: the batch API, and the task that processes batch jobs.
@@ -114,6 +115,9 @@ pub struct Faults {
     /// against the skewed clock (a proxy rewriting `Date`): a client cannot
     /// correct its clock from it.
     pub date_header_unskewed: bool,
+    /// The configured API token has expired: `TC-Token` requests answer 401
+    /// "Unauthorized" (set back to false: it is valid again).
+    pub token_expired: bool,
 }
 
 /// How the simulator is set up.
@@ -121,6 +125,9 @@ pub struct Faults {
 pub struct SimConfig {
     pub access_id: String,
     pub secret: String,
+    /// The API token accepted as `Authorization: TC-Token <token>` (none:
+    /// every token is refused).
+    pub token: Option<String>,
     pub owners: Vec<SimOwner>,
     /// `""` (public cloud, `/v2/...`) or `"/api"` (sandbox and on-premise).
     pub base_path: String,
@@ -129,12 +136,14 @@ pub struct SimConfig {
 
 pub const DEFAULT_ACCESS_ID: &str = "sim-access-id";
 pub const DEFAULT_SECRET: &str = "sim-secret-key";
+pub const DEFAULT_TOKEN: &str = "sim-api-token";
 
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
             access_id: DEFAULT_ACCESS_ID.into(),
             secret: DEFAULT_SECRET.into(),
+            token: Some(DEFAULT_TOKEN.into()),
             owners: vec![
                 SimOwner {
                     id: 0,
@@ -212,6 +221,7 @@ pub struct SimStats {
 struct Shared {
     access_id: String,
     secret: String,
+    token: Option<String>,
     owners: Vec<SimOwner>,
     base_path: String,
     faults: Mutex<Faults>,
@@ -266,6 +276,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             access_id: cfg.access_id,
             secret: cfg.secret,
+            token: cfg.token,
             owners: cfg.owners,
             base_path: cfg.base_path.trim_end_matches('/').to_string(),
             faults: Mutex::new(cfg.faults),

@@ -207,7 +207,7 @@ async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
     };
     let app = TestApp::builder()
         .faults(sim_faults)
-        .extra_config(&config("auto", "min_indicators = 10\n"))
+        .extra_config(&config("batch", ""))
         .start()
         .await;
     tagged_feed(&app.incoming(), "feed.csv", 60);

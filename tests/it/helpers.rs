@@ -55,6 +55,8 @@ pub struct TestAppBuilder {
     sim: SimConfig,
     simulator: Option<Simulator>,
     extra: String,
+    api_extra: String,
+    token: Option<String>,
     lease_secs: u64,
 }
 
@@ -89,6 +91,19 @@ impl TestAppBuilder {
         self
     }
 
+    /// TOML lines added to `[api]` (`proxy = ...`, `ca_file = ...`).
+    pub fn api_config(mut self, toml: &str) -> Self {
+        self.api_extra = toml.into();
+        self
+    }
+
+    /// Authenticate with this API token (written to a file named by
+    /// `api.token_file`) instead of the access id and secret key.
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     /// A simulator started elsewhere (over HTTPS) instead of a local one.
     pub fn simulator(mut self, sim: Simulator) -> Self {
         self.simulator = Some(sim);
@@ -108,8 +123,13 @@ impl TestAppBuilder {
             sim,
             dir: tempfile::tempdir().expect("temp dir"),
             extra: self.extra,
+            api_extra: self.api_extra,
+            token: self.token.is_some(),
             lease_secs: self.lease_secs,
         };
+        if let Some(token) = &self.token {
+            std::fs::write(app.path().join("token"), token).expect("write token");
+        }
         app.write_config(&secret);
         app
     }
@@ -120,6 +140,9 @@ pub struct TestApp {
     pub sim: Simulator,
     dir: tempfile::TempDir,
     extra: String,
+    api_extra: String,
+    /// The credentials are the API token in `<dir>/token`.
+    token: bool,
     lease_secs: u64,
 }
 
@@ -134,6 +157,8 @@ impl TestApp {
             sim: SimConfig::default(),
             simulator: None,
             extra: String::new(),
+            api_extra: String::new(),
+            token: None,
             lease_secs: 30,
         }
     }
@@ -159,13 +184,21 @@ impl TestApp {
     /// The config text: fast settings for tests, plus the extra config.
     fn config_text(&self, secret: &str) -> String {
         let root = self.path().display();
+        let credentials = if self.token {
+            format!("token_file = \"{root}/token\"")
+        } else {
+            format!(
+                "access_id = \"{id}\"\nsecret_key = \"{secret}\"",
+                id = tc_ingest::sim::DEFAULT_ACCESS_ID
+            )
+        };
         format!(
             r#"[api]
 base_url = "{base}"
-access_id = "{id}"
-secret_key = "{secret}"
+{credentials}
 owner = "Common Community"
 timeout_secs = 5
+{api_extra}
 
 [watch]
 dir = "{root}/incoming"
@@ -179,7 +212,7 @@ lease_secs = {lease}
 {extra}"#,
             lease = self.lease_secs,
             base = self.sim.base_url(),
-            id = tc_ingest::sim::DEFAULT_ACCESS_ID,
+            api_extra = self.api_extra,
             extra = self.extra,
         )
     }
@@ -243,7 +276,12 @@ lease_secs = {lease}
 
     /// Runs the binary with `args` and `--config <the config file>` to the end.
     pub async fn binary(&self, args: &[&str]) -> Output {
-        command(&self.with_config(args)).output().await.unwrap()
+        self.command(args).output().await.unwrap()
+    }
+
+    /// The binary with `args` and `--config <the config file>`, to adjust.
+    pub fn command(&self, args: &[&str]) -> Command {
+        command(&self.with_config(args))
     }
 
     /// Starts `tc-ingest run` on the config file.
@@ -290,13 +328,38 @@ lease_secs = {lease}
     }
 }
 
-/// The binary with `args`, with no secret from the environment.
+/// What the environment may give the config: tcex's names, the systemd
+/// credentials, the standard proxy variables.
+pub const CONFIG_ENV: &[&str] = &[
+    "TC_INGEST_CONFIG",
+    "TC_API_PATH",
+    "TC_API_ACCESS_ID",
+    "TC_API_SECRET_KEY",
+    "TC_TOKEN",
+    "API_DEFAULT_ORG",
+    "TC_PROXY_HOST",
+    "TC_PROXY_PORT",
+    "TC_PROXY_USERNAME",
+    "TC_PROXY_PASSWORD",
+    "CREDENTIALS_DIRECTORY",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The binary with `args`, with nothing for the config from the environment.
 pub fn command(args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("TC_API_SECRET_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env("RUST_LOG", "info,tc_ingest=debug")
+    c.args(args);
+    for var in CONFIG_ENV {
+        c.env_remove(var);
+    }
+    c.env("RUST_LOG", "info,tc_ingest=debug")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c

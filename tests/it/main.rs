@@ -3,11 +3,13 @@
 mod bulk;
 mod client;
 mod compat;
+mod credentials;
 mod deliver;
 mod e2e;
 mod feeds;
 mod guarantees;
 mod helpers;
+mod proxy;
 mod queue;
 mod sim;
 mod tls;

@@ -43,7 +43,7 @@ impl axum::serve::Listener for TlsListener {
 }
 
 /// A private CA and a server certificate for 127.0.0.1 signed by it.
-fn private_ca() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
+pub(crate) fn private_ca() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -61,7 +61,10 @@ fn private_ca() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
     )
 }
 
-async fn https_sim(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Simulator {
+pub(crate) async fn https_sim(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Simulator {
     tc_ingest::api::client::install_crypto_provider();
     let server = tokio_rustls::rustls::ServerConfig::builder()
         .with_no_client_auth()
