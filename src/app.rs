@@ -311,6 +311,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
                 "at": now_ms(),
                 "rate_fraction": d.throttle.fraction(),
                 "clock_offset_secs": d.api.borrow().client.clock().offset(),
+                "modes": d.modes_in_use().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
             }))
             .await?;
     }

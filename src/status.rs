@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 
 use crate::queue::{JobState, Stats, now_ms};
 
-const STATES: [JobState; 5] = [
+const STATES: [JobState; 6] = [
     JobState::Pending,
     JobState::Leased,
+    JobState::Batched,
     JobState::Held,
     JobState::Dead,
     JobState::Delivered,
@@ -70,6 +71,11 @@ pub fn json(s: &Stats, queue_path: &str) -> Value {
         "files": s.files_by_state,
         "rows_rejected": s.rows_rejected,
         "daemon": daemon,
+        "modes": s.heartbeat.as_ref().and_then(|h| h.get("modes")),
+        "batches": s.batches.iter().map(|b| json!({
+            "id": b.id, "tc_batch_id": b.tc_batch_id, "owner": b.owner, "items": b.items,
+            "state": b.state, "tc_status": b.tc_status, "age_secs": (now_ms() - b.created_at).max(0) / 1000,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -78,8 +84,59 @@ pub fn table(s: &Stats, queue_path: &str) -> String {
     let mut o = String::new();
     overview(&mut o, s, queue_path);
     breakdown(&mut o, s);
+    bulk(&mut o, s);
     problems(&mut o, s);
     o
+}
+
+/// The delivery mode per owner (as the running daemon last said) and the
+/// batch jobs in flight.
+fn bulk(o: &mut String, s: &Stats) {
+    if let Some(modes) = s
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.get("modes"))
+        .and_then(Value::as_object)
+    {
+        let list: Vec<String> = modes
+            .iter()
+            .map(|(owner, mode)| format!("{owner}: {}", mode.as_str().unwrap_or("?")))
+            .collect();
+        let _ = writeln!(
+            o,
+            "
+delivery mode: {}",
+            list.join(", ")
+        );
+    }
+    if s.batches.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "
+batch jobs in flight:
+  {:<8}{:<10}{:<28}{:>8}  {:<18}{:>8}",
+        "id", "tc id", "owner", "items", "state", "age"
+    );
+    for b in &s.batches {
+        let state = match &b.tc_status {
+            Some(st) => format!("{:?} ({st})", b.state).to_lowercase(),
+            None => format!("{:?}", b.state).to_lowercase(),
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8}{:<10}{:<28}{:>8}  {:<18}{:>7}s",
+            b.id,
+            b.tc_batch_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "-".into()),
+            b.owner,
+            b.items,
+            state,
+            (now_ms() - b.created_at).max(0) / 1000
+        );
+    }
 }
 
 /// The queue, whether delivery runs, the daemon, the counts by state.

@@ -348,7 +348,18 @@ impl Delivery {
         if resp.outcome != Outcome::Success {
             return Ok(Err(self.failed(b, &resp.outcome, b.upload_attempts).await));
         }
+        let max_attempts = self.config().delivery.max_attempts;
         match wire::parse_status(&resp.body) {
+            Ok(s) if s.awaits_data() && b.upload_attempts >= max_attempts => {
+                Ok(Err(Failed::Abandon {
+                    error: format!(
+                        "the data of batch job {id} did not arrive after {} uploads",
+                        b.upload_attempts
+                    ),
+                    uncertain: false,
+                    class: Some(ErrorClass::BatchFailed),
+                }))
+            }
             Ok(s) if s.awaits_data() => {
                 tracing::info!(
                     batch = b.id,

@@ -101,20 +101,29 @@ fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
     })
 }
 
+/// Due jobs [`Queue::batch_backlog`] looks at, at most.
+const BACKLOG_SCAN: i64 = 100_000;
+
 /// Where pending jobs may go by batch: due, of an owner not held, and
 /// nothing of their delivery started.
 const BATCHABLE: &str = "state = 'pending' AND next_attempt_at <= ?1 AND steps_done = 0 \
                          AND call_uncertain = 0 AND owner NOT IN (SELECT owner FROM held_owners)";
 
 impl Queue {
-    /// Per owner, how many due jobs could go by batch.
+    /// Per owner, how many due jobs could go by batch, among the first
+    /// [`BACKLOG_SCAN`] due: the dispatcher asks before its claims, and a
+    /// count of a queue of millions would cost more than the claim.
     ///
     /// # Errors
     /// Database errors.
     pub async fn batch_backlog(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        let sql = format!("SELECT owner, COUNT(*) FROM jobs WHERE {BATCHABLE} GROUP BY owner");
+        let sql = format!(
+            "SELECT owner, COUNT(*) FROM (SELECT owner FROM jobs WHERE {BATCHABLE} \
+             ORDER BY next_attempt_at LIMIT ?2) GROUP BY owner"
+        );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(now_ms())
+            .bind(BACKLOG_SCAN)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows

@@ -284,6 +284,8 @@ pub struct Stats {
     pub rows_rejected: u64,
     /// The daemon's last heartbeat (JSON it wrote), if any.
     pub heartbeat: Option<serde_json::Value>,
+    /// Batch jobs not done or failed, oldest first.
+    pub batches: Vec<super::BatchJob>,
 }
 
 impl Stats {

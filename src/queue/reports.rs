@@ -170,6 +170,7 @@ impl Queue {
             s.files_by_state.insert(state, r.get::<i64, _>(1) as u64);
             s.rows_rejected += r.get::<i64, _>(2) as u64;
         }
+        s.batches = self.open_batches().await?;
         s.heartbeat = self
             .get_state("heartbeat")
             .await?

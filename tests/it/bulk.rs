@@ -314,6 +314,18 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
         daemon.kill().await;
     }
+    // What a SIGKILL left in flight, `status` shows.
+    let out = app.binary(&["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batched = status["jobs"]["batched"].as_u64().unwrap();
+    let listed: u64 = status["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["items"].as_u64().unwrap())
+        .sum();
+    assert!(listed >= batched, "{status}");
+    assert_eq!(batched > 0, listed > 0, "{status}");
     run_once(&app).await;
     let held = app.sim.indicators();
     assert_eq!(held.len(), 3000);
