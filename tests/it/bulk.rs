@@ -377,3 +377,28 @@ async fn v3_sends_one_request_per_indicator_with_everything_inline() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn v3_retries_after_lost_answers_add_no_attribute_twice() {
+    // A third of the answers are lost after the server applied the request:
+    // a blind retry of a v3 create would append its attributes again.
+    let sim_faults = Faults {
+        lost_response_rate: 0.3,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("v3", ""))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 80);
+    run_once(&app).await;
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 80);
+    check_tagged(&held, 80);
+    let stats = app.sim.stats();
+    assert!(
+        stats.by_class.get("lost_response").copied().unwrap_or(0) > 5,
+        "{stats:?}"
+    );
+}
