@@ -148,8 +148,8 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
     let daemon = match Daemon::start(config_path, cfg).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot start");
-            eprintln!("error: {e:#}");
+            // Said once, on stderr (the journal under systemd).
+            eprintln!("error: cannot start: {e:#}");
             return exit::ERROR;
         }
     };

@@ -71,7 +71,7 @@ impl Client {
             http: builder.build().context("building the HTTP client")?,
             base: cfg.base_url.trim_end_matches('/').to_string(),
             access_id: cfg.access_id.clone(),
-            secret: cfg.secret.clone(),
+            secret: cfg.secret.load().map_err(anyhow::Error::msg)?,
             clock,
         })
     }

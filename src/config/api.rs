@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::secret::read_secret;
-use super::{ApiConfig, RawApi, Secret, SecretEnv, resolve};
+use super::secret::SecretSource;
+use super::{ApiConfig, RawApi, SecretEnv, resolve};
 
 /// Validates `[api]`, pushing its problems to `errors`.
 pub(super) fn validate(
@@ -18,13 +18,8 @@ pub(super) fn validate(
     if access_id.trim().is_empty() {
         errors.push("api.access_id: missing".into());
     }
-    let (secret, secret_source) = match read_secret(&a, base, env) {
-        Ok(s) => s,
-        Err(e) => {
-            errors.push(e);
-            (Secret::new(""), String::new())
-        }
-    };
+    // Only where the key comes from: it is read when it is used.
+    let secret = SecretSource::find(&a, base, env);
     let owner = a.owner.clone().unwrap_or_default();
     if owner.trim().is_empty() {
         errors.push("api.owner: missing (the default owner indicators are created in)".into());
@@ -46,7 +41,6 @@ pub(super) fn validate(
         base_url,
         access_id,
         secret,
-        secret_source,
         owner,
         timeout_secs,
         allow_insecure_http: a.allow_insecure_http,

@@ -30,7 +30,7 @@ pub use types::{CustomType, RegistryKeyType, TypeNames};
 
 pub use raw::{RawApi, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawWatch};
 pub use render::render;
-pub use secret::{Secret, SecretEnv};
+pub use secret::{Secret, SecretEnv, SecretSource};
 
 /// Where the config is read from when neither `--config` nor
 /// `$TC_INGEST_CONFIG` says.
@@ -50,9 +50,8 @@ pub struct Config {
 pub struct ApiConfig {
     pub base_url: String,
     pub access_id: String,
-    pub secret: Secret,
-    /// Where the secret came from (for `check-config`), never the secret.
-    pub secret_source: String,
+    /// Where the secret key comes from; read by `secret.load()` where it is used.
+    pub secret: SecretSource,
     pub owner: String,
     pub timeout_secs: u64,
     pub allow_insecure_http: bool,
@@ -173,15 +172,24 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
             ConfigError(vec![format!(
                 "{}: {}",
                 path.display(),
                 e.to_string().trim()
             )])
         })?;
+        let mut errors = Vec::new();
+        let raw = raw::from_table(table, &mut errors);
         let base = path.parent().unwrap_or(Path::new("."));
-        raw.validate(base, &SecretEnv::from_process())
+        match raw.validate(base, &SecretEnv::from_process()) {
+            Ok(cfg) if errors.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigError(errors)),
+            Err(ConfigError(more)) => {
+                errors.extend(more);
+                Err(ConfigError(errors))
+            }
+        }
     }
 }
 

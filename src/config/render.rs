@@ -1,26 +1,71 @@
-//! The effective config as `check-config` prints it.
+//! The effective config as `check-config` prints it: a config file with
+//! every key spelled as the file spells it (`settle_ms`, `backoff_base_ms`,
+//! durations as `"7d"`), so the output is a file `check-config` accepts
+//! again. The secret is never printed: a comment says where it comes from.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::TypeNames;
-use super::{Config, DeliveryConfig, FeedRule, MetricsConfig, QueueConfig, WatchConfig};
+use super::{Config, FeedRule, SecretSource, TypeNames};
 use crate::indicator::IndicatorType;
 
 #[derive(Serialize)]
 struct ApiView<'a> {
     base_url: &'a str,
     access_id: &'a str,
-    secret_key: &'a str,
-    secret_source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_key_file: Option<&'a Path>,
     owner: &'a str,
     timeout_secs: u64,
     allow_insecure_http: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     ca_file: Option<&'a Path>,
     types: &'a TypeNames,
+}
+
+#[derive(Serialize)]
+struct WatchView<'a> {
+    dir: &'a Path,
+    processing_dir: &'a Path,
+    done_dir: &'a Path,
+    failed_dir: &'a Path,
+    settle_ms: u64,
+    rescan_secs: u64,
+    done_retention: String,
+    skip_duplicate_files: bool,
+    max_line_bytes: usize,
+    max_decompressed_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct QueueView<'a> {
+    path: &'a Path,
+    dedup_window: String,
+    delivered_retention: String,
+    lease_secs: u64,
+}
+
+#[derive(Serialize)]
+struct DeliveryView {
+    workers: usize,
+    rate_per_second: u32,
+    burst: u32,
+    max_attempts: u32,
+    backoff_base_ms: u64,
+    backoff_max_secs: u64,
+    shutdown_grace_secs: u64,
+    probe_min_secs: u64,
+    probe_max_secs: u64,
+    circuit_open_max_secs: u64,
+}
+
+#[derive(Serialize)]
+struct MetricsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -45,34 +90,100 @@ struct FeedView<'a> {
 #[derive(Serialize)]
 struct View<'a> {
     api: ApiView<'a>,
-    watch: &'a WatchConfig,
-    queue: &'a QueueConfig,
-    delivery: &'a DeliveryConfig,
-    metrics: &'a MetricsConfig,
+    watch: WatchView<'a>,
+    queue: QueueView<'a>,
+    delivery: DeliveryView,
+    metrics: MetricsView,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     feeds: Vec<FeedView<'a>>,
 }
 
-/// The effective config as `check-config` prints it: TOML, the secret redacted.
+/// The effective config as `check-config` prints it: TOML that reads back
+/// to the same config, the secret only named by where it comes from.
 pub fn render(cfg: &Config) -> String {
+    let secret_key_file = match &cfg.api.secret {
+        SecretSource::KeyFile(p) => Some(p.as_path()),
+        _ => None,
+    };
+    let w = &cfg.watch;
+    let q = &cfg.queue;
+    let d = &cfg.delivery;
     let view = View {
         api: ApiView {
             base_url: &cfg.api.base_url,
             access_id: &cfg.api.access_id,
-            secret_key: "[redacted]",
-            secret_source: &cfg.api.secret_source,
+            secret_key_file,
             owner: &cfg.api.owner,
             timeout_secs: cfg.api.timeout_secs,
             allow_insecure_http: cfg.api.allow_insecure_http,
             ca_file: cfg.api.ca_file.as_deref(),
             types: &cfg.api.types,
         },
-        watch: &cfg.watch,
-        queue: &cfg.queue,
-        delivery: &cfg.delivery,
-        metrics: &cfg.metrics,
+        watch: WatchView {
+            dir: &w.dir,
+            processing_dir: &w.processing_dir,
+            done_dir: &w.done_dir,
+            failed_dir: &w.failed_dir,
+            settle_ms: w.settle.as_millis() as u64,
+            rescan_secs: w.rescan.as_secs(),
+            done_retention: duration(w.done_retention),
+            skip_duplicate_files: w.skip_duplicate_files,
+            max_line_bytes: w.max_line_bytes,
+            max_decompressed_bytes: w.max_decompressed_bytes,
+        },
+        queue: QueueView {
+            path: &q.path,
+            dedup_window: duration(q.dedup_window),
+            delivered_retention: duration(q.delivered_retention),
+            lease_secs: q.lease.as_secs(),
+        },
+        delivery: DeliveryView {
+            workers: d.workers,
+            rate_per_second: d.rate_per_second,
+            burst: d.burst,
+            max_attempts: d.max_attempts,
+            backoff_base_ms: d.backoff_base.as_millis() as u64,
+            backoff_max_secs: d.backoff_max.as_secs(),
+            shutdown_grace_secs: d.shutdown_grace.as_secs(),
+            probe_min_secs: d.probe_min.as_secs(),
+            probe_max_secs: d.probe_max.as_secs(),
+            circuit_open_max_secs: d.circuit_open_max.as_secs(),
+        },
+        metrics: MetricsView {
+            listen: cfg.metrics.listen.map(|a| a.to_string()),
+        },
         feeds: cfg.feeds.iter().map(feed_view).collect(),
     };
-    toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render config: {e}"))
+    let body =
+        toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render config: {e}\n"));
+    format!(
+        "# The effective configuration (tc-ingest check-config).\n\
+         # Secret key: {} (not read by check-config).\n\n{body}",
+        cfg.api.secret.describe()
+    )
+}
+
+/// A duration as the config writes it: `7d`, `24h`, `1h 30m`, `1500ms`.
+fn duration(d: Duration) -> String {
+    const UNITS: [(&str, u128); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let mut left = d.as_millis();
+    if left == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    for (name, ms) in UNITS {
+        if left >= ms {
+            parts.push(format!("{}{name}", left / ms));
+            left %= ms;
+        }
+    }
+    parts.join(" ")
 }
 
 fn feed_view(f: &FeedRule) -> FeedView<'_> {
@@ -89,5 +200,23 @@ fn feed_view(f: &FeedRule) -> FeedView<'_> {
             .iter()
             .map(|(field, column)| (field.as_str(), column.as_str()))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_render_as_the_config_writes_them() {
+        for (secs, text) in [(604_800, "7d"), (86_400, "1d"), (5400, "1h 30m"), (0, "0s")] {
+            assert_eq!(duration(Duration::from_secs(secs)), text);
+            assert_eq!(
+                humantime::parse_duration(text).unwrap(),
+                Duration::from_secs(secs)
+            );
+        }
+        assert_eq!(duration(Duration::from_millis(1500)), "1s 500ms");
     }
 }

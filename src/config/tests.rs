@@ -18,7 +18,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 #[test]
 fn minimal_config_gets_defaults() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.api.secret.expose(), "inline-secret");
+    assert_eq!(c.api.secret.load().unwrap().expose(), "inline-secret");
     assert_eq!(c.queue.path, PathBuf::from("/var/lib/tc-ingest/queue.db"));
     assert_eq!(c.watch.dir, PathBuf::from("/var/lib/tc-ingest/incoming"));
     assert_eq!(c.watch.done_dir, PathBuf::from("/var/lib/tc-ingest/done"));
@@ -46,13 +46,14 @@ fn every_error_is_reported_with_its_key() {
     for key in [
         "api.base_url",
         "api.access_id",
-        "api.secret_key",
         "api.owner",
         "delivery.workers",
         "feeds[0].type",
     ] {
         assert!(all.contains(key), "{key} missing from:\n{all}");
     }
+    // The secret is read only where it is used (`run`, `ping`).
+    assert!(!all.contains("secret"), "{all}");
 }
 
 #[test]
@@ -85,16 +86,16 @@ fn secret_order_env_file_credential_inline() {
         state_dir: None,
     };
     let c = raw().validate(dir.path(), &env).unwrap();
-    assert_eq!(c.api.secret.expose(), "from-env");
+    assert_eq!(c.api.secret.load().unwrap().expose(), "from-env");
     let env = SecretEnv {
         env_secret: None,
         ..env
     };
     let c = raw().validate(dir.path(), &env).unwrap();
-    assert_eq!(c.api.secret.expose(), "from-file");
+    assert_eq!(c.api.secret.load().unwrap().expose(), "from-file");
     let no_file: RawConfig = toml::from_str(MINIMAL).unwrap();
     let c = no_file.validate(dir.path(), &env).unwrap();
-    assert_eq!(c.api.secret.expose(), "from-credential");
+    assert_eq!(c.api.secret.load().unwrap().expose(), "from-credential");
 }
 
 #[test]
@@ -105,8 +106,11 @@ fn secret_never_prints() {
     for text in [&debug, &rendered] {
         assert!(!text.contains("inline-secret"), "{text}");
     }
-    assert!(rendered.contains("[redacted]"));
-    assert_eq!(format!("{}", c.api.secret), "[redacted]");
+    assert!(
+        rendered.contains("# Secret key: api.secret_key (inline"),
+        "{rendered}"
+    );
+    assert_eq!(format!("{}", c.api.secret.load().unwrap()), "[redacted]");
 }
 
 #[test]
@@ -206,5 +210,67 @@ mod example {
         assert_eq!(c.feeds.len(), 2);
         assert_eq!(c.api.types, TypeNames::default());
         assert!(c.feeds[0].matches(Path::new("abuse-ch/today.csv")));
+    }
+}
+
+mod one_run {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        Config::parse(text, &path)
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_one_run_even_type_errors() {
+        let e = load(&format!(
+            "{MINIMAL}timeout_secs = \"soon\"\n[delivery]\nrate_per_second = -1\nworkers = 0\n\
+             [watch]\nsettle_ms = \"2s\"\ndone_retention = \"a week\"\n\
+             [[feeds]]\nmatch = \"*.csv\"\nrating = \"high\"\ntype = \"nonsense\"\n[bogus]\n"
+        ))
+        .unwrap_err()
+        .0
+        .join("\n");
+        for key in [
+            "api.timeout_secs",
+            "delivery.rate_per_second",
+            "delivery.workers",
+            "watch.settle_ms",
+            "watch.done_retention",
+            "feeds[0].rating",
+            "feeds[0].type",
+            "bogus",
+        ] {
+            assert!(e.contains(key), "{key} missing from:\n{e}");
+        }
+    }
+
+    #[test]
+    fn what_check_config_prints_reads_back_to_the_same() {
+        let text = format!(
+            "{MINIMAL}[watch]\nsettle_ms = 1500\ndone_retention = \"36h\"\n\
+             [queue]\ndedup_window = \"90m\"\n[delivery]\nbackoff_base_ms = 250\ncircuit_open_max_secs = 45\n\
+             [metrics]\nlisten = \"127.0.0.1:9184\"\n\
+             [[feeds]]\nmatch = \"*.csv\"\nowner = \"A\"\ntags = [\"x\"]\nrating = 3.0\ncolumns = {{ value = \"ioc\" }}\n"
+        );
+        let first = render(&load(&text).unwrap());
+        assert!(!first.contains("inline-secret"), "{first}");
+        for key in [
+            "settle_ms = 1500",
+            "done_retention = \"1d 12h\"",
+            "dedup_window = \"1h 30m\"",
+            "backoff_base_ms = 250",
+            "circuit_open_max_secs = 45",
+            "# Secret key: api.secret_key (inline",
+        ] {
+            assert!(first.contains(key), "{key} missing from:\n{first}");
+        }
+        let second = render(
+            &load(&first).unwrap_or_else(|e| panic!("check-config output refused: {e}\n{first}")),
+        );
+        // The inline secret is not printed, so the second reads none.
+        let strip = |s: &str| s.lines().skip(2).collect::<Vec<_>>().join("\n");
+        assert_eq!(strip(&first), strip(&second));
     }
 }
