@@ -108,3 +108,77 @@ async fn check_config_output_is_accepted_by_check_config() {
     );
     let _ = Duration::ZERO;
 }
+
+#[tokio::test]
+async fn retention_counts_from_when_a_file_finished_in_done_and_failed() {
+    use std::time::SystemTime;
+    let app = TestApp::builder()
+        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .start()
+        .await;
+    let text = std::fs::read_to_string(app.config_path()).unwrap().replace(
+        "rescan_secs = 1",
+        "rescan_secs = 1\ndone_retention = \"1h\"",
+    );
+    std::fs::write(app.config_path(), text).unwrap();
+    let mut d = app.daemon().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+
+    // A producer's file with a month-old mtime, renamed in.
+    let tmp = app.incoming().join(".old.txt.tmp");
+    std::fs::write(&tmp, "old.example.com\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(SystemTime::now() - 30 * DAY)
+        .unwrap();
+    std::fs::rename(&tmp, app.incoming().join("old.txt")).unwrap();
+    // The same broken file twice: two copies in failed/.
+    for _ in 0..2 {
+        app.drop_file("half.json", b"[\"a.example.com\", \"not valid\", {broken");
+        d.intake().scan(&cancel, false).await.unwrap();
+    }
+    assert_eq!(d.intake().prune().await.unwrap(), 0);
+    let done = names(&app.path().join("done"));
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert!(done[0].ends_with("-old.txt"), "{done:?}");
+    let failed = names(&app.path().join("failed"));
+    assert_eq!(
+        failed,
+        vec![
+            "half-1.json",
+            "half-1.json.errors.ndjson",
+            "half.json",
+            "half.json.errors.ndjson"
+        ]
+    );
+    // One schema for every line of an errors report.
+    let report =
+        std::fs::read_to_string(app.path().join("failed/half.json.errors.ndjson")).unwrap();
+    assert_eq!(report.lines().count(), 2, "{report}");
+    for line in report.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["input", "line", "reason", "rule"], "{line}");
+    }
+
+    // Finished two hours ago (as the queue records it): all of it goes.
+    sql(
+        &d.queue,
+        "UPDATE files SET finished_at = finished_at - 7200000",
+    )
+    .await;
+    assert_eq!(d.intake().prune().await.unwrap(), 5);
+    assert!(names(&app.path().join("done")).is_empty());
+    assert!(names(&app.path().join("failed")).is_empty());
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
