@@ -93,3 +93,8 @@ SELECT id, state, owner, type, value, steps_done, attempts,
        datetime(updated_at / 1000, 'unixepoch') AS updated,
        datetime(delivered_at / 1000, 'unixepoch') AS delivered
 FROM jobs;
+
+-- A file's jobs (per-file counts in `status`, `why file:line`). Keyed by
+-- file_id alone: a job's file never changes, so delivery's state updates
+-- never touch this index, and a file's rows append to one range of it.
+CREATE INDEX jobs_file ON jobs (file_id, source_line) WHERE file_id IS NOT NULL;

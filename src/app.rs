@@ -345,6 +345,10 @@ pub struct OnceReport {
     pub paused: Option<String>,
     pub stats: Stats,
     pub dead_before: u64,
+    /// Jobs this run delivered (not the queue's total).
+    pub delivered: u64,
+    /// Jobs this run buried.
+    pub buried: u64,
 }
 
 impl OnceReport {
@@ -369,10 +373,11 @@ async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Res
     let n = |s| report.stats.jobs(s);
     tracing::info!(
         files = report.files.len(),
-        delivered = n(JobState::Delivered),
+        delivered = report.delivered,
+        buried = report.buried,
         pending = n(JobState::Pending),
         held = n(JobState::Held),
-        dead = n(JobState::Dead),
+        dead_in_queue = n(JobState::Dead),
         paused = report.paused.as_deref().unwrap_or("no"),
         "run --once finished"
     );
@@ -449,11 +454,14 @@ pub async fn drive_once(
     delivery
         .await
         .map_err(|e| anyhow::anyhow!("delivery task failed: {e}"))??;
-    progress(&daemon.queue.state_counts(started).await?);
+    let last = daemon.queue.state_counts(started).await?;
+    progress(&last);
     let stats = daemon.queue.stats().await?;
     Ok(OnceReport {
         files,
         paused,
+        buried: stats.jobs(JobState::Dead).saturating_sub(dead_before),
+        delivered: last.delivered_since,
         stats,
         dead_before,
     })

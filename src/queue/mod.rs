@@ -8,11 +8,13 @@
 //! By role: `lock` (one daemon per queue), `files` (feed files and their
 //! rejects), `chunk` (a chunk of rows in one transaction), `claim` (leases
 //! and results), `owners` (held owners, pause, heartbeat), `reports`
-//! (counts, requeue, prune); `model` holds the types.
+//! (counts, requeue, prune), `inspect` (per-file progress, `why`, dry runs);
+//! `model` holds the types.
 
 mod chunk;
 mod claim;
 mod files;
+mod inspect;
 mod lock;
 mod model;
 mod owners;
@@ -27,7 +29,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use lock::DaemonLock;
+pub use inspect::{FileProgress, JobDetail, RejectDetail};
+pub use lock::{DaemonLock, LockHolder};
 pub use model::*;
 
 /// Unix milliseconds now.

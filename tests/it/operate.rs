@@ -182,3 +182,233 @@ fn names(dir: &std::path::Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Queues `name` (one indicator per line) with `enqueue`, as the CLI does.
+async fn enqueue_file(app: &TestApp, name: &str, content: &str) {
+    let path = app.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    let out = app.binary(&["enqueue", path.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn status_says_whether_a_daemon_runs_and_counts_per_file() {
+    let app = TestApp::builder()
+        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .start()
+        .await;
+    app.queue().await.close().await;
+    let fresh = text(&app.binary(&["status"]).await);
+    assert!(fresh.contains("daemon: NOT RUNNING"), "{fresh}");
+    assert!(!fresh.contains("delivery: running"), "{fresh}");
+
+    let daemon = app.spawn_daemon_with_queue().await;
+    let pid = daemon.pid();
+    let json = |out: std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "status sees the daemon",
+        async || json(app.binary(&["status", "--json"]).await)["daemon_running"] == true,
+    )
+    .await;
+    let running = text(&app.binary(&["status"]).await);
+    assert!(
+        running.contains(&format!("daemon: running, pid {pid}")),
+        "{running}"
+    );
+    assert!(running.contains("delivery: running"), "{running}");
+    app.rename_in(
+        "feed.txt",
+        b"a.example.com\nb.example.com\nnot an indicator\n",
+    );
+    wait_until(Duration::from_secs(20), "the file delivered", async || {
+        let v = json(app.binary(&["status", "--json"]).await);
+        v["recent_files"][0]["delivered"] == 2
+    })
+    .await;
+    let v = json(app.binary(&["status", "--json"]).await);
+    let f = &v["recent_files"][0];
+    assert_eq!(
+        (
+            &f["path"],
+            &f["rows_read"],
+            &f["rows_queued"],
+            &f["rows_rejected"],
+            &f["dead"]
+        ),
+        (
+            &"feed.txt".into(),
+            &3.into(),
+            &2.into(),
+            &1.into(),
+            &0.into()
+        ),
+        "{v}"
+    );
+    let (code, _) = daemon.stop().await;
+    assert_eq!(code, Some(0));
+
+    let stopped = text(&app.binary(&["status"]).await);
+    assert!(stopped.contains("daemon: NOT RUNNING"), "{stopped}");
+    assert!(stopped.contains("delivery: stopped"), "{stopped}");
+    let v = json(app.binary(&["status", "--json"]).await);
+    assert_eq!(v["daemon_running"], false);
+    assert_eq!(v["delivery"], "stopped");
+}
+
+#[tokio::test]
+async fn status_watch_redraws_with_rates_and_backlog() {
+    let app = TestApp::start().await;
+    enqueue_file(&app, "w.txt", "w.example.com\n").await;
+    let out = app
+        .binary(&["status", "--watch", "--count", "2", "--interval", "50ms"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(s.matches("tc-ingest status --watch").count(), 2, "{s}");
+    for part in [
+        "rates:    delivered 0.0/s",
+        "backlog:  1 jobs (pending 1",
+        "holds:    none",
+        "daemon: NOT RUNNING",
+    ] {
+        assert!(s.contains(part), "{part} missing from:\n{s}");
+    }
+}
+
+#[tokio::test]
+async fn why_tells_where_a_value_came_from_its_state_and_what_to_do() {
+    let app = TestApp::builder()
+        .extra_config("[[feeds]]\nmatch = \"list*.txt\"\nowner = \"Exemplary Organization\"\n")
+        .start()
+        .await;
+    enqueue_file(
+        &app,
+        "list1.txt",
+        "# comment\nhxxp://evil[.]example[.]com/x\n1.2.3\nok.example.com\n",
+    )
+    .await;
+    let q = app.queue().await;
+    sql(
+        &q,
+        "UPDATE jobs SET state = 'dead', attempts = 1, last_error_class = 'validation', \
+         last_http_status = 400, last_error = 'Please enter a valid URL' \
+         WHERE value = 'http://evil.example.com/x'",
+    )
+    .await;
+    q.close().await;
+
+    let by_value = text(&app.binary(&["why", "hxxp://evil[.]example[.]com/x"]).await);
+    for part in [
+        "normalizes to URL \"http://evil.example.com/x\"",
+        "owner \"Exemplary Organization\"",
+        "list1.txt line 2",
+        "feed rule feeds[0] (match \"list*.txt\")",
+        "dead",
+        "validation (HTTP 400): Please enter a valid URL",
+        "tc-ingest retry --class validation --file list1.txt",
+    ] {
+        assert!(by_value.contains(part), "{part} missing from:\n{by_value}");
+    }
+    let id = by_value
+        .split("job ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .unwrap()
+        .to_string();
+    let by_id = text(&app.binary(&["why", &id]).await);
+    assert!(by_id.contains("list1.txt line 2"), "{by_id}");
+    let rejected = text(&app.binary(&["why", "list1.txt:3"]).await);
+    for part in [
+        "rejected row",
+        "\"1.2.3\"",
+        "cannot-determine-type",
+        "never queued",
+    ] {
+        assert!(rejected.contains(part), "{part} missing from:\n{rejected}");
+    }
+    let pending = text(&app.binary(&["why", "OK.example.com"]).await);
+    assert!(pending.contains("pending"), "{pending}");
+    let out = app.binary(&["why", "nothing.example.org"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn retry_checks_its_arguments_matches_files_exactly_and_can_dry_run() {
+    let app = TestApp::start().await;
+    enqueue_file(&app, "a_b.txt", "one.example.com\n").await;
+    enqueue_file(&app, "axb.txt", "two.example.com\n").await;
+    let q = app.queue().await;
+    sql(
+        &q,
+        "UPDATE jobs SET state = 'dead', last_error_class = 'validation', last_error = 'x'",
+    )
+    .await;
+    let unknown_class = app.binary(&["retry", "--class", "bogus"]).await;
+    assert_eq!(unknown_class.status.code(), Some(2));
+    assert!(
+        text(&unknown_class).contains("validation"),
+        "{}",
+        text(&unknown_class)
+    );
+    let unknown_file = app.binary(&["retry", "--file", "nosuch.csv"]).await;
+    assert_eq!(
+        unknown_file.status.code(),
+        Some(2),
+        "{}",
+        text(&unknown_file)
+    );
+    let dry = app
+        .binary(&["retry", "--file", "a_b.txt", "--dry-run"])
+        .await;
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("would requeue 1 buried job(s): validation 1"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(
+        q.count(Some(tc_ingest::queue::JobState::Dead))
+            .await
+            .unwrap(),
+        2
+    );
+    let done = app.binary(&["retry", "--file", "a_b.txt"]).await;
+    assert!(text(&done).contains("requeued 1"), "{}", text(&done));
+    assert_eq!(
+        q.count(Some(tc_ingest::queue::JobState::Dead))
+            .await
+            .unwrap(),
+        1
+    );
+    let purge = app
+        .binary(&["purge", "--delivered-before", "1s", "--dry-run"])
+        .await;
+    assert!(
+        text(&purge).contains("would delete 0 delivered job(s)"),
+        "{}",
+        text(&purge)
+    );
+    q.close().await;
+}
+
+#[tokio::test]
+async fn run_once_reports_what_this_run_delivered() {
+    let app = TestApp::builder()
+        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .start()
+        .await;
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    app.rename_in(
+        "first.txt",
+        b"a.example.com\nb.example.com\nc.example.com\n",
+    );
+    let out = app.binary(&["run", "--once"]).await;
+    assert!(text(&out).contains("delivered=3"), "{}", text(&out));
+    app.rename_in("second.txt", b"d.example.com\n");
+    let out = app.binary(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("delivered=1"), "{}", text(&out));
+}
