@@ -224,7 +224,13 @@ async fn run_daemon(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = sd_notify::notify(&[NotifyState::Reloading]);
+                // systemd 253+ (Type=notify-reload) takes RELOADING=1 only
+                // with the monotonic time it was sent at.
+                let mut reloading = vec![NotifyState::Reloading];
+                if let Ok(now) = NotifyState::monotonic_usec_now() {
+                    reloading.push(now);
+                }
+                let _ = sd_notify::notify(&reloading);
                 daemon.reload();
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
             }

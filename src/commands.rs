@@ -136,28 +136,60 @@ fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
 async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let client = Client::new(&cfg.api, Arc::new(Clock::default()))?;
+    // Every owner the config writes to: api.owner, then each feed rule's.
+    let mut wanted: Vec<(String, String)> = vec![("api.owner".into(), cfg.api.owner.clone())];
+    for (i, rule) in cfg.feeds.iter().enumerate() {
+        if let Some(o) = &rule.owner {
+            wanted.push((format!("feeds[{i}].owner"), o.clone()));
+        }
+    }
     match client.owners().await {
         Ok(owners) => {
             println!("connected to {} as {}", cfg.api.base_url, cfg.api.access_id);
             println!("owners visible to this API user:");
             for o in &owners {
-                let mark = if o.name == cfg.api.owner {
-                    "  (api.owner)"
+                let keys: Vec<&str> = wanted
+                    .iter()
+                    .filter(|(_, name)| *name == o.name)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                let mark = if keys.is_empty() {
+                    String::new()
                 } else {
-                    ""
+                    format!("  ({})", keys.join(", "))
                 };
                 println!("  {:>6}  {:<14} {}{mark}", o.id, o.kind, o.name);
             }
-            if !owners.iter().any(|o| o.name == cfg.api.owner) {
-                println!("warning: api.owner {:?} is not among them", cfg.api.owner);
-                return Ok(exit::PARTIAL);
+            let mut code = exit::OK;
+            for (key, name) in &wanted {
+                if !owners.iter().any(|o| &o.name == name) {
+                    println!(
+                        "warning: {key} {name:?} is not among them: its indicators would be held \
+                         (grant the API user access to it, or fix the name)"
+                    );
+                    code = exit::PARTIAL;
+                }
             }
-            Ok(exit::OK)
+            Ok(code)
         }
         Err(outcome) => {
             eprintln!("ping failed: {} ({})", outcome.class(), outcome.message());
             if let Some(advice) = outcome.advice() {
                 eprintln!("what to check: {advice}");
+            }
+            if outcome.class() == crate::names::ErrorClass::NotFound {
+                let base = cfg.api.base_url.trim_end_matches('/');
+                if base.ends_with("/api") {
+                    eprintln!(
+                        "hint: {base}/v2/owners was not found: public cloud (api.threatconnect.com) \
+                         takes api.base_url without /api"
+                    );
+                } else {
+                    eprintln!(
+                        "hint: {base}/v2/owners was not found: sandbox, dedicated and on-premise \
+                         instances need /api at the end of api.base_url (\"{base}/api\")"
+                    );
+                }
             }
             if let Outcome::TimestampOutOfRange {
                 server_date: Some(t),

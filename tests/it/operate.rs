@@ -219,6 +219,8 @@ async fn status_says_whether_a_daemon_runs_and_counts_per_file() {
         "{running}"
     );
     assert!(running.contains("delivery: running"), "{running}");
+    let second = text(&app.binary(&["run", "--once"]).await);
+    assert_eq!(second.matches("is in use").count(), 1, "{second}");
     app.rename_in(
         "feed.txt",
         b"a.example.com\nb.example.com\nnot an indicator\n",
@@ -411,4 +413,174 @@ async fn run_once_reports_what_this_run_delivered() {
     let out = app.binary(&["run", "--once"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("delivered=1"), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn ping_checks_every_feed_rule_owner_and_hints_at_the_api_base_path() {
+    let app = TestApp::builder()
+        .extra_config("[[feeds]]\nmatch = \"*.csv\"\nowner = \"Nobody Org\"\n")
+        .start()
+        .await;
+    let out = app.binary(&["ping"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("feeds[0].owner \"Nobody Org\" is not among them"),
+        "{}",
+        text(&out)
+    );
+
+    // An on-premise style instance (/api) configured without /api.
+    let app = TestApp::builder().base_path("/api").start().await;
+    let cfg = std::fs::read_to_string(app.config_path())
+        .unwrap()
+        .replace("/api\"", "\"");
+    std::fs::write(app.config_path(), cfg).unwrap();
+    let out = app.binary(&["ping"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("need /api at the end of api.base_url"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn under_journald_every_line_carries_its_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let app = TestApp::start().await;
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    app.rename_in("ok.txt", b"a.example.com\n");
+    app.rename_in("broken.json", b"[\"b.example.com\", {broken");
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let meta = std::fs::File::from(std::os::fd::OwnedFd::from(writer.try_clone().unwrap()))
+        .metadata()
+        .unwrap();
+    let status = command(&[
+        "run",
+        "--once",
+        "--config",
+        app.config_path().to_str().unwrap(),
+    ])
+    .env("RUST_LOG", "info")
+    .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+    .stderr(writer)
+    .status()
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut log).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.iter().all(|l| l.starts_with('<')),
+        "a line without a priority:\n{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<4>") && l.contains("broken.json")),
+        "the failed file is a warning:\n{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("<6>") && l.contains("feed file finished")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("error=\"\"") && !log.contains("error= "),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_carry_no_key_twice() {
+    let app = TestApp::builder()
+        .faults(tc_ingest::sim::Faults {
+            denied_owners: vec!["Common Community".into()],
+            ..faults()
+        })
+        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .start()
+        .await;
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    app.rename_in("held.txt", b"a.example.com\n");
+    let out = app.binary(&["run", "--once", "--log-format", "json"]).await;
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(log.contains("owner held"), "{log}");
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let keys: Vec<&str> = line
+            .match_indices("\":")
+            .map(|(i, _)| {
+                let start = line[..i].rfind('"').unwrap() + 1;
+                &line[start..i]
+            })
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "a key twice: {line}");
+    }
+}
+
+#[tokio::test]
+async fn reload_sends_reloading_with_the_monotonic_time() {
+    let app = TestApp::start().await;
+    let sock_path = app.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
+    let mut child = command(&["run", "--config", app.config_path().to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .spawn()
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut next = async || {
+        let n = tokio::time::timeout(Duration::from_secs(15), sock.recv(&mut buf))
+            .await
+            .expect("a notification")
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    while !next().await.contains("READY=1") {}
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGHUP) };
+    let reloading = loop {
+        let m = next().await;
+        if m.contains("RELOADING=1") {
+            break m;
+        }
+    };
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    while !next().await.contains("READY=1") {}
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}
+
+#[tokio::test]
+async fn normalize_with_config_applies_the_feed_rules() {
+    let app = TestApp::builder()
+        .extra_config(
+            "[[feeds]]\nmatch = \"*.csv\"\nowner = \"Exemplary Organization\"\ntype = \"host\"\n\
+             tags = [\"rule\"]\ncolumns = { value = \"thing\" }\n",
+        )
+        .start()
+        .await;
+    let feed = app.path().join("mapped.csv");
+    std::fs::write(&feed, "thing,note\nevil.example.com,x\n").unwrap();
+    let without = command(&["normalize", feed.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(text(&without).contains("0 accepted"), "{}", text(&without));
+    let with = app.binary(&["normalize", feed.to_str().unwrap()]).await;
+    assert_eq!(with.status.code(), Some(0), "{}", text(&with));
+    let row: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&with.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(row["summary"], "evil.example.com");
+    assert_eq!(row["type"], "Host");
+    assert_eq!(row["owner"], "Exemplary Organization");
+    assert_eq!(row["payload"]["tags"][0], "rule");
 }
