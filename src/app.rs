@@ -67,9 +67,14 @@ impl Daemon {
             client: Client::new(&cfg.api, clock.clone())?,
             endpoints: Endpoints::new(cfg.api.types.clone()),
         };
+        // Every series exists from the start: the job counts are read now,
+        // not at the first maintenance tick.
+        let metrics = Arc::new(Metrics::for_config(&cfg));
+        metrics.set_jobs(&queue.state_counts(now_ms()).await?.by_state());
+        metrics.set_oldest_pending(queue.oldest_pending().await?);
+        metrics.set_queue_open(true);
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (api_tx, api_rx) = watch::channel(Arc::new(api));
-        let metrics = Arc::new(Metrics::default());
         let delivery = Delivery::new(queue.clone(), api_rx, cfg_rx.clone(), metrics.clone());
         let intake = Intake::new(cfg_rx, queue.clone(), metrics.clone());
         Ok(Self {
@@ -267,6 +272,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
         .unwrap_or(Duration::from_secs(5))
         .min(Duration::from_secs(5));
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_oldest = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -306,6 +312,13 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
         }
         let counts = d.queue.state_counts(now_ms() - 60_000).await?;
         d.metrics.set_jobs(&counts.by_state());
+        // The oldest pending job reads every pending row: twice a minute.
+        if last_oldest.elapsed() >= Duration::from_secs(30) {
+            last_oldest = std::time::Instant::now();
+            d.metrics
+                .set_oldest_pending(d.queue.oldest_pending().await?);
+        }
+        d.metrics.set_queue_open(true);
         let status = status_line(&counts, d.gate.paused().map(|p| p.reason));
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
         if watchdog.is_some() {

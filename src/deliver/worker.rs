@@ -300,7 +300,12 @@ impl Delivery {
                 .await;
             match found {
                 Ok(present) => {
-                    self.metrics.request(ErrorClass::Success, started.elapsed());
+                    self.metrics.request(
+                        &job.owner,
+                        &job.kind,
+                        ErrorClass::Success,
+                        started.elapsed(),
+                    );
                     call.uncertain = false;
                     if present.contains(attr) {
                         tracing::info!(job = job.lease.id, attribute = %attr.kind, "attribute already added by an earlier attempt: not sent again");
@@ -308,7 +313,8 @@ impl Delivery {
                     }
                 }
                 Err(outcome) => {
-                    self.metrics.request(outcome.class(), started.elapsed());
+                    self.metrics
+                        .request(&job.owner, &job.kind, outcome.class(), started.elapsed());
                     return Some((outcome, None));
                 }
             }
@@ -323,8 +329,12 @@ impl Delivery {
         }
         let started = Instant::now();
         let resp = api.client.send(&req).await;
-        self.metrics
-            .request(resp.outcome.class(), started.elapsed());
+        self.metrics.request(
+            &job.owner,
+            &job.kind,
+            resp.outcome.class(),
+            started.elapsed(),
+        );
         tracing::debug!(job = job.lease.id, step, class = %resp.outcome.class(), status = resp.status, "request");
         Some((resp.outcome, resp.status))
     }

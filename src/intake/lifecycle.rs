@@ -14,6 +14,11 @@ use super::{FileOutcome, Intake};
 use crate::config::Config;
 use crate::queue::{FileState, NewFile};
 
+/// The metrics label of the feed rule that applies to `rel`.
+fn rule_of(cfg: &Config, rel: &Path) -> String {
+    crate::metrics::rule_label(cfg.feeds.iter().position(|r| r.matches(rel)))
+}
+
 /// A claimed file, opened and hashed.
 struct Opened {
     file: File,
@@ -130,6 +135,8 @@ impl Intake {
             self.queue.file_moved(id, m).await?;
         }
         self.metrics.file_outcome(FileState::Skipped);
+        self.metrics
+            .feed_file(&rule_of(cfg, rel), FileState::Skipped, 0, 0, 0);
         Ok(Err(FileOutcome {
             rel: rel.to_path_buf(),
             state: FileState::Skipped,
@@ -186,6 +193,13 @@ impl Intake {
             write_errors(&self.queue, Some(file_id), &moved, brk).await;
         }
         self.metrics.file_outcome(state);
+        self.metrics.feed_file(
+            &rule_of(cfg, rel),
+            state,
+            totals.rows_queued,
+            totals.rows_duplicate,
+            totals.rows_rejected,
+        );
         // A failed file is a warning (with why); a finished one is news.
         match &error {
             None => tracing::info!(
@@ -236,6 +250,8 @@ impl Intake {
             write_errors(&self.queue, None, m, Some((None, &reason))).await;
         }
         self.metrics.file_outcome(FileState::Failed);
+        self.metrics
+            .feed_file(&rule_of(cfg, rel), FileState::Failed, 0, 0, 0);
         FileOutcome {
             rel: rel.to_path_buf(),
             state: FileState::Failed,

@@ -288,6 +288,19 @@ impl Queue {
         .collect())
     }
 
+    /// The age of the oldest pending job (reads every pending row).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn oldest_pending(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        let oldest: Option<i64> =
+            sqlx::query("SELECT MIN(created_at) FROM jobs WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
+        Ok(oldest.map(|t| std::time::Duration::from_millis((now_ms() - t).max(0) as u64)))
+    }
+
     /// How many delivered jobs `purge` would delete.
     ///
     /// # Errors

@@ -584,3 +584,76 @@ async fn normalize_with_config_applies_the_feed_rules() {
     assert_eq!(row["owner"], "Exemplary Organization");
     assert_eq!(row["payload"]["tags"][0], "rule");
 }
+
+#[tokio::test]
+async fn metrics_exist_from_the_start_escape_labels_and_answer_health_and_ready() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::builder()
+        .extra_config(&format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[feeds]]\nmatch = \"*.txt\"\nowner = 'Q \"x\" Org'\n"
+        ))
+        .start()
+        .await;
+    let daemon = app.spawn_daemon_with_queue().await;
+    let get = async |path: &str| -> Option<(u16, String)> {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .ok()?;
+        Some((r.status().as_u16(), r.text().await.unwrap()))
+    };
+    let mut first = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the metrics endpoint",
+        async || match get("/metrics").await {
+            Some((200, t)) => {
+                first = t;
+                true
+            }
+            _ => false,
+        },
+    )
+    .await;
+    for line in [
+        "tc_ingest_jobs{state=\"pending\"} 0",
+        "tc_ingest_jobs{state=\"dead\"} 0",
+        "tc_ingest_requests_total{class=\"validation\"} 0",
+        "tc_ingest_files_total{outcome=\"failed\"} 0",
+        "tc_ingest_feed_rows_total{rule=\"feeds[0]\",outcome=\"queued\"} 0",
+        "tc_ingest_oldest_pending_seconds 0",
+        "tc_ingest_paused 0",
+    ] {
+        assert!(
+            first.contains(line),
+            "{line} missing from the first scrape:\n{first}"
+        );
+    }
+    assert_eq!(get("/health").await.unwrap().0, 200);
+    assert_eq!(get("/ready").await.unwrap(), (200, "ready\n".to_string()));
+
+    app.rename_in("q.txt", b"q.example.com\n");
+    let mut later = String::new();
+    wait_until(
+        Duration::from_secs(20),
+        "a request of that owner",
+        async || {
+            later = get("/metrics").await.map(|(_, t)| t).unwrap_or_default();
+            later.contains("tc_ingest_owner_requests_total{")
+        },
+    )
+    .await;
+    assert!(
+        later.contains(r#"owner="Q \"x\" Org",type="Host""#),
+        "{later}"
+    );
+    assert!(
+        later.contains("tc_ingest_feed_rows_total{rule=\"feeds[0]\",outcome=\"queued\"} 1"),
+        "{later}"
+    );
+    daemon.stop().await;
+}
