@@ -67,9 +67,14 @@ impl Daemon {
             client: Client::new(&cfg.api, clock.clone())?,
             endpoints: Endpoints::new(cfg.api.types.clone()),
         };
+        // Every series exists from the start: the job counts are read now,
+        // not at the first maintenance tick.
+        let metrics = Arc::new(Metrics::for_config(&cfg));
+        metrics.set_jobs(&queue.state_counts(now_ms()).await?.by_state());
+        metrics.set_oldest_pending(queue.oldest_pending().await?);
+        metrics.set_queue_open(true);
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (api_tx, api_rx) = watch::channel(Arc::new(api));
-        let metrics = Arc::new(Metrics::default());
         let delivery = Delivery::new(queue.clone(), api_rx, cfg_rx.clone(), metrics.clone());
         let intake = Intake::new(cfg_rx, queue.clone(), metrics.clone());
         Ok(Self {
@@ -148,8 +153,8 @@ pub async fn run(config_path: &Path, once: bool) -> u8 {
     let daemon = match Daemon::start(config_path, cfg).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "cannot start");
-            eprintln!("error: {e:#}");
+            // Said once, on stderr (the journal under systemd).
+            eprintln!("error: cannot start: {e:#}");
             return exit::ERROR;
         }
     };
@@ -224,7 +229,13 @@ async fn run_daemon(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = sd_notify::notify(&[NotifyState::Reloading]);
+                // systemd 253+ (Type=notify-reload) takes RELOADING=1 only
+                // with the monotonic time it was sent at.
+                let mut reloading = vec![NotifyState::Reloading];
+                if let Ok(now) = NotifyState::monotonic_usec_now() {
+                    reloading.push(now);
+                }
+                let _ = sd_notify::notify(&reloading);
                 daemon.reload();
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
             }
@@ -261,6 +272,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
         .unwrap_or(Duration::from_secs(5))
         .min(Duration::from_secs(5));
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_oldest = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -300,6 +312,13 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
         }
         let counts = d.queue.state_counts(now_ms() - 60_000).await?;
         d.metrics.set_jobs(&counts.by_state());
+        // The oldest pending job reads every pending row: twice a minute.
+        if last_oldest.elapsed() >= Duration::from_secs(30) {
+            last_oldest = std::time::Instant::now();
+            d.metrics
+                .set_oldest_pending(d.queue.oldest_pending().await?);
+        }
+        d.metrics.set_queue_open(true);
         let status = status_line(&counts, d.gate.paused().map(|p| p.reason));
         let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
         if watchdog.is_some() {
@@ -346,6 +365,10 @@ pub struct OnceReport {
     pub paused: Option<String>,
     pub stats: Stats,
     pub dead_before: u64,
+    /// Jobs this run delivered (not the queue's total).
+    pub delivered: u64,
+    /// Jobs this run buried.
+    pub buried: u64,
 }
 
 impl OnceReport {
@@ -370,10 +393,11 @@ async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Res
     let n = |s| report.stats.jobs(s);
     tracing::info!(
         files = report.files.len(),
-        delivered = n(JobState::Delivered),
+        delivered = report.delivered,
+        buried = report.buried,
         pending = n(JobState::Pending),
         held = n(JobState::Held),
-        dead = n(JobState::Dead),
+        dead_in_queue = n(JobState::Dead),
         paused = report.paused.as_deref().unwrap_or("no"),
         "run --once finished"
     );
@@ -450,11 +474,14 @@ pub async fn drive_once(
     delivery
         .await
         .map_err(|e| anyhow::anyhow!("delivery task failed: {e}"))??;
-    progress(&daemon.queue.state_counts(started).await?);
+    let last = daemon.queue.state_counts(started).await?;
+    progress(&last);
     let stats = daemon.queue.stats().await?;
     Ok(OnceReport {
         files,
         paused,
+        buried: stats.jobs(JobState::Dead).saturating_sub(dead_before),
+        delivered: last.delivered_since,
         stats,
         dead_before,
     })

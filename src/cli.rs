@@ -55,9 +55,14 @@ pub enum Command {
     },
     /// Normalize feed files and print one JSON object per row (no database, no network).
     Normalize {
+        /// Apply this config's feed rules (columns, type, owner, tags) to
+        /// each file by its name, as the daemon would; no secret needed.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
         /// Indicator type of every value (default: detected per value).
         #[arg(long = "type", short = 't')]
         kind: Option<String>,
+        /// Feed files to read.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -71,35 +76,67 @@ pub enum Command {
         /// Indicator type of every value (default: detected per value).
         #[arg(long = "type", short = 't')]
         kind: Option<String>,
+        /// Feed files to queue.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Show the queue: counts by state, owner and type, pauses, holds, dead jobs.
+    /// Show the queue: whether a daemon runs, counts by state, owner and
+    /// type, recent files, pauses, holds, dead jobs.
     Status {
         #[command(flatten)]
         config: ConfigArg,
         /// Print one stable JSON object (fields documented in the README).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// A live view, redrawn every --interval: rates, backlog, pauses,
+        /// holds, files being read (Ctrl-C to stop).
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch redraws (e.g. 2s, 500ms).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// With --watch: stop after this many frames.
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
+    },
+    /// Everything known about one indicator: where it came from (file,
+    /// line, feed rule), its normalized form, its job's state, attempts,
+    /// last error, and what to do next.
+    Why {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A value as written in a feed (it is normalized first), a job id,
+        /// or FILE:LINE (the file's name or path as recorded).
+        what: String,
     },
     /// Requeue buried (dead) jobs, optionally only of one class, owner or file.
     Retry {
         #[command(flatten)]
         config: ConfigArg,
+        /// Only jobs buried with this error class (e.g. validation, server_error).
         #[arg(long)]
         class: Option<crate::names::ErrorClass>,
+        /// Only jobs of this owner (exact name).
         #[arg(long)]
         owner: Option<String>,
-        /// Source file name or path (as recorded in the queue).
+        /// Only jobs from this feed file: its path as recorded, or its file
+        /// name (matched exactly, no patterns); an unknown file is an error.
         #[arg(long)]
         file: Option<String>,
+        /// Show what would be requeued (by class), change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete delivered jobs older than a duration (e.g. 7d).
     Purge {
         #[command(flatten)]
         config: ConfigArg,
+        /// Delete jobs delivered longer ago than this (e.g. 30d, 12h).
         #[arg(long, value_parser = humantime::parse_duration)]
         delivered_before: std::time::Duration,
+        /// Show how many would be deleted, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run the built-in ThreatConnect simulator.
     Sim(SimArgs),
@@ -119,6 +156,7 @@ pub enum Command {
     },
     /// Benchmarks (numbers in the README come from these).
     Bench {
+        /// Which benchmark to run.
         #[arg(value_enum)]
         which: BenchKind,
         /// Size of the run (rows or jobs); each benchmark has a default.
@@ -155,8 +193,10 @@ pub enum BenchKind {
 
 #[derive(Debug, Args)]
 pub struct SimArgs {
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8450")]
     pub listen: SocketAddr,
+    /// The access id the simulator accepts.
     #[arg(long, default_value = crate::sim::DEFAULT_ACCESS_ID)]
     pub access_id: String,
     /// The simulator's secret key (a test value, not a real one).
@@ -175,21 +215,50 @@ pub struct SimArgs {
     /// Owners (repeatable); default "Exemplary Organization" and "Common Community".
     #[arg(long = "owner")]
     pub owners: Vec<String>,
+    /// Fraction (0..1) of API requests answered with --error-status.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
+    /// The HTTP status of those errors.
     #[arg(long, default_value_t = 500)]
     pub error_status: u16,
+    /// Delay added to every answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Fraction (0..1) of API requests whose connection is cut before the answer.
     #[arg(long, default_value_t = 0.0)]
     pub drop_rate: f64,
     /// Fraction (0..1) of API requests processed (what they create is stored)
     /// whose answer is then lost: the connection is cut.
     #[arg(long, default_value_t = 0.0)]
     pub lost_response_rate: f64,
+    /// How far the simulator's clock is from ours, in seconds (signatures
+    /// outside ±300 s of it are refused).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_skew_secs: i64,
     /// Owners whose access is denied (repeatable).
     #[arg(long = "deny-owner")]
     pub denied_owners: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_and_argument_has_help_text() {
+        let mut missing = Vec::new();
+        let cli = super::Cli::command();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{} --{id}", cmd.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::api::{Client, Clock, Outcome};
 use crate::cli::{Cli, Command, ConfigArg, SimArgs};
-use crate::config::{self, Config, Credentials};
+use crate::config::{self, Config, CredentialKind};
 use crate::exit;
 use crate::feed::{self, ReadOptions};
 use crate::indicator::IndicatorType;
@@ -39,6 +39,7 @@ pub fn main(cli: Cli) -> ExitCode {
             | Command::Enqueue { .. }
             | Command::Retry { .. }
             | Command::Purge { .. }
+            | Command::Why { .. }
     ) {
         // SAFETY: restoring the default disposition of a signal, before any
         // thread is started, has no memory-safety preconditions.
@@ -65,7 +66,11 @@ async fn dispatch(cmd: Command) -> u8 {
         Command::CheckConfig { config } => check_config(&config),
         Command::Ping { config } => ping(&config).await,
         Command::Sim(args) => sim(args).await,
-        Command::Normalize { kind, files } => normalize_files(kind.as_deref(), &files),
+        Command::Normalize {
+            config,
+            kind,
+            files,
+        } => normalize_files(config.as_deref(), kind.as_deref(), &files),
         Command::Run { config, once } => {
             Ok(crate::app::run(&Config::locate(config.config.as_deref()), once).await)
         }
@@ -75,17 +80,32 @@ async fn dispatch(cmd: Command) -> u8 {
             kind,
             files,
         } => enqueue(&config, owner.as_deref(), kind.as_deref(), &files).await,
-        Command::Status { config, json } => status(&config, json).await,
+        Command::Status {
+            config,
+            json,
+            watch,
+            interval,
+            count,
+        } => {
+            if watch {
+                status_watch(&config, interval, count).await
+            } else {
+                status(&config, json).await
+            }
+        }
+        Command::Why { config, what } => why(&config, &what).await,
         Command::Retry {
             config,
             class,
             owner,
             file,
-        } => retry(&config, RetryFilter { class, owner, file }).await,
+            dry_run,
+        } => retry(&config, RetryFilter { class, owner, file }, dry_run).await,
         Command::Purge {
             config,
             delivered_before,
-        } => purge(&config, delivered_before).await,
+            dry_run,
+        } => purge(&config, delivered_before, dry_run).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Generate { out } => generate(&out),
         Command::Bench {
@@ -127,11 +147,20 @@ fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
 async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let client = Client::new(&cfg.api, Arc::new(Clock::default()))?;
+    // Every owner the config writes to: api.owner, then each feed rule's.
+    let mut wanted: Vec<(String, String)> = vec![("api.owner".into(), cfg.api.owner.clone())];
+    for (i, rule) in cfg.feeds.iter().enumerate() {
+        if let Some(o) = &rule.owner {
+            wanted.push((format!("feeds[{i}].owner"), o.clone()));
+        }
+    }
     match client.owners().await {
         Ok(owners) => {
             let who = match &cfg.api.credentials {
-                Credentials::Hmac { .. } => format!("access id {}", cfg.api.access_id),
-                Credentials::Token { source, .. } => format!("the API token from {source}"),
+                Some(c) if c.kind == CredentialKind::Token => {
+                    format!("the API token from {}", c.source)
+                }
+                _ => format!("access id {}", cfg.api.access_id),
             };
             let via = cfg
                 .api
@@ -142,18 +171,29 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
             println!("connected to {}{via} with {who}", cfg.api.base_url);
             println!("owners visible to this API user:");
             for o in &owners {
-                let mark = if o.name == cfg.api.owner {
-                    "  (api.owner)"
+                let keys: Vec<&str> = wanted
+                    .iter()
+                    .filter(|(_, name)| *name == o.name)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                let mark = if keys.is_empty() {
+                    String::new()
                 } else {
-                    ""
+                    format!("  ({})", keys.join(", "))
                 };
                 println!("  {:>6}  {:<14} {}{mark}", o.id, o.kind, o.name);
             }
-            if !owners.iter().any(|o| o.name == cfg.api.owner) {
-                println!("warning: api.owner {:?} is not among them", cfg.api.owner);
-                return Ok(exit::PARTIAL);
+            let mut code = exit::OK;
+            for (key, name) in &wanted {
+                if !owners.iter().any(|o| &o.name == name) {
+                    println!(
+                        "warning: {key} {name:?} is not among them: its indicators would be held \
+                         (grant the API user access to it, or fix the name)"
+                    );
+                    code = exit::PARTIAL;
+                }
             }
-            Ok(exit::OK)
+            Ok(code)
         }
         Err(outcome) => {
             eprintln!("ping failed: {} ({})", outcome.class(), outcome.message());
@@ -171,6 +211,20 @@ async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
                         .and_then(|u| u.host_str().map(str::to_string))
                         .unwrap_or_default(),
                 );
+            }
+            if outcome.class() == crate::names::ErrorClass::NotFound {
+                let base = cfg.api.base_url.trim_end_matches('/');
+                if base.ends_with("/api") {
+                    eprintln!(
+                        "hint: {base}/v2/owners was not found: public cloud (api.threatconnect.com) \
+                         takes api.base_url without /api"
+                    );
+                } else {
+                    eprintln!(
+                        "hint: {base}/v2/owners was not found: sandbox, dedicated and on-premise \
+                         instances need /api at the end of api.base_url (\"{base}/api\")"
+                    );
+                }
             }
             if let Outcome::TimestampOutOfRange {
                 server_date: Some(t),
@@ -272,16 +326,38 @@ pub fn parse_kind(kind: Option<&str>) -> anyhow::Result<Option<IndicatorType>> {
     .transpose()
 }
 
-fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::Result<u8> {
-    // Only the type default applies: no feed rule, no owner.
-    let settings = Settings {
-        owner: String::new(),
-        defaults: FeedDefaults {
-            kind: parse_kind(kind)?,
-            ..FeedDefaults::default()
+fn normalize_files(
+    config: Option<&std::path::Path>,
+    kind: Option<&str>,
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<u8> {
+    let kind = parse_kind(kind)?;
+    // With --config, each file gets the feed rule its name matches (as in
+    // watch.dir); without, only the type default applies.
+    let cfg = config
+        .map(|c| {
+            load_config(&ConfigArg {
+                config: Some(c.to_path_buf()),
+            })
+        })
+        .transpose()?;
+    let settings_for = |path: &std::path::Path| match &cfg {
+        Some(cfg) => {
+            let name = path
+                .file_name()
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| path.to_path_buf());
+            Settings::for_file(cfg, &name, None, kind)
+        }
+        None => Settings {
+            owner: String::new(),
+            defaults: FeedDefaults {
+                kind,
+                ..FeedDefaults::default()
+            },
+            read: ReadOptions::default(),
+            dedup_window: std::time::Duration::ZERO,
         },
-        read: ReadOptions::default(),
-        dedup_window: std::time::Duration::ZERO,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -290,6 +366,8 @@ fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::
     let mut code = exit::OK;
     let mut write_err: Option<std::io::Error> = None;
     for path in files {
+        let settings = settings_for(path);
+        let with_owner = cfg.is_some();
         let name = path.display().to_string();
         let mut emit = |v: serde_json::Value| {
             if write_err.is_none()
@@ -303,9 +381,12 @@ fn normalize_files(kind: Option<&str>, files: &[std::path::PathBuf]) -> anyhow::
                 Ok(job) => {
                     let kind = job.indicator.kind().tc_name();
                     *by_type.entry(kind).or_default() += 1;
-                    emit(
-                        json!({"file": name, "line": job.line, "type": kind, "summary": job.indicator.summary()}),
-                    );
+                    let mut row = json!({"file": name, "line": job.line, "type": kind, "summary": job.indicator.summary()});
+                    if with_owner {
+                        row["owner"] = json!(job.owner);
+                        row["payload"] = json!(job.payload);
+                    }
+                    emit(row);
                 }
                 Err(r) => {
                     emit(
@@ -418,46 +499,124 @@ async fn enqueue(
     Ok(code)
 }
 
-async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
+/// Opens an existing queue (commands that only read or repair it).
+async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
     if !cfg.queue.path.exists() {
         anyhow::bail!(
             "no queue at {} (queue.path): the daemon has not run yet",
             cfg.queue.path.display()
         );
     }
-    let queue = Queue::open(&cfg.queue.path).await?;
-    let stats = queue.stats().await?;
-    let path = cfg.queue.path.display().to_string();
+    Queue::open(&cfg.queue.path).await
+}
+
+async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let queue = open_existing(&cfg).await?;
+    let view = crate::status::StatusView::read(&queue).await?;
     if as_json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&crate::status::json(&stats, &path))?
+            serde_json::to_string_pretty(&crate::status::json(&view))?
         );
     } else {
-        print!("{}", crate::status::table(&stats, &path));
+        print!("{}", crate::status::table(&view));
     }
     queue.close().await;
     Ok(exit::OK)
 }
 
-async fn retry(arg: &ConfigArg, filter: RetryFilter) -> anyhow::Result<u8> {
+/// `status --watch`: a frame every `interval` (the screen cleared first on
+/// a terminal), `count` frames or until Ctrl-C.
+async fn status_watch(
+    arg: &ConfigArg,
+    interval: std::time::Duration,
+    count: Option<u64>,
+) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
-    let queue = Queue::open(&cfg.queue.path).await?;
-    let n = queue.requeue_dead(&filter).await?;
-    println!("requeued {n} buried job(s)");
+    let queue = open_existing(&cfg).await?;
+    let clear = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut prev: Option<crate::status::StatusView> = None;
+    let mut frames = 0u64;
+    loop {
+        let view = crate::status::StatusView::read(&queue).await?;
+        let frame = crate::status::watch_frame(&view, prev.as_ref());
+        {
+            let mut out = std::io::stdout().lock();
+            if clear {
+                write!(out, "\x1b[H\x1b[2J")?;
+            } else if frames > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{frame}")?;
+            out.flush()?;
+        }
+        prev = Some(view);
+        frames += 1;
+        if count.is_some_and(|c| frames >= c) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
     queue.close().await;
     Ok(exit::OK)
 }
 
-async fn purge(arg: &ConfigArg, before: std::time::Duration) -> anyhow::Result<u8> {
+async fn why(arg: &ConfigArg, what: &str) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
-    let queue = Queue::open(&cfg.queue.path).await?;
-    let n = queue.prune_delivered(before).await?;
-    println!(
-        "deleted {n} delivered job(s) older than {}",
-        humantime::format_duration(before)
-    );
+    let queue = open_existing(&cfg).await?;
+    let (text, found) = crate::why::explain(&queue, &cfg, what).await?;
+    print!("{text}");
+    queue.close().await;
+    Ok(if found { exit::OK } else { exit::PARTIAL })
+}
+
+async fn retry(arg: &ConfigArg, filter: RetryFilter, dry_run: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let queue = open_existing(&cfg).await?;
+    if let Some(f) = &filter.file
+        && queue.files_named(f).await?.is_empty()
+    {
+        queue.close().await;
+        anyhow::bail!(
+            "--file {f:?}: no feed file recorded with that path or name \
+             (the recorded paths: SELECT path FROM feed_files)"
+        );
+    }
+    let by_class = queue.dead_matching(&filter).await?;
+    let total: u64 = by_class.values().sum();
+    if dry_run {
+        println!(
+            "would requeue {total} buried job(s){}{}",
+            if total > 0 { ": " } else { "" },
+            counts(&by_class).replace("none", "")
+        );
+    } else {
+        let n = queue.requeue_dead(&filter).await?;
+        println!(
+            "requeued {n} buried job(s){}{}",
+            if n > 0 { ": " } else { "" },
+            counts(&by_class).replace("none", "")
+        );
+    }
+    queue.close().await;
+    Ok(exit::OK)
+}
+
+async fn purge(arg: &ConfigArg, before: std::time::Duration, dry_run: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let queue = open_existing(&cfg).await?;
+    let age = humantime::format_duration(before);
+    if dry_run {
+        let n = queue.delivered_before(before).await?;
+        println!("would delete {n} delivered job(s) older than {age}");
+    } else {
+        let n = queue.prune_delivered(before).await?;
+        println!("deleted {n} delivered job(s) older than {age}");
+    }
     queue.close().await;
     Ok(exit::OK)
 }

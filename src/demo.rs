@@ -208,6 +208,9 @@ fn print_report(sim: &Simulator, report: &OnceReport, queue_path: &std::path::Pa
     }
     println!(
         "\n{}",
-        crate::status::table(&report.stats, &queue_path.display().to_string())
+        crate::status::table(&crate::status::StatusView::of_stats(
+            report.stats.clone(),
+            &queue_path.display().to_string()
+        ))
     );
 }

@@ -17,3 +17,4 @@ pub mod normalize;
 pub mod queue;
 pub mod sim;
 pub mod status;
+pub mod why;

@@ -1,174 +1,293 @@
-//! Counters and gauges for the optional Prometheus endpoint
-//! (`metrics.listen`), rendered in the text exposition format.
+//! The optional Prometheus endpoint (`metrics.listen`): `/metrics` in the
+//! OpenMetrics text format (through `prometheus-client`, which escapes label
+//! values), `/health` (the process answers) and `/ready` (the queue is open
+//! and delivery is not paused).
+//!
+//! Every series with a fixed label set (each class, state, outcome, feed
+//! rule) exists from the start at zero; series labelled by owner and type
+//! appear with their first request. A new series is one field, registered
+//! in [`Metrics::new`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::queue::{ErrorClass, FileState, JobState};
 
-/// Upper bounds (seconds) of the delivery latency histogram.
+/// Upper bounds (seconds) of the request latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-#[derive(Debug, Default)]
+type One = [(&'static str, String); 1];
+type Two = [(&'static str, String); 2];
+type Three = [(&'static str, String); 3];
+
+/// The daemon's counters and gauges.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<ErrorClass, u64>>,
-    files: Mutex<BTreeMap<FileState, u64>>,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_micros: AtomicU64,
-    limiter_wait_micros: AtomicU64,
-    paused: AtomicU64,
-    jobs_by_state: Mutex<BTreeMap<JobState, u64>>,
-    batch_jobs: Mutex<BTreeMap<&'static str, u64>>,
-    batch_items: Mutex<BTreeMap<&'static str, u64>>,
+    registry: Registry,
+    requests: Family<One, Counter>,
+    owner_requests: Family<Three, Counter>,
+    latency: Histogram,
+    limiter_wait: Counter<f64, AtomicU64>,
+    files: Family<One, Counter>,
+    feed_files: Family<Two, Counter>,
+    feed_rows: Family<Two, Counter>,
+    paused: Gauge,
+    jobs: Family<One, Gauge>,
+    oldest_pending: Gauge<f64, AtomicU64>,
+    batch_jobs: Family<One, Counter>,
+    batch_items: Family<One, Counter>,
+    queue_open: AtomicBool,
+}
+
+impl Default for Metrics {
+    /// Metrics without feed rules (benchmarks, tests).
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
+/// A feed rule's label: `feeds[i]`, or `none` for files no rule matches.
+pub fn rule_label(index: Option<usize>) -> String {
+    index.map_or("none".into(), |i| format!("feeds[{i}]"))
 }
 
 impl Metrics {
-    pub fn request(&self, class: ErrorClass, latency: Duration) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics")
-            .entry(class)
-            .or_default() += 1;
-        let secs = latency.as_secs_f64();
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+    /// Every series registered, those with fixed labels at zero; `rules`
+    /// are the feed rules' labels ([`rule_label`]).
+    pub fn new(rules: &[String]) -> Self {
+        let mut r = Registry::default();
+        let requests = Family::<One, Counter>::default();
+        r.register(
+            "tc_ingest_requests",
+            "API requests by outcome class",
+            requests.clone(),
+        );
+        for c in ErrorClass::ALL {
+            let _ = requests.get_or_create(&[("class", c.as_str().into())]);
+        }
+        let owner_requests = Family::<Three, Counter>::default();
+        r.register(
+            "tc_ingest_owner_requests",
+            "API requests by owner, indicator type and outcome class",
+            owner_requests.clone(),
+        );
+        let latency = Histogram::new(LATENCY_BUCKETS);
+        r.register(
+            "tc_ingest_request_duration_seconds",
+            "API request latency",
+            latency.clone(),
+        );
+        let limiter_wait = Counter::<f64, AtomicU64>::default();
+        r.register(
+            "tc_ingest_rate_limiter_wait_seconds",
+            "Time workers waited on the rate limiter",
+            limiter_wait.clone(),
+        );
+        let files = Family::<One, Counter>::default();
+        r.register("tc_ingest_files", "Feed files by outcome", files.clone());
+        let feed_files = Family::<Two, Counter>::default();
+        r.register(
+            "tc_ingest_feed_files",
+            "Feed files by feed rule and outcome",
+            feed_files.clone(),
+        );
+        let feed_rows = Family::<Two, Counter>::default();
+        r.register(
+            "tc_ingest_feed_rows",
+            "Feed rows by feed rule and outcome (queued, duplicate, rejected)",
+            feed_rows.clone(),
+        );
+        let outcomes = [FileState::Done, FileState::Failed, FileState::Skipped];
+        let mut labels: Vec<String> = rules.to_vec();
+        labels.push(rule_label(None));
+        for o in outcomes {
+            let _ = files.get_or_create(&[("outcome", o.as_str().into())]);
+            for rule in &labels {
+                let _ = feed_files
+                    .get_or_create(&[("rule", rule.clone()), ("outcome", o.as_str().into())]);
             }
         }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        for rule in &labels {
+            for o in ["queued", "duplicate", "rejected"] {
+                let _ = feed_rows.get_or_create(&[("rule", rule.clone()), ("outcome", o.into())]);
+            }
+        }
+        let paused = Gauge::default();
+        r.register(
+            "tc_ingest_paused",
+            "Whether all delivery is paused (1) or not (0)",
+            paused.clone(),
+        );
+        let jobs = Family::<One, Gauge>::default();
+        r.register("tc_ingest_jobs", "Jobs in the queue by state", jobs.clone());
+        for s in JobState::ALL {
+            let _ = jobs.get_or_create(&[("state", s.as_str().into())]);
+        }
+        let oldest_pending = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "tc_ingest_oldest_pending_seconds",
+            "Age of the oldest pending job (0 when none)",
+            oldest_pending.clone(),
+        );
+        let batch_jobs = Family::<One, Counter>::default();
+        r.register(
+            "tc_ingest_batch_jobs",
+            "Batch jobs ended, by result (done, failed)",
+            batch_jobs.clone(),
+        );
+        for result in ["done", "failed"] {
+            let _ = batch_jobs.get_or_create(&[("result", result.into())]);
+        }
+        let batch_items = Family::<One, Counter>::default();
+        r.register(
+            "tc_ingest_batch_items",
+            "Jobs of batch jobs by what became of them (delivered, refused, returned)",
+            batch_items.clone(),
+        );
+        for result in ["delivered", "refused", "returned"] {
+            let _ = batch_items.get_or_create(&[("result", result.into())]);
+        }
+        Self {
+            registry: r,
+            requests,
+            owner_requests,
+            latency,
+            limiter_wait,
+            files,
+            feed_files,
+            feed_rows,
+            paused,
+            jobs,
+            oldest_pending,
+            batch_jobs,
+            batch_items,
+            queue_open: AtomicBool::new(false),
+        }
+    }
+
+    /// The metrics for a config's feed rules.
+    pub fn for_config(cfg: &Config) -> Self {
+        let rules: Vec<String> = (0..cfg.feeds.len()).map(|i| rule_label(Some(i))).collect();
+        Self::new(&rules)
+    }
+
+    /// One API request of a job of `owner` and `kind`, and how it ended.
+    pub fn request(&self, owner: &str, kind: &str, class: ErrorClass, latency: Duration) {
+        self.requests
+            .get_or_create(&[("class", class.as_str().into())])
+            .inc();
+        self.owner_requests
+            .get_or_create(&[
+                ("owner", owner.into()),
+                ("type", kind.into()),
+                ("class", class.as_str().into()),
+            ])
+            .inc();
+        self.latency.observe(latency.as_secs_f64());
     }
 
     /// A batch job ended: `done` or `failed`.
     pub fn batch_job(&self, result: &'static str) {
-        *self
-            .batch_jobs
-            .lock()
-            .expect("metrics")
-            .entry(result)
-            .or_default() += 1;
+        self.batch_jobs
+            .get_or_create(&[("result", result.into())])
+            .inc();
     }
 
     /// `n` jobs of batch jobs ended: `delivered`, `refused` or `returned`.
     pub fn batch_items(&self, result: &'static str, n: u64) {
-        *self
-            .batch_items
-            .lock()
-            .expect("metrics")
-            .entry(result)
-            .or_default() += n;
+        self.batch_items
+            .get_or_create(&[("result", result.into())])
+            .inc_by(n);
     }
 
     pub fn file_outcome(&self, state: FileState) {
-        *self
-            .files
-            .lock()
-            .expect("metrics")
-            .entry(state)
-            .or_default() += 1;
+        self.files
+            .get_or_create(&[("outcome", state.as_str().into())])
+            .inc();
+    }
+
+    /// A finished file of feed rule `rule` ([`rule_label`]) and its rows.
+    pub fn feed_file(
+        &self,
+        rule: &str,
+        state: FileState,
+        queued: u64,
+        duplicates: u64,
+        rejected: u64,
+    ) {
+        self.feed_files
+            .get_or_create(&[("rule", rule.into()), ("outcome", state.as_str().into())])
+            .inc();
+        for (o, n) in [
+            ("queued", queued),
+            ("duplicate", duplicates),
+            ("rejected", rejected),
+        ] {
+            self.feed_rows
+                .get_or_create(&[("rule", rule.into()), ("outcome", o.into())])
+                .inc_by(n);
+        }
     }
 
     pub fn limiter_wait(&self, d: Duration) {
-        self.limiter_wait_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.limiter_wait.inc_by(d.as_secs_f64());
     }
 
     pub fn set_paused(&self, paused: bool) {
-        self.paused.store(u64::from(paused), Ordering::Relaxed);
+        self.paused.set(i64::from(paused));
     }
 
     pub fn set_jobs(&self, by_state: &BTreeMap<JobState, u64>) {
-        *self.jobs_by_state.lock().expect("metrics") = by_state.clone();
+        for (state, n) in by_state {
+            self.jobs
+                .get_or_create(&[("state", state.as_str().into())])
+                .set(*n as i64);
+        }
     }
 
-    /// The Prometheus text format.
+    pub fn set_oldest_pending(&self, age: Option<Duration>) {
+        self.oldest_pending
+            .set(age.unwrap_or(Duration::ZERO).as_secs_f64());
+    }
+
+    /// Whether the queue answers (set by the maintenance tick).
+    pub fn set_queue_open(&self, open: bool) {
+        self.queue_open.store(open, Ordering::Relaxed);
+    }
+
+    /// `Ok` when the daemon is ready to deliver; else why not.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if !self.queue_open.load(Ordering::Relaxed) {
+            return Err("queue not open");
+        }
+        if self.paused.get() != 0 {
+            return Err("delivery paused");
+        }
+        Ok(())
+    }
+
+    /// The OpenMetrics text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP tc_ingest_jobs Jobs in the queue by state.\n# TYPE tc_ingest_jobs gauge\n",
-        );
-        for (state, n) in self.jobs_by_state.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "tc_ingest_jobs{{state=\"{state}\"}} {n}");
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            out = format!("# cannot encode metrics: {e}\n");
         }
-        out.push_str("# HELP tc_ingest_requests_total API requests by outcome class.\n# TYPE tc_ingest_requests_total counter\n");
-        for (class, n) in self.requests.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "tc_ingest_requests_total{{class=\"{class}\"}} {n}");
-        }
-        out.push_str("# HELP tc_ingest_files_total Feed files by outcome.\n# TYPE tc_ingest_files_total counter\n");
-        for (state, n) in self.files.lock().expect("metrics").iter() {
-            let _ = writeln!(out, "tc_ingest_files_total{{outcome=\"{state}\"}} {n}");
-        }
-        out.push_str("# HELP tc_ingest_request_duration_seconds API request latency.\n# TYPE tc_ingest_request_duration_seconds histogram\n");
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "tc_ingest_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
-                self.latency_buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "tc_ingest_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "tc_ingest_request_duration_seconds_sum {}",
-            self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "tc_ingest_request_duration_seconds_count {count}");
-        out.push_str("# HELP tc_ingest_rate_limiter_wait_seconds_total Time workers waited on the rate limiter.\n# TYPE tc_ingest_rate_limiter_wait_seconds_total counter\n");
-        let _ = writeln!(
-            out,
-            "tc_ingest_rate_limiter_wait_seconds_total {}",
-            self.limiter_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        out.push_str("# HELP tc_ingest_batch_jobs_total Batch jobs ended, by result (done, failed).\n# TYPE tc_ingest_batch_jobs_total counter\n");
-        for result in ["done", "failed"] {
-            let n = self
-                .batch_jobs
-                .lock()
-                .expect("metrics")
-                .get(result)
-                .copied()
-                .unwrap_or(0);
-            let _ = writeln!(out, "tc_ingest_batch_jobs_total{{result=\"{result}\"}} {n}");
-        }
-        out.push_str("# HELP tc_ingest_batch_items_total Jobs of batch jobs, by what became of them (delivered, refused, returned).\n# TYPE tc_ingest_batch_items_total counter\n");
-        for result in ["delivered", "refused", "returned"] {
-            let n = self
-                .batch_items
-                .lock()
-                .expect("metrics")
-                .get(result)
-                .copied()
-                .unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "tc_ingest_batch_items_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP tc_ingest_paused Whether all delivery is paused (1) or not (0).\n# TYPE tc_ingest_paused gauge\n");
-        let _ = writeln!(
-            out,
-            "tc_ingest_paused {}",
-            self.paused.load(Ordering::Relaxed)
-        );
         out
     }
 }
 
-/// Serves `GET /metrics` until cancelled.
+/// Serves `GET /metrics`, `/health` and `/ready` until cancelled.
 ///
 /// # Errors
 /// When the address cannot be bound.
@@ -177,24 +296,43 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    use axum::http::{StatusCode, header};
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?;
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    m.render(),
-                )
-            }
-        }),
-    );
+    let m = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = m.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/ready",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move {
+                    match m.ready() {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                        Err(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await?;

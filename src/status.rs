@@ -1,11 +1,18 @@
-//! `tc-ingest status`: the queue as a table for people, or one stable JSON
-//! object for programs (fields documented in the README).
+//! `tc-ingest status`: the queue as a table for people, one stable JSON
+//! object for programs (fields documented in the README), or a live view
+//! (`--watch`).
+//!
+//! Everything shown is read into one [`StatusView`]; the table is a list of
+//! sections ([`SECTIONS`]) and the JSON a list of parts ([`json`]): a new
+//! part of the status (say, batch jobs) is one function and one entry in each.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::queue::{JobState, Stats, now_ms};
+use crate::queue::{
+    DaemonLock, FileProgress, FileState, JobState, LockHolder, Queue, Stats, now_ms,
+};
 
 const STATES: [JobState; 6] = [
     JobState::Pending,
@@ -16,7 +23,84 @@ const STATES: [JobState; 6] = [
     JobState::Delivered,
 ];
 
-fn iso(ms: i64) -> String {
+/// How many recent files `status` lists (files being read are always listed).
+const RECENT_FILES: u64 = 10;
+
+/// The daemon as `status` sees it: the lock says whether one runs; the
+/// heartbeat says when it last reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonView {
+    /// Whether the lock was asked (false in a report of counts alone).
+    pub asked: bool,
+    pub running: bool,
+    /// From the lock file (a running daemon) or the last heartbeat.
+    pub pid: Option<u64>,
+    /// Unix ms of the last heartbeat.
+    pub heartbeat_at: Option<i64>,
+    pub rate_fraction: Option<f64>,
+    pub clock_offset_secs: Option<i64>,
+}
+
+/// Everything `status` shows, read at one moment.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    pub queue_path: String,
+    pub stats: Stats,
+    pub files: Vec<FileProgress>,
+    pub daemon: DaemonView,
+    /// Unix ms when it was read.
+    pub at: i64,
+}
+
+impl StatusView {
+    /// Reads the queue and asks the lock whether a daemon runs.
+    ///
+    /// # Errors
+    /// Database or lock file errors.
+    pub async fn read(queue: &Queue) -> anyhow::Result<Self> {
+        let stats = queue.stats().await?;
+        let files = queue.file_progress(RECENT_FILES).await?;
+        let holder = DaemonLock::holder(queue.path())?;
+        let h = stats.heartbeat.as_ref();
+        let field = |k: &str| h.and_then(|h| h.get(k)).cloned();
+        let daemon = DaemonView {
+            asked: true,
+            running: matches!(holder, LockHolder::Daemon(_)),
+            pid: match holder {
+                LockHolder::Daemon(Some(pid)) => Some(u64::from(pid)),
+                _ => field("pid").and_then(|v| v.as_u64()),
+            },
+            heartbeat_at: field("at").and_then(|v| v.as_i64()),
+            rate_fraction: field("rate_fraction").and_then(|v| v.as_f64()),
+            clock_offset_secs: field("clock_offset_secs").and_then(|v| v.as_i64()),
+        };
+        Ok(Self {
+            queue_path: queue.path().display().to_string(),
+            stats,
+            files,
+            daemon,
+            at: now_ms(),
+        })
+    }
+
+    /// A view of counts alone (no file list; no daemon: the lock is not
+    /// asked), for reports printed after an in-process run.
+    pub fn of_stats(stats: Stats, queue_path: &str) -> Self {
+        Self {
+            queue_path: queue_path.to_string(),
+            stats,
+            files: Vec::new(),
+            daemon: DaemonView::default(),
+            at: now_ms(),
+        }
+    }
+
+    fn since(&self, ms: i64) -> String {
+        ago((self.at - ms).max(0) / 1000)
+    }
+}
+
+pub(crate) fn iso(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
@@ -24,6 +108,17 @@ fn iso(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// `42s`, `3m 20s`, `2h 5m`, `3d 4h`.
+fn ago(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
 }
 
 /// Whether every owner with waiting work is held.
@@ -45,19 +140,37 @@ pub fn all_owners_held(s: &Stats) -> bool {
 }
 
 /// The stable JSON form.
-pub fn json(s: &Stats, queue_path: &str) -> Value {
-    let daemon = s.heartbeat.as_ref().map(|h| {
-        let at = h.get("at").and_then(Value::as_i64).unwrap_or(0);
+pub fn json(v: &StatusView) -> Value {
+    let s = &v.stats;
+    let d = &v.daemon;
+    let daemon = (d.running || d.heartbeat_at.is_some()).then(|| {
+        let at = d.heartbeat_at.unwrap_or(0);
         json!({
-            "pid": h.get("pid"),
-            "last_heartbeat": iso(at),
-            "seconds_since_heartbeat": ((now_ms() - at).max(0) / 1000),
-            "rate_fraction": h.get("rate_fraction"),
-            "clock_offset_secs": h.get("clock_offset_secs"),
+            "running": d.running,
+            "pid": d.pid,
+            "last_heartbeat": d.heartbeat_at.map(iso),
+            "seconds_since_heartbeat": d.heartbeat_at.map(|_| (v.at - at).max(0) / 1000),
+            "rate_fraction": d.rate_fraction,
+            "clock_offset_secs": d.clock_offset_secs,
         })
     });
+    let files: Vec<Value> = v
+        .files
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id, "path": f.path, "state": f.state,
+                "rows_read": f.rows_read, "rows_queued": f.rows_queued,
+                "rows_rejected": f.rows_rejected, "rows_duplicate": f.rows_duplicate,
+                "waiting": f.waiting, "delivered": f.delivered, "dead": f.dead,
+                "error": f.error, "started": iso(f.started_at), "finished": f.finished_at.map(iso),
+            })
+        })
+        .collect();
     json!({
-        "queue": queue_path,
+        "queue": v.queue_path,
+        "daemon_running": d.running,
+        "delivery": delivery_word(v),
         "jobs": STATES.iter().map(|k| (k.to_string(), json!(s.jobs(*k)))).collect::<serde_json::Map<_, _>>(),
         "by_owner": s.by_owner,
         "by_type": s.by_type,
@@ -69,6 +182,7 @@ pub fn json(s: &Stats, queue_path: &str) -> Value {
         "delivered_last_minute": s.delivered_last_minute,
         "delivered_last_hour": s.delivered_last_hour,
         "files": s.files_by_state,
+        "recent_files": files,
         "rows_rejected": s.rows_rejected,
         "daemon": daemon,
         "modes": s.heartbeat.as_ref().and_then(|h| h.get("modes")),
@@ -79,19 +193,33 @@ pub fn json(s: &Stats, queue_path: &str) -> Value {
     })
 }
 
+/// `running`, `paused` or `stopped` (no daemon).
+fn delivery_word(v: &StatusView) -> &'static str {
+    match (v.daemon.running, &v.stats.pause) {
+        (false, _) => "stopped",
+        (true, Some(_)) => "paused",
+        (true, None) => "running",
+    }
+}
+
+type Section = fn(&mut String, &StatusView);
+
+/// The table's sections, in order.
+const SECTIONS: &[Section] = &[overview, counts, breakdown, bulk, files, problems];
+
 /// The table for people.
-pub fn table(s: &Stats, queue_path: &str) -> String {
+pub fn table(v: &StatusView) -> String {
     let mut o = String::new();
-    overview(&mut o, s, queue_path);
-    breakdown(&mut o, s);
-    bulk(&mut o, s);
-    problems(&mut o, s);
+    for section in SECTIONS {
+        section(&mut o, v);
+    }
     o
 }
 
 /// The delivery mode per owner (as the running daemon last said) and the
 /// batch jobs in flight.
-fn bulk(o: &mut String, s: &Stats) {
+fn bulk(o: &mut String, v: &StatusView) {
+    let s = &v.stats;
     if let Some(modes) = s
         .heartbeat
         .as_ref()
@@ -102,21 +230,14 @@ fn bulk(o: &mut String, s: &Stats) {
             .iter()
             .map(|(owner, mode)| format!("{owner}: {}", mode.as_str().unwrap_or("?")))
             .collect();
-        let _ = writeln!(
-            o,
-            "
-delivery mode: {}",
-            list.join(", ")
-        );
+        let _ = writeln!(o, "\ndelivery mode: {}", list.join(", "));
     }
     if s.batches.is_empty() {
         return;
     }
     let _ = writeln!(
         o,
-        "
-batch jobs in flight:
-  {:<8}{:<10}{:<28}{:>8}  {:<18}{:>8}",
+        "\nbatch jobs in flight:\n  {:<8}{:<10}{:<28}{:>8}  {:<18}{:>8}",
         "id", "tc id", "owner", "items", "state", "age"
     );
     for b in &s.batches {
@@ -139,37 +260,66 @@ batch jobs in flight:
     }
 }
 
-/// The queue, whether delivery runs, the daemon, the counts by state.
-fn overview(o: &mut String, s: &Stats, queue_path: &str) {
-    let _ = writeln!(o, "queue: {queue_path}");
-    match &s.pause {
-        Some(p) => {
+/// The queue, whether a daemon runs and delivers.
+fn overview(o: &mut String, v: &StatusView) {
+    let _ = writeln!(o, "queue: {}", v.queue_path);
+    let d = &v.daemon;
+    if !d.asked {
+        if let Some(p) = &v.stats.pause {
             let _ = writeln!(o, "DELIVERY PAUSED: {} (since {})", p.reason, iso(p.since));
         }
-        None => {
+        return;
+    }
+    let pid = d.pid.map(|p| format!("pid {p}")).unwrap_or("pid ?".into());
+    match (d.running, d.heartbeat_at) {
+        (true, Some(at)) => {
+            let _ = writeln!(
+                o,
+                "daemon: running, {pid} (last heartbeat {} ago)",
+                v.since(at)
+            );
+        }
+        (true, None) => {
+            let _ = writeln!(o, "daemon: running, {pid} (no heartbeat yet)");
+        }
+        (false, Some(at)) => {
+            let _ = writeln!(
+                o,
+                "daemon: NOT RUNNING (last seen {} ago, {}, {pid})",
+                v.since(at),
+                iso(at)
+            );
+        }
+        (false, None) => {
+            let _ = writeln!(o, "daemon: NOT RUNNING (no heartbeat recorded)");
+        }
+    }
+    match (&v.stats.pause, d.running) {
+        (Some(p), true) => {
+            let _ = writeln!(o, "DELIVERY PAUSED: {} (since {})", p.reason, iso(p.since));
+        }
+        (_, false) => {
+            let _ = writeln!(
+                o,
+                "delivery: stopped (start the daemon: systemctl start tc-ingest, or tc-ingest run)"
+            );
+        }
+        (None, true) => {
             let _ = writeln!(o, "delivery: running");
         }
     }
-    if let Some(h) = &s.heartbeat {
-        let at = h.get("at").and_then(Value::as_i64).unwrap_or(0);
-        let _ = writeln!(
-            o,
-            "daemon: pid {} (last heartbeat {}s ago)",
-            h.get("pid").map(Value::to_string).unwrap_or_default(),
-            (now_ms() - at).max(0) / 1000
-        );
-    }
+}
+
+/// Jobs by state, the backlog's age, recent deliveries.
+fn counts(o: &mut String, v: &StatusView) {
+    let s = &v.stats;
     let _ = writeln!(o);
     let _ = writeln!(o, "{:<12}{:>10}", "state", "jobs");
     for k in STATES {
         let _ = writeln!(o, "{:<12}{:>10}", k.as_str(), s.jobs(k));
     }
     if let Some(age) = s.oldest_pending_secs {
-        let _ = writeln!(
-            o,
-            "oldest pending: {}",
-            humantime::format_duration(std::time::Duration::from_secs(age))
-        );
+        let _ = writeln!(o, "oldest pending: {}", ago(age as i64));
     }
     let _ = writeln!(
         o,
@@ -179,7 +329,8 @@ fn overview(o: &mut String, s: &Stats, queue_path: &str) {
 }
 
 /// Jobs by owner and by type.
-fn breakdown(o: &mut String, s: &Stats) {
+fn breakdown(o: &mut String, v: &StatusView) {
+    let s = &v.stats;
     let header = |o: &mut String, title: &str| {
         let _ = writeln!(
             o,
@@ -211,8 +362,57 @@ fn breakdown(o: &mut String, s: &Stats) {
     }
 }
 
-/// Held owners, dead jobs by class, files.
-fn problems(o: &mut String, s: &Stats) {
+/// Recent files: rows read, queued, rejected; their jobs delivered, dead.
+fn files(o: &mut String, v: &StatusView) {
+    if v.files.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n{:<30}{:>11}{:>9}{:>9}{:>9}{:>9}{:>10}{:>7}",
+        "file (newest first)",
+        "state",
+        "read",
+        "queued",
+        "rejected",
+        "waiting",
+        "delivered",
+        "dead"
+    );
+    for f in &v.files {
+        let _ = writeln!(
+            o,
+            "{:<30}{:>11}{:>9}{:>9}{:>9}{:>9}{:>10}{:>7}",
+            short(&f.path, 29),
+            f.state.as_str(),
+            f.rows_read,
+            f.rows_queued,
+            f.rows_rejected,
+            f.waiting,
+            f.delivered,
+            f.dead
+        );
+        if let Some(e) = &f.error
+            && f.state == FileState::Failed
+        {
+            let _ = writeln!(o, "  {}", short(e, 100));
+        }
+    }
+}
+
+/// The last `n` characters of a long name, marked with `…`.
+fn short(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(count - (n - 1)).collect();
+    format!("…{tail}")
+}
+
+/// Held owners, dead jobs by class, files by state.
+fn problems(o: &mut String, v: &StatusView) {
+    let s = &v.stats;
     if !s.held_owners.is_empty() {
         let _ = writeln!(o, "\nheld owners:");
         for h in &s.held_owners {
@@ -235,7 +435,7 @@ fn problems(o: &mut String, s: &Stats) {
     if !s.dead_by_class.is_empty() {
         let _ = writeln!(
             o,
-            "\ndead jobs by class (requeue with `tc-ingest retry --class C`):"
+            "\ndead jobs by class (requeue with `tc-ingest retry --class C`; one job: `tc-ingest why ID`):"
         );
         for (c, k) in &s.dead_by_class {
             let _ = writeln!(o, "  {c:<20}{k:>10}");
@@ -254,4 +454,88 @@ fn problems(o: &mut String, s: &Stats) {
             s.rows_rejected
         );
     }
+}
+
+/// One frame of `status --watch`: rates since the previous frame, the
+/// backlog, pauses and holds, files being read.
+pub fn watch_frame(v: &StatusView, prev: Option<&StatusView>) -> String {
+    let mut o = String::new();
+    let s = &v.stats;
+    let _ = writeln!(
+        o,
+        "tc-ingest status --watch   {}   (Ctrl-C to stop)",
+        iso(v.at)
+    );
+    overview(&mut o, v);
+    let secs = prev.map(|p| ((v.at - p.at).max(1)) as f64 / 1000.0);
+    let rate = |now: u64, then: u64| match secs {
+        Some(t) => format!("{:.1}/s", now.saturating_sub(then) as f64 / t),
+        None => "-".into(),
+    };
+    let read = |x: &StatusView| x.files.iter().map(|f| f.rows_read).sum::<u64>();
+    let delivered = s.jobs(JobState::Delivered);
+    let _ = writeln!(
+        o,
+        "\nrates:    delivered {}   rows read {}   ({} delivered in the last minute)",
+        rate(
+            delivered,
+            prev.map_or(delivered, |p| p.stats.jobs(JobState::Delivered))
+        ),
+        rate(read(v), prev.map_or(read(v), read)),
+        s.delivered_last_minute
+    );
+    let backlog = s.jobs(JobState::Pending) + s.jobs(JobState::Leased) + s.jobs(JobState::Held);
+    let _ = writeln!(
+        o,
+        "backlog:  {backlog} jobs (pending {}, leased {}, held {}), oldest pending {}",
+        s.jobs(JobState::Pending),
+        s.jobs(JobState::Leased),
+        s.jobs(JobState::Held),
+        s.oldest_pending_secs.map_or("-".into(), |a| ago(a as i64))
+    );
+    let _ = writeln!(
+        o,
+        "done:     {} delivered, {} dead",
+        delivered,
+        s.jobs(JobState::Dead)
+    );
+    if let Some(f) = v.daemon.rate_fraction
+        && f < 1.0
+    {
+        let _ = writeln!(o, "rate:     slowed to {:.0}% (429/503 answers)", f * 100.0);
+    }
+    if s.held_owners.is_empty() {
+        let _ = writeln!(o, "holds:    none");
+    } else {
+        for h in &s.held_owners {
+            let _ = writeln!(
+                o,
+                "held:     {} ({}: {}) for {}",
+                h.owner,
+                h.class,
+                h.reason,
+                v.since(h.held_at)
+            );
+        }
+    }
+    let reading: Vec<&FileProgress> = v
+        .files
+        .iter()
+        .filter(|f| f.state == FileState::Processing)
+        .collect();
+    if reading.is_empty() {
+        let _ = writeln!(o, "reading:  no file");
+    }
+    for f in reading {
+        let _ = writeln!(
+            o,
+            "reading:  {} ({} rows read, {} queued, {} rejected, for {})",
+            f.path,
+            f.rows_read,
+            f.rows_queued,
+            f.rows_rejected,
+            v.since(f.started_at)
+        );
+    }
+    o
 }

@@ -91,7 +91,12 @@ impl Client {
             http: builder.build().context("building the HTTP client")?,
             base: cfg.base_url.trim_end_matches('/').to_string(),
             access_id: cfg.access_id.clone(),
-            credentials: cfg.credentials.clone(),
+            credentials: cfg
+                .credentials
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!(crate::config::NO_CREDENTIALS))?
+                .load()
+                .map_err(anyhow::Error::msg)?,
             proxy: cfg.proxy.as_ref().map(|p| p.to_string()),
             clock,
         })

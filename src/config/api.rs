@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use super::secret::read_credentials;
+use super::secret::{CredentialKind, find_credentials};
 use super::sources::pick;
-use super::{ApiConfig, ApiSources, Credentials, RawApi, Secret, SecretEnv, SecretSource, resolve};
+use super::{ApiConfig, ApiSources, RawApi, SecretEnv, resolve};
 
 /// Validates `[api]`, pushing its problems to `errors`.
 pub(super) fn validate(
@@ -29,17 +29,15 @@ pub(super) fn validate(
         env.tcex.access_id.as_ref(),
         "TC_API_ACCESS_ID",
     );
-    let credentials = match read_credentials(&a, base, env) {
-        Ok(c) => c,
-        Err(e) => {
-            errors.push(e);
-            Credentials::Hmac {
-                secret: Secret::new(""),
-                source: SecretSource::Env { var: "" },
-            }
-        }
-    };
-    if matches!(credentials, Credentials::Hmac { .. }) && access_id.trim().is_empty() {
+    // Only where the credential is: it is read where it is used.
+    let credentials = find_credentials(&a, base, env).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
+    let token = credentials
+        .as_ref()
+        .is_some_and(|c| c.kind == CredentialKind::Token);
+    if !token && access_id.trim().is_empty() {
         errors.push(
             "api.access_id: missing (or TC_API_ACCESS_ID; not needed with an API token)".into(),
         );

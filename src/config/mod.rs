@@ -36,7 +36,8 @@ pub use raw::{
 };
 pub use render::render;
 pub use secret::{
-    Credentials, SECRET_CREDENTIAL, Secret, SecretEnv, SecretSource, TOKEN_CREDENTIAL,
+    CredentialKind, CredentialSource, Credentials, NO_CREDENTIALS, SECRET_CREDENTIAL, Secret,
+    SecretEnv, SecretSource, TOKEN_CREDENTIAL,
 };
 pub use sources::{ProxyEnv, Source, TcexEnv};
 
@@ -60,8 +61,9 @@ pub struct ApiConfig {
     pub base_url: String,
     /// Empty when an API token is used without one.
     pub access_id: String,
-    /// The HMAC secret key or an API token, and where it came from.
-    pub credentials: Credentials,
+    /// Which credential (HMAC secret key or API token) and where it is;
+    /// read by `load()` where it is used (`run`, `ping`). `None`: none set.
+    pub credentials: Option<CredentialSource>,
     pub owner: String,
     pub timeout_secs: u64,
     pub allow_insecure_http: bool,
@@ -291,15 +293,24 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
             ConfigError(vec![format!(
                 "{}: {}",
                 path.display(),
                 e.to_string().trim()
             )])
         })?;
+        let mut errors = Vec::new();
+        let raw = raw::from_table(table, &mut errors);
         let base = path.parent().unwrap_or(Path::new("."));
-        raw.validate(base, &SecretEnv::from_process())
+        match raw.validate(base, &SecretEnv::from_process()) {
+            Ok(cfg) if errors.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigError(errors)),
+            Err(ConfigError(more)) => {
+                errors.extend(more);
+                Err(ConfigError(errors))
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::TypeNames;
 
@@ -140,4 +141,91 @@ pub struct RawFeedRule {
     /// validation.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+}
+
+/// The config from parsed TOML, every key of the wrong type or unknown
+/// reported (not only the first, as serde would): a section that does not
+/// deserialize is tried key by key, and the keys that fail are reported
+/// and left out, so validation still sees (and checks) the rest.
+pub(super) fn from_table(table: toml::Table, errors: &mut Vec<String>) -> RawConfig {
+    if let Ok(raw) = RawConfig::deserialize(toml::Value::Table(table.clone())) {
+        return raw;
+    }
+    let mut good = toml::Table::new();
+    for (section, value) in table {
+        let kept = match (section.as_str(), value) {
+            ("api", toml::Value::Table(t)) => Some(keep_valid::<RawApi>("api", t, errors)),
+            ("watch", toml::Value::Table(t)) => Some(keep_valid::<RawWatch>("watch", t, errors)),
+            ("queue", toml::Value::Table(t)) => Some(keep_valid::<RawQueue>("queue", t, errors)),
+            ("delivery", toml::Value::Table(t)) => {
+                Some(keep_valid::<RawDelivery>("delivery", t, errors))
+            }
+            ("metrics", toml::Value::Table(t)) => {
+                Some(keep_valid::<RawMetrics>("metrics", t, errors))
+            }
+            ("feeds", toml::Value::Array(rules)) => {
+                let rules = rules
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, rule)| match rule {
+                        toml::Value::Table(t) => toml::Value::Table(keep_valid::<RawFeedRule>(
+                            &format!("feeds[{i}]"),
+                            t,
+                            errors,
+                        )),
+                        _ => {
+                            errors.push(format!("feeds[{i}]: must be a table ([[feeds]])"));
+                            toml::Value::Table(toml::Table::new())
+                        }
+                    })
+                    .collect();
+                good.insert(section, toml::Value::Array(rules));
+                continue;
+            }
+            ("api" | "watch" | "queue" | "delivery" | "metrics", _) => {
+                errors.push(format!("{section}: must be a table ([{section}])"));
+                None
+            }
+            ("feeds", _) => {
+                errors.push("feeds: must be an array of tables ([[feeds]])".into());
+                None
+            }
+            _ => {
+                errors.push(format!(
+                    "{section}: unknown key (known: api, watch, queue, delivery, metrics, feeds)"
+                ));
+                None
+            }
+        };
+        if let Some(t) = kept {
+            good.insert(section, toml::Value::Table(t));
+        }
+    }
+    RawConfig::deserialize(toml::Value::Table(good)).unwrap_or_else(|e| {
+        errors.push(e.to_string().trim().to_string());
+        RawConfig::default()
+    })
+}
+
+/// The keys of `t` that deserialize as part of a `T`; the others are
+/// reported as `prefix.key: why`.
+fn keep_valid<T: DeserializeOwned>(
+    prefix: &str,
+    t: toml::Table,
+    errors: &mut Vec<String>,
+) -> toml::Table {
+    if T::deserialize(toml::Value::Table(t.clone())).is_ok() {
+        return t;
+    }
+    let mut good = toml::Table::new();
+    for (key, value) in t {
+        let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+        match T::deserialize(toml::Value::Table(one)) {
+            Ok(_) => {
+                good.insert(key, value);
+            }
+            Err(e) => errors.push(format!("{prefix}.{key}: {}", e.to_string().trim())),
+        }
+    }
+    good
 }

@@ -1,15 +1,15 @@
-//! The effective config as `check-config` prints it.
+//! The effective config as `check-config` prints it: a config file with
+//! every key spelled as the file spells it (`settle_ms`, `backoff_base_ms`,
+//! durations as `"7d"`), so the output is a file `check-config` accepts
+//! again. The secret is never printed: a comment says where it comes from.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::TypeNames;
-use super::{
-    BatchConfig, Config, Credentials, DeliveryConfig, FeedRule, MetricsConfig, QueueConfig,
-    WatchConfig,
-};
+use super::{BatchConfig, Config, CredentialKind, FeedRule, SecretSource, TypeNames};
 use crate::indicator::IndicatorType;
 
 #[derive(Serialize)]
@@ -18,9 +18,9 @@ struct ApiView<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     access_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    secret_key: Option<&'a str>,
+    secret_key_file: Option<&'a Path>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<&'a str>,
+    token_file: Option<&'a Path>,
     owner: &'a str,
     timeout_secs: u64,
     allow_insecure_http: bool,
@@ -30,6 +30,62 @@ struct ApiView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     proxy: Option<String>,
     types: &'a TypeNames,
+}
+
+#[derive(Serialize)]
+struct WatchView<'a> {
+    dir: &'a Path,
+    processing_dir: &'a Path,
+    done_dir: &'a Path,
+    failed_dir: &'a Path,
+    settle_ms: u64,
+    rescan_secs: u64,
+    done_retention: String,
+    skip_duplicate_files: bool,
+    max_line_bytes: usize,
+    max_decompressed_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct QueueView<'a> {
+    path: &'a Path,
+    dedup_window: String,
+    delivered_retention: String,
+    lease_secs: u64,
+}
+
+#[derive(Serialize)]
+struct DeliveryView {
+    workers: usize,
+    rate_per_second: u32,
+    burst: u32,
+    max_attempts: u32,
+    backoff_base_ms: u64,
+    backoff_max_secs: u64,
+    shutdown_grace_secs: u64,
+    probe_min_secs: u64,
+    probe_max_secs: u64,
+    circuit_open_max_secs: u64,
+    mode: &'static str,
+}
+
+#[derive(Serialize)]
+struct BatchView {
+    min_indicators: usize,
+    max_indicators: usize,
+    max_bytes: usize,
+    jobs_in_flight: usize,
+    poll_min_ms: u64,
+    poll_max_ms: u64,
+    timeout_secs: u64,
+    attribute_write_type: &'static str,
+    tag_write_type: &'static str,
+}
+
+#[derive(Serialize)]
+struct MetricsView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -54,28 +110,36 @@ struct FeedView<'a> {
 #[derive(Serialize)]
 struct View<'a> {
     api: ApiView<'a>,
-    watch: &'a WatchConfig,
-    queue: &'a QueueConfig,
-    delivery: &'a DeliveryConfig,
-    batch: &'a BatchConfig,
-    metrics: &'a MetricsConfig,
+    watch: WatchView<'a>,
+    queue: QueueView<'a>,
+    delivery: DeliveryView,
+    batch: BatchView,
+    metrics: MetricsView,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     feeds: Vec<FeedView<'a>>,
 }
 
-/// The effective config as `check-config` prints it: TOML, the secret
-/// redacted, after comments saying where each `[api]` value came from.
+/// The effective config as `check-config` prints it: TOML that reads back
+/// to the same config, the secret only named by where it comes from.
 pub fn render(cfg: &Config) -> String {
-    let redacted = Some("[redacted]");
-    let (secret_key, token) = match &cfg.api.credentials {
-        Credentials::Hmac { .. } => (redacted, None),
-        Credentials::Token { .. } => (None, redacted),
+    // A credential in a file is named by its key; any other source is only
+    // described in the comments (re-reading the output finds it again).
+    let file_of = |kind: CredentialKind| match &cfg.api.credentials {
+        Some(c) if c.kind == kind => match &c.source {
+            SecretSource::File { path, .. } => Some(path.as_path()),
+            _ => None,
+        },
+        _ => None,
     };
+    let w = &cfg.watch;
+    let q = &cfg.queue;
+    let d = &cfg.delivery;
     let view = View {
         api: ApiView {
             base_url: &cfg.api.base_url,
             access_id: &cfg.api.access_id,
-            secret_key,
-            token,
+            secret_key_file: file_of(CredentialKind::Hmac),
+            token_file: file_of(CredentialKind::Token),
             owner: &cfg.api.owner,
             timeout_secs: cfg.api.timeout_secs,
             allow_insecure_http: cfg.api.allow_insecure_http,
@@ -84,25 +148,59 @@ pub fn render(cfg: &Config) -> String {
             proxy: cfg.api.proxy.as_ref().map(|p| p.address()),
             types: &cfg.api.types,
         },
-        watch: &cfg.watch,
-        queue: &cfg.queue,
-        delivery: &cfg.delivery,
-        batch: &cfg.batch,
-        metrics: &cfg.metrics,
+        watch: WatchView {
+            dir: &w.dir,
+            processing_dir: &w.processing_dir,
+            done_dir: &w.done_dir,
+            failed_dir: &w.failed_dir,
+            settle_ms: w.settle.as_millis() as u64,
+            rescan_secs: w.rescan.as_secs(),
+            done_retention: duration(w.done_retention),
+            skip_duplicate_files: w.skip_duplicate_files,
+            max_line_bytes: w.max_line_bytes,
+            max_decompressed_bytes: w.max_decompressed_bytes,
+        },
+        queue: QueueView {
+            path: &q.path,
+            dedup_window: duration(q.dedup_window),
+            delivered_retention: duration(q.delivered_retention),
+            lease_secs: q.lease.as_secs(),
+        },
+        delivery: DeliveryView {
+            workers: d.workers,
+            rate_per_second: d.rate_per_second,
+            burst: d.burst,
+            max_attempts: d.max_attempts,
+            backoff_base_ms: d.backoff_base.as_millis() as u64,
+            backoff_max_secs: d.backoff_max.as_secs(),
+            shutdown_grace_secs: d.shutdown_grace.as_secs(),
+            probe_min_secs: d.probe_min.as_secs(),
+            probe_max_secs: d.probe_max.as_secs(),
+            circuit_open_max_secs: d.circuit_open_max.as_secs(),
+            mode: d.mode.as_str(),
+        },
+        batch: batch_view(&cfg.batch),
+        metrics: MetricsView {
+            listen: cfg.metrics.listen.map(|a| a.to_string()),
+        },
         feeds: cfg.feeds.iter().map(feed_view).collect(),
     };
-    let toml =
-        toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render config: {e}"));
-    format!("{}{toml}", sources(cfg))
+    let body =
+        toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render config: {e}\n"));
+    format!(
+        "# The effective configuration (tc-ingest check-config).\n{}\n{body}",
+        sources(cfg)
+    )
 }
 
-/// Where each `[api]` value came from, as TOML comments (so the output
-/// still parses).
+/// Where each `[api]` value comes from, as TOML comments (so the output
+/// still parses). Credentials are not read here.
 fn sources(cfg: &Config) -> String {
     let api = &cfg.api;
     let credentials = match &api.credentials {
-        Credentials::Hmac { source, .. } => format!("HMAC secret key from {source}"),
-        Credentials::Token { source, .. } => format!("API token from {source}"),
+        Some(c) if c.kind == CredentialKind::Hmac => format!("HMAC secret key from {}", c.source),
+        Some(c) => format!("API token from {}", c.source),
+        None => "none set: `run` and `ping` will refuse to start".into(),
     };
     let proxy = match &api.proxy {
         Some(p) => format!("{} from {}", p.address(), p.source),
@@ -121,8 +219,44 @@ fn sources(cfg: &Config) -> String {
     for (name, source) in lines {
         out.push_str(&format!("#   {name:<12} {source}\n"));
     }
-    out.push('\n');
     out
+}
+
+fn batch_view(b: &BatchConfig) -> BatchView {
+    BatchView {
+        min_indicators: b.min_indicators,
+        max_indicators: b.max_indicators,
+        max_bytes: b.max_bytes,
+        jobs_in_flight: b.jobs_in_flight,
+        poll_min_ms: b.poll_min.as_millis() as u64,
+        poll_max_ms: b.poll_max.as_millis() as u64,
+        timeout_secs: b.timeout.as_secs(),
+        attribute_write_type: b.attribute_write_type.as_str(),
+        tag_write_type: b.tag_write_type.as_str(),
+    }
+}
+
+/// A duration as the config writes it: `7d`, `24h`, `1h 30m`, `1500ms`.
+fn duration(d: Duration) -> String {
+    const UNITS: [(&str, u128); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let mut left = d.as_millis();
+    if left == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    for (name, ms) in UNITS {
+        if left >= ms {
+            parts.push(format!("{}{name}", left / ms));
+            left %= ms;
+        }
+    }
+    parts.join(" ")
 }
 
 fn feed_view(f: &FeedRule) -> FeedView<'_> {
@@ -139,5 +273,23 @@ fn feed_view(f: &FeedRule) -> FeedView<'_> {
             .iter()
             .map(|(field, column)| (field.as_str(), column.as_str()))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_render_as_the_config_writes_them() {
+        for (secs, text) in [(604_800, "7d"), (86_400, "1d"), (5400, "1h 30m"), (0, "0s")] {
+            assert_eq!(duration(Duration::from_secs(secs)), text);
+            assert_eq!(
+                humantime::parse_duration(text).unwrap(),
+                Duration::from_secs(secs)
+            );
+        }
+        assert_eq!(duration(Duration::from_millis(1500)), "1s 500ms");
     }
 }

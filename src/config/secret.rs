@@ -53,8 +53,9 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Where a secret was read from (for `check-config` and messages), never
-/// the secret itself.
+/// Where a secret comes from (named by `check-config` and messages; its
+/// `Display` never shows the secret). Inline and environment values are
+/// held, as [`Secret`]s, from the moment the config is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// A file named in the config file under `key` (`api.secret_key_file`,
@@ -62,22 +63,22 @@ pub enum SecretSource {
     File { key: &'static str, path: PathBuf },
     /// Inline in the config file under `key` (`api.secret_key`,
     /// `api.token`): for testing only.
-    Inline { key: &'static str },
+    Inline { key: &'static str, value: Secret },
     /// A systemd credential: `$CREDENTIALS_DIRECTORY/<name>`.
     Credential { name: &'static str, path: PathBuf },
     /// An environment variable (tcex's `TC_API_SECRET_KEY`, `TC_TOKEN`).
-    Env { var: &'static str },
+    Env { var: &'static str, value: Secret },
 }
 
 impl fmt::Display for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretSource::File { key, path } => write!(f, "{key} {}", path.display()),
-            SecretSource::Inline { key } => write!(f, "{key} (inline, for testing only)"),
+            SecretSource::Inline { key, .. } => write!(f, "{key} (inline, for testing only)"),
             SecretSource::Credential { name, path } => {
                 write!(f, "systemd credential {name} ({})", path.display())
             }
-            SecretSource::Env { var } => write!(f, "environment {var}"),
+            SecretSource::Env { var, .. } => write!(f, "environment {var}"),
         }
     }
 }
@@ -141,31 +142,92 @@ impl SecretEnv {
     }
 }
 
-/// The credentials, from the first place that has any:
-///
-/// 1. the systemd credentials `tc-api-token`, then `tc-api-secret` (present
-///    only when the unit's `LoadCredential=` hands them over: the unit says
-///    where the unprivileged daemon gets them);
-/// 2. the config file: `api.token_file` or `api.token`, or
-///    `api.secret_key_file` then `api.secret_key` (a token and a secret
-///    both in the file is an error);
-/// 3. the environment, under tcex's names: `TC_TOKEN`, then
-///    `TC_API_SECRET_KEY` (the token wins, as in tcex).
+/// Which credential the config names and where it is: decided when the
+/// config is read, read only by [`CredentialSource::load`], which only
+/// `run`, `ping` and a reload call (queue commands and `check-config` work
+/// without it). A new source is one more [`SecretSource`] variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSource {
+    pub kind: CredentialKind,
+    pub source: SecretSource,
+}
+
+/// HMAC secret key or API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Hmac,
+    Token,
+}
+
+impl CredentialSource {
+    /// `hmac` or `token`.
+    pub fn scheme(&self) -> &'static str {
+        match self.kind {
+            CredentialKind::Hmac => "hmac",
+            CredentialKind::Token => "token",
+        }
+    }
+
+    /// Reads the credential. The inline one is warned about here, where it
+    /// is used.
+    ///
+    /// # Errors
+    /// A message naming the source when it cannot be read or is empty.
+    pub fn load(&self) -> Result<Credentials, String> {
+        let secret = match &self.source {
+            SecretSource::File { key, path } => from_file(path, key)?,
+            SecretSource::Credential { name, path } => {
+                from_file(path, &format!("systemd credential {name}"))?
+            }
+            SecretSource::Inline { key, value } => {
+                tracing::warn!(
+                    key,
+                    "a credential is set inline in the config file: use it for testing only"
+                );
+                value.clone()
+            }
+            SecretSource::Env { value, .. } => value.clone(),
+        };
+        let source = self.source.clone();
+        Ok(match self.kind {
+            CredentialKind::Hmac => Credentials::Hmac { secret, source },
+            CredentialKind::Token => Credentials::Token {
+                token: secret,
+                source,
+            },
+        })
+    }
+}
+
+/// The message when no credential is set.
+pub const NO_CREDENTIALS: &str = "api.secret_key: no credentials: set api.secret_key_file (or \
+     api.token_file for an API token), a systemd credential tc-api-secret (or tc-api-token), or \
+     the environment TC_API_SECRET_KEY (or TC_TOKEN)";
+
+/// Where the credentials come from, in order: the systemd credentials
+/// (`tc-api-token`, then `tc-api-secret`: the unit decides what the daemon
+/// gets), then the config file (a token, or a secret key: a file before an
+/// inline value; both a token and a key is an error), then the environment
+/// (`TC_TOKEN`, then `TC_API_SECRET_KEY`, as tcex). `None`: none is set.
+/// Nothing is read here.
 ///
 /// # Errors
-/// The message, naming `api.secret_key` or the key that failed, when none
-/// is usable.
-pub(super) fn read_credentials(
+/// When the config file sets both a token and a secret key.
+pub(super) fn find_credentials(
     a: &RawApi,
     base: &Path,
     env: &SecretEnv,
-) -> Result<Credentials, String> {
+) -> Result<Option<CredentialSource>, String> {
+    let found = |kind, source| Ok(Some(CredentialSource { kind, source }));
     if let Some(dir) = &env.credentials_dir {
-        if let Some(r) = credential(dir, TOKEN_CREDENTIAL) {
-            return r.map(|(token, source)| Credentials::Token { token, source });
-        }
-        if let Some(r) = credential(dir, SECRET_CREDENTIAL) {
-            return r.map(|(secret, source)| Credentials::Hmac { secret, source });
+        for (name, kind) in [
+            (TOKEN_CREDENTIAL, CredentialKind::Token),
+            (SECRET_CREDENTIAL, CredentialKind::Hmac),
+        ] {
+            let path = dir.join(name);
+            if path.exists() {
+                return found(kind, SecretSource::Credential { name, path });
+            }
         }
     }
     let token = in_config(base, &a.token_file, "api.token_file", &a.token, "api.token");
@@ -177,60 +239,44 @@ pub(super) fn read_credentials(
         "api.secret_key",
     );
     match (token, secret) {
-        (Some(_), Some(_)) => {
-            return Err(
-                "api.token: a token (api.token or api.token_file) and a secret key \
-                 (api.secret_key or api.secret_key_file) are both set: keep one"
-                    .into(),
-            );
+        (Some(_), Some(_)) => Err(
+            "api.token: a token (api.token or api.token_file) and a secret key \
+             (api.secret_key or api.secret_key_file) are both set: keep one"
+                .into(),
+        ),
+        (Some(source), None) => found(CredentialKind::Token, source),
+        (None, Some(source)) => found(CredentialKind::Hmac, source),
+        (None, None) => {
+            if let Some(t) = &env.env_token {
+                let value = t.clone();
+                return found(
+                    CredentialKind::Token,
+                    SecretSource::Env {
+                        var: "TC_TOKEN",
+                        value,
+                    },
+                );
+            }
+            if let Some(s) = &env.env_secret {
+                let value = s.clone();
+                let var = "TC_API_SECRET_KEY";
+                return found(CredentialKind::Hmac, SecretSource::Env { var, value });
+            }
+            Ok(None)
         }
-        (Some(source), None) => {
-            return read(source).map(|(token, source)| Credentials::Token { token, source });
-        }
-        (None, Some(source)) => {
-            return read(source).map(|(secret, source)| Credentials::Hmac { secret, source });
-        }
-        (None, None) => {}
     }
-    if let Some(t) = &env.env_token {
-        return Ok(Credentials::Token {
-            token: t.clone(),
-            source: SecretSource::Env { var: "TC_TOKEN" },
-        });
-    }
-    if let Some(s) = &env.env_secret {
-        return Ok(Credentials::Hmac {
-            secret: s.clone(),
-            source: SecretSource::Env {
-                var: "TC_API_SECRET_KEY",
-            },
-        });
-    }
-    Err(
-        "api.secret_key: no credentials: set api.secret_key_file (or api.token_file for an API token), \
-         a systemd credential tc-api-secret (or tc-api-token), or the environment \
-         TC_API_SECRET_KEY (or TC_TOKEN)"
-            .into(),
-    )
 }
 
-/// A secret as the config file gives it, before it is read.
-enum InConfig {
-    File { key: &'static str, path: PathBuf },
-    Inline { key: &'static str, value: String },
-}
-
-/// Which config key gives a secret: the file key before the inline one.
-/// Empty inline values count as unset.
+/// A credential in the config file: its file, else its inline value.
 fn in_config(
     base: &Path,
     file: &Option<PathBuf>,
     file_key: &'static str,
     inline: &Option<String>,
     inline_key: &'static str,
-) -> Option<InConfig> {
+) -> Option<SecretSource> {
     if let Some(p) = file {
-        return Some(InConfig::File {
+        return Some(SecretSource::File {
             key: file_key,
             path: super::resolve(base, p.clone()),
         });
@@ -238,38 +284,13 @@ fn in_config(
     inline
         .as_deref()
         .filter(|s| !s.is_empty())
-        .map(|s| InConfig::Inline {
+        .map(|s| SecretSource::Inline {
             key: inline_key,
-            value: s.to_string(),
+            value: Secret::new(s),
         })
 }
 
-/// The value of a config source: read from its file, or given inline.
-fn read(given: InConfig) -> Result<(Secret, SecretSource), String> {
-    match given {
-        InConfig::File { key, path } => {
-            Ok((from_file(&path, key)?, SecretSource::File { key, path }))
-        }
-        InConfig::Inline { key, value } => {
-            tracing::warn!(
-                key,
-                "a credential is set inline in the config file: use it for testing only"
-            );
-            Ok((Secret::new(value), SecretSource::Inline { key }))
-        }
-    }
-}
-
-/// A systemd credential.
-fn credential(dir: &Path, name: &'static str) -> Option<Result<(Secret, SecretSource), String>> {
-    let path = dir.join(name);
-    path.exists().then(|| {
-        let secret = from_file(&path, &format!("systemd credential {name}"))?;
-        Ok((secret, SecretSource::Credential { name, path }))
-    })
-}
-
-/// A secret in a file (one trailing newline ignored), named by `what` in messages.
+/// A secret in a file (one trailing newline ignored), named `what` in messages.
 fn from_file(path: &Path, what: &str) -> Result<Secret, String> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?;

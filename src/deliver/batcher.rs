@@ -171,15 +171,17 @@ impl Delivery {
         let mut chosen: Vec<(String, u64)> = Vec::new();
         if matches!(mode, DeliveryMode::Auto | DeliveryMode::Batch) {
             let now = Instant::now();
-            let mut fallback = self.bulk.fallback.lock().expect("bulk").clone();
-            fallback.retain(|_, until| *until > now);
+            self.bulk
+                .fallback
+                .lock()
+                .expect("bulk")
+                .retain(|_, until| *until > now);
             for (owner, n) in self.queue.batch_backlog().await? {
                 let wanted = mode == DeliveryMode::Batch || n >= cfg.batch.min_indicators as u64;
-                if wanted && !fallback.contains_key(&owner) {
+                if wanted && !self.falling_back(&owner) {
                     chosen.push((owner, n));
                 }
             }
-            *self.bulk.fallback.lock().expect("bulk") = fallback;
         }
         chosen.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let owners: Vec<String> = chosen.into_iter().map(|(o, _)| o).collect();
@@ -191,6 +193,10 @@ impl Delivery {
     /// Forms one batch job of `owner`'s due jobs: up to `max_indicators`,
     /// a data file under the upload limit, and one item per indicator.
     async fn form(&self, owner: &str, cfg: &Config) -> anyhow::Result<Option<BatchJob>> {
+        // A driver may have fallen back since the owners were chosen.
+        if self.falling_back(owner) {
+            return Ok(None);
+        }
         let max_bytes = match self.bulk.learned_max_bytes.load(Ordering::Relaxed) {
             0 => cfg.batch.max_bytes,
             learned => learned.min(cfg.batch.max_bytes),
@@ -288,7 +294,9 @@ impl Delivery {
 
     /// `POST /v2/batch`: ThreatConnect's job, its id stored.
     async fn create(&self, b: &mut BatchJob, cfg: &Config) -> anyhow::Result<Result<(), Failed>> {
-        let resp = self.batch_call(&wire::create(&b.owner, &cfg.batch)).await;
+        let resp = self
+            .batch_call(&b.owner, &wire::create(&b.owner, &cfg.batch))
+            .await;
         if resp.outcome != Outcome::Success {
             return Ok(Err(self.failed(b, &resp.outcome, 1).await));
         }
@@ -324,7 +332,7 @@ impl Delivery {
         self.queue.batch_uploading(b.id).await?;
         b.state = BatchState::Uploading;
         b.upload_attempts += 1;
-        let resp = self.batch_call(&wire::upload(id, data)).await;
+        let resp = self.batch_call(&b.owner, &wire::upload(id, data)).await;
         if resp.outcome != Outcome::Success {
             return Ok(Err(self.failed(b, &resp.outcome, b.upload_attempts).await));
         }
@@ -344,7 +352,7 @@ impl Delivery {
     /// ThreatConnect means it did not (upload again), anything later means
     /// it did (poll).
     async fn check_upload(&self, b: &mut BatchJob, id: i64) -> anyhow::Result<Result<(), Failed>> {
-        let resp = self.batch_call(&wire::status(id)).await;
+        let resp = self.batch_call(&b.owner, &wire::status(id)).await;
         if resp.outcome != Outcome::Success {
             return Ok(Err(self.failed(b, &resp.outcome, b.upload_attempts).await));
         }
@@ -382,7 +390,7 @@ impl Delivery {
 
     /// `GET /v2/batch/<id>`; once `Completed`, its results applied.
     async fn poll(&self, b: &mut BatchJob, id: i64) -> anyhow::Result<Result<(), Failed>> {
-        let resp = self.batch_call(&wire::status(id)).await;
+        let resp = self.batch_call(&b.owner, &wire::status(id)).await;
         if resp.outcome != Outcome::Success {
             return Ok(Err(self.failed(b, &resp.outcome, 1).await));
         }
@@ -397,7 +405,7 @@ impl Delivery {
             return Ok(Ok(()));
         }
         let errors = if status.error_count > 0 {
-            match self.item_errors(id).await {
+            match self.item_errors(&b.owner, id).await {
                 Ok(e) => e,
                 Err(f) => return Ok(Err(f)),
             }
@@ -428,12 +436,12 @@ impl Delivery {
 
     /// The item errors of a completed job: `/results`, or `/errors` on
     /// instances that do not have it.
-    async fn item_errors(&self, id: i64) -> Result<Vec<ItemError>, Failed> {
-        let resp = self.batch_call(&wire::results(id)).await;
+    async fn item_errors(&self, owner: &str, id: i64) -> Result<Vec<ItemError>, Failed> {
+        let resp = self.batch_call(owner, &wire::results(id)).await;
         let parsed = match resp.outcome {
             Outcome::Success => wire::parse_results(&resp.body),
             Outcome::NotFound => {
-                let resp = self.batch_call(&wire::errors(id)).await;
+                let resp = self.batch_call(owner, &wire::errors(id)).await;
                 match resp.outcome {
                     Outcome::Success => wire::parse_errors(&resp.body),
                     other => Err(other.message()),
@@ -464,13 +472,14 @@ impl Delivery {
     }
 
     /// Sends a batch call through the rate limiter.
-    async fn batch_call(&self, req: &ApiRequest) -> Response {
+    async fn batch_call(&self, owner: &str, req: &ApiRequest) -> Response {
         self.throttle.wait().await;
         let api = self.api.borrow().clone();
         let started = Instant::now();
         let resp = api.client.send(req).await;
+        // Counted under the type `batch`: a batch call is not of one type.
         self.metrics
-            .request(resp.outcome.class(), started.elapsed());
+            .request(owner, "batch", resp.outcome.class(), started.elapsed());
         tracing::debug!(path = %req.path_and_query, class = %resp.outcome.class(), status = resp.status, "batch request");
         resp
     }
@@ -581,6 +590,16 @@ impl Delivery {
     fn note_failure(&self, b: &BatchJob, error: &str) -> Duration {
         tracing::warn!(batch = b.id, tc_batch_id = b.tc_batch_id, %error, "unreadable batch answer: retrying");
         self.config().batch.poll_max
+    }
+
+    /// Whether `owner` goes per indicator because its batch API is off.
+    fn falling_back(&self, owner: &str) -> bool {
+        self.bulk
+            .fallback
+            .lock()
+            .expect("bulk")
+            .get(owner)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// The instance has no batch API: the owner goes per indicator for a

@@ -264,7 +264,7 @@ impl Delivery {
                 ControlFlow::Break(Some(JobUpdate::Hold { error: error() }))
             }
             Action::Bury => {
-                tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), message = %outcome.message(), "job buried");
+                tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), api_message = %outcome.message(), "job buried");
                 ControlFlow::Break(Some(JobUpdate::Bury { error: error() }))
             }
             Action::RateLimited { retry_after } => {
@@ -286,7 +286,7 @@ impl Delivery {
                 call.attempts += 1;
                 call.uncertain |= outcome_unknown;
                 if call.attempts >= d.max_attempts {
-                    tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), message = %outcome.message(), "job buried after the maximum attempts of one call");
+                    tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), api_message = %outcome.message(), "job buried after the maximum attempts of one call");
                     return ControlFlow::Break(Some(JobUpdate::Bury { error: error() }));
                 }
                 let delay = backoff(call.attempts, d.backoff_base, d.backoff_max);
@@ -351,8 +351,12 @@ impl Delivery {
         }
         let started = Instant::now();
         let resp = api.client.send(&req).await;
-        self.metrics
-            .request(resp.outcome.class(), started.elapsed());
+        self.metrics.request(
+            &job.owner,
+            &job.kind,
+            resp.outcome.class(),
+            started.elapsed(),
+        );
         tracing::debug!(job = job.lease.id, step, v3 = call.v3, class = %resp.outcome.class(), status = resp.status, "request");
         Some((resp.outcome, resp.status))
     }
@@ -374,7 +378,8 @@ impl Delivery {
             .as_ref()
             .err()
             .map_or(ErrorClass::Success, Outcome::class);
-        self.metrics.request(class, started.elapsed());
+        self.metrics
+            .request(&job.owner, &job.kind, class, started.elapsed());
         found
     }
 
@@ -410,7 +415,7 @@ impl Delivery {
             .await
         {
             Ok(true) => {
-                tracing::warn!(owner, class = %outcome.class(), message = %outcome.message(), advice = outcome.advice().unwrap_or(""), "owner held: its jobs wait, other owners go on");
+                tracing::warn!(owner, class = %outcome.class(), api_message = %outcome.message(), advice = outcome.advice().unwrap_or(""), "owner held: its jobs wait, other owners go on");
                 if let (Ok(with_work), Ok(held)) = (
                     self.queue.owners_with_work().await,
                     self.queue.held_owners().await,

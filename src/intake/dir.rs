@@ -7,7 +7,7 @@ use std::fs::{File, Metadata};
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use notify::EventKind;
@@ -99,8 +99,23 @@ pub(super) fn file_name(rel: &Path) -> String {
     rel.to_string_lossy().replace('/', "_")
 }
 
+/// `name` with `-n` before its feed extension (`x.txt.gz` → `x-1.txt.gz`,
+/// `f.csv` → `f-1.csv`): a copy keeps the extension its format is read by.
+fn numbered(name: &str, n: u32) -> String {
+    let lower = name.to_ascii_lowercase();
+    let (rest, gz) = match lower.strip_suffix(".gz") {
+        Some(r) => (&name[..r.len()], &name[r.len()..]),
+        None => (name, ""),
+    };
+    match rest.rfind('.').filter(|&i| i > 0) {
+        Some(i) => format!("{}-{n}{}{gz}", &rest[..i], &rest[i..]),
+        None if gz.is_empty() => format!("{name}-{n}"),
+        None => format!("{rest}-{n}{gz}"),
+    }
+}
+
 /// Moves `from` into `dir` as `name`, with a UTC time prefix when `stamp`,
-/// adding `.1`, `.2`, ... if the name is taken. Renames are atomic within a
+/// adding `-1`, `-2`, ... before the extension if the name is taken. Renames are atomic within a
 /// filesystem; across filesystems the file is copied, synced, then removed.
 pub(super) fn move_unique(
     from: &Path,
@@ -125,7 +140,7 @@ pub(super) fn move_unique(
     let mut target = dir.join(&base);
     let mut n = 1;
     while std::fs::symlink_metadata(&target).is_ok() {
-        target = dir.join(format!("{base}.{n}"));
+        target = dir.join(numbered(&base, n));
         n += 1;
     }
     match std::fs::rename(from, &target) {
@@ -140,8 +155,20 @@ pub(super) fn move_unique(
     }
 }
 
+/// One line of `<file>.errors.ndjson`, rejected rows and the break alike:
+/// `line` (null when the file could not be read at all), `input` (the
+/// row's text; null for the break), `rule` (a reject rule name;
+/// `file-unreadable` for the break) and `reason`.
+#[derive(serde::Serialize)]
+struct ErrorLine<'a> {
+    line: Option<u64>,
+    input: Option<&'a str>,
+    rule: crate::normalize::RejectRule,
+    reason: &'a str,
+}
+
 /// Writes `<file>.errors.ndjson`: one line per reject (streamed from the
-/// queue), then the break if the file broke.
+/// queue), then the break if the file broke; every line an [`ErrorLine`].
 pub(super) async fn write_errors(
     queue: &Queue,
     file_id: Option<i64>,
@@ -156,16 +183,25 @@ pub(super) async fn write_errors(
         if let Some(id) = file_id {
             queue
                 .for_each_reject(id, u64::MAX, |r| {
-                    serde_json::to_writer(&mut f, &r)?;
+                    let line = ErrorLine {
+                        line: Some(r.line),
+                        input: Some(&r.input),
+                        rule: r.rule,
+                        reason: &r.reason,
+                    };
+                    serde_json::to_writer(&mut f, &line)?;
                     f.write_all(b"\n")
                 })
                 .await?;
         }
         if let Some((line, reason)) = brk {
-            serde_json::to_writer(
-                &mut f,
-                &serde_json::json!({"line": line, "error": reason, "rule": crate::normalize::RejectRule::FileUnreadable}),
-            )?;
+            let line = ErrorLine {
+                line,
+                input: None,
+                rule: crate::normalize::RejectRule::FileUnreadable,
+                reason,
+            };
+            serde_json::to_writer(&mut f, &line)?;
             f.write_all(b"\n")?;
         }
         f.flush()?;
@@ -177,22 +213,47 @@ pub(super) async fn write_errors(
     }
 }
 
-/// Deletes files in `done/` older than the retention.
-pub(super) fn prune_done(dir: &Path, retention: Duration) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.filter_map(Result::ok) {
-        let old = e
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .is_some_and(|age| age > retention);
-        if old && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
+/// Deletes files (and errors reports) in `dirs` (`done/`, `failed/`) that
+/// finished longer than `retention` ago. When a file finished is what the
+/// queue recorded (`finished`: moved path → Unix ms); a file the queue has
+/// no move for (refused unread, or moved by an older release) goes by when
+/// it was renamed into the directory: its inode change time. Never by
+/// mtime, which a producer's file keeps from before it was dropped.
+pub(super) fn prune_finished(
+    dirs: &[&Path],
+    retention: Duration,
+    finished: &std::collections::HashMap<PathBuf, i64>,
+) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let cutoff = crate::queue::now_ms() - crate::queue::ms(retention);
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = path.to_string_lossy();
+            let owner = name
+                .strip_suffix(".errors.ndjson")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| path.clone());
+            let at = finished
+                .get(&owner)
+                .copied()
+                .unwrap_or(meta.ctime() * 1000 + meta.ctime_nsec() / 1_000_000);
+            if at < cutoff && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
         }
     }
+    removed
 }
 
 #[cfg(test)]
@@ -220,18 +281,41 @@ mod tests {
     }
 
     #[test]
-    fn done_files_past_retention_are_deleted() {
+    fn retention_goes_by_when_a_file_finished_not_its_mtime() {
         let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old.csv");
-        let new = dir.path().join("new.csv");
-        std::fs::write(&old, "x").unwrap();
-        std::fs::write(&new, "x").unwrap();
-        let f = std::fs::File::options().write(true).open(&old).unwrap();
-        f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+        let (done, failed) = (dir.path().join("done"), dir.path().join("failed"));
+        std::fs::create_dir_all(&done).unwrap();
+        std::fs::create_dir_all(&failed).unwrap();
+        let fresh = done.join("fresh.csv");
+        let finished_long_ago = failed.join("old.txt.gz");
+        let report = failed.join("old.txt.gz.errors.ndjson");
+        let unknown = done.join("unknown.csv");
+        for p in [&fresh, &finished_long_ago, &report, &unknown] {
+            std::fs::write(p, "x").unwrap();
+        }
+        // An old mtime (the producer's) means nothing.
+        let f = std::fs::File::options().write(true).open(&fresh).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(30 * 86_400))
             .unwrap();
-        prune_done(dir.path(), Duration::from_secs(3600));
-        assert!(!old.exists());
-        assert!(new.exists());
+        let now = crate::queue::now_ms();
+        let finished = std::collections::HashMap::from([
+            (fresh.clone(), now),
+            (finished_long_ago.clone(), now - 7_200_000),
+        ]);
+        let removed = prune_finished(&[&done, &failed], Duration::from_secs(3600), &finished);
+        assert_eq!(removed, 2);
+        assert!(fresh.exists());
+        assert!(unknown.exists(), "renamed in just now");
+        assert!(!finished_long_ago.exists());
+        assert!(!report.exists());
+    }
+
+    #[test]
+    fn numbered_copies_keep_their_extension() {
+        assert_eq!(numbered("x.txt.gz", 1), "x-1.txt.gz");
+        assert_eq!(numbered("f.csv", 2), "f-2.csv");
+        assert_eq!(numbered("list", 1), "list-1");
+        assert_eq!(numbered("a.b.json", 3), "a.b-3.json");
     }
 
     #[test]
@@ -248,6 +332,6 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, vec!["f.csv", "f.csv.1", "f.csv.2"]);
+        assert_eq!(names, vec!["f-1.csv", "f-2.csv", "f.csv"]);
     }
 }

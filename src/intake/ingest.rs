@@ -88,6 +88,9 @@ impl Chunk {
     }
 }
 
+/// How often a file being read logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads `file` (opened by the caller) and commits its rows to the queue
 /// under `file_id`, skipping rows at or before `resume_after`.
 ///
@@ -120,6 +123,9 @@ pub async fn ingest(
         end: End::Complete,
     };
     let mut db_error = None;
+    // A big file says how far it is every few seconds.
+    let started = std::time::Instant::now();
+    let mut last_progress = started;
     while let Some(chunk) = rx.recv().await {
         match queue
             .commit_chunk(
@@ -137,6 +143,18 @@ pub async fn ingest(
                 report.queued += r.queued;
                 report.duplicates += r.duplicates;
                 report.rejected += chunk.rejects.len() as u64;
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = std::time::Instant::now();
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    tracing::info!(
+                        file = %name.display(),
+                        rows = report.rows_read,
+                        queued = report.queued,
+                        rejected = report.rejected,
+                        rows_per_sec = (report.rows_read as f64 / secs) as u64,
+                        "reading a feed file"
+                    );
+                }
             }
             Err(e) => {
                 db_error = Some(e);

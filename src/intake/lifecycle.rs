@@ -14,6 +14,11 @@ use super::{FileOutcome, Intake};
 use crate::config::Config;
 use crate::queue::{FileState, NewFile};
 
+/// The metrics label of the feed rule that applies to `rel`.
+fn rule_of(cfg: &Config, rel: &Path) -> String {
+    crate::metrics::rule_label(cfg.feeds.iter().position(|r| r.matches(rel)))
+}
+
 /// A claimed file, opened and hashed.
 struct Opened {
     file: File,
@@ -126,7 +131,12 @@ impl Intake {
             .await?;
         tracing::info!(file = %rel.display(), previous = %prev.path, "same content as an earlier file: skipped");
         let moved = move_unique(processing, &cfg.watch.done_dir, &file_name(rel), true).ok();
+        if let Some(m) = &moved {
+            self.queue.file_moved(id, m).await?;
+        }
         self.metrics.file_outcome(FileState::Skipped);
+        self.metrics
+            .feed_file(&rule_of(cfg, rel), FileState::Skipped, 0, 0, 0);
         Ok(Err(FileOutcome {
             rel: rel.to_path_buf(),
             state: FileState::Skipped,
@@ -173,6 +183,7 @@ impl Intake {
             .await?;
         let moved = move_unique(processing, dest, &file_name(rel), state == FileState::Done)
             .with_context(|| format!("moving {} to {}", processing.display(), dest.display()))?;
+        self.queue.file_moved(file_id, &moved).await?;
         let totals = self.queue.file(file_id).await?;
         let brk = match &report.end {
             End::Failed { line, reason } => Some((*line, reason.as_str())),
@@ -182,17 +193,37 @@ impl Intake {
             write_errors(&self.queue, Some(file_id), &moved, brk).await;
         }
         self.metrics.file_outcome(state);
-        tracing::info!(
-            file = %rel.display(),
-            state = %state,
-            format = format.map(|f| f.name()).unwrap_or("unknown"),
-            rows = totals.rows_read,
-            queued = totals.rows_queued,
-            duplicates = totals.rows_duplicate,
-            rejected = totals.rows_rejected,
-            error = error.as_deref().unwrap_or(""),
-            "feed file finished"
+        self.metrics.feed_file(
+            &rule_of(cfg, rel),
+            state,
+            totals.rows_queued,
+            totals.rows_duplicate,
+            totals.rows_rejected,
         );
+        // A failed file is a warning (with why); a finished one is news.
+        match &error {
+            None => tracing::info!(
+                file = %rel.display(),
+                state = %state,
+                format = format.map(|f| f.name()).unwrap_or("unknown"),
+                rows = totals.rows_read,
+                queued = totals.rows_queued,
+                duplicates = totals.rows_duplicate,
+                rejected = totals.rows_rejected,
+                "feed file finished"
+            ),
+            Some(e) => tracing::warn!(
+                file = %rel.display(),
+                state = %state,
+                format = format.map(|f| f.name()).unwrap_or("unknown"),
+                rows = totals.rows_read,
+                queued = totals.rows_queued,
+                duplicates = totals.rows_duplicate,
+                rejected = totals.rows_rejected,
+                error = %e,
+                "feed file failed: moved to failed/"
+            ),
+        }
         Ok(FileOutcome {
             rel: rel.to_path_buf(),
             state,
@@ -219,6 +250,8 @@ impl Intake {
             write_errors(&self.queue, None, m, Some((None, &reason))).await;
         }
         self.metrics.file_outcome(FileState::Failed);
+        self.metrics
+            .feed_file(&rule_of(cfg, rel), FileState::Failed, 0, 0, 0);
         FileOutcome {
             rel: rel.to_path_buf(),
             state: FileState::Failed,

@@ -29,7 +29,7 @@ pub use ingest::{CHUNK_ROWS, End, Report, Settings, classify, ingest, sha256_of}
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::{FileState, Queue};
-use dir::{file_name, move_unique, note_complete, prune_done, walk};
+use dir::{file_name, move_unique, note_complete, prune_finished, walk};
 
 /// What happened to one file, for logs, tests and `run --once`.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +52,8 @@ pub struct Intake {
     waiting: bool,
     /// Paths an event said are complete (closed after writing, renamed in).
     complete_hints: HashSet<PathBuf>,
+    /// When retention last ran (at most once a minute).
+    last_prune: Option<Instant>,
 }
 
 impl Intake {
@@ -62,6 +64,7 @@ impl Intake {
             metrics,
             waiting: false,
             complete_hints: HashSet::new(),
+            last_prune: None,
         }
     }
 
@@ -185,6 +188,37 @@ impl Intake {
         settled
     }
 
+    /// Deletes files in `done/` and `failed/`, with their errors reports,
+    /// that finished more than `watch.done_retention` ago (as the queue
+    /// recorded); returns how many files were deleted.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        let cfg = self.config();
+        let finished = self
+            .queue
+            .finished_moves()
+            .await?
+            .into_iter()
+            .map(|(p, at)| (PathBuf::from(p), at))
+            .collect();
+        let removed = prune_finished(
+            &[&cfg.watch.done_dir, &cfg.watch.failed_dir],
+            cfg.watch.done_retention,
+            &finished,
+        );
+        if removed > 0 {
+            let before = crate::queue::now_ms() - crate::queue::ms(cfg.watch.done_retention);
+            self.queue.forget_moves_before(before).await?;
+            tracing::info!(
+                files = removed,
+                "deleted finished files past watch.done_retention"
+            );
+        }
+        Ok(removed)
+    }
+
     /// # Errors
     /// Database or filesystem errors (a task failure: the daemon stops).
     pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -230,7 +264,13 @@ impl Intake {
                 pending_event = false;
                 last_scan = Instant::now();
                 self.scan(&cancel, true).await?;
-                prune_done(&cfg.watch.done_dir, cfg.watch.done_retention);
+                if self
+                    .last_prune
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                {
+                    self.last_prune = Some(Instant::now());
+                    self.prune().await?;
+                }
             }
         }
         Ok(())

@@ -101,6 +101,52 @@ impl Queue {
         Ok(())
     }
 
+    /// Records where a finished file was moved (`done/` or `failed/`):
+    /// retention deletes it once the file's `finished_at` is old enough.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_moved(&self, id: i64, moved_to: &std::path::Path) -> anyhow::Result<()> {
+        sqlx::query("UPDATE files SET moved_to = ? WHERE id = ?")
+            .bind(moved_to.to_string_lossy())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("recording where a file was moved")?;
+        Ok(())
+    }
+
+    /// Where finished files were moved, with when they finished (Unix ms):
+    /// what retention goes by.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn finished_moves(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query(
+            "SELECT moved_to, COALESCE(finished_at, started_at) FROM files WHERE moved_to IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+    }
+
+    /// Forgets the moves of files finished before `before_ms` (retention
+    /// has deleted them).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn forget_moves_before(&self, before_ms: i64) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE files SET moved_to = NULL WHERE moved_to IS NOT NULL AND finished_at < ?",
+        )
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// The first `limit` rejects of a file, in file order.
     ///
     /// # Errors

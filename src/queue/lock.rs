@@ -62,6 +62,44 @@ impl DaemonLock {
     }
 }
 
+/// Who holds a queue's daemon lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockHolder {
+    /// A daemon runs on this queue (its pid, when it wrote one).
+    Daemon(Option<u32>),
+    /// No daemon runs on it.
+    Nobody,
+}
+
+impl DaemonLock {
+    /// Whether a daemon holds the queue's lock, asked without taking it
+    /// for longer than the question (a shared lock on the lock file, never
+    /// on the database file). This is the truth `status` reports: a
+    /// heartbeat in the database outlives a stopped daemon.
+    ///
+    /// # Errors
+    /// I/O errors other than the lock file not existing.
+    pub fn holder(queue_path: &Path) -> anyhow::Result<LockHolder> {
+        let path = lock_path(queue_path);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockHolder::Nobody),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(LockHolder::Nobody),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                Ok(LockHolder::Daemon(pid.trim().parse().ok()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+}
+
 fn lock_path(queue_path: &Path) -> PathBuf {
     let mut s = queue_path.as_os_str().to_owned();
     s.push(".lock");

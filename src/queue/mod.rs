@@ -7,13 +7,15 @@
 //!
 //! By role: `lock` (one daemon per queue), `files` (feed files and their
 //! rejects), `chunk` (a chunk of rows in one transaction), `claim` (leases
-//! and results), `batch` (batch jobs and their jobs), `owners` (held owners, pause, heartbeat), `reports`
-//! (counts, requeue, prune); `model` holds the types.
+//! and results), `batch` (batch jobs and their jobs), `owners` (held owners,
+//! pause, heartbeat), `reports` (counts, requeue, prune), `inspect`
+//! (per-file progress, `why`, dry runs); `model` holds the types.
 
 mod batch;
 mod chunk;
 mod claim;
 mod files;
+mod inspect;
 mod lock;
 mod model;
 mod owners;
@@ -29,7 +31,8 @@ use sqlx::sqlite::{
 };
 
 pub use batch::{BatchCandidate, BatchJob, BatchOutcome, BatchState};
-pub use lock::DaemonLock;
+pub use inspect::{FileProgress, JobDetail, RejectDetail};
+pub use lock::{DaemonLock, LockHolder};
 pub use model::*;
 
 /// Unix milliseconds now.

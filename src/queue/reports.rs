@@ -19,7 +19,8 @@ impl Queue {
         Ok(sqlx::query(
             "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1 \
              WHERE state = 'dead' AND (?2 IS NULL OR last_error_class = ?2) AND (?3 IS NULL OR owner = ?3) \
-             AND (?4 IS NULL OR file_id IN (SELECT id FROM files WHERE path = ?4 OR path LIKE '%/' || ?4))",
+             AND (?4 IS NULL OR file_id IN (SELECT id FROM files WHERE path = ?4 \
+                  OR (length(path) > length(?4) AND substr(path, length(path) - length(?4)) = '/' || ?4)))",
         )
         .bind(now)
         .bind(f.class.map(ErrorClass::as_str))

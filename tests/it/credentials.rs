@@ -175,7 +175,8 @@ async fn an_expired_token_pauses_delivery_saying_to_issue_a_new_one() {
         pause.reason
     );
     assert!(pause.reason.contains("api.token_file"), "{}", pause.reason);
-    let status = tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q");
+    let status =
+        tc_ingest::status::table(&tc_ingest::status::StatusView::read(&d.queue).await.unwrap());
     assert!(status.contains("DELIVERY PAUSED: unauthorized"), "{status}");
     assert!(!status.contains(DEFAULT_TOKEN), "{status}");
     let pending = d.queue.jobs_in_state(JobState::Pending).await.unwrap();

@@ -307,7 +307,8 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
         .expect("pause recorded for status");
     assert_eq!(p.class, ErrorClass::Signature);
     assert!(p.reason.contains("secret key"), "{}", p.reason);
-    let status = tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q");
+    let status =
+        tc_ingest::status::table(&tc_ingest::status::StatusView::read(&d.queue).await.unwrap());
     assert!(
         status.contains("DELIVERY PAUSED: signature mismatch"),
         "{status}"
@@ -401,8 +402,9 @@ async fn every_owner_held_is_said_in_status() {
     d.once().await;
     let s = d.queue.stats().await.unwrap();
     assert!(tc_ingest::status::all_owners_held(&s));
-    assert!(tc_ingest::status::table(&s, "q").contains("EVERY OWNER WITH WORK IS HELD"));
-    assert_eq!(tc_ingest::status::json(&s, "q")["all_owners_held"], true);
+    let view = tc_ingest::status::StatusView::read(&d.queue).await.unwrap();
+    assert!(tc_ingest::status::table(&view).contains("EVERY OWNER WITH WORK IS HELD"));
+    assert_eq!(tc_ingest::status::json(&view)["all_owners_held"], true);
 }
 
 #[tokio::test]
@@ -437,7 +439,7 @@ async fn a_sick_server_opens_the_circuit_breaker() {
         .expect("status shows the open circuit");
     assert_eq!(shown.class, ErrorClass::CircuitOpen);
     assert!(
-        tc_ingest::status::table(&d.queue.stats().await.unwrap(), "q")
+        tc_ingest::status::table(&tc_ingest::status::StatusView::read(&d.queue).await.unwrap())
             .contains("DELIVERY PAUSED: circuit open")
     );
     let during = app.sim.stats().requests;
