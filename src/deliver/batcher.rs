@@ -213,8 +213,14 @@ impl Delivery {
             if !seen.insert((c.kind.clone(), c.value.clone())) {
                 continue;
             }
-            let Some(item) = item_bytes(&endpoints, &c) else {
-                continue; // does not parse: a per-indicator worker buries it
+            let item = match item_bytes(&endpoints, &c) {
+                Ok(item) => item,
+                Err(message) => {
+                    // Batch mode would leave it waiting: bury it as a
+                    // per-indicator worker would.
+                    self.queue.bury_invalid(c.id, &message).await?;
+                    continue;
+                }
             };
             let size = wire::data_file_len(sizes.iter().copied().chain([item.len()]));
             // One item alone over the limit still goes, alone: if the
@@ -242,6 +248,8 @@ impl Delivery {
     /// Takes a batch job through its remaining steps.
     async fn drive(&self, mut b: BatchJob, stop: &CancellationToken) -> anyhow::Result<()> {
         let mut poll_wait = self.config().batch.poll_min;
+        // Consecutive failed calls of this batch job.
+        let mut failures = 0u32;
         loop {
             self.gate.wait_running(stop).await;
             if stop.is_cancelled() {
@@ -250,7 +258,7 @@ impl Delivery {
             let cfg = self.config();
             let step = match (b.state, b.tc_batch_id) {
                 (BatchState::Done | BatchState::Failed, _) => return Ok(()),
-                (BatchState::New, _) | (_, None) => self.create(&mut b, &cfg).await?,
+                (BatchState::New, _) | (_, None) => self.create(&mut b, &cfg, failures + 1).await?,
                 (BatchState::Created, Some(id)) => self.upload(&mut b, id).await?,
                 (BatchState::Uploading, Some(id)) => self.check_upload(&mut b, id).await?,
                 (BatchState::Uploaded, Some(id)) => {
@@ -267,8 +275,12 @@ impl Delivery {
                 }
             };
             match step {
-                Ok(()) => self.bulk.clock_corrected.store(false, Ordering::Relaxed),
+                Ok(()) => {
+                    failures = 0;
+                    self.bulk.clock_corrected.store(false, Ordering::Relaxed);
+                }
                 Err(Failed::Retry(wait)) => {
+                    failures += 1;
                     tokio::select! {
                         _ = stop.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(wait) => {}
@@ -293,12 +305,18 @@ impl Delivery {
     }
 
     /// `POST /v2/batch`: ThreatConnect's job, its id stored.
-    async fn create(&self, b: &mut BatchJob, cfg: &Config) -> anyhow::Result<Result<(), Failed>> {
+    /// `attempt`: tries of this call so far, this one included.
+    async fn create(
+        &self,
+        b: &mut BatchJob,
+        cfg: &Config,
+        attempt: u32,
+    ) -> anyhow::Result<Result<(), Failed>> {
         let resp = self
             .batch_call(&b.owner, &wire::create(&b.owner, &cfg.batch))
             .await;
         if resp.outcome != Outcome::Success {
-            return Ok(Err(self.failed(b, &resp.outcome, 1).await));
+            return Ok(Err(self.failed(b, &resp.outcome, attempt).await));
         }
         match wire::created_id(&resp.body) {
             Ok(id) => {
@@ -326,7 +344,7 @@ impl Delivery {
         let endpoints = self.api.borrow().endpoints.clone();
         let data: Vec<Vec<u8>> = items
             .iter()
-            .map(|c| item_bytes(&endpoints, c).unwrap_or_else(|| b"{}".to_vec()))
+            .map(|c| item_bytes(&endpoints, c).unwrap_or_else(|_| b"{}".to_vec()))
             .collect();
         let data = bytes::Bytes::from(wire::data_file(&data));
         self.queue.batch_uploading(b.id).await?;
@@ -413,7 +431,8 @@ impl Delivery {
             Vec::new()
         };
         let items = self.queue.batch_items(b.id).await?;
-        let outcome = map_results(&items, &errors, &status, id);
+        let mut outcome = map_results(&items, &errors, &status, id);
+        outcome.retry_in_ms = self.config().batch.poll_max.as_millis() as i64;
         self.queue.finish_batch(b.id, &outcome).await?;
         let returned = (outcome.unprocessed.len() + outcome.uncertain.len()) as u64;
         let delivered = items.len() as u64 - outcome.refused.len() as u64 - returned;
@@ -521,6 +540,7 @@ impl Delivery {
             }
             Action::Backoff { .. } => {
                 if !sent && attempts >= d.max_attempts {
+                    self.fall_back(&b.owner, outcome);
                     return Failed::Abandon {
                         error: format!("batch call failed {attempts} times: {}", outcome.message()),
                         uncertain: false,
@@ -568,8 +588,18 @@ impl Delivery {
                     class: None,
                 }
             }
+            // Refused before any data went (a config it refuses, no batch
+            // endpoint at all): this owner's jobs go per indicator.
+            Action::Bury if !sent => {
+                self.fall_back(&b.owner, outcome);
+                Failed::Abandon {
+                    error: format!("batch job refused: {}", outcome.message()),
+                    uncertain: false,
+                    class: None,
+                }
+            }
             Action::Bury => {
-                let lost = matches!(outcome, Outcome::NotFound) && b.state != BatchState::New;
+                let lost = matches!(outcome, Outcome::NotFound);
                 Failed::Abandon {
                     error: if lost {
                         format!(
@@ -648,8 +678,8 @@ impl Delivery {
     }
 }
 
-/// The data file item of a job; `None` when the row does not parse.
-fn item_bytes(endpoints: &crate::api::Endpoints, c: &BatchCandidate) -> Option<Vec<u8>> {
+/// The data file item of a job; why not when the row does not parse.
+fn item_bytes(endpoints: &crate::api::Endpoints, c: &BatchCandidate) -> Result<Vec<u8>, String> {
     let job = Job {
         lease: crate::queue::Lease { id: c.id, token: 0 },
         owner: String::new(),
@@ -659,9 +689,10 @@ fn item_bytes(endpoints: &crate::api::Endpoints, c: &BatchCandidate) -> Option<V
         steps_done: 0,
         attempts: 0,
         call_uncertain: false,
+        recheck_attributes: false,
     };
-    let (ind, payload) = job.parse().ok()?;
-    serde_json::to_vec(&endpoints.batch_item(&ind, &payload)).ok()
+    let (ind, payload) = job.parse()?;
+    serde_json::to_vec(&endpoints.batch_item(&ind, &payload)).map_err(|e| e.to_string())
 }
 
 /// What becomes of each job of a completed batch job: refused items are
@@ -685,6 +716,11 @@ fn map_results(
     let mut untied = false;
     let mut fatal = None;
     for e in errors {
+        // A job-level error names no item's fault, whatever path it gives.
+        if e.fatal {
+            fatal = Some(e.reason.clone());
+            continue;
+        }
         let index = e.item.filter(|i| *i < items.len()).or_else(|| {
             let s = e.summary.as_deref()?;
             items.iter().position(|c| c.value == s)
@@ -692,7 +728,6 @@ fn map_results(
         match index {
             Some(i) if refused.insert(i) => out.refused.push((items[i].id, e.reason.clone())),
             Some(_) => {}
-            None if e.fatal => fatal = Some(e.reason.clone()),
             None => untied = true,
         }
     }
@@ -711,7 +746,9 @@ fn map_results(
         }
     }
     out.unprocessed_reason = reason;
-    if untied {
+    // Counts that do not add up leave some items unaccounted for.
+    let counted = status.success_count + status.error_count + status.unprocess_count;
+    if untied || counted < items.len() as u64 {
         let placed: HashSet<i64> = out
             .refused
             .iter()
@@ -742,11 +779,11 @@ mod tests {
             .collect()
     }
 
-    fn status(errors: u64, unprocessed: u64) -> wire::Status {
+    fn status(items: u64, errors: u64, unprocessed: u64) -> wire::Status {
         wire::Status {
             status: "Completed".into(),
             error_count: errors,
-            success_count: 0,
+            success_count: items.saturating_sub(errors + unprocessed),
             unprocess_count: unprocessed,
         }
     }
@@ -766,7 +803,7 @@ mod tests {
             error(Some(2), None, "bad"),
             error(None, Some("h4.com"), "excluded"),
         ];
-        let out = map_results(&items(6), &errs, &status(2, 0), 9);
+        let out = map_results(&items(6), &errs, &status(6, 2, 0), 9);
         assert_eq!(
             out.refused,
             vec![(102, "bad".into()), (104, "excluded".into())]
@@ -776,19 +813,28 @@ mod tests {
 
     #[test]
     fn unprocessed_items_are_the_last_ones_and_untied_errors_make_the_rest_uncertain() {
+        // A job-level error, even one naming an item, buries nothing.
         let errs = [error(
-            None,
+            Some(1),
             None,
             "Encountered an unexpected Exception while processing batch job",
         )];
-        let out = map_results(&items(5), &errs, &status(1, 2), 9);
+        let out = map_results(&items(5), &errs, &status(5, 1, 2), 9);
+        assert!(out.refused.is_empty());
         assert_eq!(out.unprocessed, vec![104, 103]);
         assert!(
             out.uncertain.is_empty(),
             "a job-level error is not an item's"
         );
         let errs = [error(None, Some("nowhere"), "what")];
-        let out = map_results(&items(3), &errs, &status(1, 0), 9);
+        let out = map_results(&items(3), &errs, &status(3, 1, 0), 9);
+        assert_eq!(out.uncertain, vec![100, 101, 102]);
+        // Counts that leave an item unaccounted for: the rest is uncertain.
+        let short = wire::Status {
+            success_count: 1,
+            ..status(3, 0, 0)
+        };
+        let out = map_results(&items(3), &[], &short, 9);
         assert_eq!(out.uncertain, vec![100, 101, 102]);
     }
 }

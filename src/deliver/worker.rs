@@ -43,6 +43,9 @@ struct Call {
     clock_corrected: bool,
     /// One v3 create carries every call left (tc-api.md section 7).
     v3: bool,
+    /// Every attribute is looked for before it is sent (the job was in a
+    /// batch job that may have been processed).
+    recheck: bool,
 }
 
 impl Delivery {
@@ -158,6 +161,7 @@ impl Delivery {
             uncertain: job.call_uncertain,
             clock_corrected: false,
             v3: cfg.per_indicator_v3(),
+            recheck: job.recheck_attributes,
         };
         while call.step < call.total {
             if cancel.is_cancelled() || self.gate.paused().is_some() {
@@ -227,6 +231,7 @@ impl Delivery {
                     uncertain: false,
                     clock_corrected: false,
                     v3: call.v3,
+                    recheck: call.recheck,
                 };
                 if call.step < call.total {
                     let update = JobUpdate::Progress {
@@ -315,7 +320,7 @@ impl Delivery {
                 .saturating_sub(1 + payload.tags.len())
                 .min(payload.attributes.len());
             let mut attributes: Vec<&Attribute> = payload.attributes[done..].iter().collect();
-            if call.uncertain && !attributes.is_empty() {
+            if (call.uncertain || call.recheck) && !attributes.is_empty() {
                 match self.attributes_present(api, job, indicator).await {
                     Ok(present) => attributes.retain(|a| !present.contains(a)),
                     // Not created yet: none of them is there.
@@ -327,7 +332,7 @@ impl Delivery {
             api.endpoints
                 .v3_create(indicator, payload, &job.owner, &attributes)
         } else {
-            if call.uncertain
+            if (call.uncertain || call.recheck)
                 && let Some(attr) = attribute_of_step(payload, step)
             {
                 match self.attributes_present(api, job, indicator).await {

@@ -73,9 +73,12 @@ pub struct BatchOutcome {
     /// Not processed: back to pending, with `unprocessed_reason` recorded.
     pub unprocessed: Vec<i64>,
     pub unprocessed_reason: String,
-    /// Perhaps processed (an error that names no item): back to pending as
-    /// calls of unknown outcome, to go per indicator.
+    /// Perhaps processed (an error that names no item, or counts that do
+    /// not add up): back to pending as calls of unknown outcome, to go per
+    /// indicator.
     pub uncertain: Vec<i64>,
+    /// How long unprocessed jobs wait before they are tried again (ms).
+    pub retry_in_ms: i64,
     /// The numbers ThreatConnect gave, for the record.
     pub error_count: u64,
     pub success_count: u64,
@@ -184,12 +187,15 @@ impl Queue {
         .await?;
         let mut taken = 0;
         for chunk in ids.chunks(500) {
+            // Still batchable: the dispatcher may have claimed one since it
+            // was chosen, and given it back with a step done.
             let sql = format!(
                 "UPDATE jobs SET state = 'batched', batch_ref = ?, updated_at = ? \
-                 WHERE state = 'pending' AND id IN ({})",
+                 WHERE state = 'pending' AND steps_done = 0 AND call_uncertain = 0 \
+                 AND next_attempt_at <= ? AND id IN ({})",
                 value_list("?", chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(now);
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(now).bind(now);
             for j in chunk {
                 q = q.bind(j);
             }
@@ -261,16 +267,13 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn batch_uploading(&self, batch: i64) -> anyhow::Result<()> {
-        let _gate = self.write_gate.lock().await;
-        sqlx::query(
-            "UPDATE batch_jobs SET state = 'uploading', upload_attempts = upload_attempts + 1 \
-             WHERE id = ?",
+        self.set_batch(
+            "UPDATE batch_jobs SET state = 'uploading', upload_attempts = upload_attempts + ?1 \
+             WHERE id = ?2",
+            1,
+            batch,
         )
-        .bind(batch)
-        .execute(&self.pool)
         .await
-        .context("recording a batch upload")?;
-        Ok(())
     }
 
     /// Records that ThreatConnect has the data (state `uploaded`).
@@ -300,14 +303,24 @@ impl Queue {
         Ok(())
     }
 
+    /// A step that must be on disk before the next call (its id before the
+    /// upload, `uploading` before the upload is sent): committed with
+    /// synchronous=FULL, so that not even a power loss forgets it.
     async fn set_batch(&self, sql: &'static str, value: i64, batch: i64) -> anyhow::Result<()> {
         let _gate = self.write_gate.lock().await;
-        sqlx::query(sql)
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
+        let result = sqlx::query(sql)
             .bind(value)
             .bind(batch)
-            .execute(&self.pool)
-            .await
-            .context("recording a batch job's step")?;
+            .execute(&mut *conn)
+            .await;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        result.context("recording a batch job's step")?;
         Ok(())
     }
 
@@ -334,16 +347,21 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
         }
-        for (ids, uncertain) in [(&outcome.unprocessed, 0), (&outcome.uncertain, 1)] {
+        // Unprocessed jobs count an attempt and wait `retry_in`; from their
+        // third, they go per indicator (an item that stops every batch job it
+        // is in must not stop them forever). Perhaps-processed ones go per
+        // indicator at once, every attribute looked for first (2).
+        for (ids, uncertain) in [(&outcome.unprocessed, 0), (&outcome.uncertain, 2)] {
             for chunk in ids.chunks(500) {
                 let sql = format!(
                     "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
-                     last_error_class = ?, last_error = ?, call_uncertain = ? \
+                     last_error_class = ?, last_error = ?, attempts = attempts + 1, \
+                     call_uncertain = MAX(?, CASE WHEN attempts + 1 >= 3 THEN 1 ELSE 0 END) \
                      WHERE state = 'batched' AND batch_ref = ? AND id IN ({})",
                     value_list("?", chunk.len())
                 );
                 let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(now)
+                    .bind(now + outcome.retry_in_ms)
                     .bind(now)
                     .bind(ErrorClass::BatchFailed.as_str())
                     .bind(&outcome.unprocessed_reason)
@@ -385,8 +403,8 @@ impl Queue {
     /// Gives a batch job up (state `failed`, `error` says why) and returns
     /// its jobs to pending, due at `due` (Unix ms). `uncertain`: the job
     /// may have been processed by ThreatConnect all the same, so its jobs
-    /// are marked as calls of unknown outcome: they go per indicator, where
-    /// an attribute is looked for before it is sent again, never by batch.
+    /// are marked so (`call_uncertain = 2`): they go per indicator, where
+    /// every attribute is looked for before it is sent, never by batch.
     /// `class`, when given, is recorded on the jobs (and counts an attempt).
     ///
     /// # Errors
@@ -404,7 +422,7 @@ impl Queue {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'pending', next_attempt_at = ?1, updated_at = ?2, \
-             call_uncertain = MAX(call_uncertain, ?3), \
+             call_uncertain = MAX(call_uncertain, ?3 * 2), \
              attempts = attempts + (?4 IS NOT NULL), \
              last_error_class = COALESCE(?4, last_error_class), \
              last_error = CASE WHEN ?4 IS NULL THEN last_error ELSE ?5 END \
@@ -438,5 +456,27 @@ fn candidate(r: &sqlx::sqlite::SqliteRow) -> BatchCandidate {
         kind: r.get(1),
         value: r.get(2),
         payload: r.get(3),
+    }
+}
+
+impl Queue {
+    /// Buries a pending job whose row does not parse (inserted by hand), so
+    /// that batch mode, which cannot send it, does not leave it waiting.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn bury_invalid(&self, job: i64, message: &str) -> anyhow::Result<()> {
+        let _gate = self.write_gate.lock().await;
+        sqlx::query(
+            "UPDATE jobs SET state = 'dead', last_error_class = ?, last_error = ?, updated_at = ? \
+             WHERE id = ? AND state = 'pending'",
+        )
+        .bind(ErrorClass::InvalidJob.as_str())
+        .bind(message)
+        .bind(now_ms())
+        .bind(job)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

@@ -148,7 +148,7 @@ fn insert_jobs<'q>(
         ") AS v, (SELECT ? AS now, ? AS since, ? AS file_id) AS c WHERE v.column1 IS NOT NULL AND NOT EXISTS ( \
          SELECT 1 FROM jobs j WHERE j.dedup_key = v.column6 \
          AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
-         AND (j.state IN ('pending', 'leased', 'held') OR (j.state = 'delivered' AND j.delivered_at > c.since)))",
+         AND (j.state IN ('pending', 'leased', 'batched', 'held') OR (j.state = 'delivered' AND j.delivered_at > c.since)))",
     );
     // Only full-size statements are kept prepared: one of every remainder
     // size would fill the statement cache (and memory).

@@ -96,6 +96,7 @@ impl Queue {
                 steps_done: r.get::<i64, _>(5) as u32,
                 attempts: r.get::<i64, _>(6) as u32,
                 call_uncertain: r.get::<i64, _>(7) != 0,
+                recheck_attributes: r.get::<i64, _>(7) == 2,
             })
             .collect();
         jobs.sort_by_key(|j| j.lease.id);
@@ -164,7 +165,7 @@ impl Queue {
     pub async fn release_all_leases(&self) -> anyhow::Result<u64> {
         Ok(sqlx::query(
             "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
-             call_uncertain = 1, updated_at = ?1 WHERE state = 'leased'",
+             call_uncertain = MAX(call_uncertain, 1), updated_at = ?1 WHERE state = 'leased'",
         )
         .bind(now_ms())
         .execute(&self.pool)
@@ -180,7 +181,8 @@ impl Queue {
     pub async fn reclaim_expired_leases(&self) -> anyhow::Result<u64> {
         Ok(sqlx::query(
             "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
-             call_uncertain = 1, updated_at = ?1 WHERE state = 'leased' AND lease_expires_at < ?1",
+             call_uncertain = MAX(call_uncertain, 1), updated_at = ?1 \
+             WHERE state = 'leased' AND lease_expires_at < ?1",
         )
         .bind(now_ms())
         .execute(&self.pool)
@@ -271,7 +273,8 @@ fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statemen
     Some(match u {
         JobUpdate::Delivered => return None,
         JobUpdate::Progress { steps_done } => sqlx::query(
-            "UPDATE jobs SET steps_done = ?, attempts = 0, call_uncertain = 0, \
+            "UPDATE jobs SET steps_done = ?, attempts = 0, \
+             call_uncertain = CASE WHEN call_uncertain = 2 THEN 2 ELSE 0 END, \
              lease_expires_at = ?, updated_at = ? \
              WHERE id = ? AND lease_token = ? AND state = 'leased'",
         )
@@ -285,7 +288,7 @@ fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statemen
             error,
         } => sqlx::query(
             "UPDATE jobs SET state = 'pending', next_attempt_at = ?, attempts = attempts + ?, \
-             call_uncertain = ?, lease_expires_at = NULL, lease_token = NULL, \
+             call_uncertain = CASE WHEN call_uncertain = 2 THEN 2 ELSE ? END, lease_expires_at = NULL, lease_token = NULL, \
              updated_at = ?, last_error_class = COALESCE(?, last_error_class), \
              last_http_status = COALESCE(?, last_http_status), last_error = COALESCE(?, last_error) \
              WHERE id = ? AND lease_token = ? AND state = 'leased'",

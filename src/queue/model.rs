@@ -116,6 +116,10 @@ pub struct Job {
     pub attempts: u32,
     /// The current call may have reached the server unrecorded.
     pub call_uncertain: bool,
+    /// Every attribute of the job may already be at ThreatConnect (it was in
+    /// a batch job that may have been processed): each is looked for before
+    /// it is sent (`call_uncertain = 2`, kept until the job is delivered).
+    pub recheck_attributes: bool,
 }
 
 impl Job {

@@ -36,6 +36,7 @@ pub(super) struct Job {
     errors: Vec<ItemError>,
     unprocessed: u64,
     uploads: u32,
+    upload_attempts: u32,
     /// Uploaded, then lost: its status answers 404 and it is never processed.
     lost: bool,
     /// Its place in the processing queue (upload order).
@@ -64,6 +65,8 @@ pub struct SimBatch {
     pub status: String,
     /// Data uploads accepted.
     pub uploads: u32,
+    /// Data uploads that reached the handler, refused ones included.
+    pub upload_attempts: u32,
     /// The summaries of its items, in order.
     pub summaries: Vec<String>,
     pub errors: usize,
@@ -79,6 +82,7 @@ impl Batches {
                 owner: j.owner.clone(),
                 status: j.status.into(),
                 uploads: j.uploads,
+                upload_attempts: j.upload_attempts,
                 summaries: j
                     .items
                     .iter()
@@ -151,6 +155,7 @@ fn create(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
             errors: Vec::new(),
             unprocessed: 0,
             uploads: 0,
+            upload_attempts: 0,
             lost: false,
             queued_seq: 0,
         },
@@ -163,6 +168,9 @@ fn create(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
 
 /// `POST /v2/batch/<id>`: the data file, at most `batch_max_bytes`.
 fn upload(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
+    if let Some(j) = ctx.sim.batches().jobs.get_mut(&id) {
+        j.upload_attempts += 1;
+    }
     let limit = ctx.faults.batch_max_bytes;
     if limit > 0 && ctx.req.body.len() as u64 > limit {
         let message = format!("File size greater than allowable limit of {limit}");
@@ -216,10 +224,15 @@ fn upload(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
 fn status(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
     let b = ctx.sim.batches();
     let job = b.jobs.get(&id).filter(|j| !j.lost).ok_or_else(not_found)?;
+    let status = if ctx.faults.batch_status_stuck && job.status == "Completed" {
+        "Running"
+    } else {
+        job.status
+    };
     Ok(Reply::Json(
         StatusCode::OK,
         json!({"status": "Success", "data": {"batchStatus": {
-            "id": id, "status": job.status, "errorCount": job.errors.len(),
+            "id": id, "status": status, "errorCount": job.errors.len(),
             "successCount": job.success, "unprocessCount": job.unprocessed,
         }}}),
     ))

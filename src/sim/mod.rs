@@ -108,6 +108,9 @@ pub struct Faults {
     /// The next N batch uploads are accepted and their answer is lost (the
     /// connection is cut after): the client cannot know they arrived.
     pub batch_upload_lost_next: u32,
+    /// Batch jobs are processed, but their status says `Running` for ever
+    /// (a job the client gives up on after ThreatConnect processed it).
+    pub batch_status_stuck: bool,
     /// `/v2/batch/<id>/results` answers 404: errors only from the older
     /// `/errors` (gzip under a wrong content type).
     pub batch_legacy_errors: bool,

@@ -269,7 +269,9 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
     check_tagged(&held, 30);
     assert!(app.sim.batches()[0].lost);
 
-    // A job that stops after 5 items: the other 25 go in a later job.
+    // Every job stops after 5 items: the unprocessed go in later jobs, and
+    // from their third try per indicator (an item that stops every job
+    // must not stop the others for ever).
     let sim_faults = Faults {
         batch_halt_after: 5,
         ..faults()
@@ -283,9 +285,14 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
     run_once(&app).await;
     let held = app.sim.indicators();
     assert_eq!(held.len(), 30);
+    check_tagged(&held, 30);
     assert!(
-        held.iter().all(|i| i.batch_items == 1),
+        held.iter().all(|i| i.batch_items <= 1),
         "an item processed twice"
+    );
+    assert!(
+        held.iter().any(|i| i.batch_items == 0),
+        "none went per indicator"
     );
     let batches = app.sim.batches();
     assert!(
@@ -309,11 +316,22 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
         .start()
         .await;
     tagged_feed(&app.incoming(), "feed.csv", 3000);
+    let mut killed_in_flight = 0;
     for round in 0..4u64 {
         let daemon = app.spawn_daemon();
         tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
         daemon.kill().await;
+        let q = app.queue().await;
+        let open = number(
+            &q,
+            "SELECT COUNT(*) FROM batch_jobs WHERE state NOT IN ('done', 'failed')",
+        )
+        .await;
+        killed_in_flight += i64::from(open > 0);
     }
+    // The kills are timed so that batch jobs are in flight: at least one
+    // landed so (else this test proves nothing).
+    assert!(killed_in_flight > 0);
     // What a SIGKILL left in flight, `status` shows.
     let out = app.binary(&["status", "--json"]).await;
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -331,7 +349,10 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
     assert_eq!(held.len(), 3000);
     check_tagged(&held, 3000);
     let batches = app.sim.batches();
-    assert!(batches.iter().all(|b| b.uploads <= 1), "{batches:?}");
+    assert!(
+        batches.iter().all(|b| b.upload_attempts <= 1),
+        "{batches:?}"
+    );
     let mut times: BTreeMap<&str, u32> = BTreeMap::new();
     for b in batches.iter().filter(|b| b.uploads == 1) {
         for s in &b.summaries {
@@ -399,6 +420,33 @@ async fn v3_retries_after_lost_answers_add_no_attribute_twice() {
     let stats = app.sim.stats();
     assert!(
         stats.by_class.get("lost_response").copied().unwrap_or(0) > 5,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_job_given_up_after_it_was_processed_adds_no_attribute_twice() {
+    // ThreatConnect processes the job but its status never says so: the
+    // daemon gives it up after batch.timeout_secs and sends the jobs per
+    // indicator (v2), looking for each attribute before adding it.
+    let sim_faults = Faults {
+        batch_status_stuck: true,
+        ..faults()
+    };
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("batch", "timeout_secs = 1\n"))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 40);
+    let stderr = run_once(&app).await;
+    assert!(stderr.contains("not completed after"), "{stderr}");
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 40);
+    check_tagged(&held, 40);
+    let stats = app.sim.stats();
+    assert!(
+        stats.by_endpoint.keys().any(|e| e.ends_with("/attributes")),
         "{stats:?}"
     );
 }
