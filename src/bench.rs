@@ -1,6 +1,8 @@
 //! `tc-ingest bench`: the measurements behind the README's performance
 //! figures. Each prints what it measured and how; none asserts anything.
 
+pub mod hostile;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ pub async fn run(which: BenchKind, n: Option<u64>, rate: u32, seconds: u64) -> a
         BenchKind::Queue => queue(n.unwrap_or(200_000) as usize).await?,
         BenchKind::Intake => intake(n.unwrap_or(1_000_000) as usize).await?,
         BenchKind::Deliver => deliver(n, rate, seconds).await?,
+        BenchKind::Hostile => hostile::bench(n.unwrap_or(100_000_000)).await?,
     }
     Ok(0)
 }

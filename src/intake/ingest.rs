@@ -157,10 +157,15 @@ pub async fn ingest(
             End::Complete
         }
         Err(FeedError::Stopped) => End::Stopped,
-        Err(FeedError::Unreadable(reason)) => End::Failed { line: None, reason },
+        // Reasons are bounded where they are built; cut again so that no
+        // reader's message can reach files.error, the log or a report whole.
+        Err(FeedError::Unreadable(reason)) => End::Failed {
+            line: None,
+            reason: feed::cut(&reason),
+        },
         Err(FeedError::Broken { line, reason }) => End::Failed {
             line: Some(line),
-            reason,
+            reason: feed::cut(&reason),
         },
     };
     if report.format.is_none() {

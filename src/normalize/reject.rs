@@ -11,7 +11,14 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// A reject whose message quotes at most [`crate::feed::ECHO_BYTES`]
+    /// (messages quote the value, which the reader bounded already).
     pub fn new(rule: RejectRule, message: String) -> Self {
+        let message = if message.len() > crate::feed::ECHO_BYTES {
+            crate::feed::cut(&message)
+        } else {
+            message
+        };
         Self { rule, message }
     }
 }

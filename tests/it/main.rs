@@ -7,6 +7,7 @@ mod e2e;
 mod feeds;
 mod guarantees;
 mod helpers;
+mod hostile;
 mod queue;
 mod sim;
 mod tls;
