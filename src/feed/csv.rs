@@ -2,11 +2,8 @@
 //! quoted fields with delimiters and newlines, `#` comment lines.
 
 use std::io::BufRead;
-use std::rc::Rc;
 
-use super::{
-    FeedError, Field, Flow, Item, RawRecord, ReadOptions, RowLimit, RowProgress, field_for_name,
-};
+use super::{FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name};
 
 /// Picks the delimiter from the header line: the most frequent of `,` `;` tab `|`.
 fn sniff_delimiter(input: &mut dyn BufRead) -> u8 {
@@ -22,9 +19,136 @@ fn sniff_delimiter(input: &mut dyn BufRead) -> u8 {
         .unwrap_or(b',')
 }
 
-/// The csv crate's own buffer: the slack between what it took from the
-/// [`RowLimit`](super::RowLimit) and what it parsed.
-const CSV_BUFFER: usize = 64 << 10;
+/// A CSV parser (csv-core) over the input that never holds more than the
+/// limit: the csv crate would grow its record buffer to hold a whole header
+/// or a quoted field running to the end of the file; here the buffer stops
+/// at `max_line_bytes` and the rest of that record is parsed into nothing.
+struct Records {
+    core: ::csv_core::Reader,
+    input: Box<dyn BufRead>,
+    /// The parser's line after the last record: where the next one starts.
+    line: u64,
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+    /// Bytes a record's fields may hold, and how many fields it may have
+    /// (each field costs a word: at most the byte limit again).
+    max_bytes: usize,
+    max_fields: usize,
+}
+
+/// What [`Records::next`] found.
+enum Next {
+    /// A record starting at `line`, in `fields`/`ends` (`ends` long).
+    Record {
+        line: u64,
+        ends: usize,
+    },
+    /// A record past the limit, starting at `line`, skipped to its end
+    /// (`multiline`: its fields ran over line ends, so it may be a quote
+    /// that never closes).
+    TooLong {
+        line: u64,
+        multiline: bool,
+    },
+    End,
+}
+
+impl Records {
+    fn next(&mut self) -> std::io::Result<Next> {
+        use ::csv_core::ReadRecordResult as R;
+        let start = self.line;
+        // The line where the record's own bytes began (after comments).
+        let mut first_out = None;
+        let (mut outlen, mut endlen) = (0, 0);
+        let mut over = false;
+        let mut scratch = [0u8; 4096];
+        let mut scratch_ends = [0usize; 64];
+        loop {
+            let buf = self.input.fill_buf()?;
+            // One line at a time, so that `first_out` is the line the
+            // record's bytes begin on, not a comment line before it.
+            let input = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => &buf[..=i],
+                None => buf,
+            };
+            let (res, nin, nout, nend) = if over {
+                self.core
+                    .read_record(input, &mut scratch, &mut scratch_ends)
+            } else {
+                self.core
+                    .read_record(input, &mut self.fields[outlen..], &mut self.ends[endlen..])
+            };
+            self.input.consume(nin);
+            if first_out.is_none() && (nout > 0 || nend > 0) {
+                first_out = Some(self.line);
+            }
+            self.line = self.core.line();
+            if !over {
+                outlen += nout;
+                endlen += nend;
+            }
+            match res {
+                R::InputEmpty => {}
+                R::OutputFull | R::OutputEndsFull if over => {}
+                R::OutputFull if self.fields.len() < self.max_bytes => {
+                    let n = (self.fields.len() * 2).clamp(1024, self.max_bytes);
+                    self.fields.resize(n, 0);
+                }
+                R::OutputEndsFull if self.ends.len() < self.max_fields => {
+                    let n = (self.ends.len() * 2).clamp(64, self.max_fields);
+                    self.ends.resize(n, 0);
+                }
+                R::OutputFull | R::OutputEndsFull => {
+                    // Past the limit: parse the rest of this record into
+                    // nothing, so the next one starts where it should.
+                    over = true;
+                    if first_out.is_none() {
+                        first_out = Some(self.line);
+                    }
+                    if self.core.line() > first_out.unwrap_or(start) {
+                        return Ok(Next::TooLong {
+                            line: start,
+                            multiline: true,
+                        });
+                    }
+                }
+                R::Record if over => {
+                    let multiline = self.core.line() > first_out.unwrap_or(start) + 1;
+                    return Ok(Next::TooLong {
+                        line: start,
+                        multiline,
+                    });
+                }
+                R::End if over => {
+                    return Ok(Next::TooLong {
+                        line: start,
+                        multiline: false,
+                    });
+                }
+                R::Record => {
+                    return Ok(Next::Record {
+                        line: start,
+                        ends: endlen,
+                    });
+                }
+                R::End => return Ok(Next::End),
+            }
+        }
+    }
+
+    /// The fields of the record [`Records::next`] returned.
+    fn fields(&self, ends: usize) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends[..ends]
+            .iter()
+            .map(|&end| {
+                let f = &self.fields[start..end];
+                start = end;
+                f
+            })
+            .collect()
+    }
+}
 
 pub fn read(
     mut input: Box<dyn BufRead>,
@@ -35,47 +159,39 @@ pub fn read(
     // A UTF-8 BOM before the header would become part of the first column name.
     super::skip_bom(&mut input);
     let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
-    // The csv crate holds a whole record (a header, a quoted field running to
-    // the end of the file) before it hands it over: the limit sits below it.
-    // The parser's buffer is slack above the limit: at most the limit again.
-    let buffer = CSV_BUFFER.min(opts.max_line_bytes.max(64));
-    let max = (opts.max_line_bytes + buffer) as u64;
-    let build = |input: Box<dyn BufRead>, progress: &Rc<RowProgress>| {
-        ::csv::ReaderBuilder::new()
+    let mut records = Records {
+        core: ::csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
             .comment(Some(b'#'))
-            .flexible(true)
-            .has_headers(false)
-            .buffer_capacity(buffer)
-            .from_reader(RowLimit {
-                inner: input,
-                progress: progress.clone(),
-                max,
-            })
+            .build(),
+        input,
+        line: 1,
+        fields: vec![0; 1024],
+        ends: vec![0; 64],
+        max_bytes: opts.max_line_bytes,
+        max_fields: (opts.max_line_bytes / 8).max(1024),
     };
-    let mut progress = Rc::new(RowProgress::default());
-    let mut reader = build(input, &progress);
+    let max_fields = records.max_fields;
     let too_long = |what: &str, line: u64| FeedError::Broken {
         line,
         reason: format!(
-            "{what} longer than {} bytes (watch.max_line_bytes): reading stopped there",
-            opts.max_line_bytes
+            "{what} longer than {} bytes or {} fields (watch.max_line_bytes): reading stopped there",
+            opts.max_line_bytes, max_fields
         ),
     };
-    let mut headers = ::csv::ByteRecord::new();
-    match reader.read_byte_record(&mut headers) {
-        Ok(_) => {}
-        Err(_) if progress.over.get() => return Err(too_long("the header", 1)),
-        Err(e) => return Err(csv_broken(1, &e)),
-    }
-    if headers.is_empty() || headers.iter().all(|h| h.is_empty()) {
+    let names: Vec<String> = match records.next() {
+        Err(e) => return Err(super::broken(1, &e)),
+        Ok(Next::End) => return Ok(()),
+        Ok(Next::TooLong { line, .. }) => return Err(too_long("the header", line)),
+        Ok(Next::Record { ends, .. }) => records
+            .fields(ends)
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect(),
+    };
+    if names.iter().all(String::is_empty) {
         return Ok(());
     }
-    let names: Vec<String> = headers
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).into_owned())
-        .collect();
-    drop(headers);
     let fields = map_columns(&names, opts);
     if !fields.iter().flatten().any(|f| f.is_indicator()) {
         let mut shown = super::Echo::new();
@@ -98,14 +214,8 @@ pub fn read(
         });
     }
     drop(names);
-    progress.mark_at(reader.position().byte());
-    let mut record = ::csv::ByteRecord::new();
-    // Where the row being read starts, for a row that crosses the limit.
-    let mut next_line = reader.position().line();
-    // Lines before the current parser's first (it restarts after a long line).
-    let mut line_base = 0u64;
     // A row's position is its line, except that a lone `\r` ends a record
-    // without ending a line for the csv crate: two rows would share a line,
+    // without ending a line for the parser: two rows would share a line,
     // and resume needs positions that only grow (found by fuzzing). The
     // same bytes always give the same positions.
     let mut last_position = 0u64;
@@ -114,64 +224,34 @@ pub fn read(
         last_position
     };
     loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(_) if progress.over.get() => {
-                let line = line_base + next_line;
-                if progress.newline_since_mark() {
-                    // A quoted field running over lines: no line end to
-                    // start again from.
-                    return Err(too_long("a row (a quoted field over several lines)", line));
-                }
-                // One long line: skip to its end and go on with a fresh
-                // parser (what it buffered was all this row's).
-                let mut input = reader.into_inner().inner;
-                super::skip_line(&mut input).map_err(|e| super::broken(line, &e))?;
-                let item = Item::Bad {
-                    position: position_of(line),
-                    line,
-                    input: String::new(),
-                    reason: format!(
-                        "row or field longer than {} bytes (watch.max_line_bytes)",
-                        opts.max_line_bytes
-                    ),
-                };
-                if sink(item).is_break() {
-                    return Err(FeedError::Stopped);
-                }
-                line_base = line;
-                progress = Rc::new(RowProgress::default());
-                reader = build(input, &progress);
-                next_line = reader.position().line();
-                continue;
+        let item = match records.next() {
+            Err(e) => return Err(super::broken(records.line, &e)),
+            Ok(Next::End) => return Ok(()),
+            Ok(Next::TooLong {
+                line,
+                multiline: true,
+            }) => {
+                // Likely a quote that never closes: what follows cannot be
+                // trusted to be rows.
+                return Err(too_long("a row (a quoted field over several lines)", line));
             }
-            Err(e) => {
-                let line = line_base + e.position().map(|p| p.line()).unwrap_or(next_line);
-                match e.kind() {
-                    ::csv::ErrorKind::Io(_) => return Err(csv_broken(line, &e)),
-                    _ => {
-                        // A row the parser cannot split: report it and go on.
-                        progress.mark_at(reader.position().byte());
-                        next_line = reader.position().line();
-                        let item = Item::Bad {
-                            position: position_of(line),
-                            line,
-                            input: String::new(),
-                            reason: super::echo_display(&e),
-                        };
-                        if sink(item).is_break() {
-                            return Err(FeedError::Stopped);
-                        }
-                        continue;
-                    }
-                }
-            }
-        }
-        progress.mark_at(reader.position().byte());
-        let line = line_base + record.position().map(|p| p.line()).unwrap_or(0);
-        next_line = reader.position().line();
-        let item = row(&record, position_of(line), line, &fields, opts);
+            Ok(Next::TooLong { line, .. }) => Item::Bad {
+                position: position_of(line),
+                line,
+                input: String::new(),
+                reason: format!(
+                    "row or field longer than {} bytes or {} fields (watch.max_line_bytes)",
+                    opts.max_line_bytes, max_fields
+                ),
+            },
+            Ok(Next::Record { line, ends }) => row(
+                &records.fields(ends),
+                position_of(line),
+                line,
+                &fields,
+                opts,
+            ),
+        };
         if sink(item).is_break() {
             return Err(FeedError::Stopped);
         }
@@ -206,7 +286,7 @@ fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<Field>> {
 }
 
 fn row(
-    record: &::csv::ByteRecord,
+    record: &[&[u8]],
     position: u64,
     line: u64,
     fields: &[Option<Field>],
@@ -256,11 +336,4 @@ fn row(
         }
     }
     Item::Row(rec)
-}
-
-fn csv_broken(line: u64, e: &::csv::Error) -> FeedError {
-    FeedError::Broken {
-        line,
-        reason: super::echo_display(e),
-    }
 }

@@ -429,9 +429,9 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// How far a parser that buffers a whole row (the csv crate, serde_json)
-/// has read into the current row: shared between the [`RowLimit`] reader
-/// under the parser and the loop above it, which marks each row's end.
+/// How far a parser that buffers a whole element (serde_json) has read
+/// into the current one: shared between the [`RowLimit`] reader under the
+/// parser and the loop above it, which marks each element's end.
 #[derive(Debug, Default)]
 struct RowProgress {
     /// Bytes handed to the parser so far.
@@ -442,19 +442,9 @@ struct RowProgress {
     newlines: std::cell::Cell<u64>,
     /// The limit was crossed: the parser's I/O error is ours.
     over: std::cell::Cell<bool>,
-    /// Offset of the last newline handed to the parser.
-    last_newline: std::cell::Cell<Option<u64>>,
 }
 
 impl RowProgress {
-    /// Whether the row being read (from the mark to what the parser took)
-    /// holds a line end: if it crossed the limit, it spans lines.
-    fn newline_since_mark(&self) -> bool {
-        self.last_newline
-            .get()
-            .is_some_and(|o| o >= self.mark.get())
-    }
-
     /// The current row ends here (at `taken`, or the parser's own offset).
     fn mark_at(&self, at: u64) {
         self.mark.set(at);
@@ -462,9 +452,10 @@ impl RowProgress {
 }
 
 /// A reader that fails as soon as the parser above it has taken more than
-/// `max` bytes since the last mark: a CSV header or quoted field running to
-/// the end of the file, or a 50 MB JSON string, is refused when it crosses
-/// the limit rather than after the parser buffered all of it.
+/// `max` bytes since the last mark: a 50 MB JSON string or element is
+/// refused when it crosses the limit rather than after the parser buffered
+/// all of it. (CSV needs no such reader: `csv::Records` parses with
+/// csv-core into a buffer that stops at the limit.)
 struct RowLimit<R> {
     inner: R,
     progress: std::rc::Rc<RowProgress>,
@@ -489,8 +480,6 @@ impl<R: Read> Read for RowLimit<R> {
         let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
         if newlines > 0 {
             p.newlines.set(p.newlines.get() + newlines);
-            let last = buf[..n].iter().rposition(|&b| b == b'\n').unwrap_or(0);
-            p.last_newline.set(Some(p.taken.get() + last as u64));
         }
         p.taken.set(p.taken.get() + n as u64);
         Ok(n)
@@ -529,26 +518,6 @@ impl<R: Read> Read for Limit<R> {
         let n = self.inner.read(&mut buf[..cap])?;
         self.left -= n as u64;
         Ok(n)
-    }
-}
-
-/// Skips the input through the next `\n` (or to its end), holding nothing.
-fn skip_line(input: &mut dyn BufRead) -> io::Result<()> {
-    loop {
-        let chunk = input.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                input.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = chunk.len();
-                input.consume(n);
-            }
-        }
     }
 }
 
