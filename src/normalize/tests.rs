@@ -519,3 +519,9 @@ fn reject_messages_are_cut() {
         r.message.len()
     );
 }
+
+#[test]
+fn registry_key_names_holding_the_separator_are_rejected() {
+    // Found by fuzzing (normalize): normalizing the summary again changed it.
+    check_reject("HKCC/ :", None, "invalid-registry-key-name");
+}

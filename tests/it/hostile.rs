@@ -113,6 +113,13 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
         report.push(".errors.ndjson");
         let report = PathBuf::from(report);
         if state == FileState::Failed {
+            // The report is written just after the move.
+            wait_until(
+                Duration::from_secs(10),
+                format!("{}: errors report", case.file),
+                async || std::fs::read_to_string(&report).is_ok_and(|t| t.ends_with('\n')),
+            )
+            .await;
             let text = std::fs::read_to_string(&report)
                 .unwrap_or_else(|e| panic!("{}: no errors report: {e}", case.file));
             let last: serde_json::Value = serde_json::from_str(
