@@ -54,7 +54,9 @@ enum Next {
 }
 
 impl Records {
-    fn next(&mut self) -> std::io::Result<Next> {
+    /// The next record. With `stop_at_limit` a record past the limit is
+    /// not parsed on to its end (the header: the file fails anyway).
+    fn next(&mut self, stop_at_limit: bool) -> std::io::Result<Next> {
         use ::csv_core::ReadRecordResult as R;
         let start = self.line;
         // The line where the record's own bytes began (after comments).
@@ -105,7 +107,7 @@ impl Records {
                     if first_out.is_none() {
                         first_out = Some(self.line);
                     }
-                    if self.core.line() > first_out.unwrap_or(start) {
+                    if stop_at_limit || self.core.line() > first_out.unwrap_or(start) {
                         return Ok(Next::TooLong {
                             line: start,
                             multiline: true,
@@ -179,7 +181,7 @@ pub fn read(
             opts.max_line_bytes, max_fields
         ),
     };
-    let names: Vec<String> = match records.next() {
+    let names: Vec<String> = match records.next(true) {
         Err(e) => return Err(super::broken(1, &e)),
         Ok(Next::End) => return Ok(()),
         Ok(Next::TooLong { line, .. }) => return Err(too_long("the header", line)),
@@ -224,7 +226,7 @@ pub fn read(
         last_position
     };
     loop {
-        let item = match records.next() {
+        let item = match records.next(false) {
             Err(e) => return Err(super::broken(records.line, &e)),
             Ok(Next::End) => return Ok(()),
             Ok(Next::TooLong {
