@@ -189,6 +189,9 @@ pub enum BenchKind {
     Queue,
     Intake,
     Deliver,
+    /// The hostile corpus into a running daemon: its peak RSS per case
+    /// (`--n`: the size that crosses the limits, default 100 MB).
+    Hostile,
 }
 
 #[derive(Debug, Args)]

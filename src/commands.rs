@@ -376,7 +376,7 @@ fn normalize_files(
                 write_err = Some(e);
             }
         };
-        let result = feed::read(path, &settings.read, &mut |item| {
+        let mut sink = |item| {
             match intake::classify(item, &settings) {
                 Ok(job) => {
                     let kind = job.indicator.kind().tc_name();
@@ -396,7 +396,12 @@ fn normalize_files(
                 }
             }
             std::ops::ControlFlow::Continue(())
-        });
+        };
+        let result = match open_input(path) {
+            Ok(Input::File(file)) => feed::read_from(file, path, &settings.read, &mut sink),
+            Ok(Input::Stdin) => feed::read_from(std::io::stdin(), path, &settings.read, &mut sink),
+            Err(e) => Err(feed::FeedError::Unreadable(e)),
+        };
         if let Err(e) = result {
             eprintln!("error: {}: {e}", path.display());
             code = exit::ERROR;
@@ -414,6 +419,50 @@ fn normalize_files(
         counts(&by_rule)
     );
     Ok(code)
+}
+
+/// What `normalize` and `enqueue` read: a regular file, or standard input.
+enum Input {
+    File(std::fs::File),
+    Stdin,
+}
+
+/// Opens an input of `normalize` or `enqueue`: `-` is standard input, any
+/// other path must be a regular file (a device such as `/dev/zero`, a FIFO
+/// or a directory is refused before a byte is read). Opened non-blocking so
+/// that a FIFO without a writer cannot hang the command.
+fn open_input(path: &std::path::Path) -> Result<Input, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str() == "-" {
+        return Ok(Input::Stdin);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file (give a file, or - for standard input)".into());
+    }
+    Ok(Input::File(file))
+}
+
+/// Standard input copied to an unnamed temporary file (`enqueue` hashes a
+/// file before it reads it), at most `max` bytes.
+fn spool_stdin(max: u64) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek};
+    let mut file = tempfile::tempfile().map_err(|e| format!("cannot spool standard input: {e}"))?;
+    let copied = std::io::copy(&mut std::io::stdin().take(max + 1), &mut file)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    if copied > max {
+        return Err(format!(
+            "standard input is longer than {max} bytes (watch.max_decompressed_bytes)"
+        ));
+    }
+    file.rewind()
+        .map_err(|e| format!("cannot spool standard input: {e}"))?;
+    Ok(file)
 }
 
 /// `name n, name n` (or `none`), for the counts line.
@@ -444,10 +493,15 @@ async fn enqueue(
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| path.clone());
         let settings = Settings::for_file(&cfg, &name, owner, kind);
-        let mut file = match std::fs::File::open(path) {
+        let opened = match open_input(path) {
+            Ok(Input::File(f)) => Ok(f),
+            Ok(Input::Stdin) => spool_stdin(cfg.watch.max_decompressed_bytes),
+            Err(e) => Err(e),
+        };
+        let mut file = match opened {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("error: {}: cannot open: {e}", path.display());
+                eprintln!("error: {}: {e}", path.display());
                 code = exit::ERROR;
                 continue;
             }

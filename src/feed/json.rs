@@ -2,9 +2,8 @@
 //! `indicator`, `indicators`, `data` or `items`), read element by element so a
 //! 2 GB array never sits in memory; and NDJSON, one object per line.
 
-use std::cell::Cell;
 use std::fmt;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::rc::Rc;
 
 use serde::Deserializer as _;
@@ -12,36 +11,35 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::{Map, Value};
 
 use super::{
-    FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name, read_line_limited,
+    FeedError, Field, Flow, Item, RawRecord, ReadOptions, RowLimit, RowProgress, field_for_name,
+    read_line_limited,
 };
 
 /// Keys of a top-level object under which the array of indicators may be.
 const ARRAY_KEYS: [&str; 4] = ["indicator", "indicators", "data", "items"];
 
-/// Counts the newlines that pass through, so elements get line numbers.
-struct LineCounter<R> {
-    inner: R,
-    line: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for LineCounter<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        if newlines > 0 {
-            self.line.set(self.line.get() + newlines);
-        }
-        Ok(n)
-    }
-}
-
 struct Ctx<'a> {
     sink: &'a mut dyn FnMut(Item) -> Flow,
     opts: &'a ReadOptions,
-    line: Rc<Cell<u64>>,
+    /// Bytes and newlines taken by the parser; each element's start.
+    progress: Rc<RowProgress>,
+    /// Newlines skipped before the parser started.
+    first_line: u64,
     position: u64,
     stopped: bool,
     found_array: bool,
+}
+
+impl Ctx<'_> {
+    fn line(&self) -> u64 {
+        self.first_line + self.progress.newlines.get()
+    }
+
+    /// What is read next starts a new element (or key, or skipped value):
+    /// the limit counts from here.
+    fn mark(&self) {
+        self.progress.mark_at(self.progress.taken.get());
+    }
 }
 
 pub fn read_array(
@@ -50,29 +48,40 @@ pub fn read_array(
     sink: &mut dyn FnMut(Item) -> Flow,
 ) -> Result<(), FeedError> {
     super::skip_bom(&mut input);
-    if input
-        .fill_buf()
-        .map(|b| b.iter().all(u8::is_ascii_whitespace))
-        .unwrap_or(false)
-    {
-        // Whitespace only, or an empty file: nothing to read.
-        let mut rest = Vec::new();
-        let _ = input.read_to_end(&mut rest);
-        if rest.iter().all(u8::is_ascii_whitespace) {
+    // Whitespace before the document is skipped here, without holding it:
+    // a file of whitespace only is empty, whatever its size.
+    let mut first_line = 1u64;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) => return Err(super::broken(first_line, &e)),
+        };
+        if buf.is_empty() {
             return Ok(());
         }
-        input = Box::new(std::io::Cursor::new(rest));
+        let n = buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(buf.len());
+        first_line += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        let done = n < buf.len();
+        input.consume(n);
+        if done {
+            break;
+        }
     }
-    let line = Rc::new(Cell::new(1));
-    let reader = LineCounter {
+    let progress = Rc::new(RowProgress::default());
+    let reader = RowLimit {
         inner: input,
-        line: line.clone(),
+        progress: progress.clone(),
+        max: opts.max_line_bytes as u64,
     };
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut ctx = Ctx {
         sink,
         opts,
-        line,
+        progress,
+        first_line,
         position: 0,
         stopped: false,
         found_array: false,
@@ -80,6 +89,16 @@ pub fn read_array(
     let result = de.deserialize_any(Top(&mut ctx)).and_then(|()| de.end());
     if ctx.stopped {
         return Err(FeedError::Stopped);
+    }
+    if ctx.progress.over.get() {
+        return Err(FeedError::Broken {
+            line: ctx.line(),
+            reason: format!(
+                "a JSON element, key or string longer than {} bytes (watch.max_line_bytes): \
+                 reading stopped there",
+                opts.max_line_bytes
+            ),
+        });
     }
     match result {
         Ok(()) if ctx.found_array => Ok(()),
@@ -90,14 +109,17 @@ pub fn read_array(
                 ARRAY_KEYS.join(", ")
             ),
         }),
-        Err(e) => Err(FeedError::Broken {
-            line: e.line() as u64,
-            reason: format!(
-                "JSON syntax error at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-        }),
+        Err(e) => {
+            let line = e.line() as u64 + first_line - 1;
+            Err(FeedError::Broken {
+                line,
+                reason: format!(
+                    "JSON syntax error at line {line} column {}: {}",
+                    e.column(),
+                    super::echo_display(&e)
+                ),
+            })
+        }
     }
 }
 
@@ -115,12 +137,15 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.mark();
         while let Some(key) = map.next_key::<String>()? {
+            self.0.mark();
             if !self.0.found_array && ARRAY_KEYS.contains(&key.as_str()) {
                 map.next_value_seed(ElementsSeed(self.0))?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
+            self.0.mark();
         }
         Ok(())
     }
@@ -148,9 +173,11 @@ impl<'de> Visitor<'de> for Elements<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let ctx = self.0;
         ctx.found_array = true;
+        ctx.mark();
         while let Some(v) = seq.next_element::<Value>()? {
+            ctx.mark();
             ctx.position += 1;
-            let item = element(v, ctx.position, ctx.line.get(), ctx.opts);
+            let item = element(v, ctx.position, ctx.line(), ctx.opts);
             if (ctx.sink)(item).is_break() {
                 ctx.stopped = true;
                 return Err(de::Error::custom("stopped"));
@@ -173,7 +200,7 @@ fn element(v: Value, position: u64, line: u64, opts: &ReadOptions) -> Item {
         other => Item::Bad {
             position,
             line,
-            input: super::truncate_input(other.to_string()),
+            input: super::echo_json(&other),
             reason: "element is not an object or a string".into(),
         },
     }
@@ -196,7 +223,7 @@ fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -
         line,
         ..RawRecord::default()
     };
-    let input = || super::truncate_input(Value::Object(m.clone()).to_string());
+    let input = || super::echo_json(&m);
     for (k, v) in &m {
         let explicit = opts
             .columns
@@ -293,16 +320,13 @@ pub fn read_lines(
                 &buf[..]
             };
             match std::str::from_utf8(bytes) {
-                Err(_) => bad(
-                    String::from_utf8_lossy(bytes).into_owned(),
-                    "invalid UTF-8".into(),
-                ),
+                Err(_) => bad(super::echo_bytes(bytes), "invalid UTF-8".into()),
                 Ok(s) if s.trim().is_empty() || s.trim_start().starts_with('#') => continue,
                 Ok(s) => match serde_json::from_str::<Value>(s) {
                     Ok(v) => element(v, line, line, opts),
                     Err(e) => bad(
-                        super::truncate_input(s.to_string()),
-                        format!("invalid JSON: {e}"),
+                        super::cut(s),
+                        format!("invalid JSON: {}", super::echo_display(&e)),
                     ),
                 },
             }

@@ -57,9 +57,11 @@ impl RawRecord {
         }
     }
 
-    /// What the row held, for reject reports.
+    /// What the row held, for reject reports: at most [`ECHO_BYTES`],
+    /// cut while it is built.
     pub fn input(&self) -> String {
-        let parts: Vec<&str> = [
+        let mut echo = Echo::new();
+        let parts = [
             &self.value,
             &self.md5,
             &self.sha1,
@@ -69,9 +71,14 @@ impl RawRecord {
             &self.value_type,
         ]
         .into_iter()
-        .filter_map(|f| f.as_deref())
-        .collect();
-        parts.join(" ")
+        .filter_map(|f| f.as_deref());
+        for (i, part) in parts.enumerate() {
+            if i > 0 {
+                echo.push(" ");
+            }
+            echo.push(part);
+        }
+        echo.into_string()
     }
 
     /// Sets a field. Tags are split (see [`split_tags`]) and added; a source
@@ -212,6 +219,7 @@ pub enum Item {
     Bad {
         position: u64,
         line: u64,
+        /// What the row held, at most [`ECHO_BYTES`].
         input: String,
         reason: String,
     },
@@ -258,12 +266,13 @@ pub fn read(
 }
 
 /// As [`read`], from an already opened file (the daemon opens without
-/// following symlinks). `path` picks the format by extension.
+/// following symlinks) or standard input. `path` picks the format by
+/// extension.
 ///
 /// # Errors
 /// As [`read`].
 pub fn read_from(
-    file: File,
+    file: impl Read + 'static,
     path: &Path,
     opts: &ReadOptions,
     sink: &mut dyn FnMut(Item) -> Flow,
@@ -311,16 +320,170 @@ fn skip_bom(input: &mut dyn BufRead) {
     }
 }
 
-/// Cuts a row's text to what a reject report keeps (512 bytes).
-fn truncate_input(mut s: String) -> String {
-    if s.len() > 512 {
-        let mut end = 512;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+/// The most of a feed's own bytes any reason, reject, errors report or log
+/// line repeats.
+pub const ECHO_BYTES: usize = 512;
+
+/// A string that keeps at most [`ECHO_BYTES`] of what is pushed or written
+/// into it, cut at a character boundary, and never allocates more: echoes
+/// of input are cut while they are built, not after.
+#[derive(Debug, Default)]
+pub struct Echo {
+    s: String,
+    full: bool,
+}
+
+impl Echo {
+    pub fn new() -> Self {
+        Self::default()
     }
-    s
+
+    /// Appends what still fits of `part`.
+    pub fn push(&mut self, part: &str) {
+        if self.full {
+            return;
+        }
+        let room = ECHO_BYTES - self.s.len();
+        if part.len() <= room {
+            self.s.push_str(part);
+        } else {
+            self.s.push_str(&part[..floor_char_boundary(part, room)]);
+            self.full = true;
+        }
+    }
+
+    /// Appends what still fits of `bytes`, invalid UTF-8 replaced.
+    pub fn push_lossy(&mut self, bytes: &[u8]) {
+        let head = &bytes[..bytes.len().min(ECHO_BYTES - self.s.len())];
+        self.push(&String::from_utf8_lossy(head));
+    }
+
+    pub fn into_string(self) -> String {
+        self.s
+    }
+}
+
+impl std::fmt::Write for Echo {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s);
+        // Stop a formatter that would go on writing into a full echo.
+        if self.full {
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl io::Write for Echo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.full {
+            return Err(io::Error::other("echo full"));
+        }
+        // serde_json writes whole UTF-8 sequences, so a lossy push of a
+        // piece cut at the end only loses the cut character.
+        self.push_lossy(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `s` cut to at most [`ECHO_BYTES`] bytes.
+pub fn cut(s: &str) -> String {
+    let mut e = Echo::new();
+    e.push(s);
+    e.into_string()
+}
+
+/// Bytes of input, as a reject shows them: cut, invalid UTF-8 replaced.
+pub fn echo_bytes(bytes: &[u8]) -> String {
+    let mut e = Echo::new();
+    e.push_lossy(bytes);
+    e.into_string()
+}
+
+/// Any displayable thing, cut while it is formatted.
+pub fn echo_display(v: &dyn std::fmt::Display) -> String {
+    let mut e = Echo::new();
+    let _ = std::fmt::write(&mut e, format_args!("{v}"));
+    e.into_string()
+}
+
+/// A JSON value as a reject shows it, cut while it is serialized.
+fn echo_json(v: &impl serde::Serialize) -> String {
+    let mut e = Echo::new();
+    let _ = serde_json::to_writer(&mut e, v);
+    e.into_string()
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// How far a parser that buffers a whole element (serde_json) has read
+/// into the current one: shared between the [`RowLimit`] reader under the
+/// parser and the loop above it, which marks each element's end.
+#[derive(Debug, Default)]
+struct RowProgress {
+    /// Bytes handed to the parser so far.
+    taken: std::cell::Cell<u64>,
+    /// `taken` where the current row began.
+    mark: std::cell::Cell<u64>,
+    /// Newlines handed to the parser so far (JSON line numbers).
+    newlines: std::cell::Cell<u64>,
+    /// The limit was crossed: the parser's I/O error is ours.
+    over: std::cell::Cell<bool>,
+}
+
+impl RowProgress {
+    /// The current row ends here (at `taken`, or the parser's own offset).
+    fn mark_at(&self, at: u64) {
+        self.mark.set(at);
+    }
+}
+
+/// A reader that fails as soon as the parser above it has taken more than
+/// `max` bytes since the last mark: a 50 MB JSON string or element is
+/// refused when it crosses the limit rather than after the parser buffered
+/// all of it. (CSV needs no such reader: `csv::Records` parses with
+/// csv-core into a buffer that stops at the limit.)
+struct RowLimit<R> {
+    inner: R,
+    progress: std::rc::Rc<RowProgress>,
+    max: u64,
+}
+
+impl<R: Read> Read for RowLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let p = &self.progress;
+        let since = p.taken.get().saturating_sub(p.mark.get());
+        if since > self.max {
+            p.over.set(true);
+            return Err(io::Error::other(format!(
+                "longer than {} bytes (watch.max_line_bytes)",
+                self.max
+            )));
+        }
+        // Never hand over more than one byte past the limit.
+        let room = usize::try_from(self.max - since + 1).unwrap_or(usize::MAX);
+        let cap = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..cap])?;
+        let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        if newlines > 0 {
+            p.newlines.set(p.newlines.get() + newlines);
+        }
+        p.taken.set(p.taken.get() + n as u64);
+        Ok(n)
+    }
 }
 
 fn broken(line: u64, e: &io::Error) -> FeedError {

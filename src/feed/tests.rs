@@ -158,3 +158,169 @@ fn set_fills_every_field() {
     assert_eq!(r.first_seen.as_deref(), Some("first_seen"));
     assert_eq!(r.last_seen.as_deref(), Some("last_seen"));
 }
+
+/// Every item and the end of reading `bytes` as `name` with a 256-byte limit.
+fn read_small(name: &str, bytes: &[u8]) -> (Vec<Item>, Result<Format, FeedError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let opts = ReadOptions {
+        max_line_bytes: 256,
+        ..ReadOptions::default()
+    };
+    let mut items = Vec::new();
+    let result = read(&path, &opts, &mut |item| {
+        items.push(item);
+        ControlFlow::Continue(())
+    });
+    (items, result)
+}
+
+#[track_caller]
+fn check_stops_at_the_limit(name: &str, bytes: &[u8], rows_before: usize, line: u64) {
+    let (items, result) = read_small(name, bytes);
+    let rows = items.iter().filter(|i| matches!(i, Item::Row(_))).count();
+    assert_eq!(rows, rows_before, "{name}: {items:?}");
+    match result {
+        Err(FeedError::Broken { line: l, reason }) => {
+            assert_eq!(l, line, "{name}: {reason}");
+            assert!(reason.contains("max_line_bytes"), "{name}: {reason}");
+            assert!(reason.len() < ECHO_BYTES, "{name}: {reason}");
+        }
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn readers_that_buffer_a_row_stop_at_the_limit() {
+    let long = "x".repeat(100_000);
+    check_stops_at_the_limit(
+        "h.csv",
+        format!("value,{long}\n1.2.3.4,a\n").as_bytes(),
+        0,
+        1,
+    );
+    check_stops_at_the_limit(
+        "q.csv",
+        format!(
+            "value,d\n1.2.3.4,a\n5.6.7.8,\"open\n{}",
+            "9.9.9.9,b\n".repeat(10_000)
+        )
+        .as_bytes(),
+        1,
+        3,
+    );
+    check_stops_at_the_limit(
+        "s.json",
+        format!("[\"1.2.3.4\",\n\"{long}\", \"5.6.7.8\"]").as_bytes(),
+        1,
+        2,
+    );
+    check_stops_at_the_limit(
+        "k.json",
+        format!("{{\"{long}\": 1, \"data\": [\"1.2.3.4\"]}}").as_bytes(),
+        0,
+        1,
+    );
+    check_stops_at_the_limit(
+        "o.json",
+        format!("[{{\"value\": \"1.2.3.4\", \"description\": \"{long}\"}}]").as_bytes(),
+        0,
+        1,
+    );
+}
+
+#[test]
+fn rows_within_the_limit_and_whitespace_are_read_as_before() {
+    let (items, result) = read_small("w.json", &b" \n".repeat(100_000));
+    assert!(items.is_empty() && result.is_ok(), "{result:?}");
+    let (items, result) = read_small("n.json", b"\n\n[\"1.2.3.4\",\n\"5.6.7.8\"]");
+    assert!(result.is_ok(), "{result:?}");
+    let lines: Vec<u64> = items
+        .iter()
+        .map(|i| match i {
+            Item::Row(r) => r.line,
+            Item::Bad { line, .. } => *line,
+        })
+        .collect();
+    assert_eq!(lines, [3, 4]);
+    let csv: String = (0..1000)
+        .map(|i| format!("10.0.{}.{}\n", i / 250, i % 250))
+        .collect();
+    let (items, result) = read_small("many.csv", format!("value\n{csv}").as_bytes());
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(items.len(), 1000);
+}
+
+#[test]
+fn echoes_of_input_are_cut() {
+    let mut bytes = b"\xff".to_vec();
+    bytes.extend("é".repeat(200).as_bytes());
+    bytes.push(b'\n');
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.txt");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut items = Vec::new();
+    read(&path, &ReadOptions::default(), &mut |item| {
+        items.push(item);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let Item::Bad { input, .. } = &items[0] else {
+        panic!("{items:?}")
+    };
+    assert!(
+        input.len() <= ECHO_BYTES && input.len() > 300,
+        "{}",
+        input.len()
+    );
+    let wide = format!(
+        "a,{}\n",
+        (0..100)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let (_, result) = read_small("wide.csv", wide.as_bytes());
+    let Err(FeedError::Broken { reason, .. }) = result else {
+        panic!("{result:?}")
+    };
+    assert!(
+        reason.contains("101 columns") && reason.len() < 2 * ECHO_BYTES,
+        "{reason}"
+    );
+    assert_eq!(cut(&"é".repeat(300)).len(), ECHO_BYTES);
+    assert_eq!(cut("short"), "short");
+}
+
+#[test]
+fn csv_rows_split_by_a_lone_cr_get_positions_that_grow() {
+    // Found by fuzzing (feed_csv): both rows were on line 2.
+    let (items, _) = read_small("cr.csv", b"sha1\n\x95\rh");
+    let positions: Vec<u64> = items.iter().map(Item::position).collect();
+    assert_eq!(positions, [2, 3]);
+}
+
+#[test]
+fn a_csv_row_past_the_limit_on_one_line_is_skipped_and_reading_goes_on() {
+    let long = "x".repeat(100_000);
+    let text = format!(
+        "# c\nvalue,d\n1.2.3.4,a\n5.6.7.8,{long}\n9.9.9.9,b\n8.8.8.8,\"{long}\"\n7.7.7.7,c\n"
+    );
+    let (items, result) = read_small("l.csv", text.as_bytes());
+    assert!(result.is_ok(), "{result:?}");
+    let seen: Vec<(u64, bool)> = items
+        .iter()
+        .map(|i| match i {
+            Item::Row(r) => (r.line, true),
+            Item::Bad { line, reason, .. } => {
+                assert!(reason.contains("max_line_bytes"), "{reason}");
+                (*line, false)
+            }
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(3, true), (4, false), (5, true), (6, false), (7, true)]
+    );
+}

@@ -33,7 +33,7 @@ pub fn read(
                 Err(_) => Item::Bad {
                     position: line,
                     line,
-                    input: String::from_utf8_lossy(&buf).into_owned(),
+                    input: super::echo_bytes(&buf),
                     reason: "invalid UTF-8".into(),
                 },
                 Ok(s) => {

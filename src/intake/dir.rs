@@ -44,14 +44,14 @@ pub fn create_dirs(w: &WatchConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records the paths an event says are complete: closed after writing, or
-/// renamed in.
+/// Records the paths an event says are complete: renamed in. A close after
+/// writing is not enough: a writer appending with `>>` closes the file
+/// after every line, so such a file waits for `watch.settle_ms` of quiet.
 pub(super) fn note_complete(ev: notify::Event, hints: &mut HashSet<PathBuf>) {
-    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    use notify::event::{ModifyKind, RenameMode};
     if matches!(
         ev.kind,
-        EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
     ) {
         hints.extend(ev.paths);
     }

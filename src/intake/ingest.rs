@@ -105,11 +105,16 @@ pub async fn ingest(
     resume_after: u64,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Report> {
+    let large = file.metadata().is_ok_and(|m| m.len() >= LARGE_FILE);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let reader = {
         let (settings, name, cancel) = (settings.clone(), name.to_path_buf(), cancel.clone());
         tokio::task::spawn_blocking(move || {
-            read_chunks(file, &name, &settings, resume_after, &cancel, &tx)
+            let result = read_chunks(file, &name, &settings, resume_after, &cancel, &tx);
+            if large {
+                release_memory();
+            }
+            result
         })
     };
 
@@ -166,6 +171,10 @@ pub async fn ingest(
     let read_result = reader
         .await
         .map_err(|e| anyhow::anyhow!("feed reader thread failed: {e}"))?;
+    if large {
+        // The rows were built on the reader thread and freed here.
+        release_memory();
+    }
     if let Some(e) = db_error {
         return Err(e);
     }
@@ -175,16 +184,35 @@ pub async fn ingest(
             End::Complete
         }
         Err(FeedError::Stopped) => End::Stopped,
-        Err(FeedError::Unreadable(reason)) => End::Failed { line: None, reason },
+        // Reasons are bounded where they are built; cut again so that no
+        // reader's message can reach files.error, the log or a report whole.
+        Err(FeedError::Unreadable(reason)) => End::Failed {
+            line: None,
+            reason: feed::cut(&reason),
+        },
         Err(FeedError::Broken { line, reason }) => End::Failed {
             line: Some(line),
-            reason,
+            reason: feed::cut(&reason),
         },
     };
     if report.format.is_none() {
         report.format = settings.read.format.or_else(|| Format::from_path(name));
     }
     Ok(report)
+}
+
+/// A file this large (on disk) is followed by [`release_memory`].
+const LARGE_FILE: u64 = 8 << 20;
+
+/// Returns the memory freed after a large file to the system at once:
+/// mimalloc (the binary's allocator) keeps freed pages of a thread's heap
+/// for a while, and rows allocated on the reader thread are freed on
+/// another. Outside the binary (tests use the system allocator) this only
+/// tidies mimalloc's own empty heap.
+fn release_memory() {
+    // SAFETY: mi_collect has no preconditions; it only frees what no
+    // allocation uses.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// The reader thread: reads and classifies rows after `resume_after` into

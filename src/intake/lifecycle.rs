@@ -5,7 +5,6 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::dir::{file_name, move_unique, write_errors};
@@ -161,6 +160,9 @@ impl Intake {
         let file_id = report.file_id;
         let format = report.format;
         let Some((state, error)) = report.end.file_state() else {
+            // Stopped on purpose: the next start's resume is not counted
+            // against the file.
+            self.queue.file_stopped(file_id).await?;
             tracing::info!(file = %rel.display(), rows = report.rows_read, "stopped mid-file: it resumes on the next start");
             return Ok(FileOutcome {
                 rel: rel.to_path_buf(),
@@ -181,8 +183,16 @@ impl Intake {
         self.queue
             .file_finish(file_id, state, format, error.as_deref())
             .await?;
-        let moved = move_unique(processing, dest, &file_name(rel), state == FileState::Done)
-            .with_context(|| format!("moving {} to {}", processing.display(), dest.display()))?;
+        let moved = match move_unique(processing, dest, &file_name(rel), state == FileState::Done) {
+            Ok(m) => m,
+            // The file's failure, not the daemon's: gone from processing/,
+            // no permission, disk full.
+            Err(e) => {
+                return self
+                    .move_failed(rel, processing, dest, file_id, error, &e)
+                    .await;
+            }
+        };
         self.queue.file_moved(file_id, &moved).await?;
         let totals = self.queue.file(file_id).await?;
         let brk = match &report.end {
@@ -233,6 +243,70 @@ impl Intake {
             moved_to: Some(moved),
             error,
         })
+    }
+
+    /// A file whose rows are recorded but which cannot be moved out of
+    /// `processing/`: recorded as failed with why, logged, and left where it
+    /// is (if it is still there, the next start reads it again, and the
+    /// queue's deduplication drops the rows already queued).
+    async fn move_failed(
+        &self,
+        rel: &Path,
+        processing: &Path,
+        dest: &Path,
+        file_id: i64,
+        error: Option<String>,
+        e: &std::io::Error,
+    ) -> anyhow::Result<FileOutcome> {
+        let why = format!(
+            "{}cannot move {} to {}: {e}",
+            error.map(|e| format!("{e}; then ")).unwrap_or_default(),
+            processing.display(),
+            dest.display()
+        );
+        let why = crate::feed::cut(&why);
+        self.queue
+            .file_finish(file_id, FileState::Failed, None, Some(&why))
+            .await?;
+        let totals = self.queue.file(file_id).await?;
+        self.metrics.file_outcome(FileState::Failed);
+        tracing::error!(file = %rel.display(), error = %why, "feed file read, but not moved: marked failed");
+        Ok(FileOutcome {
+            rel: rel.to_path_buf(),
+            state: FileState::Failed,
+            queued: totals.rows_queued,
+            duplicates: totals.rows_duplicate,
+            rejected: totals.rows_rejected,
+            moved_to: None,
+            error: Some(why),
+        })
+    }
+
+    /// A file the daemon died reading twice in a row: to `failed/` with
+    /// the rows committed before, never read a third time.
+    pub(super) async fn give_up(
+        &self,
+        cfg: &Config,
+        rel: &Path,
+        processing: &Path,
+        f: &crate::queue::FileRow,
+    ) -> anyhow::Result<FileOutcome> {
+        let reason = format!(
+            "the daemon stopped twice while reading this file (rows up to position {} were \
+             queued): it is not read a third time",
+            f.last_position
+        );
+        tracing::error!(file = %rel.display(), "{reason}");
+        let report = Report {
+            file_id: f.id,
+            format: None,
+            rows_read: f.rows_read,
+            queued: f.rows_queued,
+            duplicates: f.rows_duplicate,
+            rejected: f.rows_rejected,
+            end: End::Failed { line: None, reason },
+        };
+        self.finish(cfg, rel, processing, report).await
     }
 
     /// Moves a file that cannot be read at all to `failed/` with the reason.

@@ -99,6 +99,14 @@ impl Intake {
                 .as_ref()
                 .map(|f| PathBuf::from(&f.path))
                 .unwrap_or_else(|| PathBuf::from(p.file_name().unwrap_or_default()));
+            if let Some(f) = &previous
+                && self.queue.file_resumed(f.id).await? >= 2
+            {
+                // The daemon died while reading this file, was restarted,
+                // and died again while reading it: no third time.
+                out.push(self.give_up(&cfg, &rel, &p, f).await?);
+                continue;
+            }
             tracing::info!(file = %rel.display(), resumed_after = previous.as_ref().map(|f| f.last_position), "resuming a file left in processing/");
             out.push(
                 self.process(

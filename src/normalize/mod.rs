@@ -142,7 +142,12 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
         Some(c) => Some(confidence(c)?),
         None => defaults.confidence,
     };
-    let tags = tags(defaults.tags.iter().chain(rec.tags.iter()))?;
+    let row_tags: Vec<String> = rec
+        .tags
+        .iter()
+        .map(|t| strip_controls(t, false).into_owned())
+        .collect();
+    let tags = tags(defaults.tags.iter().chain(row_tags.iter()))?;
     let first_seen = present(&rec.first_seen)
         .map(|s| timestamp("first_seen", s))
         .transpose()?;
@@ -151,7 +156,9 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
         .transpose()?;
     Ok(Normalized {
         indicator,
-        owner: present(&rec.owner).map(str::to_string),
+        owner: present(&rec.owner)
+            .map(|o| strip_controls(o, false).trim().to_string())
+            .filter(|o| !o.is_empty()),
         payload: Payload {
             rating,
             confidence,
@@ -168,17 +175,42 @@ fn present(f: &Option<String>) -> Option<&str> {
     f.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// Control characters in names and free text: the rule for tags, owners and
+/// attributes (descriptions included).
+///
+/// Every character `char::is_control` names (C0 with NUL, DEL, C1) is
+/// removed from tags, owners and attribute types; attribute values keep
+/// tab, line feed and carriage return (a description may have lines) and
+/// lose the others. Removing rather than refusing keeps the indicator,
+/// whose value has its own rule (`control-characters` for Mutex and User
+/// Agent, the type's syntax for the rest). A tag or attribute left empty is
+/// dropped like an empty one.
+pub fn strip_controls(s: &str, keep_whitespace: bool) -> Cow<'_, str> {
+    let drop = |c: char| c.is_control() && !(keep_whitespace && matches!(c, '\t' | '\n' | '\r'));
+    if s.chars().any(drop) {
+        Cow::Owned(s.chars().filter(|&c| !drop(c)).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// The row's description first, then its other attributes, empty and
-/// repeated ones left out.
+/// repeated ones left out; control characters removed (see
+/// [`strip_controls`]).
 fn record_attributes(rec: &RawRecord) -> Vec<Attribute> {
     let mut attributes = Vec::new();
     if let Some(d) = present(&rec.description) {
-        attributes.push(Attribute {
-            kind: "Description".into(),
-            value: d.to_string(),
-        });
+        let d = strip_controls(d, true);
+        let d = d.trim();
+        if !d.is_empty() {
+            attributes.push(Attribute {
+                kind: "Description".into(),
+                value: d.to_string(),
+            });
+        }
     }
     for (k, v) in &rec.attributes {
+        let (k, v) = (strip_controls(k, false), strip_controls(v, true));
         let (k, v) = (k.trim(), v.trim());
         if !k.is_empty() && !v.is_empty() && !attributes.iter().any(|a| a.kind == k && a.value == v)
         {

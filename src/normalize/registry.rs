@@ -65,6 +65,14 @@ pub fn registry_key(
     value_type: Option<&str>,
 ) -> Result<String, Reject> {
     let key = key_name(key)?;
+    // `key : name : type` must split back into the same three parts
+    // (found by fuzzing: `HKCC/ :` gave `HKEY_CURRENT_CONFIG\ : :   : REG_NONE`).
+    if key.contains(SUMMARY_SEPARATOR) || key.ends_with(SUMMARY_SEPARATOR.trim_end()) {
+        return Err(Reject::new(
+            RejectRule::InvalidRegistryKeyName,
+            format!("key name {key:?} contains {SUMMARY_SEPARATOR:?}, the summary separator"),
+        ));
+    }
     let name = match value_name.map(str::trim) {
         None | Some("") => " ",
         Some(n) => n,

@@ -11,7 +11,14 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// A reject whose message quotes at most [`crate::feed::ECHO_BYTES`]
+    /// (messages quote the value, which the reader bounded already).
     pub fn new(rule: RejectRule, message: String) -> Self {
+        let message = if message.len() > crate::feed::ECHO_BYTES {
+            crate::feed::cut(&message)
+        } else {
+            message
+        };
         Self { rule, message }
     }
 }
@@ -53,6 +60,9 @@ crate::names::named_enum! {
         /// A whole file, or its rest past a line, that could not be read
         /// (the last line of its errors report).
         FileUnreadable => "file-unreadable",
+        /// A registry key name holding the summary's separator (` : `, or
+        /// ` :` at its end): its summary would read back differently.
+        InvalidRegistryKeyName => "invalid-registry-key-name",
     }
 }
 
@@ -108,6 +118,7 @@ mod tests {
                 "value-too-long",
                 "unreadable-row",
                 "file-unreadable",
+                "invalid-registry-key-name",
             ]
         );
         for r in RejectRule::ALL {

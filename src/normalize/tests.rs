@@ -480,3 +480,48 @@ fn record_normalizes_first_and_last_seen_into_the_payload() {
     assert_eq!(e.rule, RejectRule::InvalidTimestamp);
     assert!(e.message.contains("last_seen \"soon\""), "{e}");
 }
+
+#[test]
+fn control_characters_are_stripped_from_tags_owners_and_attributes() {
+    let rec = RawRecord {
+        value: Some("1.2.3.4".into()),
+        tags: vec!["a\0b".into(), "\u{1}\u{7f}".into(), "c\u{85}".into()],
+        owner: Some("Org\0".into()),
+        description: Some("line one\0\nline\ttwo\u{1b}".into()),
+        attributes: vec![
+            ("Sou\0rce".into(), "feed\0x".into()),
+            ("Source".into(), "\0".into()),
+        ],
+        ..RawRecord::default()
+    };
+    let n = record(&rec, &FeedDefaults::default()).unwrap();
+    assert_eq!(n.payload.tags, ["ab", "c"]);
+    assert_eq!(n.owner.as_deref(), Some("Org"));
+    let attrs: Vec<(&str, &str)> = n
+        .payload
+        .attributes
+        .iter()
+        .map(|a| (a.kind.as_str(), a.value.as_str()))
+        .collect();
+    assert_eq!(
+        attrs,
+        [("Description", "line one\nline\ttwo"), ("Source", "feedx")]
+    );
+}
+
+#[test]
+fn reject_messages_are_cut() {
+    let long = format!("{}\u{1}", "m".repeat(5000));
+    let r = value(&long, Some(T::Mutex)).unwrap_err();
+    assert!(
+        r.message.len() <= crate::feed::ECHO_BYTES,
+        "{}",
+        r.message.len()
+    );
+}
+
+#[test]
+fn registry_key_names_holding_the_separator_are_rejected() {
+    // Found by fuzzing (normalize): normalizing the summary again changed it.
+    check_reject("HKCC/ :", None, "invalid-registry-key-name");
+}

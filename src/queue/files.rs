@@ -42,6 +42,36 @@ impl Queue {
         row.map(|r| file_row(&r)).transpose()
     }
 
+    /// Counts one more resume of an unfinished file after the daemon died
+    /// while reading it, and returns the count (see migration 0004).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_resumed(&self, id: i64) -> anyhow::Result<u32> {
+        let n =
+            sqlx::query("UPDATE files SET resumes = resumes + 1 WHERE id = ? RETURNING resumes")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await
+                .context("counting a resumed file")?
+                .get::<i64, _>(0);
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// A file's reading was stopped on purpose (shutdown): the next resume
+    /// is not a sign of a file that kills the daemon.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_stopped(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE files SET resumes = 0 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("recording a stopped file")?;
+        Ok(())
+    }
+
     /// A finished file with this content, if one was taken before.
     ///
     /// # Errors

@@ -262,7 +262,7 @@ fn huge_line_and_huge_field_are_rejected_not_loaded() {
     .unwrap();
     let (ok, bad, _) = read(&p, &opts);
     assert_eq!(ok, vec!["5.6.7.8"]);
-    assert!(bad[0].1.contains("field longer than 1000 bytes"));
+    assert!(bad[0].1.contains("longer than 1000 bytes"), "{bad:?}");
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

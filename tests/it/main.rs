@@ -9,6 +9,7 @@ mod e2e;
 mod feeds;
 mod guarantees;
 mod helpers;
+mod hostile;
 mod operate;
 mod proxy;
 mod queue;

@@ -1,0 +1,424 @@
+//! Hostile input: the corpus of `tc_ingest::bench::hostile` (generated here,
+//! small, against small configured limits) dropped into a running daemon;
+//! a file's failure stays the file's; no crash loop; appended files wait to
+//! settle; `normalize` and `enqueue` read only regular files or stdin.
+//! Memory figures come from `tc-ingest bench hostile`, not from here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tc_ingest::bench::hostile::CASES;
+use tc_ingest::queue::{FileState, NewFile};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::*;
+
+/// The limits the corpus is built to cross, and the size it crosses them by.
+const MAX_LINE: u64 = 1024;
+const MAX_GZ: u64 = 16 << 10;
+const BIG: u64 = 16 << 10;
+
+/// The test app with small limits (and `settle_ms`) written into `[watch]`.
+async fn app_with(watch: &str) -> TestApp {
+    let app = TestApp::start().await;
+    let path = app.config_path();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for line in watch.lines() {
+        // The harness's own value of a key goes: a key twice is an error.
+        let key = line.split('=').next().unwrap().trim();
+        text = text
+            .lines()
+            .filter(|l| l.split('=').next().unwrap().trim() != key)
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    std::fs::write(
+        &path,
+        text.replacen("[watch]\n", &format!("[watch]\n{watch}"), 1),
+    )
+    .unwrap();
+    app
+}
+
+fn small_limits() -> String {
+    format!("max_line_bytes = {MAX_LINE}\nmax_decompressed_bytes = {MAX_GZ}\n")
+}
+
+fn names(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Where `file` landed: `done/` (stamped) or `failed/`.
+fn landed(root: &Path, file: &str) -> Option<(FileState, PathBuf)> {
+    for (state, dir) in [(FileState::Done, "done"), (FileState::Failed, "failed")] {
+        let dir = root.join(dir);
+        if let Some(n) = names(&dir)
+            .into_iter()
+            .find(|n| n == file || n.ends_with(&format!("Z-{file}")))
+        {
+            return Some((state, dir.join(n)));
+        }
+    }
+    None
+}
+
+/// One number from the queue, through a connection of the test's own.
+async fn number(queue: &Path, sql: &str) -> i64 {
+    use sqlx::{ConnectOptions, Row};
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(queue)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get::<Option<i64>, _>(0)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
+    let app = app_with(&small_limits()).await;
+    let daemon = app.spawn_daemon_with_queue().await;
+    let staging = app.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    // A directory named like a feed is a folder of feeds, not a file: the
+    // daemon walks into it and goes on.
+    std::fs::create_dir_all(app.incoming().join("feed.csv")).unwrap();
+    for case in CASES {
+        let staged = case.write(&staging, BIG).unwrap();
+        std::fs::rename(&staged, app.incoming().join(case.file)).unwrap();
+        let root = app.path().to_path_buf();
+        wait_until(
+            Duration::from_secs(30),
+            format!("{} ({}) ends in done/ or failed/", case.name, case.file),
+            async || landed(&root, case.file).is_some(),
+        )
+        .await;
+        let (state, moved) = landed(&root, case.file).unwrap();
+        let mut report = moved.into_os_string();
+        report.push(".errors.ndjson");
+        let report = PathBuf::from(report);
+        if state == FileState::Failed {
+            // The report is written just after the move.
+            wait_until(
+                Duration::from_secs(10),
+                format!("{}: errors report", case.file),
+                async || std::fs::read_to_string(&report).is_ok_and(|t| t.ends_with('\n')),
+            )
+            .await;
+            let text = std::fs::read_to_string(&report)
+                .unwrap_or_else(|e| panic!("{}: no errors report: {e}", case.file));
+            let last: serde_json::Value = serde_json::from_str(
+                text.lines()
+                    .last()
+                    .unwrap_or_else(|| panic!("{}: an empty errors report", case.file)),
+            )
+            .unwrap();
+            assert!(
+                last["reason"].as_str().is_some_and(|e| !e.is_empty())
+                    && last.get("line").is_some(),
+                "{}: the report names line and reason: {last}",
+                case.file
+            );
+        }
+        if report.exists() {
+            let text = std::fs::read_to_string(&report).unwrap();
+            for l in text.lines() {
+                assert!(
+                    l.len() < 2048,
+                    "{}: a report line of {} bytes",
+                    case.file,
+                    l.len()
+                );
+            }
+        }
+        let expected = match case.file {
+            "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "long-string.json"
+            | "long-key.json" | "deep.json" | "bomb.txt.gz" | "bomb-lines.csv.gz"
+            | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => Some(FileState::Failed),
+            "blank.json" | "long-line.ndjson" | "long-line.txt" | "nul-tags.csv"
+            | "nul-values.txt" | "invalid-utf8.txt" | "empty.csv" | "header-only.csv"
+            | "valid.csv" => Some(FileState::Done),
+            _ => None,
+        };
+        if let Some(expected) = expected {
+            assert_eq!(state, expected, "{}: {}", case.name, daemon.stderr());
+        }
+    }
+    // The rows before a break were kept (queued, or duplicates of rows of
+    // earlier cases); oversized lines are rejects.
+    let q = app.queue_path();
+    let per_file = async |file: &str, column: &str| {
+        number(
+            &q,
+            &format!("SELECT {column} FROM files WHERE path = '{file}' ORDER BY id DESC LIMIT 1"),
+        )
+        .await
+    };
+    assert_eq!(
+        per_file("open-quote.csv", "rows_queued + rows_duplicate").await,
+        1
+    );
+    assert_eq!(
+        per_file("long-string.json", "rows_queued + rows_duplicate").await,
+        1
+    );
+    assert_eq!(
+        per_file("long-line.ndjson", "rows_queued + rows_duplicate").await,
+        2
+    );
+    assert_eq!(per_file("long-line.ndjson", "rows_rejected").await, 1);
+    assert_eq!(
+        per_file("long-line.txt", "rows_queued + rows_duplicate").await,
+        2
+    );
+    // Echoes of input are cut before they are stored.
+    for sql in [
+        "SELECT MAX(LENGTH(error)) FROM files",
+        "SELECT MAX(LENGTH(input)) FROM rejects",
+        "SELECT MAX(LENGTH(reason)) FROM rejects",
+    ] {
+        let n = number(&q, sql).await;
+        assert!(n <= 1024, "{sql}: {n}");
+    }
+    // No control character left in tags or attributes.
+    assert_eq!(
+        number(
+            &q,
+            "SELECT COUNT(*) FROM jobs WHERE payload LIKE '%\\u0000%' OR payload LIKE '%\\u0001%' \
+             OR payload LIKE '%\\u007f%' OR instr(payload, char(0)) > 0"
+        )
+        .await,
+        0
+    );
+    // Still up, still taking files.
+    app.rename_in("after.txt", b"192.0.2.1\n");
+    let root = app.path().to_path_buf();
+    wait_until(
+        Duration::from_secs(10),
+        "a file after the corpus is taken",
+        async || landed(&root, "after.txt").is_some_and(|(s, _)| s == FileState::Done),
+    )
+    .await;
+    assert!(app.incoming().join("feed.csv").is_dir());
+    let (code, log) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 8192, "a log line of {longest} bytes");
+}
+
+#[tokio::test]
+async fn a_failed_move_fails_the_file_not_the_daemon() {
+    let app = TestApp::start().await;
+    let daemon = app.spawn_daemon_with_queue().await;
+    // The daemon has migrated its queue once it takes a file.
+    app.rename_in("zero.txt", b"");
+    let done = app.path().join("done");
+    wait_until(
+        Duration::from_secs(10),
+        "the first file is handled",
+        async || names(&done).iter().any(|n| n.ends_with("zero.txt")),
+    )
+    .await;
+    // done/ replaced by a plain file: every move there fails (ENOTDIR), as
+    // a full disk or a vanished file would fail it.
+    std::fs::remove_dir_all(&done).unwrap();
+    std::fs::write(&done, b"not a directory").unwrap();
+    app.rename_in("first.txt", b"192.0.2.1\n");
+    let q = app.queue_path();
+    wait_until(
+        Duration::from_secs(10),
+        "the file is recorded as failed",
+        async || {
+            q.exists()
+                && number(
+                    &q,
+                    "SELECT COUNT(*) FROM files WHERE path = 'first.txt' AND state = 'failed' \
+                 AND error LIKE '%cannot move%'",
+                )
+                .await
+                    == 1
+        },
+    )
+    .await;
+    std::fs::remove_file(&done).unwrap();
+    std::fs::create_dir(&done).unwrap();
+    app.rename_in("second.txt", b"192.0.2.2\n");
+    wait_until(
+        Duration::from_secs(10),
+        "the next file is taken",
+        async || names(&done).iter().any(|n| n.ends_with("second.txt")),
+    )
+    .await;
+    let (code, log) = daemon.stop().await;
+    assert_eq!(code, Some(0), "the daemon kept running: {log}");
+    assert!(log.contains("not moved"), "{log}");
+}
+
+/// A file in `processing/` with its record, as a run that died left it.
+async fn left_in_processing(d: &TestDaemon, app: &TestApp, resumes: u32, stopped: bool) -> i64 {
+    let processing = app.config().watch.processing_dir.join("big.txt");
+    std::fs::write(&processing, "192.0.2.1\n192.0.2.2\n").unwrap();
+    let id = d
+        .queue
+        .file_begin(&NewFile {
+            path: "big.txt",
+            processing_path: Some(&processing.to_string_lossy()),
+            sha256: "x",
+            size_bytes: 1,
+            owner: "Common Community",
+        })
+        .await
+        .unwrap();
+    for _ in 0..resumes {
+        d.queue.file_resumed(id).await.unwrap();
+    }
+    if stopped {
+        d.queue.file_stopped(id).await.unwrap();
+    }
+    id
+}
+
+#[tokio::test]
+async fn a_file_the_daemon_died_reading_twice_is_not_read_a_third_time() {
+    let app = TestApp::start().await;
+    let mut d = app.daemon().await;
+    // Died reading it, resumed once (counted), died again.
+    let id = left_in_processing(&d, &app, 1, false).await;
+    let out = d.intake().resume(&CancellationToken::new()).await.unwrap();
+    assert_eq!(out[0].state, FileState::Failed);
+    let f = d.queue.file(id).await.unwrap();
+    assert_eq!(f.state, FileState::Failed);
+    assert!(
+        f.error.as_deref().unwrap().contains("stopped twice"),
+        "{:?}",
+        f.error
+    );
+    assert_eq!(f.rows_read, 0, "not read again");
+    let failed = names(&app.path().join("failed"));
+    assert!(failed.contains(&"big.txt".to_string()), "{failed:?}");
+    assert!(
+        failed.contains(&"big.txt.errors.ndjson".to_string()),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_stopped_on_purpose_resumes_however_often() {
+    let app = TestApp::start().await;
+    let mut d = app.daemon().await;
+    // Resumed before, then stopped by a shutdown: the count starts again.
+    let id = left_in_processing(&d, &app, 1, true).await;
+    let out = d.intake().resume(&CancellationToken::new()).await.unwrap();
+    assert_eq!(out[0].state, FileState::Done);
+    assert_eq!(d.queue.file(id).await.unwrap().rows_queued, 2);
+}
+
+#[tokio::test]
+async fn a_file_appended_line_by_line_is_taken_once_when_settled() {
+    let app = app_with("settle_ms = 1500\n").await;
+    let mut d = app.daemon().await;
+    let watching = d.watch_in_background();
+    let path = app.incoming().join("appended.txt");
+    // Open, write one line, close: every line is a close-after-write.
+    for i in 0..10 {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(f, "192.0.2.{}", i + 1).unwrap();
+        drop(f);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let done = app.path().join("done");
+    wait_until(
+        Duration::from_secs(15),
+        "the appended file is taken",
+        async || names(&done).iter().any(|n| n.ends_with("appended.txt")),
+    )
+    .await;
+    watching.stop().await;
+    let files: Vec<String> = names(&done);
+    assert_eq!(files.len(), 1, "taken once: {files:?}");
+    assert_eq!(
+        d.queue.count(None).await.unwrap(),
+        10,
+        "all ten lines, in one file"
+    );
+}
+
+/// Runs the binary with `args`, feeding `stdin`; exit code, stdout, stderr.
+async fn run_with_stdin(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("finished")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn normalize_and_enqueue_read_regular_files_and_stdin_only() {
+    let app = TestApp::start().await;
+    let fifo = app.path().join("fifo.csv");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let dir = app.path().to_str().unwrap().to_string();
+    for bad in ["/dev/zero", fifo.to_str().unwrap(), &dir] {
+        let (code, _, err) = run_with_stdin(&["normalize", bad], b"").await;
+        assert_eq!(code, Some(2), "normalize {bad}: {err}");
+        assert!(err.contains("not a regular file"), "normalize {bad}: {err}");
+        let out = app.binary(&["enqueue", bad]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "enqueue {bad}: {err}");
+        assert!(err.contains("not a regular file"), "enqueue {bad}: {err}");
+    }
+    let (code, out, err) =
+        run_with_stdin(&["normalize", "-"], b"192.0.2.1\nhxxp://evil[.]example/x\n").await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let config = app.config_path();
+    let (code, out, err) = run_with_stdin(
+        &["enqueue", "--config", config.to_str().unwrap(), "-"],
+        b"192.0.2.1\n192.0.2.2\n",
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(app.queue().await.count(None).await.unwrap(), 2);
+    // The same limits as the daemon: a line past max_line_bytes is a reject.
+    let mut long = b"192.0.2.9\n".to_vec();
+    long.extend(std::iter::repeat_n(b'x', (1 << 20) + 10));
+    long.extend(b"\n192.0.2.10\n");
+    let (code, out, err) = run_with_stdin(&["normalize", "-"], &long).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 3, "{err}");
+    assert!(out.lines().all(|l| l.len() < 2048));
+    assert!(out.contains("max_line_bytes"), "{out}");
+}
