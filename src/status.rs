@@ -242,8 +242,8 @@ fn bulk(o: &mut String, v: &StatusView) {
     );
     for b in &s.batches {
         let state = match &b.tc_status {
-            Some(st) => format!("{:?} ({st})", b.state).to_lowercase(),
-            None => format!("{:?}", b.state).to_lowercase(),
+            Some(st) => format!("{} ({st})", b.state),
+            None => b.state.to_string(),
         };
         let _ = writeln!(
             o,

@@ -9,33 +9,19 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{ErrorClass, Queue, now_ms, value_list};
 
-/// Where a batch job is (`batch_jobs.state`), in the order they happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BatchState {
-    /// Its jobs are chosen; ThreatConnect's job is not created yet.
-    New,
-    /// ThreatConnect's job exists (`tc_batch_id`); no upload tried.
-    Created,
-    /// An upload was tried: whether it arrived is checked before another.
-    Uploading,
-    /// ThreatConnect acknowledged the data: only polled from now on.
-    Uploaded,
-    Done,
-    Failed,
-}
-
-impl BatchState {
-    fn parse(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "new" => BatchState::New,
-            "created" => BatchState::Created,
-            "uploading" => BatchState::Uploading,
-            "uploaded" => BatchState::Uploaded,
-            "done" => BatchState::Done,
-            "failed" => BatchState::Failed,
-            other => anyhow::bail!("unknown batch state {other:?}"),
-        })
+crate::names::named_enum! {
+    /// Where a batch job is (`batch_jobs.state`), in the order they happen.
+    pub enum BatchState ("batch job state") {
+        /// Its jobs are chosen; ThreatConnect's job is not created yet.
+        New => "new",
+        /// ThreatConnect's job exists (`tc_batch_id`); no upload tried.
+        Created => "created",
+        /// An upload was tried: whether it arrived is checked before another.
+        Uploading => "uploading",
+        /// ThreatConnect acknowledged the data: only polled from now on.
+        Uploaded => "uploaded",
+        Done => "done",
+        Failed => "failed",
     }
 }
 
@@ -92,7 +78,7 @@ fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
     Ok(BatchJob {
         id: r.get(0),
         owner: r.get(1),
-        state: BatchState::parse(r.get::<&str, _>(2))?,
+        state: r.get::<&str, _>(2).parse()?,
         tc_batch_id: r.get(3),
         items: r.get::<i64, _>(4) as u64,
         data_bytes: r.get::<i64, _>(5) as u64,

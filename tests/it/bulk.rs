@@ -17,6 +17,16 @@ fn config(mode: &str, batch: &str) -> String {
     format!("{FAST}mode = \"{mode}\"\n{BATCH_POLLS}{batch}")
 }
 
+/// A simulator with `sim_faults`, and a config for it in `mode` with
+/// fast batch polls and `batch` added to `[batch]`.
+async fn bulk_app(mode: &str, batch: &str, sim_faults: Faults) -> TestApp {
+    TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config(mode, batch))
+        .start()
+        .await
+}
+
 /// A CSV of `n` hosts with two tags each and a description on every fourth.
 fn tagged_feed(dir: &Path, name: &str, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
@@ -30,15 +40,6 @@ fn tagged_feed(dir: &Path, name: &str, n: usize) {
         s.push_str(&format!("b{i}.example.net,host,red;blue{},{desc}\n", i % 3));
     }
     std::fs::write(dir.join(name), s).unwrap();
-}
-
-fn copy_examples(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feeds");
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 /// Every host of [`tagged_feed`] is held with its tags and description.
@@ -78,10 +79,7 @@ async fn run_once_exits(app: &TestApp, code: i32) -> String {
 #[tokio::test]
 async fn every_mode_delivers_the_samples_and_a_tagged_feed() {
     for (mode, rows) in [("v2", 300), ("v3", 2000), ("batch", 20_000), ("auto", 3000)] {
-        let app = TestApp::builder()
-            .extra_config(&config(mode, "max_indicators = 5000\n"))
-            .start()
-            .await;
+        let app = bulk_app(mode, "max_indicators = 5000\n", faults()).await;
         copy_examples(&app.incoming());
         tagged_feed(&app.incoming(), "tagged.csv", rows);
         run_once(&app).await;
@@ -140,11 +138,7 @@ async fn refused_batch_items_and_only_those_are_buried_with_reason_file_and_line
             batch_legacy_errors: legacy,
             ..faults()
         };
-        let app = TestApp::builder()
-            .faults(sim_faults)
-            .extra_config(&config("batch", ""))
-            .start()
-            .await;
+        let app = bulk_app("batch", "", sim_faults).await;
         tagged_feed(&app.incoming(), "feed.csv", 40);
         run_once_exits(&app, 1).await;
         let q = app.queue().await;
@@ -181,11 +175,7 @@ async fn an_upload_over_the_instance_limit_is_split_and_delivered() {
         batch_max_bytes: 4000,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("batch", ""))
-        .start()
-        .await;
+    let app = bulk_app("batch", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 300);
     let stderr = run_once(&app).await;
     assert!(stderr.contains("splitting"), "{stderr}");
@@ -205,11 +195,7 @@ async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
         batch_unavailable: true,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("batch", ""))
-        .start()
-        .await;
+    let app = bulk_app("batch", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 60);
     let stderr = run_once(&app).await;
     assert_eq!(
@@ -232,11 +218,7 @@ async fn an_upload_whose_outcome_is_unknown_is_checked_before_it_is_sent_again()
         batch_upload_lost_next: 1,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("batch", ""))
-        .start()
-        .await;
+    let app = bulk_app("batch", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 50);
     run_once(&app).await;
     let batches = app.sim.batches();
@@ -256,11 +238,7 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
         batch_lose_next: 1,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("batch", ""))
-        .start()
-        .await;
+    let app = bulk_app("batch", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 30);
     run_once(&app).await;
     // The lost job's jobs went per indicator (their outcome was unknown).
@@ -276,11 +254,7 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
         batch_halt_after: 5,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("batch", ""))
-        .start()
-        .await;
+    let app = bulk_app("batch", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 30);
     run_once(&app).await;
     let held = app.sim.indicators();
@@ -307,14 +281,8 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
         batch_items_per_sec: 1500,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config(
-            "batch",
-            "max_indicators = 500\njobs_in_flight = 2\n",
-        ))
-        .start()
-        .await;
+    let batch = "max_indicators = 500\njobs_in_flight = 2\n";
+    let app = bulk_app("batch", batch, sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 3000);
     let mut killed_in_flight = 0;
     for round in 0..4u64 {
@@ -368,10 +336,7 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
 
 #[tokio::test]
 async fn v3_sends_one_request_per_indicator_with_everything_inline() {
-    let app = TestApp::builder()
-        .extra_config(&config("v3", ""))
-        .start()
-        .await;
+    let app = bulk_app("v3", "", faults()).await;
     std::fs::create_dir_all(app.incoming()).unwrap();
     std::fs::write(
         app.incoming().join("seen.csv"),
@@ -407,11 +372,7 @@ async fn v3_retries_after_lost_answers_add_no_attribute_twice() {
         lost_response_rate: 0.3,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("v3", ""))
-        .start()
-        .await;
+    let app = bulk_app("v3", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 80);
     run_once(&app).await;
     let held = app.sim.indicators();
@@ -433,11 +394,7 @@ async fn a_batch_job_given_up_after_it_was_processed_adds_no_attribute_twice() {
         batch_status_stuck: true,
         ..faults()
     };
-    let app = TestApp::builder()
-        .faults(sim_faults)
-        .extra_config(&config("batch", "timeout_secs = 1\n"))
-        .start()
-        .await;
+    let app = bulk_app("batch", "timeout_secs = 1\n", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 40);
     let stderr = run_once(&app).await;
     assert!(stderr.contains("not completed after"), "{stderr}");

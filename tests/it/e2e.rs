@@ -11,15 +11,6 @@ const SECRET: &str = "e2e-Secret-Value-42";
 const DELIVERY: &str =
     "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n";
 
-fn copy_examples(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feeds");
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 #[tokio::test]
 async fn run_once_delivers_every_sample_feed() {
     let app = TestApp::builder()

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use tc_ingest::queue::BatchOwners;
 
 use tc_ingest::indicator::Attribute;
 use tc_ingest::queue::{JobState, JobUpdate, Lease, NewJob};
@@ -60,21 +61,13 @@ async fn a_stale_lease_cannot_record_a_result() {
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1")]).await;
     let first = q
-        .claim(
-            1,
-            Duration::from_millis(10),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(1, Duration::from_millis(10), &BatchOwners::None)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
     let second = q
-        .claim(
-            1,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(1, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!(first[0].lease.id, second[0].lease.id);

@@ -514,6 +514,16 @@ pub async fn enqueue(q: &Queue, jobs: &[NewJob]) -> ChunkResult {
         .unwrap()
 }
 
+/// Copies the sample feeds of `examples/feeds` into `to` (created).
+pub fn copy_examples(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/feeds");
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
 /// The fixture at `tests/data/<name>`.
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 use tc_ingest::feed::Format;
+use tc_ingest::queue::BatchOwners;
 use tc_ingest::queue::{ErrorClass, FileState, JobState};
 
 use tc_ingest::indicator::{IndicatorType, Payload};
@@ -64,11 +65,7 @@ async fn enqueue_claim_complete_with_dedup() {
     assert_eq!(r.queued, 2);
 
     let claimed = q
-        .claim(
-            100,
-            Duration::from_secs(30),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(100, Duration::from_secs(30), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 100);
@@ -109,41 +106,25 @@ async fn leases_expire_and_return() {
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let a = q
-        .claim(
-            1,
-            Duration::from_millis(1),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(1, Duration::from_millis(1), &BatchOwners::None)
         .await
         .unwrap();
     let b = q
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!((a.len(), b.len()), (1, 1));
     assert!(
-        q.claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None
-        )
-        .await
-        .unwrap()
-        .is_empty(),
+        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
+            .await
+            .unwrap()
+            .is_empty(),
         "leased jobs are not claimed twice"
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
     let again = q
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!(
@@ -175,11 +156,7 @@ async fn reschedule_bury_requeue() {
     .await
     .unwrap();
     let c = q
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     q.apply(
@@ -212,14 +189,10 @@ async fn reschedule_bury_requeue() {
     .await
     .unwrap();
     assert!(
-        q.claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None
-        )
-        .await
-        .unwrap()
-        .is_empty(),
+        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
+            .await
+            .unwrap()
+            .is_empty(),
         "not due yet"
     );
     let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
@@ -249,14 +222,10 @@ async fn reschedule_bury_requeue() {
     assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
     assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
     assert_eq!(
-        q.claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None
-        )
-        .await
-        .unwrap()
-        .len(),
+        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
+            .await
+            .unwrap()
+            .len(),
         2
     );
 }
@@ -284,11 +253,7 @@ async fn held_owners_wait_and_others_go_on() {
         "new jobs of a held owner are held too"
     );
     let c = q
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!(
@@ -299,14 +264,10 @@ async fn held_owners_wait_and_others_go_on() {
     assert_eq!(s.held_owners.len(), 1);
     assert_eq!(q.release_owner("A").await.unwrap(), 2);
     assert_eq!(
-        q.claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None
-        )
-        .await
-        .unwrap()
-        .len(),
+        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
+            .await
+            .unwrap()
+            .len(),
         2
     );
 }
@@ -364,11 +325,7 @@ async fn prune_removes_old_delivered_jobs_only() {
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
     let c = q
-        .claim(
-            1,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(1, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     q.apply(&[(c[0].lease, JobUpdate::Delivered)], LEASE)
@@ -415,11 +372,7 @@ async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let q = app.queue().await;
     crate::helpers::sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
     let c = q
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -448,11 +401,7 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
     let conn = rusqlite_like_reader(&path).await;
     enqueue(&q, &[job("O", "2.2.2.2")]).await;
     let c = q
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     assert_eq!(c.len(), 2);
@@ -485,11 +434,7 @@ async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
         let mut done = 0;
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
             let c = deliverer
-                .claim(
-                    50,
-                    Duration::from_secs(60),
-                    &tc_ingest::queue::BatchOwners::None,
-                )
+                .claim(50, Duration::from_secs(60), &BatchOwners::None)
                 .await?;
             let updates: Vec<(Lease, JobUpdate)> =
                 c.iter().map(|j| (j.lease, JobUpdate::Delivered)).collect();

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
+use tc_ingest::queue::BatchOwners;
 use tc_ingest::queue::{FileState, JobState};
 
 use tokio_util::sync::CancellationToken;
@@ -290,11 +291,7 @@ type = "host"
         .unwrap();
     let c = d
         .queue
-        .claim(
-            10,
-            Duration::from_secs(60),
-            &tc_ingest::queue::BatchOwners::None,
-        )
+        .claim(10, Duration::from_secs(60), &BatchOwners::None)
         .await
         .unwrap();
     let get = |v: &str| {
