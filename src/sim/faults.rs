@@ -87,4 +87,7 @@ pub(super) fn record(sim: &Shared, endpoint: &str, status: u16, class: &str) {
     *s.by_status.entry(status).or_default() += 1;
     *s.by_class.entry(class.to_string()).or_default() += 1;
     *s.by_endpoint.entry(endpoint.to_string()).or_default() += 1;
+    if class == "success" && !endpoint.starts_with("GET ") {
+        s.writes_succeeded += 1;
+    }
 }

@@ -218,6 +218,11 @@ pub struct SimStats {
     /// API requests (not `/_sim`) by method and path without query, for tests
     /// that count what reached the server.
     pub by_endpoint: BTreeMap<String, u64>,
+    /// Successful API requests that change something (every method but
+    /// GET): a finished call sent again shows here, while probes and checks
+    /// (GETs) do not.
+    #[serde(default)]
+    pub writes_succeeded: u64,
 }
 
 /// The state every request handler sees.
