@@ -490,12 +490,19 @@ impl Delivery {
         })
     }
 
-    /// Sends a batch call through the rate limiter.
+    /// Sends a batch call through the rate limiter; its answer counts
+    /// towards the circuit breaker like any job's.
     async fn batch_call(&self, owner: &str, req: &ApiRequest) -> Response {
         self.throttle.wait().await;
         let api = self.api.borrow().clone();
         let started = Instant::now();
         let resp = api.client.send(req).await;
+        let action = policy(
+            &resp.outcome,
+            self.bulk.clock_corrected.load(Ordering::Relaxed),
+        );
+        self.breaker_sees(&self.config().delivery, &action, &resp.outcome)
+            .await;
         // Counted under the type `batch`: a batch call is not of one type.
         self.metrics
             .request(owner, "batch", resp.outcome.class(), started.elapsed());

@@ -389,7 +389,12 @@ impl Delivery {
     }
 
     /// Feeds the circuit breaker; opens the circuit when it trips.
-    async fn breaker_sees(&self, d: &DeliveryConfig, action: &Action, outcome: &Outcome) {
+    pub(super) async fn breaker_sees(
+        &self,
+        d: &DeliveryConfig,
+        action: &Action,
+        outcome: &Outcome,
+    ) {
         let trip = self.breaker.lock().expect("breaker").record(
             action,
             d.backoff_base,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use tc_ingest::queue::JobState;
 use tc_ingest::sim::{Faults, SimIndicator};
 
 use crate::helpers::*;
@@ -406,4 +407,44 @@ async fn a_batch_job_given_up_after_it_was_processed_adds_no_attribute_twice() {
         stats.by_endpoint.keys().any(|e| e.ends_with("/attributes")),
         "{stats:?}"
     );
+}
+
+#[tokio::test]
+async fn failing_batch_calls_open_the_circuit_breaker() {
+    // Every request fails with a 503: the batch calls alone trip the
+    // breaker, before any batch job gives up and goes per indicator.
+    let app = TestApp::builder()
+        .faults(Faults {
+            error_rate: 1.0,
+            error_status: 503,
+            ..faults()
+        })
+        .extra_config(
+            &config("batch", "max_indicators = 5\njobs_in_flight = 4\n").replace(
+                "backoff_base_ms = 10\n",
+                "backoff_base_ms = 10\nbackoff_max_secs = 1\nmax_attempts = 50\n",
+            ),
+        )
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    d.enqueue(&hosts("Common Community", 20, 1)).await;
+    let report = d.once().await;
+    let paused = report.paused.clone().unwrap_or_default();
+    assert!(paused.starts_with("circuit_open"), "{paused:?}");
+    let stats = app.sim.stats();
+    assert!(
+        stats.by_endpoint.contains_key("POST /v2/batch"),
+        "{stats:?}"
+    );
+    assert!(
+        !stats
+            .by_endpoint
+            .keys()
+            .any(|e| e.starts_with("POST /v2/indicators")),
+        "nothing went per indicator: {stats:?}"
+    );
+    for state in [JobState::Delivered, JobState::Dead] {
+        assert_eq!(d.queue.count(Some(state)).await.unwrap(), 0, "{state:?}");
+    }
 }
