@@ -176,7 +176,9 @@ impl Delivery {
                 .lock()
                 .expect("bulk")
                 .retain(|_, until| *until > now);
-            for (owner, n) in self.queue.batch_backlog().await? {
+            // Enough to rank owners by backlog up to a full batch job.
+            let enough = cfg.batch.min_indicators.max(cfg.batch.max_indicators) as u64;
+            for (owner, n) in self.queue.batch_backlog(enough).await? {
                 let wanted = mode == DeliveryMode::Batch || n >= cfg.batch.min_indicators as u64;
                 if wanted && !self.falling_back(&owner) {
                     chosen.push((owner, n));

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::claim::pending_owners;
 use super::{ErrorClass, Queue, now_ms, value_list};
 
 crate::names::named_enum! {
@@ -90,35 +91,39 @@ fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
     })
 }
 
-/// Due jobs [`Queue::batch_backlog`] looks at, at most.
-const BACKLOG_SCAN: i64 = 100_000;
-
 /// Where pending jobs may go by batch: due, of an owner not held, and
 /// nothing of their delivery started.
 const BATCHABLE: &str = "state = 'pending' AND next_attempt_at <= ?1 AND steps_done = 0 \
                          AND call_uncertain = 0 AND owner NOT IN (SELECT owner FROM held_owners)";
 
 impl Queue {
-    /// Per owner, how many due jobs could go by batch, among the first
-    /// [`BACKLOG_SCAN`] due: the dispatcher asks before its claims, and a
-    /// count of a queue of millions would cost more than the claim.
+    /// Per owner not held, how many due jobs could go by batch, counted up
+    /// to `enough`: the dispatcher asks before its claims, so this reads at
+    /// most `enough` rows per owner (`jobs_owner_due`), never a whole
+    /// backlog.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn batch_backlog(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        let sql = format!(
-            "SELECT owner, COUNT(*) FROM (SELECT owner FROM jobs WHERE {BATCHABLE} \
-             ORDER BY next_attempt_at LIMIT ?2) GROUP BY owner"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(now_ms())
-            .bind(BACKLOG_SCAN)
-            .fetch_all(&self.pool)
+    pub async fn batch_backlog(&self, enough: u64) -> anyhow::Result<Vec<(String, u64)>> {
+        let mut conn = self.pool.acquire().await?;
+        let now = now_ms();
+        let mut backlog = Vec::new();
+        for owner in pending_owners(&mut conn).await? {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'pending' \
+                 AND owner = ?1 AND next_attempt_at <= ?2 AND steps_done = 0 \
+                 AND call_uncertain = 0 LIMIT ?3)",
+            )
+            .bind(&owner)
+            .bind(now)
+            .bind(enough.min(i64::MAX as u64) as i64)
+            .fetch_one(&mut *conn)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
-            .collect())
+            if n > 0 {
+                backlog.push((owner, n as u64));
+            }
+        }
+        Ok(backlog)
     }
 
     /// Up to `n` of `owner`'s jobs that could go by batch, oldest due first.

@@ -30,10 +30,70 @@ fn by_token<T>(items: impl IntoIterator<Item = (Lease, T)>) -> Vec<(i64, Vec<(i6
     chunks
 }
 
+/// Owners with pending jobs and not held, in order: a skip-scan of
+/// `jobs_owner_due`, one index probe per owner.
+pub(super) async fn pending_owners(
+    conn: &mut sqlx::SqliteConnection,
+) -> anyhow::Result<Vec<String>> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE o(owner) AS ( \
+           SELECT (SELECT MIN(owner) FROM jobs WHERE state = 'pending') \
+           UNION ALL \
+           SELECT (SELECT MIN(owner) FROM jobs WHERE state = 'pending' AND owner > o.owner) \
+           FROM o WHERE o.owner IS NOT NULL) \
+         SELECT owner FROM o WHERE owner IS NOT NULL \
+         AND owner NOT IN (SELECT owner FROM held_owners)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .context("listing the owners of pending jobs")?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The ids of up to `n` due jobs to claim when some owners go by batch,
+/// oldest due first: per owner, its due jobs, or of a batch owner only
+/// those that cannot go by batch (`jobs_owner_started`).
+async fn due_by_owner(
+    conn: &mut sqlx::SqliteConnection,
+    n: usize,
+    now: i64,
+    batching: &BatchOwners,
+) -> anyhow::Result<Vec<i64>> {
+    let mut due: Vec<(i64, i64)> = Vec::new();
+    for owner in pending_owners(conn).await? {
+        // The started-job condition is written as in the index's WHERE,
+        // which SQLite needs to use a partial index.
+        let only_started = if batching.batches(&owner) {
+            "AND (steps_done > 0 OR call_uncertain != 0)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT next_attempt_at, id FROM jobs WHERE state = 'pending' {only_started} \
+             AND owner = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, id LIMIT ?3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&owner)
+            .bind(now)
+            .bind(n as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .context("finding due jobs")?;
+        due.extend(
+            rows.iter()
+                .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1))),
+        );
+    }
+    due.sort_unstable();
+    due.truncate(n);
+    Ok(due.into_iter().map(|(_, id)| id).collect())
+}
+
 impl Queue {
     /// Leases up to `n` due jobs of owners that are not held, under a new
-    /// lease token. Of the owners that go by batch, only jobs that cannot
-    /// (a step done, or a call of unknown outcome) are taken.
+    /// lease token, oldest due first. Of the owners that go by batch, only
+    /// jobs that cannot (a step done, or a call of unknown outcome) are
+    /// taken.
     ///
     /// # Errors
     /// Database errors.
@@ -48,40 +108,52 @@ impl Queue {
         // Random and 63-bit: a token never repeats in practice, so a stale
         // worker can never match a later claim of the same job.
         let token = (fastrand::u64(..) >> 1) as i64;
-        // Numbered parameters only: the owners follow as ?5, ?6, ...
-        let (owners, listed) = match batching {
-            BatchOwners::None => (&[][..], None),
-            BatchOwners::Only(o) => (&o[..], Some("IN")),
-            BatchOwners::AllBut(o) => (&o[..], Some("NOT IN")),
-        };
-        let batching_owners = match listed {
-            None => String::new(),
-            Some(op) => {
-                let list: Vec<String> = (0..owners.len()).map(|i| format!("?{}", i + 5)).collect();
-                format!(
-                    "AND NOT (owner {op} ({}) AND steps_done = 0 AND call_uncertain = 0) ",
-                    list.join(",")
-                )
-            }
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, updated_at = ?3 \
-             WHERE id IN ( \
-               SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
-               AND owner NOT IN (SELECT owner FROM held_owners) {batching_owners}\
-               ORDER BY next_attempt_at, id LIMIT ?4) \
-             RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain"
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
-            .persistent(owners.is_empty())
+        let set = "SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, updated_at = ?3";
+        let returning =
+            "RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain";
+        let rows = if batching.is_none() {
+            // The oldest due jobs, straight off the due index.
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE jobs {set} WHERE id IN ( \
+                   SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
+                   AND owner NOT IN (SELECT owner FROM held_owners) \
+                   ORDER BY next_attempt_at, id LIMIT ?4) {returning}"
+            )))
             .bind(token)
             .bind(now + ms(lease))
             .bind(now)
-            .bind(n as i64);
-        for owner in owners {
-            q = q.bind(owner);
-        }
-        let rows = q.fetch_all(&self.pool).await.context("claiming jobs")?;
+            .bind(n as i64)
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming jobs")?
+        } else {
+            // Owner by owner: a batch owner's backlog of fresh jobs (which
+            // may be millions) is never read, only its few started ones.
+            let mut tx = self.begin_write().await?;
+            let ids = due_by_owner(&mut tx, n, now, batching).await?;
+            if ids.is_empty() {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            // Numbered parameters only (never mixed with bare `?`): the ids
+            // follow as ?4, ?5, ...
+            let list: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 4)).collect();
+            let sql = format!(
+                "UPDATE jobs {set} WHERE state = 'pending' AND id IN ({}) {returning}",
+                list.join(",")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(token)
+                .bind(now + ms(lease))
+                .bind(now);
+            for id in &ids {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(&mut *tx).await.context("claiming jobs")?;
+            tx.commit().await.context("claiming jobs")?;
+            rows
+        };
         let mut jobs: Vec<Job> = rows
             .iter()
             .map(|r| Job {

@@ -94,6 +94,22 @@ pub enum BatchOwners {
     AllBut(Vec<String>),
 }
 
+impl BatchOwners {
+    /// Whether `owner`'s batchable jobs go by batch.
+    pub fn batches(&self, owner: &str) -> bool {
+        match self {
+            BatchOwners::None => false,
+            BatchOwners::Only(o) => o.iter().any(|x| x == owner),
+            BatchOwners::AllBut(o) => !o.iter().any(|x| x == owner),
+        }
+    }
+
+    /// Whether no owner goes by batch.
+    pub fn is_none(&self) -> bool {
+        matches!(self, BatchOwners::None) || matches!(self, BatchOwners::Only(o) if o.is_empty())
+    }
+}
+
 /// A claim on one job: a result applies only while the job is still leased
 /// under this token (a fenced lease).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

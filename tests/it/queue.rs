@@ -457,3 +457,84 @@ async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
     delivering.await.unwrap().unwrap();
     assert_eq!(writer.count(None).await.unwrap(), 20_000);
 }
+
+/// With some owners going by batch, a claim takes every other owner's due
+/// jobs and, of a batch owner, only those that cannot go by batch (a call
+/// of unknown outcome), oldest due first; held owners are left alone; the
+/// batch backlog counts each owner up to the asked number.
+#[tokio::test]
+async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
+    let app = TestApp::start().await;
+    let q = app.queue().await;
+    let values = |n: usize, prefix: &str| -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i}.example.com")).collect()
+    };
+    let jobs = |owner: &str, values: &[String]| -> Vec<NewJob> {
+        values.iter().map(|v| job(owner, v)).collect()
+    };
+    // Two of A's jobs whose call outcome is unknown: they go per indicator.
+    enqueue(&q, &jobs("A", &values(2, "started"))).await;
+    let started = q.claim(2, LEASE, &BatchOwners::None).await.unwrap();
+    let retry = JobUpdate::Retry {
+        at: now_ms(),
+        failed: true,
+        uncertain: true,
+        error: None,
+    };
+    let updates: Vec<(Lease, JobUpdate)> =
+        started.iter().map(|j| (j.lease, retry.clone())).collect();
+    q.apply(&updates, LEASE).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    enqueue(&q, &jobs("A", &values(50, "fresh"))).await;
+    enqueue(&q, &jobs("B", &values(5, "b"))).await;
+    enqueue(&q, &jobs("C", &values(3, "c"))).await;
+    q.hold_owner("C", ErrorClass::AccessDenied, "no access")
+        .await
+        .unwrap();
+
+    let mut backlog = q.batch_backlog(10).await.unwrap();
+    backlog.sort();
+    assert_eq!(backlog, vec![("A".into(), 10), ("B".into(), 5)]);
+
+    let mut expected: Vec<String> = values(2, "started");
+    expected.extend(values(5, "b"));
+    for batching in [
+        BatchOwners::Only(vec!["A".into()]),
+        BatchOwners::AllBut(vec!["B".into(), "C".into()]),
+    ] {
+        let claimed = q.claim(100, LEASE, &batching).await.unwrap();
+        let mut got: Vec<String> = claimed.iter().map(|j| j.value.clone()).collect();
+        got.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(got, want, "{batching:?}");
+        let release: Vec<(Lease, JobUpdate)> = claimed
+            .iter()
+            .map(|j| {
+                let update = JobUpdate::Retry {
+                    at: 0,
+                    failed: false,
+                    uncertain: j.call_uncertain,
+                    error: None,
+                };
+                (j.lease, update)
+            })
+            .collect();
+        q.apply(&release, LEASE).await.unwrap();
+    }
+    // Oldest due first across owners (all are due at 0 now; ties go by
+    // id): A's two started jobs, then B's first.
+    let claimed = q
+        .claim(3, LEASE, &BatchOwners::Only(vec!["A".into()]))
+        .await
+        .unwrap();
+    let got: Vec<&str> = claimed.iter().map(|j| j.value.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "started0.example.com",
+            "started1.example.com",
+            "b0.example.com"
+        ]
+    );
+}
