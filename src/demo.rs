@@ -142,7 +142,7 @@ async fn deliver_with_progress(daemon: &mut Daemon) -> anyhow::Result<OnceReport
         ProgressBar::hidden()
     };
     let mut last_print = std::time::Instant::now();
-    let report = drive_once(daemon, &tokio_util::sync::CancellationToken::new(), |s| {
+    let mut draw = |s: &crate::queue::StateCounts| {
         let finished = s.delivered_since + s.dead;
         let total = finished + s.pending + s.leased + s.held;
         bar.set_length(total);
@@ -156,8 +156,9 @@ async fn deliver_with_progress(daemon: &mut Daemon) -> anyhow::Result<OnceReport
             last_print = std::time::Instant::now();
             eprintln!("delivered {finished}/{total} jobs");
         }
-    })
-    .await?;
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let report = drive_once(daemon, &cancel, Some(&mut draw)).await?;
     bar.finish_and_clear();
     Ok(report)
 }

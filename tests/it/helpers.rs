@@ -434,7 +434,7 @@ impl DerefMut for TestDaemon {
 impl TestDaemon {
     /// `run --once` in process: intake, then delivery until nothing is left to do now.
     pub async fn once(&mut self) -> OnceReport {
-        drive_once(&mut self.0, &CancellationToken::new(), |_| {})
+        drive_once(&mut self.0, &CancellationToken::new(), None)
             .await
             .unwrap()
     }
