@@ -706,9 +706,12 @@ fn item_bytes(endpoints: &crate::api::Endpoints, c: &BatchCandidate) -> Result<V
 
 /// What becomes of each job of a completed batch job: refused items are
 /// buried with ThreatConnect's reason; `unprocessCount` items (the last ones,
-/// as processing goes in order) go back to pending; when an error cannot be
-/// tied to an item, every job not otherwise accounted for goes back as a
-/// call of unknown outcome (per indicator, attributes looked for first).
+/// as processing goes in order) go back to pending. Nothing is counted
+/// delivered on a guess: the item a job-level error stopped at goes back as
+/// a call of unknown outcome (per indicator, attributes looked for first),
+/// and when an error cannot be tied to an item (a job-level error naming
+/// none, fewer tied errors than `errorCount`, counts that do not add up),
+/// so does every job not otherwise accounted for.
 fn map_results(
     items: &[BatchCandidate],
     errors: &[ItemError],
@@ -722,22 +725,29 @@ fn map_results(
         ..BatchOutcome::default()
     };
     let mut refused: HashSet<usize> = HashSet::new();
+    // Items a job-level error stopped at: not refused, not known created.
+    let mut stopped_at: HashSet<usize> = HashSet::new();
     let mut untied = false;
+    let mut tied = 0u64;
     let mut fatal = None;
     for e in errors {
-        // A job-level error names no item's fault, whatever path it gives.
-        if e.fatal {
-            fatal = Some(e.reason.clone());
-            continue;
-        }
         let index = e.item.filter(|i| *i < items.len()).or_else(|| {
             let s = e.summary.as_deref()?;
             items.iter().position(|c| c.value == s)
         });
-        match index {
-            Some(i) if refused.insert(i) => out.refused.push((items[i].id, e.reason.clone())),
-            Some(_) => {}
-            None => untied = true,
+        if e.fatal {
+            fatal = Some(e.reason.clone());
+        }
+        let Some(i) = index else {
+            untied = true;
+            continue;
+        };
+        tied += 1;
+        if e.fatal {
+            // A job-level error names no item's fault, whatever path it gives.
+            stopped_at.insert(i);
+        } else if refused.insert(i) {
+            out.refused.push((items[i].id, e.reason.clone()));
         }
     }
     let reason = match &fatal {
@@ -749,7 +759,7 @@ fn map_results(
         if left == 0 {
             break;
         }
-        if !refused.contains(&i) {
+        if !refused.contains(&i) && !stopped_at.contains(&i) {
             out.unprocessed.push(c.id);
             left -= 1;
         }
@@ -757,19 +767,19 @@ fn map_results(
     out.unprocessed_reason = reason;
     // Counts that do not add up leave some items unaccounted for.
     let counted = status.success_count + status.error_count + status.unprocess_count;
-    if untied || counted < items.len() as u64 {
-        let placed: HashSet<i64> = out
-            .refused
-            .iter()
-            .map(|(id, _)| *id)
-            .chain(out.unprocessed.iter().copied())
-            .collect();
-        out.uncertain = items
-            .iter()
-            .map(|c| c.id)
-            .filter(|id| !placed.contains(id))
-            .collect();
-    }
+    let placed: HashSet<i64> = out
+        .refused
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(out.unprocessed.iter().copied())
+        .collect();
+    let unsure = untied || tied < status.error_count || counted < items.len() as u64;
+    out.uncertain = items
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !placed.contains(&c.id) && (unsure || stopped_at.contains(i)))
+        .map(|(_, c)| c.id)
+        .collect();
     out
 }
 
@@ -822,22 +832,29 @@ mod tests {
 
     #[test]
     fn unprocessed_items_are_the_last_ones_and_untied_errors_make_the_rest_uncertain() {
-        // A job-level error, even one naming an item, buries nothing.
-        let errs = [error(
-            Some(1),
-            None,
-            "Encountered an unexpected Exception while processing batch job",
-        )];
+        // A job-level error buries nothing; the item it stopped at is not
+        // known to be created: it goes back as of unknown outcome.
+        let fatal = "Encountered an unexpected Exception while processing batch job";
+        let errs = [error(Some(1), None, fatal)];
         let out = map_results(&items(5), &errs, &status(5, 1, 2), 9);
         assert!(out.refused.is_empty());
         assert_eq!(out.unprocessed, vec![104, 103]);
-        assert!(
-            out.uncertain.is_empty(),
-            "a job-level error is not an item's"
-        );
+        assert_eq!(out.uncertain, vec![101]);
+        assert!(out.unprocessed_reason.contains(fatal));
+        // One naming no item: any of the processed items may be it.
+        let errs = [error(None, None, fatal)];
+        let out = map_results(&items(5), &errs, &status(5, 1, 2), 9);
+        assert_eq!(out.unprocessed, vec![104, 103]);
+        assert_eq!(out.uncertain, vec![100, 101, 102]);
+        // An error tied to nothing.
         let errs = [error(None, Some("nowhere"), "what")];
         let out = map_results(&items(3), &errs, &status(3, 1, 0), 9);
         assert_eq!(out.uncertain, vec![100, 101, 102]);
+        // Fewer errors read than errorCount: the unread one could be any.
+        let errs = [error(Some(0), None, "bad")];
+        let out = map_results(&items(3), &errs, &status(3, 2, 0), 9);
+        assert_eq!(out.refused, vec![(100, "bad".into())]);
+        assert_eq!(out.uncertain, vec![101, 102]);
         // Counts that leave an item unaccounted for: the rest is uncertain.
         let short = wire::Status {
             success_count: 1,

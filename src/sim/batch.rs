@@ -252,7 +252,12 @@ fn results(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
         .map(|e| match e.index {
             Some(i) => {
                 let summary = e.item["summary"].as_str().unwrap_or("");
-                json!({"code": "0x1005", "severity": "Error", "errorReason": "Invalid indicator",
+                let (code, kind) = if e.reason == FATAL {
+                    ("0x1004", FATAL)
+                } else {
+                    ("0x1005", "Invalid indicator")
+                };
+                json!({"code": code, "severity": "Error", "errorReason": kind,
                        "errorMessage": format!("{} Last known JSON path: '$.indicator[{i}]': Last processed indicator[{i}] '{summary}'.", e.reason)})
             }
             None => json!({"code": "0x1001", "severity": "Error", "errorReason": e.reason,
@@ -304,12 +309,15 @@ fn process(sim: &Shared, mut budget: usize) {
         let mut store = sim.store();
         while budget > 0 && job.next < job.items.len() {
             if halt_after > 0 && job.next >= halt_after {
+                // The exception comes while processing this item: it is not
+                // applied, its error names it, the rest stay unprocessed.
+                let i = job.next;
                 job.errors.push(ItemError {
-                    index: None,
+                    index: Some(i),
                     reason: FATAL.into(),
-                    item: Value::Null,
+                    item: job.items[i].clone(),
                 });
-                job.unprocessed = (job.items.len() - job.next) as u64;
+                job.unprocessed = (job.items.len() - i - 1) as u64;
                 job.next = job.items.len();
                 break;
             }

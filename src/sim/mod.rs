@@ -99,8 +99,9 @@ pub struct Faults {
     pub batch_refuse: Vec<String>,
     /// The next N uploaded batch jobs are lost: their status answers 404.
     pub batch_lose_next: u32,
-    /// A batch job stops with a job-level error after this many items (0:
-    /// never); the rest are counted unprocessed.
+    /// A batch job stops with a job-level error (an unexpected exception)
+    /// at the item after this many (0: never): that item is not applied
+    /// and its error names its JSON path; the rest are counted unprocessed.
     pub batch_halt_after: u32,
     /// The next N batch uploads have their connection cut before they are
     /// processed (the job stays `Created`).

@@ -248,9 +248,11 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
     check_tagged(&held, 30);
     assert!(app.sim.batches()[0].lost);
 
-    // Every job stops after 5 items: the unprocessed go in later jobs, and
-    // from their third try per indicator (an item that stops every job
-    // must not stop the others for ever).
+    // Every job stops with an exception at its sixth item, which it does
+    // not apply: that item is not counted delivered but goes per indicator;
+    // the unprocessed go in later jobs, and from their third try per
+    // indicator (an item that stops every job must not stop the others for
+    // ever).
     let sim_faults = Faults {
         batch_halt_after: 5,
         ..faults()
