@@ -10,7 +10,9 @@ use super::request::{ApiRequest, Method};
 use crate::config::BatchConfig;
 
 /// `POST /v2/batch`: a Create job for `owner` that does not halt on errors,
-/// writing tags and attributes as configured (`Append` unless told).
+/// writing attributes, tags and security labels as configured (`Append`
+/// unless told: ThreatConnect's default `Replace` would remove the tags and
+/// labels an indicator already has).
 pub fn create(owner: &str, cfg: &BatchConfig) -> ApiRequest {
     ApiRequest {
         method: Method::Post,
@@ -22,6 +24,7 @@ pub fn create(owner: &str, cfg: &BatchConfig) -> ApiRequest {
             "action": "Create",
             "attributeWriteType": cfg.attribute_write_type.as_str(),
             "tagWriteType": cfg.tag_write_type.as_str(),
+            "securityLabelWriteType": cfg.security_label_write_type.as_str(),
         })),
         upload: None,
     }

@@ -73,6 +73,12 @@ pub(super) fn validate_batch(b: RawBatch, errors: &mut Vec<String>) -> BatchConf
             b.tag_write_type,
             super::TagWriteType::Append,
         ),
+        security_label_write_type: named(
+            errors,
+            "batch.security_label_write_type",
+            b.security_label_write_type,
+            super::SecurityLabelWriteType::Append,
+        ),
     };
     if batch.max_indicators == 0 || batch.max_indicators > MAX_BATCH_INDICATORS {
         errors.push(format!(

@@ -189,6 +189,16 @@ crate::names::named_enum! {
     }
 }
 
+crate::names::named_enum! {
+    /// `batch.security_label_write_type`: `Append`, or `Replace` (which
+    /// removes the security labels, such as TLP, that an indicator had: the
+    /// items carry none).
+    pub enum SecurityLabelWriteType ("security label write type") {
+        Append => "Append",
+        Replace => "Replace",
+    }
+}
+
 /// The `[batch]` section: how the batch API is used.
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchConfig {
@@ -213,6 +223,7 @@ pub struct BatchConfig {
     pub timeout: Duration,
     pub attribute_write_type: AttributeWriteType,
     pub tag_write_type: TagWriteType,
+    pub security_label_write_type: SecurityLabelWriteType,
 }
 
 #[derive(Debug, Clone, Serialize)]

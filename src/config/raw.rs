@@ -116,6 +116,7 @@ pub struct RawBatch {
     pub timeout_secs: Option<u64>,
     pub attribute_write_type: Option<String>,
     pub tag_write_type: Option<String>,
+    pub security_label_write_type: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

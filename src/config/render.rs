@@ -80,6 +80,7 @@ struct BatchView {
     timeout_secs: u64,
     attribute_write_type: &'static str,
     tag_write_type: &'static str,
+    security_label_write_type: &'static str,
 }
 
 #[derive(Serialize)]
@@ -233,6 +234,7 @@ fn batch_view(b: &BatchConfig) -> BatchView {
         timeout_secs: b.timeout.as_secs(),
         attribute_write_type: b.attribute_write_type.as_str(),
         tag_write_type: b.tag_write_type.as_str(),
+        security_label_write_type: b.security_label_write_type.as_str(),
     }
 }
 

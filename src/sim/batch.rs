@@ -28,6 +28,7 @@ pub(super) struct Job {
     owner: String,
     attribute_write_type: String,
     tag_write_type: String,
+    security_label_write_type: String,
     status: &'static str,
     items: Vec<Value>,
     /// Items processed so far (in order).
@@ -71,6 +72,9 @@ pub struct SimBatch {
     pub summaries: Vec<String>,
     pub errors: usize,
     pub lost: bool,
+    /// As the job's config set them (ThreatConnect's default: `Replace`).
+    pub tag_write_type: String,
+    pub security_label_write_type: String,
 }
 
 impl Batches {
@@ -90,6 +94,8 @@ impl Batches {
                     .collect(),
                 errors: j.errors.len(),
                 lost: j.lost,
+                tag_write_type: j.tag_write_type.clone(),
+                security_label_write_type: j.security_label_write_type.clone(),
             })
             .collect()
     }
@@ -119,6 +125,8 @@ struct JobConfig {
     attribute_write_type: Option<String>,
     #[serde(default)]
     tag_write_type: Option<String>,
+    #[serde(default)]
+    security_label_write_type: Option<String>,
 }
 
 /// `POST /v2/batch`: a job for the config's owner, state `Created`.
@@ -148,6 +156,9 @@ fn create(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
             attribute_write_type,
             // ThreatConnect's default, which wipes existing tags.
             tag_write_type: cfg.tag_write_type.unwrap_or_else(|| "Replace".into()),
+            security_label_write_type: cfg
+                .security_label_write_type
+                .unwrap_or_else(|| "Replace".into()),
             status: "Created",
             items: Vec::new(),
             next: 0,

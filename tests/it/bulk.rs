@@ -112,6 +112,15 @@ async fn every_mode_delivers_the_samples_and_a_tagged_feed() {
                     batches.len()
                 );
                 assert!(stats.requests < 200, "{stats:?}");
+                // Never ThreatConnect's default Replace, which would remove
+                // the tags and labels the indicators already have.
+                assert!(
+                    batches
+                        .iter()
+                        .all(|b| b.tag_write_type == "Append"
+                            && b.security_label_write_type == "Append"),
+                    "{batches:?}"
+                );
             }
             // 3,000 due for one owner: over `min_indicators`, so batch.
             _ => assert!(!batches.is_empty() && stats.requests < 200, "{stats:?}"),
