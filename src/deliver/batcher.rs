@@ -535,10 +535,13 @@ impl Delivery {
                 self.pause(class, reason).await;
                 Failed::Retry(Duration::ZERO)
             }
+            // The batch API needs rights that per-indicator calls do not
+            // (tc-api.md section 5): the owner goes per indicator, where a
+            // real lack of access to it holds it.
             Action::HoldOwner => {
-                self.hold(&b.owner, outcome).await;
+                self.fall_back(&b.owner, outcome);
                 Failed::Abandon {
-                    error: format!("owner held: {}", outcome.message()),
+                    error: format!("batch call refused: {}", outcome.message()),
                     uncertain: sent,
                     class: None,
                 }

@@ -138,6 +138,9 @@ fn create(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
             "Batch job api is not available. Ensure that batchJobEnabled is true and document storage is enabled on this instance.",
         ));
     }
+    if ctx.faults.batch_access_denied {
+        return Err(fail(403, "access_denied", "Access Denied"));
+    }
     let cfg: JobConfig = serde_json::from_slice(&ctx.req.body).map_err(|_| malformed())?;
     let owner = check_owner(ctx, cfg.owner)?;
     let attribute_write_type = cfg.attribute_write_type.unwrap_or_default();

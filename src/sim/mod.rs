@@ -89,6 +89,9 @@ pub struct Faults {
     /// The batch API is off: `POST /v2/batch` answers 503 "Batch job api is
     /// not available...".
     pub batch_unavailable: bool,
+    /// `POST /v2/batch` answers 403 "Access Denied" (a user without the
+    /// batch API's rights), while per-indicator calls go through.
+    pub batch_access_denied: bool,
     /// The largest batch data file accepted (0: any); larger uploads get
     /// 400 "File size greater than allowable limit of N".
     pub batch_max_bytes: u64,

@@ -220,6 +220,29 @@ async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
 }
 
 #[tokio::test]
+async fn a_user_without_batch_rights_goes_per_indicator_and_no_owner_is_held() {
+    // "Access Denied" to the batch API only (it needs rights that
+    // per-indicator calls do not): the owner falls back, it is not held.
+    let sim_faults = Faults {
+        batch_access_denied: true,
+        ..faults()
+    };
+    let app = bulk_app("batch", "", sim_faults).await;
+    tagged_feed(&app.incoming(), "feed.csv", 40);
+    let stderr = run_once(&app).await;
+    assert!(stderr.contains("Access Denied"), "{stderr}");
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 40);
+    check_tagged(&held, 40);
+    let q = app.queue().await;
+    assert_eq!(
+        number(&q, "SELECT COUNT(*) FROM held_owners").await,
+        0,
+        "no owner held"
+    );
+}
+
+#[tokio::test]
 async fn an_upload_whose_outcome_is_unknown_is_checked_before_it_is_sent_again() {
     // The first upload is cut before it arrives (upload again); the second
     // arrives and its answer is lost (poll it, never upload again).
