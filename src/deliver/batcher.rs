@@ -456,7 +456,10 @@ impl Delivery {
     }
 
     /// The item errors of a completed job: `/results`, or `/errors` on
-    /// instances that do not have it.
+    /// instances that do not have it. Both missing (404) is no list at all:
+    /// with `errorCount > 0`, every item not known delivered then goes per
+    /// indicator ([`map_results`]), rather than the job waiting for a list
+    /// that will not come until `batch.timeout_secs`.
     async fn item_errors(&self, owner: &str, id: i64) -> Result<Vec<ItemError>, Failed> {
         let resp = self.batch_call(owner, &wire::results(id)).await;
         let parsed = match resp.outcome {
@@ -465,6 +468,13 @@ impl Delivery {
                 let resp = self.batch_call(owner, &wire::errors(id)).await;
                 match resp.outcome {
                     Outcome::Success => wire::parse_errors(&resp.body),
+                    Outcome::NotFound => {
+                        tracing::warn!(
+                            tc_batch_id = id,
+                            "the batch job reports errors but lists none: its items go per indicator"
+                        );
+                        Ok(Vec::new())
+                    }
                     other => Err(other.message()),
                 }
             }

@@ -255,7 +255,7 @@ fn status(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
 /// `GET /v2/batch/<id>/results`: the errors with their JSON paths (404
 /// under `batch_legacy_errors`, as on instances older than late 2023).
 fn results(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
-    if ctx.faults.batch_legacy_errors {
+    if ctx.faults.batch_legacy_errors || ctx.faults.batch_errors_unlisted {
         return Err(not_found());
     }
     let b = ctx.sim.batches();
@@ -289,7 +289,7 @@ fn legacy_errors(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
     if job.status != "Completed" {
         return Err(fail(400, "validation", "Batch still in Running state"));
     }
-    if job.errors.is_empty() {
+    if job.errors.is_empty() || ctx.faults.batch_errors_unlisted {
         return Err(not_found());
     }
     let list: Vec<Value> = job

@@ -100,6 +100,9 @@ pub struct Faults {
     pub batch_items_per_sec: u64,
     /// Batch items (by summary) refused as on the exclusion list.
     pub batch_refuse: Vec<String>,
+    /// `/v2/batch/<id>/results` and `/errors` both answer 404, even with
+    /// `errorCount > 0`.
+    pub batch_errors_unlisted: bool,
     /// The next N uploaded batch jobs are lost: their status answers 404.
     pub batch_lose_next: u32,
     /// A batch job stops with a job-level error (an unexpected exception)

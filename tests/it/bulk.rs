@@ -220,6 +220,34 @@ async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
 }
 
 #[tokio::test]
+async fn errors_that_are_counted_but_not_listed_send_the_items_per_indicator() {
+    // errorCount says 2, yet /results and /errors both answer 404: which
+    // items failed is unknown, so none is counted delivered or buried on a
+    // guess; all go per indicator (here they pass), at once, not after
+    // batch.timeout_secs.
+    let sim_faults = Faults {
+        batch_refuse: vec!["b3.example.net".into(), "b17.example.net".into()],
+        batch_errors_unlisted: true,
+        ..faults()
+    };
+    let app = bulk_app("batch", "", sim_faults).await;
+    tagged_feed(&app.incoming(), "feed.csv", 40);
+    let stderr = run_once(&app).await;
+    assert!(stderr.contains("lists none"), "{stderr}");
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 40);
+    check_tagged(&held, 40);
+    let batches = app.sim.batches();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0].status, "Completed");
+    let q = app.queue().await;
+    assert_eq!(
+        number(&q, "SELECT COUNT(*) FROM batch_jobs WHERE state = 'done'").await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_user_without_batch_rights_goes_per_indicator_and_no_owner_is_held() {
     // "Access Denied" to the batch API only (it needs rights that
     // per-indicator calls do not): the owner falls back, it is not held.
