@@ -244,20 +244,29 @@ impl Payload {
 /// Longest tag ThreatConnect accepts.
 pub const MAX_TAG_CHARS: usize = 128;
 
-/// A tag longer than [`MAX_TAG_CHARS`].
+/// A tag ThreatConnect cannot take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("tag {tag:?} is longer than {MAX_TAG_CHARS} characters")]
-pub struct TagTooLong {
-    pub tag: String,
+pub enum BadTag {
+    #[error("tag {0:?} is longer than {MAX_TAG_CHARS} characters")]
+    TooLong(String),
+    /// `.` or `..`: a v2 path segment that URL parsing resolves away
+    /// (`%2E` too), so its tag call would go to another resource.
+    #[error("tag {0:?} is only dots: ThreatConnect's API paths cannot name it")]
+    DotSegment(String),
+}
+
+/// Whether `s` is a path segment that URL parsing resolves away.
+pub fn is_dot_segment(s: &str) -> bool {
+    matches!(s, "." | "..")
 }
 
 /// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
-/// at most [`MAX_TAG_CHARS`] characters. Feed rules (in `config`) and rows (in
-/// `normalize`) follow the same rules.
+/// at most [`MAX_TAG_CHARS`] characters and not only dots. Feed rules (in
+/// `config`) and rows (in `normalize`) follow the same rules.
 ///
 /// # Errors
-/// The first tag that is too long.
-pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, TagTooLong> {
+/// The first tag that breaks a rule.
+pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, BadTag> {
     let mut out: Vec<String> = Vec::new();
     for t in raw {
         let t = t.trim();
@@ -265,7 +274,10 @@ pub fn clean_tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<Strin
             continue;
         }
         if t.chars().count() > MAX_TAG_CHARS {
-            return Err(TagTooLong { tag: t.to_string() });
+            return Err(BadTag::TooLong(t.to_string()));
+        }
+        if is_dot_segment(t) {
+            return Err(BadTag::DotSegment(t.to_string()));
         }
         if !out.iter().any(|o| o.eq_ignore_ascii_case(t)) {
             out.push(t.to_string());
@@ -338,6 +350,11 @@ mod tests {
             e.to_string(),
             format!("tag {:?} is longer than 128 characters", long[0])
         );
+        for dots in [".", " .. "] {
+            let e = clean_tags([dots.to_string()].iter()).unwrap_err();
+            assert_eq!(e, BadTag::DotSegment(dots.trim().into()));
+        }
+        assert_eq!(clean_tags(["...".to_string()].iter()).unwrap(), ["..."]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use timestamp::timestamp;
 
 use crate::feed::RawRecord;
 pub use crate::indicator::MAX_TAG_CHARS;
-use crate::indicator::{Attribute, FileHashes, Indicator, IndicatorType, Payload};
+use crate::indicator::{Attribute, BadTag, FileHashes, Indicator, IndicatorType, Payload};
 
 /// Settings a feed rule applies to every row; a row's own values win.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +113,12 @@ fn text(kind: IndicatorType, s: &str) -> Result<String, Reject> {
         return Err(Reject::new(
             RejectRule::ValueTooLong,
             format!("{kind} is longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    if crate::indicator::is_dot_segment(s) {
+        return Err(Reject::new(
+            RejectRule::DotSegment,
+            format!("{kind} {s:?} is only dots: ThreatConnect's API paths cannot name it"),
         ));
     }
     Ok(s.to_string())
@@ -316,13 +322,19 @@ pub fn confidence(s: &str) -> Result<u8, Reject> {
 }
 
 /// Tags trimmed, empty ones dropped, duplicates (ignoring case) removed, each
-/// at most 128 characters (see [`crate::indicator::clean_tags`]).
+/// at most 128 characters and not only dots (see
+/// [`crate::indicator::clean_tags`]).
 ///
 /// # Errors
-/// When a tag is too long.
+/// When a tag is too long, or only dots.
 pub fn tags<'a>(raw: impl Iterator<Item = &'a String>) -> Result<Vec<String>, Reject> {
-    crate::indicator::clean_tags(raw)
-        .map_err(|e| Reject::new(RejectRule::TagTooLong, e.to_string()))
+    crate::indicator::clean_tags(raw).map_err(|e| {
+        let rule = match e {
+            BadTag::TooLong(_) => RejectRule::TagTooLong,
+            BadTag::DotSegment(_) => RejectRule::DotSegment,
+        };
+        Reject::new(rule, e.to_string())
+    })
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ crate::names::named_enum! {
         /// A registry key name holding the summary's separator (` : `, or
         /// ` :` at its end): its summary would read back differently.
         InvalidRegistryKeyName => "invalid-registry-key-name",
+        /// A value or tag of only `.` or `..`: URL parsing resolves such a
+        /// path segment away (`%2E` too), so its calls would go elsewhere.
+        DotSegment => "dot-segment",
     }
 }
 
@@ -119,6 +122,7 @@ mod tests {
                 "unreadable-row",
                 "file-unreadable",
                 "invalid-registry-key-name",
+                "dot-segment",
             ]
         );
         for r in RejectRule::ALL {

@@ -524,4 +524,6 @@ fn reject_messages_are_cut() {
 fn registry_key_names_holding_the_separator_are_rejected() {
     // Found by fuzzing (normalize): normalizing the summary again changed it.
     check_reject("HKCC/ :", None, "invalid-registry-key-name");
+    check_reject("..", Some(T::Mutex), "dot-segment");
+    check_reject(".", Some(T::UserAgent), "dot-segment");
 }
