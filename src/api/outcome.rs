@@ -109,10 +109,11 @@ impl Outcome {
             }
             Outcome::OwnerNotFound => "check the owner name (api.owner or the feed rule's owner)",
             Outcome::Unauthorized => {
-                "the API token was refused (expired, or not a valid token): issue a new token in \
-                 ThreatConnect, put it where the token comes from (api.token_file, the systemd \
-                 credential tc-api-token or TC_TOKEN; `tc-ingest check-config` shows which), then \
-                 reload (`systemctl reload tc-ingest`)"
+                "the credentials were refused (401). With an API token: it expired or is not \
+                 valid: issue a new token in ThreatConnect, put it where the token comes from \
+                 (api.token_file, the systemd credential tc-api-token or TC_TOKEN; `tc-ingest \
+                 check-config` shows which), then reload (`systemctl reload tc-ingest`). With an \
+                 access id and secret key: check both, and the API user's state in ThreatConnect"
             }
             Outcome::BatchUnavailable { .. } => {
                 "the instance's batch API is off (batchJobEnabled, document storage): \
