@@ -186,19 +186,38 @@ impl Indicator {
     /// hash for a File (sha256 first, as the SDK does), and the three fields
     /// joined by `" : "` for a Registry Key.
     pub fn path_identifier(&self) -> &str {
+        self.path_identifiers()
+            .first()
+            .copied()
+            .unwrap_or(&self.summary)
+    }
+
+    /// Every identifier that can stand for the indicator in a URL path, the
+    /// preferred first: a File's hashes by strength (sha256, sha1, md5), the
+    /// one identifier of anything else.
+    pub fn path_identifiers(&self) -> Vec<&str> {
         match self.kind {
             IndicatorType::File => {
                 let parts: Vec<&str> = self.summary.split(SUMMARY_SEPARATOR).collect();
-                parts
-                    .iter()
-                    .rev()
-                    .find(|p| p.len() == 64)
-                    .or_else(|| parts.iter().find(|p| p.len() == 40))
-                    .or_else(|| parts.first())
-                    .copied()
-                    .unwrap_or(&self.summary)
+                let mut by_strength = parts.clone();
+                by_strength.sort_by_key(|p| std::cmp::Reverse(p.len()));
+                by_strength
             }
-            _ => &self.summary,
+            _ => vec![&self.summary],
+        }
+    }
+
+    /// The indicator as its `i`th path identifier names it (a File by that
+    /// hash alone), for the calls after its create: a File that existed
+    /// under one of its hashes (v2's 400 "a File with this MD5 already
+    /// exists") may not be found under another.
+    pub fn named_by(&self, i: usize) -> Option<Indicator> {
+        match i {
+            0 => Some(self.clone()),
+            i => {
+                let id = self.path_identifiers().get(i)?.to_string();
+                Some(Indicator::from_normalized(self.kind, id))
+            }
         }
     }
 }
@@ -387,5 +406,10 @@ mod tests {
         assert_eq!(h.sha1, None);
         assert_eq!(h.sha256.as_deref(), Some(sha256));
         assert_eq!(ind.path_identifier(), sha256);
+        assert_eq!(ind.path_identifiers(), [sha256, md5]);
+        let by_md5 = ind.named_by(1).unwrap();
+        assert_eq!(by_md5.path_identifier(), md5);
+        assert_eq!(by_md5.summary(), md5);
+        assert!(ind.named_by(2).is_none());
     }
 }

@@ -31,6 +31,7 @@ struct Answer {
 }
 
 /// Where a job's current call stands.
+#[derive(Clone, Copy)]
 struct Call {
     step: u32,
     /// The job's calls in all.
@@ -46,6 +47,11 @@ struct Call {
     /// Every attribute is looked for before it is sent (the job was in a
     /// batch job that may have been processed).
     recheck: bool,
+    /// Which of the indicator's path identifiers names it in the calls after
+    /// the create ([`Indicator::named_by`]), and how many it has: a File
+    /// not found under one hash is tried under the next.
+    identifier: usize,
+    identifiers: usize,
 }
 
 impl Delivery {
@@ -162,6 +168,8 @@ impl Delivery {
             clock_corrected: false,
             v3: cfg.per_indicator_v3(),
             recheck: job.recheck_attributes,
+            identifier: 0,
+            identifiers: indicator.path_identifiers().len(),
         };
         while call.step < call.total {
             if cancel.is_cancelled() || self.gate.paused().is_some() {
@@ -226,12 +234,10 @@ impl Delivery {
             Action::NextStep => {
                 *call = Call {
                     step: if call.v3 { call.total } else { call.step + 1 },
-                    total: call.total,
                     attempts: 0,
                     uncertain: false,
                     clock_corrected: false,
-                    v3: call.v3,
-                    recheck: call.recheck,
+                    ..*call
                 };
                 if call.step < call.total {
                     let update = JobUpdate::Progress {
@@ -263,6 +269,22 @@ impl Delivery {
             Action::PauseAll { class, reason } => {
                 self.pause(class, reason).await;
                 retry(call, now_ms(), false)
+            }
+            // A File that ThreatConnect had under another of its hashes
+            // ("a File with this MD5 already exists") is not found under the
+            // one tried: the next is tried.
+            Action::Bury
+                if matches!(outcome, Outcome::NotFound)
+                    && call.step > 0
+                    && !call.v3
+                    && call.identifier + 1 < call.identifiers =>
+            {
+                call.identifier += 1;
+                tracing::info!(
+                    job = job.lease.id,
+                    "not found under this hash: trying the File's next hash"
+                );
+                ControlFlow::Continue(())
             }
             Action::HoldOwner => {
                 self.hold(&job.owner, &outcome).await;
@@ -332,6 +354,16 @@ impl Delivery {
             api.endpoints
                 .v3_create(indicator, payload, &job.owner, &attributes)
         } else {
+            // After the create, as the identifier in use names it.
+            let named;
+            let indicator = if step > 0 && call.identifier > 0 {
+                named = indicator
+                    .named_by(call.identifier)
+                    .unwrap_or_else(|| indicator.clone());
+                &named
+            } else {
+                indicator
+            };
             if (call.uncertain || call.recheck)
                 && let Some(attr) = attribute_of_step(payload, step)
             {

@@ -49,6 +49,45 @@ async fn created_and_already_existing_are_delivered_with_every_step_once() {
     }
 }
 
+/// ThreatConnect holds the File under its MD5 only; a create of the same
+/// File with MD5 and SHA256 answers 400 "a File with this MD5 already
+/// exists", and the File is not found under the SHA256: its tag and
+/// attribute go to it under the next hash instead of the job being buried.
+#[tokio::test]
+async fn a_file_known_under_another_hash_gets_its_tags_and_attributes() {
+    let app = TestApp::builder()
+        .faults(Faults {
+            file_exists_400: true,
+            ..faults()
+        })
+        .extra_config(FAST)
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    d.enqueue(&[job("Common Community", md5)]).await;
+    assert_eq!(d.once().await.exit_code(), 0);
+    let mut both = job("Common Community", &format!("{md5} : {sha256}"));
+    both.payload.tags = vec!["seen-again".into()];
+    both.payload
+        .attributes
+        .push(tc_ingest::indicator::Attribute {
+            kind: "Description".into(),
+            value: "with its sha256".into(),
+        });
+    d.enqueue(&[both]).await;
+    let report = d.once().await;
+    assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
+    assert_eq!(d.queue.count(Some(JobState::Dead)).await.unwrap(), 0);
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].tags.contains("seen-again"), "{held:?}");
+    assert_eq!(held[0].attributes.len(), 1, "{held:?}");
+    let stats = app.sim.stats();
+    assert_eq!(stats.by_class.get("duplicate"), Some(&1), "{stats:?}");
+}
+
 #[tokio::test]
 async fn validation_errors_bury_the_job_with_the_apis_message() {
     let app = TestApp::builder().extra_config(FAST).start().await;
