@@ -72,6 +72,20 @@ impl Endpoints {
         }
     }
 
+    /// A type's name in v3 and batch bodies: ThreatConnect's, or the
+    /// instance's name for a custom type (`api.types.<type>.name`).
+    pub fn type_name(&self, kind: IndicatorType) -> &str {
+        let custom = match kind {
+            IndicatorType::Asn => &self.types.asn.name,
+            IndicatorType::Cidr => &self.types.cidr.name,
+            IndicatorType::Mutex => &self.types.mutex.name,
+            IndicatorType::RegistryKey => &self.types.registry_key.name,
+            IndicatorType::UserAgent => &self.types.user_agent.name,
+            _ => &None,
+        };
+        custom.as_deref().unwrap_or(kind.tc_name())
+    }
+
     /// `GET /v2/owners`: the connectivity check and owner probe.
     pub fn owners(&self) -> ApiRequest {
         ApiRequest {
@@ -180,7 +194,7 @@ impl Endpoints {
         attributes: &[&Attribute],
     ) -> ApiRequest {
         let mut body = Map::new();
-        body.insert("type".into(), json!(ind.kind().tc_name()));
+        body.insert("type".into(), json!(self.type_name(ind.kind())));
         body.extend(self.value_fields(ind));
         if let Some(r) = payload.rating {
             body.insert("rating".into(), json!(r));
@@ -218,7 +232,7 @@ impl Endpoints {
     pub fn batch_item(&self, ind: &Indicator, payload: &Payload) -> Value {
         let mut item = Map::new();
         item.insert("summary".into(), json!(ind.summary()));
-        item.insert("type".into(), json!(ind.kind().tc_name()));
+        item.insert("type".into(), json!(self.type_name(ind.kind())));
         if let Some(r) = payload.rating {
             item.insert("rating".into(), json!(r));
         }
@@ -420,15 +434,27 @@ mod tests {
             asn: CustomType {
                 branch: "autonomousSystems".into(),
                 field: "ASN".into(),
+                name: Some("Autonomous System".into()),
             },
             ..TypeNames::default()
         };
         let e = Endpoints::new(types);
-        let r = e.create(&ind(T::Asn, "ASN5"), &Payload::default(), "O");
+        let asn = ind(T::Asn, "ASN5");
+        let r = e.create(&asn, &Payload::default(), "O");
         assert!(
             r.path_and_query
                 .starts_with("/v2/indicators/autonomousSystems?")
         );
         assert_eq!(r.body.unwrap(), json!({"ASN": "ASN5"}));
+        // v3 and batch name the type in the body.
+        let v3 = e.v3_create(&asn, &Payload::default(), "O", &[]);
+        assert_eq!(
+            v3.body.unwrap(),
+            json!({"type": "Autonomous System", "ASN": "ASN5"})
+        );
+        let item = e.batch_item(&asn, &Payload::default());
+        assert_eq!(item["type"], "Autonomous System");
+        let mutex = ind(T::Mutex, "m");
+        assert_eq!(e.batch_item(&mutex, &Payload::default())["type"], "Mutex");
     }
 }

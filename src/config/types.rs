@@ -2,12 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Branch and field names of a custom indicator type with one value field.
+/// Branch and field names of a custom indicator type with one value field,
+/// and its type name where it is not ThreatConnect's default (the v3 and
+/// batch APIs name the type in the body: `"type": "Mutex"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomType {
     pub branch: String,
     pub field: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Branch and field names of the Registry Key custom type.
@@ -15,6 +19,8 @@ pub struct CustomType {
 #[serde(deny_unknown_fields)]
 pub struct RegistryKeyType {
     pub branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub key_name: String,
     pub value_name: String,
     pub value_type: String,
@@ -37,6 +43,7 @@ impl Default for TypeNames {
         let custom = |branch: &str, field: &str| CustomType {
             branch: branch.into(),
             field: field.into(),
+            name: None,
         };
         Self {
             asn: custom("asns", "AS Number"),
@@ -45,6 +52,7 @@ impl Default for TypeNames {
             user_agent: custom("userAgents", "User Agent String"),
             registry_key: RegistryKeyType {
                 branch: "registryKeys".into(),
+                name: None,
                 key_name: "Key Name".into(),
                 value_name: "Value Name".into(),
                 value_type: "Value Type".into(),
