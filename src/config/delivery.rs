@@ -37,6 +37,12 @@ pub(super) fn validate(d: RawDelivery, errors: &mut Vec<String>) -> DeliveryConf
         probe_max: Duration::from_secs(d.probe_max_secs.unwrap_or(900).max(1)),
         circuit_open_max: Duration::from_secs(d.circuit_open_max_secs.unwrap_or(30).max(1)),
         mode: named(errors, "delivery.mode", d.mode, DeliveryMode::Auto),
+        attribute_check: named(
+            errors,
+            "delivery.attribute_check",
+            d.attribute_check,
+            super::AttributeCheck::Uncertain,
+        ),
     };
     if delivery.workers == 0 || delivery.workers > 256 {
         errors.push("delivery.workers: must be from 1 to 256".into());

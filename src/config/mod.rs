@@ -138,6 +138,8 @@ pub struct DeliveryConfig {
     pub circuit_open_max: Duration,
     /// How indicators go to ThreatConnect (ARCHITECTURE.md, "Bulk modes").
     pub mode: DeliveryMode,
+    /// When an attribute is looked for before it is sent per indicator.
+    pub attribute_check: AttributeCheck,
 }
 
 impl Config {
@@ -150,6 +152,22 @@ impl Config {
             DeliveryMode::V2 => false,
             DeliveryMode::Auto | DeliveryMode::Batch => self.api.prefer_v3,
         }
+    }
+}
+
+crate::names::named_enum! {
+    /// `delivery.attribute_check`: when an attribute is looked for (`GET
+    /// .../attributes`) before a per-indicator call adds it. v2 attributes
+    /// append, and whether a v3 create of an existing indicator appends its
+    /// attributes again is not documented (tc-api.md sections 7 and 8).
+    pub enum AttributeCheck ("attribute check") {
+        /// Only when an earlier attempt may have added it (an answer lost,
+        /// a batch job given up).
+        Uncertain => "uncertain",
+        /// Always: an indicator fed again (after `queue.dedup_window`, or
+        /// with other tags) does not get the same attribute twice, at one
+        /// more request per indicator with attributes.
+        Always => "always",
     }
 }
 

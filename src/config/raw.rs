@@ -102,6 +102,7 @@ pub struct RawDelivery {
     pub probe_max_secs: Option<u64>,
     pub circuit_open_max_secs: Option<u64>,
     pub mode: Option<String>,
+    pub attribute_check: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

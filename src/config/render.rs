@@ -67,6 +67,7 @@ struct DeliveryView {
     probe_max_secs: u64,
     circuit_open_max_secs: u64,
     mode: &'static str,
+    attribute_check: &'static str,
 }
 
 #[derive(Serialize)]
@@ -179,6 +180,7 @@ pub fn render(cfg: &Config) -> String {
             probe_max_secs: d.probe_max.as_secs(),
             circuit_open_max_secs: d.circuit_open_max.as_secs(),
             mode: d.mode.as_str(),
+            attribute_check: d.attribute_check.as_str(),
         },
         batch: batch_view(&cfg.batch),
         metrics: MetricsView {

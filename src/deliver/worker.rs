@@ -13,7 +13,7 @@ use super::policy::{Action, backoff, policy};
 use super::writer::{Leases, Results};
 use super::{Api, Delivery};
 use crate::api::{Outcome, attribute_of_step};
-use crate::config::DeliveryConfig;
+use crate::config::{AttributeCheck, DeliveryConfig};
 use crate::indicator::{Attribute, Indicator, Payload};
 use crate::names::ErrorClass;
 use crate::queue::{Job, JobError, JobUpdate, now_ms};
@@ -45,7 +45,8 @@ struct Call {
     /// One v3 create carries every call left (tc-api.md section 7).
     v3: bool,
     /// Every attribute is looked for before it is sent (the job was in a
-    /// batch job that may have been processed).
+    /// batch job that may have been processed, or `delivery.attribute_check
+    /// = "always"`).
     recheck: bool,
     /// Which of the indicator's path identifiers names it in the calls after
     /// the create ([`Indicator::named_by`]), and how many it has: a File
@@ -167,7 +168,8 @@ impl Delivery {
             uncertain: job.call_uncertain,
             clock_corrected: false,
             v3: cfg.per_indicator_v3(),
-            recheck: job.recheck_attributes,
+            recheck: job.recheck_attributes
+                || cfg.delivery.attribute_check == AttributeCheck::Always,
             identifier: 0,
             identifiers: indicator.path_identifiers().len(),
         };

@@ -88,6 +88,49 @@ async fn a_file_known_under_another_hash_gets_its_tags_and_attributes() {
     assert_eq!(stats.by_class.get("duplicate"), Some(&1), "{stats:?}");
 }
 
+/// The same indicator and description fed again after the dedup window:
+/// attributes append, so by default the description is there twice; with
+/// `delivery.attribute_check = "always"` it is looked for first, in v2 and
+/// v3 alike.
+#[tokio::test]
+async fn attribute_check_always_adds_no_attribute_twice_when_fed_again() {
+    for (mode, check, expected) in [
+        ("v2", "uncertain", 2),
+        ("v2", "always", 1),
+        ("v3", "always", 1),
+    ] {
+        let app = TestApp::builder()
+            .extra_config(&format!(
+                "{FAST}mode = \"{mode}\"\nattribute_check = \"{check}\"\n"
+            ))
+            .start()
+            .await;
+        let mut d = app.daemon().await;
+        let mut fed = job("Common Community", "fed-again.example.com");
+        fed.payload
+            .attributes
+            .push(tc_ingest::indicator::Attribute {
+                kind: "Description".into(),
+                value: "seen in the daily feed".into(),
+            });
+        for _ in 0..2 {
+            // Outside the dedup window: queued again.
+            d.queue
+                .commit_chunk(None, std::slice::from_ref(&fed), &[], 1, 1, Duration::ZERO)
+                .await
+                .unwrap();
+            assert_eq!(d.once().await.exit_code(), 0);
+        }
+        let held = app.sim.indicators();
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            held[0].attributes.len(),
+            expected,
+            "{mode} {check}: {held:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn validation_errors_bury_the_job_with_the_apis_message() {
     let app = TestApp::builder().extra_config(FAST).start().await;
