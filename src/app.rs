@@ -455,13 +455,13 @@ pub async fn drive_once(
         // far away.
         let left = daemon.queue.outstanding().await?;
         let Some(next_due) = left.next_due else {
-            if left.leased == 0 {
+            if !left.in_flight {
                 break;
             }
             continue;
         };
         let wait_ms = next_due - now_ms();
-        if left.leased == 0
+        if !left.in_flight
             && wait_ms > 1000
             && last_notice.is_none_or(|t| t.elapsed() >= ONCE_WAIT_NOTICE)
         {

@@ -166,7 +166,8 @@ crate::names::named_enum! {
         Uncertain => "uncertain",
         /// Always: an indicator fed again (after `queue.dedup_window`, or
         /// with other tags) does not get the same attribute twice, at one
-        /// more request per indicator with attributes.
+        /// more request per attribute call (v2) or per create with
+        /// attributes (v3).
         Always => "always",
     }
 }

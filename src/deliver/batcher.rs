@@ -612,7 +612,7 @@ impl Delivery {
             }
             // Refused before any data went (a config it refuses, no batch
             // endpoint at all): this owner's jobs go per indicator.
-            Action::Bury if !sent => {
+            Action::Bury | Action::NotFound if !sent => {
                 self.fall_back(&b.owner, outcome);
                 Failed::Abandon {
                     error: format!("batch job refused: {}", outcome.message()),
@@ -620,21 +620,19 @@ impl Delivery {
                     class: None,
                 }
             }
-            Action::Bury => {
-                let lost = matches!(outcome, Outcome::NotFound);
-                Failed::Abandon {
-                    error: if lost {
-                        format!(
-                            "ThreatConnect does not know batch job {} (404): lost",
-                            b.tc_batch_id.unwrap_or(0)
-                        )
-                    } else {
-                        format!("batch call refused: {}", outcome.message())
-                    },
-                    uncertain: sent,
-                    class: Some(ErrorClass::BatchFailed),
-                }
-            }
+            Action::NotFound => Failed::Abandon {
+                error: format!(
+                    "ThreatConnect does not know batch job {} (404): lost",
+                    b.tc_batch_id.unwrap_or(0)
+                ),
+                uncertain: true,
+                class: Some(ErrorClass::BatchFailed),
+            },
+            Action::Bury => Failed::Abandon {
+                error: format!("batch call refused: {}", outcome.message()),
+                uncertain: true,
+                class: Some(ErrorClass::BatchFailed),
+            },
         }
     }
 
@@ -666,7 +664,7 @@ impl Delivery {
             .is_none();
         self.bulk.owners.lock().expect("bulk").remove(owner);
         if first {
-            tracing::warn!(owner, message = %outcome.message(), retry_in_secs = FALLBACK_FOR.as_secs(), advice = outcome.advice().unwrap_or(""), "batch API not available: delivering per indicator");
+            tracing::warn!(owner, message = %outcome.message(), retry_in_secs = FALLBACK_FOR.as_secs(), advice = outcome.advice().unwrap_or(""), "batch API not usable for this owner (see message): delivering per indicator");
         }
     }
 
@@ -689,10 +687,7 @@ impl Delivery {
             .collect();
         for (o, until) in self.bulk.fallback.lock().expect("bulk").iter() {
             if *until > now {
-                out.push((
-                    o.clone(),
-                    format!("{per_indicator} (batch API not available)"),
-                ));
+                out.push((o.clone(), format!("{per_indicator} (batch API not usable)")));
             }
         }
         out.push(("*".into(), per_indicator.into()));
@@ -718,13 +713,15 @@ fn item_bytes(endpoints: &crate::api::Endpoints, c: &BatchCandidate) -> Result<V
 }
 
 /// What becomes of each job of a completed batch job: refused items are
-/// buried with ThreatConnect's reason; `unprocessCount` items (the last ones,
-/// as processing goes in order) go back to pending. Nothing is counted
-/// delivered on a guess: the item a job-level error stopped at goes back as
+/// buried with ThreatConnect's reason; unprocessed items go back to pending:
+/// those after the item a job-level error stopped at, else the last
+/// `unprocessCount` (processing goes in order). Nothing is counted delivered
+/// or unprocessed on a guess: the item a job-level error names goes back as
 /// a call of unknown outcome (per indicator, attributes looked for first),
-/// and when an error cannot be tied to an item (a job-level error naming
-/// none, fewer tied errors than `errorCount`, counts that do not add up),
-/// so does every job not otherwise accounted for.
+/// and when the errors and counts do not tell every item's fault apart (an
+/// error tied to no item, fewer items tied than `errorCount`, counts that do
+/// not add up to the items, unprocessed items not where the counts say),
+/// every item not refused goes back that way.
 fn map_results(
     items: &[BatchCandidate],
     errors: &[ItemError],
@@ -741,7 +738,6 @@ fn map_results(
     // Items a job-level error stopped at: not refused, not known created.
     let mut stopped_at: HashSet<usize> = HashSet::new();
     let mut untied = false;
-    let mut tied = 0u64;
     let mut fatal = None;
     for e in errors {
         let index = e.item.filter(|i| *i < items.len()).or_else(|| {
@@ -755,7 +751,6 @@ fn map_results(
             untied = true;
             continue;
         };
-        tied += 1;
         if e.fatal {
             // A job-level error names no item's fault, whatever path it gives.
             stopped_at.insert(i);
@@ -763,36 +758,46 @@ fn map_results(
             out.refused.push((items[i].id, e.reason.clone()));
         }
     }
-    let reason = match &fatal {
+    let open = |i: &usize| !refused.contains(i) && !stopped_at.contains(i);
+    let unprocessed: Vec<usize> = match stopped_at.iter().min() {
+        Some(&stop) => (stop + 1..items.len()).filter(open).collect(),
+        None => {
+            let mut last: Vec<usize> = (0..items.len())
+                .rev()
+                .filter(open)
+                .take(status.unprocess_count as usize)
+                .collect();
+            last.reverse();
+            last
+        }
+    };
+    let tied = (refused.len() + stopped_at.len()) as u64;
+    let counted = status.success_count + status.error_count + status.unprocess_count;
+    let unsure = untied
+        || tied < status.error_count
+        || counted != items.len() as u64
+        || unprocessed.len() as u64 != status.unprocess_count;
+    if !unsure {
+        out.unprocessed = unprocessed.iter().map(|&i| items[i].id).collect();
+    }
+    out.unprocessed_reason = match &fatal {
         Some(r) => format!("batch job {tc_batch_id} stopped before this item: {r}"),
         None => format!("batch job {tc_batch_id} did not process this item"),
     };
-    let mut left = status.unprocess_count as usize;
-    for (i, c) in items.iter().enumerate().rev() {
-        if left == 0 {
-            break;
-        }
-        if !refused.contains(&i) && !stopped_at.contains(&i) {
-            out.unprocessed.push(c.id);
-            left -= 1;
-        }
-    }
-    out.unprocessed_reason = reason;
-    // Counts that do not add up leave some items unaccounted for.
-    let counted = status.success_count + status.error_count + status.unprocess_count;
-    let placed: HashSet<i64> = out
-        .refused
-        .iter()
-        .map(|(id, _)| *id)
-        .chain(out.unprocessed.iter().copied())
+    out.uncertain = (0..items.len())
+        .filter(|i| !refused.contains(i) && (unsure || stopped_at.contains(i)))
+        .map(|i| items[i].id)
         .collect();
-    let unsure = untied || tied < status.error_count || counted < items.len() as u64;
-    out.uncertain = items
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| !placed.contains(&c.id) && (unsure || stopped_at.contains(i)))
-        .map(|(_, c)| c.id)
-        .collect();
+    out.uncertain_reason = match &fatal {
+        Some(r) => format!(
+            "batch job {tc_batch_id} may or may not have processed this item ({r}): \
+             it goes per indicator"
+        ),
+        None => format!(
+            "batch job {tc_batch_id} may or may not have processed this item (its errors \
+             and counts do not say): it goes per indicator"
+        ),
+    };
     out
 }
 
@@ -846,28 +851,48 @@ mod tests {
     #[test]
     fn unprocessed_items_are_the_last_ones_and_untied_errors_make_the_rest_uncertain() {
         // A job-level error buries nothing; the item it stopped at is not
-        // known to be created: it goes back as of unknown outcome.
+        // known to be created: it goes back as of unknown outcome; the items
+        // after it were not processed.
         let fatal = "Encountered an unexpected Exception while processing batch job";
         let errs = [error(Some(1), None, fatal)];
-        let out = map_results(&items(5), &errs, &status(5, 1, 2), 9);
+        let out = map_results(&items(5), &errs, &status(5, 1, 3), 9);
         assert!(out.refused.is_empty());
-        assert_eq!(out.unprocessed, vec![104, 103]);
+        assert_eq!(out.unprocessed, vec![102, 103, 104]);
         assert_eq!(out.uncertain, vec![101]);
         assert!(out.unprocessed_reason.contains(fatal));
-        // One naming no item: any of the processed items may be it.
+        // Counted another way (the stopped item among the unprocessed):
+        // which were processed is a guess, so none is counted either way.
+        let counted_twice = wire::Status {
+            success_count: 1,
+            ..status(5, 1, 4)
+        };
+        let out = map_results(&items(5), &errs, &counted_twice, 9);
+        assert!(out.unprocessed.is_empty());
+        assert_eq!(out.uncertain, vec![100, 101, 102, 103, 104]);
+        // Without a job-level error, the last ones are the unprocessed.
+        let errs = [error(Some(0), None, "bad")];
+        let out = map_results(&items(5), &errs, &status(5, 1, 2), 9);
+        assert_eq!(out.unprocessed, vec![103, 104]);
+        assert!(out.uncertain.is_empty());
+        // One naming no item: any of the items may be it.
         let errs = [error(None, None, fatal)];
         let out = map_results(&items(5), &errs, &status(5, 1, 2), 9);
-        assert_eq!(out.unprocessed, vec![104, 103]);
-        assert_eq!(out.uncertain, vec![100, 101, 102]);
+        assert!(out.unprocessed.is_empty());
+        assert_eq!(out.uncertain, vec![100, 101, 102, 103, 104]);
         // An error tied to nothing.
         let errs = [error(None, Some("nowhere"), "what")];
         let out = map_results(&items(3), &errs, &status(3, 1, 0), 9);
         assert_eq!(out.uncertain, vec![100, 101, 102]);
-        // Fewer errors read than errorCount: the unread one could be any.
-        let errs = [error(Some(0), None, "bad")];
-        let out = map_results(&items(3), &errs, &status(3, 2, 0), 9);
-        assert_eq!(out.refused, vec![(100, "bad".into())]);
-        assert_eq!(out.uncertain, vec![101, 102]);
+        // Fewer items tied than errorCount (two entries for one item do not
+        // make two): the untold one could be any.
+        for errs in [
+            vec![error(Some(0), None, "bad")],
+            vec![error(Some(0), None, "bad"), error(Some(0), None, "bad tag")],
+        ] {
+            let out = map_results(&items(3), &errs, &status(3, 2, 0), 9);
+            assert_eq!(out.refused, vec![(100, "bad".into())]);
+            assert_eq!(out.uncertain, vec![101, 102]);
+        }
         // Counts that leave an item unaccounted for: the rest is uncertain.
         let short = wire::Status {
             success_count: 1,

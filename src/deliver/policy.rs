@@ -22,6 +22,11 @@ pub enum Action {
     HoldOwner,
     /// The API refused this job's data: bury it with the message.
     Bury,
+    /// What the call names is not there (404): bury the job, except that a
+    /// File's call after its create is first tried under its next hash
+    /// (ThreatConnect may hold the File under another of its hashes), and a
+    /// batch job ThreatConnect no longer knows is given up as lost.
+    NotFound,
     /// Slow down: wait as told (or a default) and lower the rate for a while.
     RateLimited { retry_after: Option<Duration> },
     /// A transient failure: retry the call with backoff, bury it after
@@ -71,7 +76,8 @@ pub fn policy(outcome: &Outcome, clock_just_corrected: bool) -> Action {
             ),
         },
         Outcome::AccessDenied { .. } | Outcome::OwnerNotFound => Action::HoldOwner,
-        Outcome::Validation { .. } | Outcome::NotFound | Outcome::Unexpected { .. } => Action::Bury,
+        Outcome::Validation { .. } | Outcome::Unexpected { .. } => Action::Bury,
+        Outcome::NotFound => Action::NotFound,
         Outcome::RateLimited { retry_after } => Action::RateLimited {
             retry_after: *retry_after,
         },
@@ -133,7 +139,7 @@ mod tests {
                 },
                 Action::Bury,
             ),
-            (Outcome::NotFound, Action::Bury),
+            (Outcome::NotFound, Action::NotFound),
             (
                 Outcome::Unexpected {
                     status: 302,

@@ -275,11 +275,8 @@ impl Delivery {
             // A File that ThreatConnect had under another of its hashes
             // ("a File with this MD5 already exists") is not found under the
             // one tried: the next is tried.
-            Action::Bury
-                if matches!(outcome, Outcome::NotFound)
-                    && call.step > 0
-                    && !call.v3
-                    && call.identifier + 1 < call.identifiers =>
+            Action::NotFound
+                if call.step > 0 && !call.v3 && call.identifier + 1 < call.identifiers =>
             {
                 call.identifier += 1;
                 tracing::info!(
@@ -292,7 +289,7 @@ impl Delivery {
                 self.hold(&job.owner, &outcome).await;
                 ControlFlow::Break(Some(JobUpdate::Hold { error: error() }))
             }
-            Action::Bury => {
+            Action::Bury | Action::NotFound => {
                 tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), api_message = %outcome.message(), "job buried");
                 ControlFlow::Break(Some(JobUpdate::Bury { error: error() }))
             }
@@ -345,11 +342,21 @@ impl Delivery {
                 .min(payload.attributes.len());
             let mut attributes: Vec<&Attribute> = payload.attributes[done..].iter().collect();
             if (call.uncertain || call.recheck) && !attributes.is_empty() {
-                match self.attributes_present(api, job, indicator).await {
-                    Ok(present) => attributes.retain(|a| !present.contains(a)),
-                    // Not created yet: none of them is there.
-                    Err(Outcome::NotFound) => {}
-                    Err(outcome) => return Some((outcome, None)),
+                // Under each of its identifiers (a File may be held under
+                // another hash); not found under any: not created yet, so
+                // none of them is there.
+                for i in 0..call.identifiers {
+                    let Some(named) = indicator.named_by(i) else {
+                        break;
+                    };
+                    match self.attributes_present(api, job, &named).await {
+                        Ok(present) => {
+                            attributes.retain(|a| !present.contains(a));
+                            break;
+                        }
+                        Err(Outcome::NotFound) => {}
+                        Err(outcome) => return Some((outcome, None)),
+                    }
                 }
                 call.uncertain = false;
             }

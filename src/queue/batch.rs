@@ -62,8 +62,9 @@ pub struct BatchOutcome {
     pub unprocessed_reason: String,
     /// Perhaps processed (an error that names no item, or counts that do
     /// not add up): back to pending as calls of unknown outcome, to go per
-    /// indicator.
+    /// indicator at once, with `uncertain_reason` recorded.
     pub uncertain: Vec<i64>,
+    pub uncertain_reason: String,
     /// How long unprocessed jobs wait before they are tried again (ms).
     pub retry_in_ms: i64,
     /// The numbers ThreatConnect gave, for the record.
@@ -91,10 +92,13 @@ fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
     })
 }
 
-/// Where pending jobs may go by batch: due, of an owner not held, and
-/// nothing of their delivery started.
-const BATCHABLE: &str = "state = 'pending' AND next_attempt_at <= ?1 AND steps_done = 0 \
-                         AND call_uncertain = 0 AND owner NOT IN (SELECT owner FROM held_owners)";
+/// A job nothing of whose delivery started: it may go by batch.
+const FRESH: &str = "steps_done = 0 AND call_uncertain = 0";
+
+/// A job whose delivery started (a step done, or a call of unknown
+/// outcome): it goes per indicator. Written exactly as the WHERE of the
+/// index `jobs_owner_started` (migration 0006), which SQLite needs to use it.
+pub(super) const STARTED: &str = "(steps_done > 0 OR call_uncertain != 0)";
 
 impl Queue {
     /// Per owner not held, how many due jobs could go by batch, counted up
@@ -108,17 +112,17 @@ impl Queue {
         let mut conn = self.pool.acquire().await?;
         let now = now_ms();
         let mut backlog = Vec::new();
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'pending' \
+             AND owner = ?1 AND next_attempt_at <= ?2 AND {FRESH} LIMIT ?3)"
+        );
         for owner in pending_owners(&mut conn).await? {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'pending' \
-                 AND owner = ?1 AND next_attempt_at <= ?2 AND steps_done = 0 \
-                 AND call_uncertain = 0 LIMIT ?3)",
-            )
-            .bind(&owner)
-            .bind(now)
-            .bind(enough.min(i64::MAX as u64) as i64)
-            .fetch_one(&mut *conn)
-            .await?;
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+                .bind(&owner)
+                .bind(now)
+                .bind(enough.min(i64::MAX as u64) as i64)
+                .fetch_one(&mut *conn)
+                .await?;
             if n > 0 {
                 backlog.push((owner, n as u64));
             }
@@ -136,7 +140,9 @@ impl Queue {
         n: usize,
     ) -> anyhow::Result<Vec<BatchCandidate>> {
         let sql = format!(
-            "SELECT id, type, value, payload FROM jobs WHERE {BATCHABLE} AND owner = ?2 \
+            "SELECT id, type, value, payload FROM jobs WHERE state = 'pending' \
+             AND next_attempt_at <= ?1 AND {FRESH} \
+             AND owner NOT IN (SELECT owner FROM held_owners) AND owner = ?2 \
              ORDER BY next_attempt_at, id LIMIT ?3"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -182,7 +188,7 @@ impl Queue {
             // was chosen, and given it back with a step done.
             let sql = format!(
                 "UPDATE jobs SET state = 'batched', batch_ref = ?, updated_at = ? \
-                 WHERE state = 'pending' AND steps_done = 0 AND call_uncertain = 0 \
+                 WHERE state = 'pending' AND {FRESH} \
                  AND next_attempt_at <= ? AND id IN ({})",
                 value_list("?", chunk.len())
             );
@@ -342,7 +348,16 @@ impl Queue {
         // third, they go per indicator (an item that stops every batch job it
         // is in must not stop them forever). Perhaps-processed ones go per
         // indicator at once, every attribute looked for first (2).
-        for (ids, uncertain) in [(&outcome.unprocessed, 0), (&outcome.uncertain, 2)] {
+        let sets = [
+            (
+                &outcome.unprocessed,
+                0,
+                now + outcome.retry_in_ms,
+                &outcome.unprocessed_reason,
+            ),
+            (&outcome.uncertain, 2, now, &outcome.uncertain_reason),
+        ];
+        for (ids, uncertain, due, reason) in sets {
             for chunk in ids.chunks(500) {
                 let sql = format!(
                     "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
@@ -352,10 +367,10 @@ impl Queue {
                     value_list("?", chunk.len())
                 );
                 let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(now + outcome.retry_in_ms)
+                    .bind(due)
                     .bind(now)
                     .bind(ErrorClass::BatchFailed.as_str())
-                    .bind(&outcome.unprocessed_reason)
+                    .bind(reason)
                     .bind(uncertain)
                     .bind(batch);
                 for j in chunk {

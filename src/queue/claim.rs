@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::batch::STARTED;
 use super::{BatchOwners, Job, JobState, JobUpdate, Lease, Queue, ms, now_ms, value_list};
 
 /// Leases per statement when many are renewed or delivered at once.
@@ -64,9 +65,9 @@ async fn due_by_owner(
         // The started-job condition is written as in the index's WHERE,
         // which SQLite needs to use a partial index.
         let only_started = if batching.batches(&owner) {
-            "AND (steps_done > 0 OR call_uncertain != 0)"
+            format!("AND {STARTED}")
         } else {
-            ""
+            String::new()
         };
         let sql = format!(
             "SELECT next_attempt_at, id FROM jobs WHERE state = 'pending' {only_started} \
@@ -108,13 +109,13 @@ impl Queue {
         // Random and 63-bit: a token never repeats in practice, so a stale
         // worker can never match a later claim of the same job.
         let token = (fastrand::u64(..) >> 1) as i64;
-        let set = "SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, updated_at = ?3";
         let returning =
             "RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain";
         let rows = if batching.is_none() {
             // The oldest due jobs, straight off the due index.
             sqlx::query(AssertSqlSafe(format!(
-                "UPDATE jobs {set} WHERE id IN ( \
+                "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, \
+                 updated_at = ?3 WHERE id IN ( \
                    SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
                    AND owner NOT IN (SELECT owner FROM held_owners) \
                    ORDER BY next_attempt_at, id LIMIT ?4) {returning}"
@@ -135,12 +136,11 @@ impl Queue {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
-            // Numbered parameters only (never mixed with bare `?`): the ids
-            // follow as ?4, ?5, ...
-            let list: Vec<String> = (0..ids.len()).map(|i| format!("?{}", i + 4)).collect();
+            // Anonymous parameters only (never mixed with numbered ones).
             let sql = format!(
-                "UPDATE jobs {set} WHERE state = 'pending' AND id IN ({}) {returning}",
-                list.join(",")
+                "UPDATE jobs SET state = 'leased', lease_token = ?, lease_expires_at = ?, \
+                 updated_at = ? WHERE state = 'pending' AND id IN ({}) {returning}",
+                value_list("?", ids.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql))
                 .persistent(false)

@@ -256,8 +256,8 @@ pub struct RetryFilter {
 /// pending job of an owner that is not held falls due (Unix ms).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outstanding {
-    /// Leased, or in a batch job at ThreatConnect.
-    pub leased: u64,
+    /// Whether any job is leased, or in a batch job at ThreatConnect.
+    pub in_flight: bool,
     pub next_due: Option<i64>,
 }
 

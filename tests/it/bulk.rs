@@ -209,7 +209,7 @@ async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
     tagged_feed(&app.incoming(), "feed.csv", 60);
     let stderr = run_once(&app).await;
     assert_eq!(
-        stderr.matches("batch API not available").count(),
+        stderr.matches("batch API not usable").count(),
         1,
         "{stderr}"
     );

@@ -86,6 +86,40 @@ async fn a_file_known_under_another_hash_gets_its_tags_and_attributes() {
     assert_eq!(held[0].attributes.len(), 1, "{held:?}");
     let stats = app.sim.stats();
     assert_eq!(stats.by_class.get("duplicate"), Some(&1), "{stats:?}");
+    // One 404 (the tag under the sha256); the attribute went straight to
+    // the md5 that worked.
+    assert_eq!(stats.by_status.get(&404), Some(&1), "{stats:?}");
+}
+
+/// The same in v3 with `attribute_check = "always"`: the File's attribute,
+/// held under its MD5 only, is found there before the create, not under the
+/// SHA256, and is not sent again.
+#[tokio::test]
+async fn v3_looks_for_a_files_attributes_under_each_of_its_hashes() {
+    let app = TestApp::builder()
+        .extra_config(&format!(
+            "{FAST}mode = \"v3\"\nattribute_check = \"always\"\n"
+        ))
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let described = |value: &str| {
+        let mut j = job("Common Community", value);
+        j.payload.attributes.push(tc_ingest::indicator::Attribute {
+            kind: "Description".into(),
+            value: "the empty file".into(),
+        });
+        j
+    };
+    d.enqueue(&[described(md5)]).await;
+    assert_eq!(d.once().await.exit_code(), 0);
+    d.enqueue(&[described(&format!("{md5} : {sha256}"))]).await;
+    assert_eq!(d.once().await.exit_code(), 0);
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].attributes.len(), 1, "{held:?}");
 }
 
 /// The same indicator and description fed again after the dedup window:

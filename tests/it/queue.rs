@@ -495,6 +495,10 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
     let mut backlog = q.batch_backlog(10).await.unwrap();
     backlog.sort();
     assert_eq!(backlog, vec![("A".into(), 10), ("B".into(), 5)]);
+    // Only what can go by batch counts: not A's two started jobs.
+    let mut backlog = q.batch_backlog(1000).await.unwrap();
+    backlog.sort();
+    assert_eq!(backlog, vec![("A".into(), 50), ("B".into(), 5)]);
 
     let mut expected: Vec<String> = values(2, "started");
     expected.extend(values(5, "b"));
@@ -511,8 +515,9 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
         let release: Vec<(Lease, JobUpdate)> = claimed
             .iter()
             .map(|j| {
+                // B's due before A's, whatever their owner names and ids.
                 let update = JobUpdate::Retry {
-                    at: 0,
+                    at: if j.owner == "B" { 0 } else { 1 },
                     failed: false,
                     uncertain: j.call_uncertain,
                     error: None,
@@ -522,19 +527,12 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
             .collect();
         q.apply(&release, LEASE).await.unwrap();
     }
-    // Oldest due first across owners (all are due at 0 now; ties go by
-    // id): A's two started jobs, then B's first.
+    // Oldest due first across owners: B's (due at 0) before A's started
+    // ones (due at 1), though A's owner name and ids come first.
     let claimed = q
         .claim(3, LEASE, &BatchOwners::Only(vec!["A".into()]))
         .await
         .unwrap();
     let got: Vec<&str> = claimed.iter().map(|j| j.value.as_str()).collect();
-    assert_eq!(
-        got,
-        [
-            "started0.example.com",
-            "started1.example.com",
-            "b0.example.com"
-        ]
-    );
+    assert_eq!(got, ["b0.example.com", "b1.example.com", "b2.example.com"]);
 }
