@@ -186,10 +186,14 @@ impl Indicator {
     /// hash for a File (sha256 first, as the SDK does), and the three fields
     /// joined by `" : "` for a Registry Key.
     pub fn path_identifier(&self) -> &str {
-        self.path_identifiers()
-            .first()
-            .copied()
-            .unwrap_or(&self.summary)
+        match self.kind {
+            IndicatorType::File => self
+                .path_identifiers()
+                .first()
+                .copied()
+                .unwrap_or(&self.summary),
+            _ => &self.summary,
+        }
     }
 
     /// Every identifier that can stand for the indicator in a URL path, the

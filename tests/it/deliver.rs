@@ -20,16 +20,22 @@ probe_max_secs = 2
 shutdown_grace_secs = 2
 ";
 
-#[tokio::test]
-async fn created_and_already_existing_are_delivered_with_every_step_once() {
-    let app = TestApp::builder()
+/// A simulator that answers a repeated File create with 400 "already
+/// exists", and fast delivery.
+async fn file_exists_app() -> TestApp {
+    TestApp::builder()
         .faults(Faults {
             file_exists_400: true,
             ..faults()
         })
         .extra_config(FAST)
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn created_and_already_existing_are_delivered_with_every_step_once() {
+    let app = file_exists_app().await;
     let mut d = app.daemon().await;
     let mut all = hosts("Common Community", 20, 2);
     for owner in ["Common Community", "Exemplary Organization"] {
@@ -55,27 +61,13 @@ async fn created_and_already_existing_are_delivered_with_every_step_once() {
 /// attribute go to it under the next hash instead of the job being buried.
 #[tokio::test]
 async fn a_file_known_under_another_hash_gets_its_tags_and_attributes() {
-    let app = TestApp::builder()
-        .faults(Faults {
-            file_exists_400: true,
-            ..faults()
-        })
-        .extra_config(FAST)
-        .start()
-        .await;
+    let app = file_exists_app().await;
     let mut d = app.daemon().await;
-    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    d.enqueue(&[job("Common Community", md5)]).await;
+    d.enqueue(&[job("Common Community", EMPTY_MD5)]).await;
     assert_eq!(d.once().await.exit_code(), 0);
-    let mut both = job("Common Community", &format!("{md5} : {sha256}"));
+    let both = format!("{EMPTY_MD5} : {EMPTY_SHA256}");
+    let mut both = described(job("Common Community", &both), "with its sha256");
     both.payload.tags = vec!["seen-again".into()];
-    both.payload
-        .attributes
-        .push(tc_ingest::indicator::Attribute {
-            kind: "Description".into(),
-            value: "with its sha256".into(),
-        });
     d.enqueue(&[both]).await;
     let report = d.once().await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
@@ -103,19 +95,11 @@ async fn v3_looks_for_a_files_attributes_under_each_of_its_hashes() {
         .start()
         .await;
     let mut d = app.daemon().await;
-    let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-    let described = |value: &str| {
-        let mut j = job("Common Community", value);
-        j.payload.attributes.push(tc_ingest::indicator::Attribute {
-            kind: "Description".into(),
-            value: "the empty file".into(),
-        });
-        j
-    };
-    d.enqueue(&[described(md5)]).await;
+    let file = |value: &str| described(job("Common Community", value), "the empty file");
+    d.enqueue(&[file(EMPTY_MD5)]).await;
     assert_eq!(d.once().await.exit_code(), 0);
-    d.enqueue(&[described(&format!("{md5} : {sha256}"))]).await;
+    d.enqueue(&[file(&format!("{EMPTY_MD5} : {EMPTY_SHA256}"))])
+        .await;
     assert_eq!(d.once().await.exit_code(), 0);
     let held = app.sim.indicators();
     assert_eq!(held.len(), 1, "{held:?}");
@@ -140,13 +124,10 @@ async fn attribute_check_always_adds_no_attribute_twice_when_fed_again() {
             .start()
             .await;
         let mut d = app.daemon().await;
-        let mut fed = job("Common Community", "fed-again.example.com");
-        fed.payload
-            .attributes
-            .push(tc_ingest::indicator::Attribute {
-                kind: "Description".into(),
-                value: "seen in the daily feed".into(),
-            });
+        let fed = described(
+            job("Common Community", "fed-again.example.com"),
+            "seen in the daily feed",
+        );
         for _ in 0..2 {
             // Outside the dedup window: queued again.
             d.queue

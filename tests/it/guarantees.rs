@@ -9,19 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tc_ingest::queue::BatchOwners;
 
-use tc_ingest::indicator::Attribute;
 use tc_ingest::queue::{JobState, JobUpdate, Lease, NewJob};
 use tc_ingest::sim::{Faults, SimConfig, SimStats, Simulator};
 
 use crate::helpers::*;
-
-fn described(mut j: NewJob, text: &str) -> NewJob {
-    j.payload.attributes.push(Attribute {
-        kind: "Description".into(),
-        value: text.into(),
-    });
-    j
-}
 
 /// POSTs that reached the simulator, by path (creates of one type share one).
 fn posts(stats: &SimStats) -> BTreeMap<String, u64> {

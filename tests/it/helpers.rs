@@ -505,6 +505,19 @@ pub fn hosts(owner: &str, n: usize, tags: usize) -> Vec<NewJob> {
         .collect()
 }
 
+/// `j` with a Description attribute of `text`.
+pub fn described(mut j: NewJob, text: &str) -> NewJob {
+    j.payload.attributes.push(tc_ingest::indicator::Attribute {
+        kind: "Description".into(),
+        value: text.into(),
+    });
+    j
+}
+
+/// The MD5 and SHA256 of the empty file.
+pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 pub const DAY: Duration = Duration::from_secs(86_400);
 
 /// Queues jobs outside any file, deduplicating over a day.
