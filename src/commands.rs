@@ -518,13 +518,22 @@ async fn enqueue(
                 owner: &settings.owner,
             })
             .await?;
-        let report = intake::ingest(&queue, id, file, path, &settings, 0, &cancel).await?;
+        let report = intake::ingest(
+            &queue,
+            id,
+            file,
+            path,
+            &settings,
+            intake::Start::default(),
+            &cancel,
+        )
+        .await?;
         let (state, error) = report
             .end
             .file_state()
             .unwrap_or((FileState::Failed, Some("stopped before the end".into())));
         queue
-            .file_finish(id, state, report.format, error.as_deref())
+            .file_finish(id, state, report.format, error.as_deref(), false)
             .await?;
         println!(
             "{}: {} rows: {} queued, {} duplicate, {} rejected (owner {})",
@@ -640,6 +649,9 @@ async fn retry(arg: &ConfigArg, filter: RetryFilter, dry_run: bool) -> anyhow::R
              (the recorded paths: SELECT path FROM feed_files)"
         );
     }
+    if let Some(name) = &filter.file {
+        put_back_given_up(&cfg, &queue, name, dry_run).await?;
+    }
     let by_class = queue.dead_matching(&filter).await?;
     let total: u64 = by_class.values().sum();
     if dry_run {
@@ -658,6 +670,34 @@ async fn retry(arg: &ConfigArg, filter: RetryFilter, dry_run: bool) -> anyhow::R
     }
     queue.close().await;
     Ok(exit::OK)
+}
+
+/// `retry --file` of a file given up after stalled reads: back into
+/// `processing/`, read on from its committed position.
+async fn put_back_given_up(
+    cfg: &Config,
+    queue: &Queue,
+    name: &str,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if dry_run {
+        if let Some(f) = queue.file_given_up(name).await? {
+            println!(
+                "would put {} back into processing/, to be read on after position {}",
+                f.path, f.last_position
+            );
+        }
+        return Ok(());
+    }
+    if let Some(p) = intake::put_back(cfg, queue, name).await? {
+        println!(
+            "put {} back into {}: a running daemon reads on after position {} now, a stopped one at its start",
+            p.path,
+            p.processing.display(),
+            p.position
+        );
+    }
+    Ok(())
 }
 
 async fn purge(arg: &ConfigArg, before: std::time::Duration, dry_run: bool) -> anyhow::Result<u8> {

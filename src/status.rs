@@ -395,9 +395,19 @@ fn files(o: &mut String, v: &StatusView) {
         if let Some(e) = &f.error
             && f.state == FileState::Failed
         {
-            let _ = writeln!(o, "  {}", short(e, 100));
+            // Why, from its start (the line, the rule, what to do).
+            let _ = writeln!(o, "  {}", first(e, 200));
         }
     }
+}
+
+/// The first `n` characters of a long text, marked with `…`.
+fn first(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(n - 1).collect();
+    format!("{head}…")
 }
 
 /// The last `n` characters of a long name, marked with `…`.

@@ -103,6 +103,9 @@ pub struct WatchConfig {
     pub skip_duplicate_files: bool,
     pub max_line_bytes: usize,
     pub max_decompressed_bytes: u64,
+    /// Interrupted reads in a row without progress after which a file is
+    /// given up (to `failed/`) as one that kills the daemon.
+    pub max_stalled_reads: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

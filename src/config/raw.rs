@@ -77,6 +77,7 @@ pub struct RawWatch {
     pub skip_duplicate_files: Option<bool>,
     pub max_line_bytes: Option<usize>,
     pub max_decompressed_bytes: Option<u64>,
+    pub max_stalled_reads: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

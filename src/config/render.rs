@@ -44,6 +44,7 @@ struct WatchView<'a> {
     skip_duplicate_files: bool,
     max_line_bytes: usize,
     max_decompressed_bytes: u64,
+    max_stalled_reads: u32,
 }
 
 #[derive(Serialize)]
@@ -161,6 +162,7 @@ pub fn render(cfg: &Config) -> String {
             skip_duplicate_files: w.skip_duplicate_files,
             max_line_bytes: w.max_line_bytes,
             max_decompressed_bytes: w.max_decompressed_bytes,
+            max_stalled_reads: w.max_stalled_reads,
         },
         queue: QueueView {
             path: &q.path,

@@ -48,11 +48,15 @@ pub(super) fn validate(
         skip_duplicate_files: w.skip_duplicate_files.unwrap_or(true),
         max_line_bytes: w.max_line_bytes.unwrap_or(1 << 20),
         max_decompressed_bytes: w.max_decompressed_bytes.unwrap_or(8 << 30),
+        max_stalled_reads: w.max_stalled_reads.unwrap_or(3),
         dir,
         processing_dir,
         done_dir,
         failed_dir,
     };
+    if watch.max_stalled_reads == 0 {
+        errors.push("watch.max_stalled_reads: must be at least 1".into());
+    }
     if watch.max_line_bytes < 64 {
         errors.push("watch.max_line_bytes: must be at least 64".into());
     }

@@ -2,44 +2,49 @@
 //! `indicator`, `indicators`, `data` or `items`), read element by element so a
 //! 2 GB array never sits in memory; and NDJSON, one object per line.
 
-use std::fmt;
 use std::io::BufRead;
-use std::rc::Rc;
 
-use serde::Deserializer as _;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use super::jsonscan::{ScanError, Scanner};
 use super::{
-    FeedError, Field, Flow, Item, RawRecord, ReadOptions, RowLimit, RowProgress, field_for_name,
-    read_line_limited,
+    FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name, read_line_limited,
 };
 
 /// Keys of a top-level object under which the array of indicators may be.
 const ARRAY_KEYS: [&str; 4] = ["indicator", "indicators", "data", "items"];
 
-struct Ctx<'a> {
-    sink: &'a mut dyn FnMut(Item) -> Flow,
-    opts: &'a ReadOptions,
-    /// Bytes and newlines taken by the parser; each element's start.
-    progress: Rc<RowProgress>,
-    /// Newlines skipped before the parser started.
-    first_line: u64,
-    position: u64,
-    stopped: bool,
-    found_array: bool,
+/// Why reading an array ended early.
+enum Stop {
+    /// The sink asked to stop.
+    Sink,
+    Scan(ScanError),
 }
 
-impl Ctx<'_> {
-    fn line(&self) -> u64 {
-        self.first_line + self.progress.newlines.get()
+impl From<ScanError> for Stop {
+    fn from(e: ScanError) -> Self {
+        Stop::Scan(e)
     }
+}
 
-    /// What is read next starts a new element (or key, or skipped value):
-    /// the limit counts from here.
-    fn mark(&self) {
-        self.progress.mark_at(self.progress.taken.get());
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Scan(ScanError::Io(e))
     }
+}
+
+/// One JSON document read element by element: the array of indicators at
+/// its top, or under one of [`ARRAY_KEYS`] of its top-level object. Each
+/// element is held (up to `max_line_bytes`) and parsed alone: an element
+/// past the limit, or one that does not parse, is a reject and reading
+/// goes on; only a document whose structure breaks fails the file there.
+struct ArrayReader<'a, R> {
+    scan: Scanner<R>,
+    opts: &'a ReadOptions,
+    sink: &'a mut dyn FnMut(Item) -> Flow,
+    buf: Vec<u8>,
+    position: u64,
+    found_array: bool,
 }
 
 pub fn read_array(
@@ -48,142 +53,135 @@ pub fn read_array(
     sink: &mut dyn FnMut(Item) -> Flow,
 ) -> Result<(), FeedError> {
     super::skip_bom(&mut input);
-    // Whitespace before the document is skipped here, without holding it:
-    // a file of whitespace only is empty, whatever its size.
-    let mut first_line = 1u64;
-    loop {
-        let buf = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) => return Err(super::broken(first_line, &e)),
-        };
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let n = buf
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(buf.len());
-        first_line += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        let done = n < buf.len();
-        input.consume(n);
-        if done {
-            break;
-        }
-    }
-    let progress = Rc::new(RowProgress::default());
-    let reader = RowLimit {
-        inner: input,
-        progress: progress.clone(),
-        max: opts.max_line_bytes as u64,
-    };
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let mut ctx = Ctx {
-        sink,
+    let mut r = ArrayReader {
+        scan: Scanner::new(input, 1),
         opts,
-        progress,
-        first_line,
+        sink,
+        buf: Vec::new(),
         position: 0,
-        stopped: false,
         found_array: false,
     };
-    let result = de.deserialize_any(Top(&mut ctx)).and_then(|()| de.end());
-    if ctx.stopped {
-        return Err(FeedError::Stopped);
-    }
-    if ctx.progress.over.get() {
-        return Err(FeedError::Broken {
-            line: ctx.line(),
-            reason: format!(
-                "a JSON element, key or string longer than {} bytes (watch.max_line_bytes): \
-                 reading stopped there",
-                opts.max_line_bytes
-            ),
-        });
-    }
+    let result = r.document();
+    let line = r.scan.line();
     match result {
-        Ok(()) if ctx.found_array => Ok(()),
-        Ok(()) => Err(FeedError::Broken {
-            line: 1,
-            reason: format!(
-                "the JSON has no array of indicators (a top-level array, or one under {})",
-                ARRAY_KEYS.join(", ")
-            ),
-        }),
-        Err(e) => {
-            let line = e.line() as u64 + first_line - 1;
-            Err(FeedError::Broken {
-                line,
-                reason: format!(
-                    "JSON syntax error at line {line} column {}: {}",
-                    e.column(),
-                    super::echo_display(&e)
-                ),
-            })
+        Ok(()) => Ok(()),
+        Err(Stop::Sink) => Err(FeedError::Stopped),
+        Err(Stop::Scan(e)) => {
+            let (line, reason) = e.into_parts(line);
+            Err(FeedError::Broken { line, reason })
         }
     }
 }
 
-struct Top<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> Visitor<'de> for Top<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of indicators, or an object holding one")
+impl<R: BufRead> ArrayReader<'_, R> {
+    fn document(&mut self) -> Result<(), Stop> {
+        match self.scan.peek()? {
+            // Empty, or whitespace only: no rows.
+            None => return Ok(()),
+            Some(b'[') => self.elements()?,
+            Some(b'{') => self.object()?,
+            Some(_) => {}
+        }
+        if !self.found_array {
+            return Err(self
+                .scan
+                .syntax(format!(
+                    "the JSON has no array of indicators (a top-level array, or one under {})",
+                    ARRAY_KEYS.join(", ")
+                ))
+                .into());
+        }
+        if let Some(b) = self.scan.peek()? {
+            return Err(self
+                .scan
+                .syntax(format!(
+                    "unexpected '{}' after the end of the JSON document",
+                    b.escape_ascii()
+                ))
+                .into());
+        }
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        Elements(self.0).visit_seq(seq)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.mark();
-        while let Some(key) = map.next_key::<String>()? {
-            self.0.mark();
-            if !self.0.found_array && ARRAY_KEYS.contains(&key.as_str()) {
-                map.next_value_seed(ElementsSeed(self.0))?;
+    /// The top-level object: the first key of [`ARRAY_KEYS`] holding an
+    /// array is read; every other value is skipped unheld.
+    fn object(&mut self) -> Result<(), Stop> {
+        self.scan.expect(b'{', "to open the object")?;
+        if self.scan.eat(b'}')? {
+            return Ok(());
+        }
+        loop {
+            if self.scan.peek()? != Some(b'"') {
+                return Err(self.scan.syntax("expected a key (a string)".into()).into());
+            }
+            // A key longer than any of ours is skipped like its value.
+            let fits = self.scan.value(Some(&mut self.buf), 64)?;
+            let key: Option<String> = fits
+                .then(|| serde_json::from_slice(&self.buf).ok())
+                .flatten();
+            self.scan.expect(b':', "after a key")?;
+            let wanted = key.is_some_and(|k| ARRAY_KEYS.contains(&k.as_str()));
+            if wanted && !self.found_array && self.scan.peek()? == Some(b'[') {
+                self.elements()?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                self.scan.value(None, 0)?;
             }
-            self.0.mark();
-        }
-        Ok(())
-    }
-}
-
-struct ElementsSeed<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> DeserializeSeed<'de> for ElementsSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(Elements(self.0))
-    }
-}
-
-struct Elements<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> Visitor<'de> for Elements<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of indicators")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let ctx = self.0;
-        ctx.found_array = true;
-        ctx.mark();
-        while let Some(v) = seq.next_element::<Value>()? {
-            ctx.mark();
-            ctx.position += 1;
-            let item = element(v, ctx.position, ctx.line(), ctx.opts);
-            if (ctx.sink)(item).is_break() {
-                ctx.stopped = true;
-                return Err(de::Error::custom("stopped"));
+            if self.scan.eat(b',')? {
+                continue;
             }
+            self.scan
+                .expect(b'}', "or ',' after a value in the object")?;
+            return Ok(());
         }
-        Ok(())
+    }
+
+    /// The array of indicators, element by element.
+    fn elements(&mut self) -> Result<(), Stop> {
+        self.scan.expect(b'[', "to open the array")?;
+        self.found_array = true;
+        loop {
+            // `[]`, and a trailing comma before `]`, end the array.
+            if self.scan.eat(b']')? {
+                return Ok(());
+            }
+            self.scan.peek()?;
+            let line = self.scan.line();
+            let fits = self
+                .scan
+                .value(Some(&mut self.buf), self.opts.max_line_bytes)?;
+            self.position += 1;
+            let position = self.position;
+            let item = if !fits {
+                Item::Bad {
+                    position,
+                    line,
+                    input: String::new(),
+                    reason: format!(
+                        "a JSON element longer than {} bytes (watch.max_line_bytes)",
+                        self.opts.max_line_bytes
+                    ),
+                }
+            } else {
+                match serde_json::from_slice::<Value>(&self.buf) {
+                    Ok(v) => element(v, position, line, self.opts),
+                    Err(e) => Item::Bad {
+                        position,
+                        line,
+                        input: super::echo_bytes(&self.buf),
+                        reason: format!("invalid JSON: {}", super::echo_display(&e)),
+                    },
+                }
+            };
+            if (self.sink)(item).is_break() {
+                return Err(Stop::Sink);
+            }
+            if self.scan.eat(b',')? {
+                continue;
+            }
+            self.scan
+                .expect(b']', "or ',' after an element of the array")?;
+            return Ok(());
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 mod csv;
 mod field;
 mod json;
+mod jsonscan;
 mod text;
 
 pub use field::{Field, field_for_name};
@@ -232,6 +233,13 @@ impl Item {
             Item::Bad { position, .. } => *position,
         }
     }
+
+    pub fn line(&self) -> u64 {
+        match self {
+            Item::Row(r) => r.line,
+            Item::Bad { line, .. } => *line,
+        }
+    }
 }
 
 /// Why a file could not be read (to the end).
@@ -427,63 +435,6 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-/// How far a parser that buffers a whole element (serde_json) has read
-/// into the current one: shared between the [`RowLimit`] reader under the
-/// parser and the loop above it, which marks each element's end.
-#[derive(Debug, Default)]
-struct RowProgress {
-    /// Bytes handed to the parser so far.
-    taken: std::cell::Cell<u64>,
-    /// `taken` where the current row began.
-    mark: std::cell::Cell<u64>,
-    /// Newlines handed to the parser so far (JSON line numbers).
-    newlines: std::cell::Cell<u64>,
-    /// The limit was crossed: the parser's I/O error is ours.
-    over: std::cell::Cell<bool>,
-}
-
-impl RowProgress {
-    /// The current row ends here (at `taken`, or the parser's own offset).
-    fn mark_at(&self, at: u64) {
-        self.mark.set(at);
-    }
-}
-
-/// A reader that fails as soon as the parser above it has taken more than
-/// `max` bytes since the last mark: a 50 MB JSON string or element is
-/// refused when it crosses the limit rather than after the parser buffered
-/// all of it. (CSV needs no such reader: `csv::Records` parses with
-/// csv-core into a buffer that stops at the limit.)
-struct RowLimit<R> {
-    inner: R,
-    progress: std::rc::Rc<RowProgress>,
-    max: u64,
-}
-
-impl<R: Read> Read for RowLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let p = &self.progress;
-        let since = p.taken.get().saturating_sub(p.mark.get());
-        if since > self.max {
-            p.over.set(true);
-            return Err(io::Error::other(format!(
-                "longer than {} bytes (watch.max_line_bytes)",
-                self.max
-            )));
-        }
-        // Never hand over more than one byte past the limit.
-        let room = usize::try_from(self.max - since + 1).unwrap_or(usize::MAX);
-        let cap = buf.len().min(room);
-        let n = self.inner.read(&mut buf[..cap])?;
-        let newlines = buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-        if newlines > 0 {
-            p.newlines.set(p.newlines.get() + newlines);
-        }
-        p.taken.set(p.taken.get() + n as u64);
-        Ok(n)
-    }
 }
 
 fn broken(line: u64, e: &io::Error) -> FeedError {

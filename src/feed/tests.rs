@@ -210,24 +210,103 @@ fn readers_that_buffer_a_row_stop_at_the_limit() {
         1,
         3,
     );
-    check_stops_at_the_limit(
-        "s.json",
-        format!("[\"1.2.3.4\",\n\"{long}\", \"5.6.7.8\"]").as_bytes(),
-        1,
-        2,
+}
+
+/// Lines and whether each item was a row, checking every bad one says why.
+fn lines_and_rows(items: &[Item], why: &str) -> Vec<(u64, bool)> {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Row(r) => (r.line, true),
+            Item::Bad { line, reason, .. } => {
+                assert!(reason.contains(why), "{reason}");
+                assert!(reason.len() < ECHO_BYTES, "{reason}");
+                (*line, false)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_json_element_past_the_limit_is_skipped_and_reading_goes_on() {
+    let long = "x".repeat(100_000);
+    let doc = format!(
+        "[\"1.2.3.4\",\n\"{long}\", \"5.6.7.8\",\n{{\"value\": \"9.9.9.9\", \"description\": \"{long}\"}},\n\
+         {{\"value\": \"8.8.8.8\"}}, [{}{}],\n\"7.7.7.7\"]",
+        "[".repeat(50_000),
+        "]".repeat(50_000)
     );
-    check_stops_at_the_limit(
+    let (items, result) = read_small("s.json", doc.as_bytes());
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        lines_and_rows(&items, "max_line_bytes"),
+        [
+            (1, true),
+            (2, false),
+            (2, true),
+            (3, false),
+            (4, true),
+            (4, false),
+            (5, true)
+        ]
+    );
+    let positions: Vec<u64> = items.iter().map(Item::position).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5, 6, 7], "one position per element");
+    // A key past the limit before the array: skipped with its value.
+    let (items, result) = read_small(
         "k.json",
-        format!("{{\"{long}\": 1, \"data\": [\"1.2.3.4\"]}}").as_bytes(),
-        0,
-        1,
+        format!("{{\"{long}\": {{\"a\": [1]}}, \"data\": [\"1.2.3.4\"]}}").as_bytes(),
     );
-    check_stops_at_the_limit(
-        "o.json",
-        format!("[{{\"value\": \"1.2.3.4\", \"description\": \"{long}\"}}]").as_bytes(),
-        0,
-        1,
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(lines_and_rows(&items, ""), [(1, true)]);
+}
+
+#[test]
+fn a_json_element_that_does_not_parse_is_a_reject_but_broken_structure_fails_the_file() {
+    let (items, result) = read_small(
+        "e.json",
+        b"[\"1.2.3.4\", {\"value\" \"x\"}, 1.2.3.4, {\"value\": \"5.6.7.8\"},]",
     );
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        lines_and_rows(&items, "invalid JSON"),
+        [(1, true), (1, false), (1, false), (1, true)]
+    );
+    for (name, doc, line, rows, what) in [
+        (
+            "missing-comma.json",
+            "[\"1.2.3.4\"\n\"5.6.7.8\"]",
+            2,
+            1,
+            "expected ']' or ','",
+        ),
+        (
+            "cut.json",
+            "[\"1.2.3.4\",\n{\"value\": \"5.6",
+            2,
+            1,
+            "ends inside",
+        ),
+        ("unclosed.json", "[\"1.2.3.4\",\n", 2, 1, "expected a value"),
+        ("trailing.json", "[\"1.2.3.4\"] x", 1, 1, "after the end"),
+        (
+            "no-array.json",
+            "{\"other\": [\"1.2.3.4\"]}",
+            1,
+            0,
+            "no array of indicators",
+        ),
+    ] {
+        let (items, result) = read_small(name, doc.as_bytes());
+        assert_eq!(items.len(), rows, "{name}: {items:?}");
+        match result {
+            Err(FeedError::Broken { line: l, reason }) => {
+                assert_eq!(l, line, "{name}: {reason}");
+                assert!(reason.contains(what), "{name}: {reason}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
 }
 
 #[test]

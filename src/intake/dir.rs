@@ -44,16 +44,27 @@ pub fn create_dirs(w: &WatchConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records the paths an event says are complete: renamed in. A close after
-/// writing is not enough: a writer appending with `>>` closes the file
-/// after every line, so such a file waits for `watch.settle_ms` of quiet.
-pub(super) fn note_complete(ev: notify::Event, hints: &mut HashSet<PathBuf>) {
-    use notify::event::{ModifyKind, RenameMode};
-    if matches!(
-        ev.kind,
-        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
-    ) {
-        hints.extend(ev.paths);
+/// Whether an event can mean a new or finished file: created, closed after
+/// writing, renamed in, or a rescan asked for by the watcher. Opening,
+/// reading or closing unwritten (the daemon's own scans raise those on the
+/// directory) and writes still going on (the settle tick follows those) are
+/// not. Records the paths renamed in as complete: a close after writing is
+/// not enough, since a writer appending with `>>` closes the file after
+/// every line, so such a file waits for `watch.settle_ms` of quiet.
+pub(super) fn note_event(ev: notify::Event, hints: &mut HashSet<PathBuf>) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    if ev.need_rescan() {
+        return true;
+    }
+    match ev.kind {
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
+            hints.extend(ev.paths);
+            true
+        }
+        EventKind::Create(_)
+        | EventKind::Modify(ModifyKind::Name(RenameMode::Any))
+        | EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
     }
 }
 

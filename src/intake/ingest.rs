@@ -21,6 +21,12 @@ use crate::queue::{FileState, NewJob, NewReject, Queue};
 /// Rows per committed chunk.
 pub const CHUNK_ROWS: usize = 16384;
 
+/// Rows of a read's first chunk; each next one is twice as large, up to
+/// [`CHUNK_ROWS`]. A read commits within milliseconds of its start, so a
+/// daemon stopped from outside (SIGKILL, a host restart) has almost always
+/// made progress, which the crash-loop guard goes by.
+const FIRST_CHUNK_ROWS: usize = 256;
+
 /// How to read and queue one file.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -52,6 +58,9 @@ pub enum End {
     Failed { line: Option<u64>, reason: String },
     /// Shutdown: progress is committed, the file resumes on the next start.
     Stopped,
+    /// Not read again: the daemon died reading it without progress
+    /// `watch.max_stalled_reads` times in a row.
+    GivenUp { reason: String },
 }
 
 impl End {
@@ -65,9 +74,25 @@ impl End {
                 line: Some(l),
                 reason,
             } => Some((FileState::Failed, Some(format!("line {l}: {reason}")))),
-            End::Failed { line: None, reason } => Some((FileState::Failed, Some(reason.clone()))),
+            End::Failed { line: None, reason } | End::GivenUp { reason } => {
+                Some((FileState::Failed, Some(reason.clone())))
+            }
         }
     }
+}
+
+/// Where a read of a file starts, and what it keeps on the way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Start {
+    /// Rows at or before this position were committed by an earlier read.
+    pub after: u64,
+    /// A previous read died at this row: every row before it is committed
+    /// before it is read, so a row that kills the daemon stops reading with
+    /// every row before it kept.
+    pub pin: Option<u64>,
+    /// Keep a read mark beside the file (see `mark`): the daemon's own
+    /// reads of `processing/`, not `enqueue`'s of a user's file.
+    pub mark: bool,
 }
 
 struct Chunk {
@@ -75,6 +100,10 @@ struct Chunk {
     rejects: Vec<NewReject>,
     rows: u64,
     last_position: u64,
+    /// Told once the chunk is committed, for a reader that waits for that.
+    committed: Option<tokio::sync::oneshot::Sender<()>>,
+    /// No rows: the file is recorded as being read before the reader goes on.
+    begins: bool,
 }
 
 impl Chunk {
@@ -84,6 +113,8 @@ impl Chunk {
             rejects: Vec::new(),
             rows: 0,
             last_position: 0,
+            committed: None,
+            begins: false,
         }
     }
 }
@@ -92,7 +123,7 @@ impl Chunk {
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads `file` (opened by the caller) and commits its rows to the queue
-/// under `file_id`, skipping rows at or before `resume_after`.
+/// under `file_id`, from `start`.
 ///
 /// # Errors
 /// Only database errors: a problem with the file is `End::Failed`.
@@ -102,7 +133,7 @@ pub async fn ingest(
     file: File,
     name: &Path,
     settings: &Settings,
-    resume_after: u64,
+    start: Start,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Report> {
     let large = file.metadata().is_ok_and(|m| m.len() >= LARGE_FILE);
@@ -110,7 +141,7 @@ pub async fn ingest(
     let reader = {
         let (settings, name, cancel) = (settings.clone(), name.to_path_buf(), cancel.clone());
         tokio::task::spawn_blocking(move || {
-            let result = read_chunks(file, &name, &settings, resume_after, &cancel, &tx);
+            let result = read_chunks(file, &name, &settings, start, &cancel, &tx);
             if large {
                 release_memory();
             }
@@ -131,7 +162,19 @@ pub async fn ingest(
     // A big file says how far it is every few seconds.
     let started = std::time::Instant::now();
     let mut last_progress = started;
-    while let Some(chunk) = rx.recv().await {
+    while let Some(mut chunk) = rx.recv().await {
+        if chunk.begins {
+            // Reading new rows begins: from here a death is a death
+            // reading this file (see `read_chunks`).
+            if let Err(e) = queue.file_reading(file_id).await {
+                db_error = Some(e);
+                break;
+            }
+            if let Some(tell) = chunk.committed.take() {
+                let _ = tell.send(());
+            }
+            continue;
+        }
         match queue
             .commit_chunk(
                 Some(file_id),
@@ -144,6 +187,9 @@ pub async fn ingest(
             .await
         {
             Ok(r) => {
+                if let Some(tell) = chunk.committed.take() {
+                    let _ = tell.send(());
+                }
                 report.rows_read += chunk.rows;
                 report.queued += r.queued;
                 report.duplicates += r.duplicates;
@@ -215,36 +261,97 @@ fn release_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// The reader thread: reads and classifies rows after `resume_after` into
-/// chunks of [`CHUNK_ROWS`] and sends them on, ending with what was read
-/// before a break or a stop.
+/// The reader thread: reads and classifies rows after `start.after` into
+/// chunks growing from [`FIRST_CHUNK_ROWS`] to [`CHUNK_ROWS`] (one ends, and is waited for, before the row
+/// `start.pin`) and sends them on, ending with what was read before a break
+/// or a stop. With `start.mark`, each row's position and line go to the
+/// read mark before the row is touched.
 fn read_chunks(
     file: File,
     name: &Path,
     settings: &Settings,
-    resume_after: u64,
+    start: Start,
     cancel: &CancellationToken,
     tx: &tokio::sync::mpsc::Sender<Chunk>,
 ) -> Result<Format, FeedError> {
     let mut chunk = Chunk::new();
+    // Sends `c` on, and waits for its commit when it carries a sender.
+    let send = |c: Chunk, committed: Option<tokio::sync::oneshot::Receiver<()>>| {
+        tx.blocking_send(c).is_ok() && committed.is_none_or(|r| r.blocking_recv().is_ok())
+    };
+    // The file is recorded as being read (committed) before the first
+    // row past `start.after` is: the rows before it were read without harm
+    // by an earlier run, so a death while skipping them is no sign of a
+    // file that kills the daemon.
+    let begin = || {
+        let (tell, committed) = tokio::sync::oneshot::channel();
+        let mut c = Chunk::new();
+        c.begins = true;
+        c.committed = Some(tell);
+        send(c, Some(committed))
+    };
+    let mut mark = if start.mark {
+        super::mark::ReadMark::create(name)
+    } else {
+        None
+    };
+    let mut pinned = start.pin.is_none();
+    let mut chunk_rows = FIRST_CHUNK_ROWS;
+    let mut begun = false;
+    if start.after == 0 {
+        if !begin() {
+            return Err(FeedError::Stopped);
+        }
+        begun = true;
+    }
     let mut closed = false;
     let result = feed::read_from(file, name, &settings.read, &mut |item| {
         if cancel.is_cancelled() || closed {
             return std::ops::ControlFlow::Break(());
         }
         let position = item.position();
-        if position <= resume_after {
+        if position <= start.after {
             return std::ops::ControlFlow::Continue(());
         }
+        if !begun {
+            begun = true;
+            if !begin() {
+                closed = true;
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        if !pinned && start.pin.is_some_and(|p| position >= p) {
+            // The row a previous read died at: every row before it is
+            // committed before it is touched.
+            pinned = true;
+            if chunk.rows > 0 {
+                let mut before = std::mem::replace(&mut chunk, Chunk::new());
+                let (tell, committed) = tokio::sync::oneshot::channel();
+                before.committed = Some(tell);
+                if !send(before, Some(committed)) {
+                    closed = true;
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+        }
+        if let Some(m) = &mut mark {
+            m.set(super::mark::Mark {
+                position,
+                line: item.line(),
+            });
+        }
+        #[cfg(debug_assertions)]
+        test_trigger::abort_on(&item);
         chunk.rows += 1;
         chunk.last_position = position;
         match classify(item, settings) {
             Ok(job) => chunk.jobs.push(job),
             Err(reject) => chunk.rejects.push(reject),
         }
-        if chunk.rows as usize >= CHUNK_ROWS {
+        if chunk.rows as usize >= chunk_rows {
+            chunk_rows = (chunk_rows * 2).min(CHUNK_ROWS);
             let full = std::mem::replace(&mut chunk, Chunk::new());
-            if tx.blocking_send(full).is_err() {
+            if !send(full, None) {
                 closed = true;
                 return std::ops::ControlFlow::Break(());
             }
@@ -255,6 +362,28 @@ fn read_chunks(
         let _ = tx.blocking_send(chunk);
     }
     result
+}
+
+/// Test builds only (compiled out of release builds): with
+/// `TC_INGEST_TEST_ABORT_ON` set, reading a row whose value is exactly that
+/// aborts the process, as a row that crashes the daemon would, so tests can
+/// prove the crash-loop guard on the real binary.
+#[cfg(debug_assertions)]
+mod test_trigger {
+    use std::sync::OnceLock;
+
+    pub(super) fn abort_on(item: &crate::feed::Item) {
+        static VALUE: OnceLock<Option<String>> = OnceLock::new();
+        let Some(trigger) = VALUE.get_or_init(|| std::env::var("TC_INGEST_TEST_ABORT_ON").ok())
+        else {
+            return;
+        };
+        if let crate::feed::Item::Row(r) = item
+            && r.value.as_deref() == Some(trigger.as_str())
+        {
+            std::process::abort();
+        }
+    }
 }
 
 /// One item a reader handed over: a job to queue, or the reject that says

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::dir::{file_name, move_unique, write_errors};
-use super::ingest::{End, Report, Settings, ingest, sha256_of};
+use super::ingest::{End, Report, Settings, Start, ingest, sha256_of};
 use super::{FileOutcome, Intake};
 use crate::config::Config;
 use crate::queue::{FileState, NewFile};
@@ -43,14 +43,14 @@ fn open_claimed(path: &Path) -> Result<Opened, String> {
 
 impl Intake {
     /// Reads a claimed file into the queue and moves it on. `resume` is the
-    /// file's record and last committed row when a previous run left it in
+    /// file's record and where to read on from, for a file left in
     /// `processing/`.
     pub(super) async fn process(
         &self,
         cfg: &Config,
         rel: &Path,
         processing: PathBuf,
-        resume: Option<(i64, u64)>,
+        resume: Option<(i64, Start)>,
         cancel: &CancellationToken,
     ) -> anyhow::Result<FileOutcome> {
         let name = file_name(rel);
@@ -59,20 +59,26 @@ impl Intake {
             Err(reason) => {
                 if let Some((id, _)) = resume {
                     self.queue
-                        .file_finish(id, FileState::Failed, None, Some(&reason))
+                        .file_finish(id, FileState::Failed, None, Some(&reason), false)
                         .await?;
                 }
                 return Ok(self.fail_whole(cfg, rel, &processing, &name, reason).await);
             }
         };
         let settings = Settings::for_file(cfg, rel, None, None);
-        let (file_id, resume_after) = match resume {
+        let (file_id, start) = match resume {
             Some(r) => r,
             None => match self
                 .record(cfg, rel, &processing, &opened, &settings)
                 .await?
             {
-                Ok(id) => (id, 0),
+                Ok(id) => (
+                    id,
+                    Start {
+                        mark: true,
+                        ..Start::default()
+                    },
+                ),
                 Err(skipped) => return Ok(skipped),
             },
         };
@@ -82,7 +88,7 @@ impl Intake {
             opened.file,
             &processing,
             &settings,
-            resume_after,
+            start,
             cancel,
         )
         .await?;
@@ -126,7 +132,7 @@ impl Intake {
             prev.id, prev.path
         );
         self.queue
-            .file_finish(id, FileState::Skipped, None, Some(&why))
+            .file_finish(id, FileState::Skipped, None, Some(&why), false)
             .await?;
         tracing::info!(file = %rel.display(), previous = %prev.path, "same content as an earlier file: skipped");
         let moved = move_unique(processing, &cfg.watch.done_dir, &file_name(rel), true).ok();
@@ -159,6 +165,9 @@ impl Intake {
     ) -> anyhow::Result<FileOutcome> {
         let file_id = report.file_id;
         let format = report.format;
+        // Its rows are committed (or it resumes with the count cleared):
+        // the mark of where its reader was has served.
+        super::mark::remove(processing);
         let Some((state, error)) = report.end.file_state() else {
             // Stopped on purpose: the next start's resume is not counted
             // against the file.
@@ -180,8 +189,9 @@ impl Intake {
             &cfg.watch.failed_dir
         };
         // The rows are committed: only now does the file leave processing/.
+        let given_up = matches!(report.end, End::GivenUp { .. });
         self.queue
-            .file_finish(file_id, state, format, error.as_deref())
+            .file_finish(file_id, state, format, error.as_deref(), given_up)
             .await?;
         let moved = match move_unique(processing, dest, &file_name(rel), state == FileState::Done) {
             Ok(m) => m,
@@ -197,7 +207,8 @@ impl Intake {
         let totals = self.queue.file(file_id).await?;
         let brk = match &report.end {
             End::Failed { line, reason } => Some((*line, reason.as_str())),
-            _ => None,
+            End::GivenUp { reason } => Some((None, reason.as_str())),
+            End::Complete | End::Stopped => None,
         };
         if totals.rows_rejected > 0 || brk.is_some() {
             write_errors(&self.queue, Some(file_id), &moved, brk).await;
@@ -266,7 +277,7 @@ impl Intake {
         );
         let why = crate::feed::cut(&why);
         self.queue
-            .file_finish(file_id, FileState::Failed, None, Some(&why))
+            .file_finish(file_id, FileState::Failed, None, Some(&why), false)
             .await?;
         let totals = self.queue.file(file_id).await?;
         self.metrics.file_outcome(FileState::Failed);
@@ -282,21 +293,29 @@ impl Intake {
         })
     }
 
-    /// A file the daemon died reading twice in a row: to `failed/` with
-    /// the rows committed before, never read a third time.
+    /// A file the daemon died reading `stalls` times in a row without
+    /// getting any further: to `failed/` with the rows committed before,
+    /// not read again until `retry --file` puts it back.
     pub(super) async fn give_up(
         &self,
         cfg: &Config,
         rel: &Path,
         processing: &Path,
         f: &crate::queue::FileRow,
+        stalls: u32,
+        died_at: Option<super::mark::Mark>,
     ) -> anyhow::Result<FileOutcome> {
+        let at = match died_at {
+            Some(m) => format!("line {} (position {})", m.line, m.position),
+            None => format!("the row after position {}", f.last_position),
+        };
         let reason = format!(
-            "the daemon stopped twice while reading this file (rows up to position {} were \
-             queued): it is not read a third time",
-            f.last_position
+            "given up: the daemon died {stalls} times in a row reading {at} (every row before \
+             it was queued); once the cause is known (the log), `tc-ingest retry --file {}` \
+             reads on from there",
+            rel.display()
         );
-        tracing::error!(file = %rel.display(), "{reason}");
+        tracing::error!(file = %rel.display(), position = f.last_position, stalled_reads = stalls, "{reason}");
         let report = Report {
             file_id: f.id,
             format: None,
@@ -304,7 +323,7 @@ impl Intake {
             queued: f.rows_queued,
             duplicates: f.rows_duplicate,
             rejected: f.rows_rejected,
-            end: End::Failed { line: None, reason },
+            end: End::GivenUp { reason },
         };
         self.finish(cfg, rel, processing, report).await
     }
@@ -336,4 +355,62 @@ impl Intake {
             error: Some(reason),
         }
     }
+}
+
+/// A file given up after stalled reads, put back by `retry --file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutBack {
+    pub path: String,
+    /// Where it is now, in `processing/`.
+    pub processing: PathBuf,
+    /// Rows up to here were queued: reading goes on after it.
+    pub position: u64,
+}
+
+/// Puts the file recorded as `name` (path or file name) back into
+/// `processing/` if it was given up after stalled reads, so that a daemon
+/// reads on from its committed position: at once if one runs, else at its
+/// start. Its errors report goes; its record is unfinished again. `None`
+/// when the newest file of that name was not given up.
+///
+/// # Errors
+/// Database errors, or the file cannot be moved back.
+pub async fn put_back(
+    cfg: &Config,
+    queue: &crate::queue::Queue,
+    name: &str,
+) -> anyhow::Result<Option<PutBack>> {
+    use anyhow::Context;
+    let Some(f) = queue.file_given_up(name).await? else {
+        return Ok(None);
+    };
+    let Some(moved) = f.moved_to.as_deref().map(PathBuf::from) else {
+        return Ok(None);
+    };
+    let processing = move_unique(
+        &moved,
+        &cfg.watch.processing_dir,
+        &file_name(Path::new(&f.path)),
+        false,
+    )
+    .with_context(|| {
+        format!(
+            "moving {} back to {}",
+            moved.display(),
+            cfg.watch.processing_dir.display()
+        )
+    })?;
+    // Moved first, recorded second: a daemon never looks for a file that
+    // is not there yet.
+    queue
+        .file_put_back(f.id, &processing.to_string_lossy())
+        .await?;
+    let mut report = moved.into_os_string();
+    report.push(".errors.ndjson");
+    let _ = std::fs::remove_file(report);
+    Ok(Some(PutBack {
+        path: f.path,
+        processing,
+        position: f.last_position,
+    }))
 }

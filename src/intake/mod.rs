@@ -11,10 +11,11 @@
 mod dir;
 mod ingest;
 mod lifecycle;
+mod mark;
 
 use std::collections::HashSet;
 use std::fs::Metadata;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,12 +25,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use dir::{create_dirs, is_ignored};
-pub use ingest::{CHUNK_ROWS, End, Report, Settings, classify, ingest, sha256_of};
+pub use ingest::{CHUNK_ROWS, End, Report, Settings, Start, classify, ingest, sha256_of};
+pub use lifecycle::{PutBack, put_back};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::{FileState, Queue};
-use dir::{file_name, move_unique, note_complete, prune_finished, walk};
+use dir::{file_name, move_unique, note_event, prune_finished, walk};
 
 /// What happened to one file, for logs, tests and `run --once`.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,24 +101,63 @@ impl Intake {
                 .as_ref()
                 .map(|f| PathBuf::from(&f.path))
                 .unwrap_or_else(|| PathBuf::from(p.file_name().unwrap_or_default()));
-            if let Some(f) = &previous
-                && self.queue.file_resumed(f.id).await? >= 2
-            {
-                // The daemon died while reading this file, was restarted,
-                // and died again while reading it: no third time.
-                out.push(self.give_up(&cfg, &rel, &p, f).await?);
-                continue;
+            let mut start = None;
+            if let Some(f) = &previous {
+                // A mark past the committed rows: the row a read died at.
+                let died_at = mark::read(&p).filter(|m| m.position > f.last_position);
+                if f.reading {
+                    // Reads that died without committing a row, N in a row,
+                    // make a crash loop.
+                    let stalls = self.queue.file_interrupted(f.id).await?;
+                    if stalls >= cfg.watch.max_stalled_reads {
+                        out.push(self.give_up(&cfg, &rel, &p, f, stalls, died_at).await?);
+                        continue;
+                    }
+                    tracing::warn!(file = %rel.display(), position = f.last_position, died_at_line = died_at.map(|m| m.line), stalled_reads = stalls, "the daemon died reading this file: reading on");
+                } else {
+                    tracing::info!(file = %rel.display(), position = f.last_position, "resuming a file left in processing/");
+                }
+                start = Some((
+                    f.id,
+                    Start {
+                        after: f.last_position,
+                        pin: died_at.map(|m| m.position),
+                        mark: true,
+                    },
+                ));
             }
-            tracing::info!(file = %rel.display(), resumed_after = previous.as_ref().map(|f| f.last_position), "resuming a file left in processing/");
+            out.push(self.process(&cfg, &rel, p, start, cancel).await?);
+        }
+        Ok(out)
+    }
+
+    /// Reads on the files `retry --file` put back into `processing/` while
+    /// the daemon runs (at its start, `resume` takes them).
+    ///
+    /// # Errors
+    /// Database or filesystem errors.
+    pub async fn resume_put_back(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Vec<FileOutcome>> {
+        let cfg = self.config();
+        let mut out = Vec::new();
+        for f in self.queue.files_put_back().await? {
+            let Some(path) = f.processing_path.clone().map(PathBuf::from) else {
+                continue;
+            };
+            if cancel.is_cancelled() {
+                break;
+            }
+            tracing::info!(file = %f.path, position = f.last_position, "reading on a file put back by retry --file");
+            let start = Start {
+                after: f.last_position,
+                pin: None,
+                mark: true,
+            };
             out.push(
-                self.process(
-                    &cfg,
-                    &rel,
-                    p,
-                    previous.map(|f| (f.id, f.last_position)),
-                    cancel,
-                )
-                .await?,
+                self.process(&cfg, Path::new(&f.path), path, Some((f.id, start)), cancel)
+                    .await?,
             );
         }
         Ok(out)
@@ -240,6 +281,12 @@ impl Intake {
         watcher
             .watch(&dir, RecursiveMode::Recursive)
             .with_context(|| format!("watching {}", dir.display()))?;
+        // A file `retry --file` renames back into processing/ is read on at
+        // once (without this, at the next rescan).
+        let processing = self.config().watch.processing_dir.clone();
+        if let Err(e) = watcher.watch(&processing, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %processing.display(), error = %e, "cannot watch processing/: files put back are read on at the next rescan");
+        }
         self.resume(&cancel).await?;
         let mut last_scan = Instant::now() - Duration::from_secs(3600);
         let mut pending_event = true;
@@ -255,15 +302,19 @@ impl Intake {
                     let Some(first) = ev else {
                         anyhow::bail!("the directory watcher stopped");
                     };
-                    // Take every queued event at once: a burst causes one scan.
+                    // Take every queued event at once: a burst causes one
+                    // scan, and only events that can mean a new or finished
+                    // file cause one (a scan's own opening of the directory
+                    // raises an event: reacting to it would scan for ever).
                     let mut next = Some(first);
                     while let Some(ev) = next {
-                        if let Ok(ev) = ev {
-                            note_complete(ev, &mut self.complete_hints);
-                        }
+                        pending_event |= match ev {
+                            Ok(ev) => note_event(ev, &mut self.complete_hints),
+                            // An error (a queue overflow): rescan.
+                            Err(_) => true,
+                        };
                         next = rx.try_recv().ok();
                     }
-                    pending_event = true;
                 }
                 _ = tokio::time::sleep(tick) => {}
             }
@@ -271,6 +322,7 @@ impl Intake {
             if due {
                 pending_event = false;
                 last_scan = Instant::now();
+                self.resume_put_back(&cancel).await?;
                 self.scan(&cancel, true).await?;
                 if self
                     .last_prune

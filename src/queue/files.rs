@@ -42,33 +42,102 @@ impl Queue {
         row.map(|r| file_row(&r)).transpose()
     }
 
-    /// Counts one more resume of an unfinished file after the daemon died
-    /// while reading it, and returns the count (see migration 0004).
+    /// A read of the file begins (from its `last_position`): a daemon that
+    /// finds this still set at startup died reading it.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn file_resumed(&self, id: i64) -> anyhow::Result<u32> {
-        let n =
-            sqlx::query("UPDATE files SET resumes = resumes + 1 WHERE id = ? RETURNING resumes")
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await
-                .context("counting a resumed file")?
-                .get::<i64, _>(0);
+    pub async fn file_reading(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE files SET reading = 1, read_from = last_position WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("recording a file being read")?;
+        Ok(())
+    }
+
+    /// The daemon died reading the file: counts the read as stalled if it
+    /// committed no row (any progress sets the count back to 0), and
+    /// returns the stalled reads in a row (see migration 0007).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_interrupted(&self, id: i64) -> anyhow::Result<u32> {
+        let n = sqlx::query(
+            "UPDATE files SET stalls = CASE WHEN last_position > read_from THEN 0 ELSE stalls + 1 END, \
+             reading = 0 WHERE id = ? RETURNING stalls",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .context("counting an interrupted read")?
+        .get::<i64, _>(0);
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// A file's reading was stopped on purpose (shutdown): the next resume
-    /// is not a sign of a file that kills the daemon.
+    /// A file's reading was stopped on purpose (shutdown): the next start
+    /// resumes it without counting the read as interrupted.
     ///
     /// # Errors
     /// Database errors.
     pub async fn file_stopped(&self, id: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE files SET resumes = 0 WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .context("recording a stopped file")?;
+        sqlx::query(
+            "UPDATE files SET stalls = CASE WHEN last_position > read_from THEN 0 ELSE stalls END, \
+             reading = 0 WHERE id = ?",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .context("recording a stopped file")?;
+        Ok(())
+    }
+
+    /// Files put back into `processing/` to be read on (`retry --file`):
+    /// unfinished, and not being read.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn files_put_back(&self) -> anyhow::Result<Vec<FileRow>> {
+        sqlx::query(
+            "SELECT * FROM files WHERE state = 'processing' AND reading = 0 \
+             AND processing_path IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(file_row)
+        .collect()
+    }
+
+    /// The newest record of a file given up after stalled reads, by its
+    /// path as recorded or its file name, if that record was given up.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_given_up(&self, name: &str) -> anyhow::Result<Option<FileRow>> {
+        let Some((id, _)) = self.files_named(name).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let f = self.file(id).await?;
+        Ok((f.given_up() && f.moved_to.is_some()).then_some(f))
+    }
+
+    /// A given-up file moved back to `processing_path`: unfinished again,
+    /// its count of stalled reads cleared, to be read on from its
+    /// `last_position`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_put_back(&self, id: i64, processing_path: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE files SET state = 'processing', processing_path = ?, error = NULL, \
+             finished_at = NULL, moved_to = NULL, stalls = 0, reading = 0 WHERE id = ?",
+        )
+        .bind(processing_path)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .context("putting a file back")?;
         Ok(())
     }
 
@@ -96,7 +165,9 @@ impl Queue {
         file_row(&row)
     }
 
-    /// Marks a file finished: `done`, `failed` or `skipped`.
+    /// Marks a file finished: `done`, `failed` or `skipped`. Its count of
+    /// stalled reads is cleared, unless the file is `given_up` because of
+    /// it (a failed file with stalls is one given up).
     ///
     /// # Errors
     /// Database errors.
@@ -106,6 +177,7 @@ impl Queue {
         state: FileState,
         format: Option<Format>,
         error: Option<&str>,
+        given_up: bool,
     ) -> anyhow::Result<()> {
         // The acknowledgement point: commit with synchronous=FULL so this
         // commit, and every chunk before it, is on disk before the caller
@@ -115,12 +187,14 @@ impl Queue {
             .execute(&mut *conn)
             .await?;
         let result = sqlx::query(
-            "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, processing_path = NULL WHERE id = ?",
+            "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, \
+             processing_path = NULL, reading = 0, stalls = CASE WHEN ? THEN stalls ELSE 0 END WHERE id = ?",
         )
         .bind(state.as_str())
         .bind(format.map(Format::name))
         .bind(error)
         .bind(now_ms())
+        .bind(given_up)
         .bind(id)
         .execute(&mut *conn)
         .await;
@@ -235,5 +309,8 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
         rows_duplicate: r.get::<i64, _>("rows_duplicate") as u64,
         last_position: r.get::<i64, _>("last_position") as u64,
         error: r.get("error"),
+        moved_to: r.get("moved_to"),
+        stalls: u32::try_from(r.get::<i64, _>("stalls")).unwrap_or(u32::MAX),
+        reading: r.get::<i64, _>("reading") != 0,
     })
 }

@@ -224,6 +224,20 @@ pub struct FileRow {
     pub rows_duplicate: u64,
     pub last_position: u64,
     pub error: Option<String>,
+    /// Where the file was moved when it finished.
+    pub moved_to: Option<String>,
+    /// Interrupted reads in a row that committed no row.
+    pub stalls: u32,
+    /// A daemon is reading it (or died doing so).
+    pub reading: bool,
+}
+
+impl FileRow {
+    /// Given up after reads that the daemon died in without progress:
+    /// `retry --file` puts it back.
+    pub fn given_up(&self) -> bool {
+        self.state == FileState::Failed && self.stalls > 0
+    }
 }
 
 /// A new file to record.

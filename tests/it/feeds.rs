@@ -211,25 +211,33 @@ fn ndjson_lines_each_stand_alone() {
 }
 
 #[test]
-fn json_syntax_error_at_row_1000_keeps_the_rows_before() {
+fn json_errors_at_row_1000_reject_the_element_or_break_the_file_keeping_the_rows_before() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("broken.json");
-    let mut text = String::from("[\n");
-    for i in 0..999 {
-        text.push_str(&format!(
-            "{{\"value\": \"10.0.{}.{}\"}},\n",
-            i / 256,
-            i % 256
-        ));
-    }
-    text.push_str("{\"value\": \"10.9.9.9\" oops},\n{\"value\": \"10.9.9.10\"}\n]\n");
+    let rows: String = (0..999)
+        .map(|i| format!("{{\"value\": \"10.0.{}.{}\"}},\n", i / 256, i % 256))
+        .collect();
+    // An element that does not parse: rejected, and reading goes on.
+    let p = dir.path().join("bad-element.json");
+    let text =
+        format!("[\n{rows}{{\"value\": \"10.9.9.9\" oops}},\n{{\"value\": \"10.9.9.10\"}}\n]\n");
     std::fs::write(&p, text).unwrap();
     let (ok, bad, r) = read(&p, &ReadOptions::default());
-    assert_eq!(ok.len(), 999);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(ok.len(), 1000);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].0, 1001);
+    assert!(bad[0].1.starts_with("invalid JSON"), "{bad:?}");
+    // Structure that breaks (no comma between elements): the file stops
+    // there, with the rows before it read.
+    let p = dir.path().join("broken.json");
+    let text = format!("[\n{rows}{{\"value\": \"10.9.9.9\"}}\n{{\"value\": \"10.9.9.10\"}}\n]\n");
+    std::fs::write(&p, text).unwrap();
+    let (ok, bad, r) = read(&p, &ReadOptions::default());
+    assert_eq!(ok.len(), 1000);
     assert!(bad.is_empty());
     match r {
         Err(FeedError::Broken { line, reason }) => {
-            assert_eq!(line, 1001);
+            assert_eq!(line, 1002);
             assert!(reason.contains("JSON syntax error"), "{reason}");
         }
         r => panic!("{r:?}"),

@@ -33,18 +33,21 @@ pub fn faults() -> Faults {
 
 /// Polls `check` every 25 ms until it holds; panics naming `what` when it
 /// still does not after `timeout`.
-pub async fn wait_until(
-    timeout: Duration,
-    what: impl Display,
-    mut check: impl AsyncFnMut() -> bool,
-) {
+pub async fn wait_until(timeout: Duration, what: impl Display, check: impl AsyncFnMut() -> bool) {
+    if !wait_until_or(timeout, check).await {
+        panic!("not within {timeout:?}: {what}");
+    }
+}
+
+/// Polls `check` every 25 ms until it holds (true) or `timeout` passes (false).
+pub async fn wait_until_or(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     loop {
         if check().await {
-            return;
+            return true;
         }
         if Instant::now() >= end {
-            panic!("not within {timeout:?}: {what}");
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -255,6 +258,7 @@ lease_secs = {lease}
 
     /// Writes `incoming/<name>` the atomic way: a hidden file renamed in.
     pub fn rename_in(&self, name: &str, content: &[u8]) {
+        std::fs::create_dir_all(self.incoming()).unwrap();
         let tmp = self.incoming().join(format!(".{name}.tmp"));
         std::fs::write(&tmp, content).unwrap();
         std::fs::rename(&tmp, self.incoming().join(name)).unwrap();
@@ -286,10 +290,15 @@ lease_secs = {lease}
 
     /// Starts `tc-ingest run` on the config file.
     pub fn spawn_daemon(&self) -> DaemonProcess {
-        let mut child = command(&self.with_config(&["run"]))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        self.spawn_daemon_with(BIN, &[])
+    }
+
+    /// Starts `bin run` (this build's binary, or another build of it) on
+    /// the config file, with `env` added.
+    pub fn spawn_daemon_with(&self, bin: &str, env: &[(&str, &str)]) -> DaemonProcess {
+        let mut cmd = command_of(bin, &self.with_config(&["run"]));
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         // Read stderr as it comes so the daemon never blocks on a full pipe.
         let mut pipe = child.stderr.take().unwrap();
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -354,7 +363,12 @@ pub const CONFIG_ENV: &[&str] = &[
 
 /// The binary with `args`, with nothing for the config from the environment.
 pub fn command(args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
-    let mut c = Command::new(BIN);
+    command_of(BIN, args)
+}
+
+/// `bin` (a build of the binary) with `args`, as [`command`].
+pub fn command_of(bin: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    let mut c = Command::new(bin);
     c.args(args);
     for var in CONFIG_ENV {
         c.env_remove(var);
@@ -379,6 +393,11 @@ impl DaemonProcess {
 
     pub fn signal(&self, sig: i32) {
         assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
+    }
+
+    /// Whether it has exited (by itself, or killed).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// What it logged so far.

@@ -147,12 +147,15 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
             }
         }
         let expected = match case.file {
-            "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "long-string.json"
-            | "long-key.json" | "deep.json" | "bomb.txt.gz" | "bomb-lines.csv.gz"
-            | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => Some(FileState::Failed),
-            "blank.json" | "long-line.ndjson" | "long-line.txt" | "nul-tags.csv"
-            | "nul-values.txt" | "invalid-utf8.txt" | "empty.csv" | "header-only.csv"
-            | "valid.csv" => Some(FileState::Done),
+            "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "bomb.txt.gz"
+            | "bomb-lines.csv.gz" | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => {
+                Some(FileState::Failed)
+            }
+            "long-string.json" | "long-key.json" | "deep.json" | "blank.json"
+            | "long-line.ndjson" | "long-line.txt" | "nul-tags.csv" | "nul-values.txt"
+            | "invalid-utf8.txt" | "empty.csv" | "header-only.csv" | "valid.csv" => {
+                Some(FileState::Done)
+            }
             _ => None,
         };
         if let Some(expected) = expected {
@@ -173,19 +176,20 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
         per_file("open-quote.csv", "rows_queued + rows_duplicate").await,
         1
     );
+    // An oversized JSON element is skipped like an oversized line.
+    for file in ["long-string.json", "long-line.ndjson", "long-line.txt"] {
+        assert_eq!(
+            per_file(file, "rows_queued + rows_duplicate").await,
+            2,
+            "{file}"
+        );
+        assert_eq!(per_file(file, "rows_rejected").await, 1, "{file}");
+    }
     assert_eq!(
-        per_file("long-string.json", "rows_queued + rows_duplicate").await,
+        per_file("long-key.json", "rows_queued + rows_duplicate").await,
         1
     );
-    assert_eq!(
-        per_file("long-line.ndjson", "rows_queued + rows_duplicate").await,
-        2
-    );
-    assert_eq!(per_file("long-line.ndjson", "rows_rejected").await, 1);
-    assert_eq!(
-        per_file("long-line.txt", "rows_queued + rows_duplicate").await,
-        2
-    );
+    assert_eq!(per_file("deep.json", "rows_rejected").await, 1);
     // Echoes of input are cut before they are stored.
     for sql in [
         "SELECT MAX(LENGTH(error)) FROM files",
@@ -269,10 +273,12 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
     assert!(log.contains("not moved"), "{log}");
 }
 
-/// A file in `processing/` with its record, as a run that died left it.
-async fn left_in_processing(d: &TestDaemon, app: &TestApp, resumes: u32, stopped: bool) -> i64 {
+/// A file in `processing/` with its record, as a run that died reading it
+/// `deaths` times left it, with `progress` rows committed between the
+/// deaths (a list, one entry per death: the position committed by then).
+async fn left_in_processing(d: &TestDaemon, app: &TestApp, committed: &[u64]) -> i64 {
     let processing = app.config().watch.processing_dir.join("big.txt");
-    std::fs::write(&processing, "192.0.2.1\n192.0.2.2\n").unwrap();
+    std::fs::write(&processing, "192.0.2.1\n192.0.2.2\n192.0.2.3\n").unwrap();
     let id = d
         .queue
         .file_begin(&NewFile {
@@ -284,29 +290,47 @@ async fn left_in_processing(d: &TestDaemon, app: &TestApp, resumes: u32, stopped
         })
         .await
         .unwrap();
-    for _ in 0..resumes {
-        d.queue.file_resumed(id).await.unwrap();
-    }
-    if stopped {
-        d.queue.file_stopped(id).await.unwrap();
+    for (i, &position) in committed.iter().enumerate() {
+        if i > 0 {
+            // The start after a death: counted, then read again.
+            d.queue.file_interrupted(id).await.unwrap();
+        }
+        d.queue.file_reading(id).await.unwrap();
+        if position > 0 {
+            d.queue
+                .commit_chunk(Some(id), &[], &[], 0, position, Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
     }
     id
 }
 
 #[tokio::test]
-async fn a_file_the_daemon_died_reading_twice_is_not_read_a_third_time() {
+async fn a_file_the_daemon_died_reading_without_progress_three_times_is_given_up() {
     let app = TestApp::start().await;
     let mut d = app.daemon().await;
-    // Died reading it, resumed once (counted), died again.
-    let id = left_in_processing(&d, &app, 1, false).await;
+    // Three deaths, the first after committing row 1, then none further.
+    let id = left_in_processing(&d, &app, &[1, 1, 1]).await;
+    let out = d.intake().resume(&CancellationToken::new()).await.unwrap();
+    assert_eq!(
+        out[0].state,
+        FileState::Done,
+        "two stalls are not three: {out:?}"
+    );
+    let id2 = left_in_processing(&d, &app, &[0, 0, 0]).await;
+    assert_ne!(id, id2);
     let out = d.intake().resume(&CancellationToken::new()).await.unwrap();
     assert_eq!(out[0].state, FileState::Failed);
-    let f = d.queue.file(id).await.unwrap();
+    let f = d.queue.file(id2).await.unwrap();
     assert_eq!(f.state, FileState::Failed);
+    assert!(f.given_up(), "{f:?}");
+    let error = f.error.as_deref().unwrap();
     assert!(
-        f.error.as_deref().unwrap().contains("stopped twice"),
-        "{:?}",
-        f.error
+        error.contains("given up")
+            && error.contains("3 times")
+            && error.contains("retry --file big.txt"),
+        "{error}"
     );
     assert_eq!(f.rows_read, 0, "not read again");
     let failed = names(&app.path().join("failed"));
@@ -315,17 +339,62 @@ async fn a_file_the_daemon_died_reading_twice_is_not_read_a_third_time() {
         failed.contains(&"big.txt.errors.ndjson".to_string()),
         "{failed:?}"
     );
+    // The operator puts it back: it is read on from where it stopped.
+    let out = app.binary(&["retry", "--file", "big.txt"]).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("put big.txt back"),
+        "{said}"
+    );
+    assert!(names(&app.path().join("failed")).is_empty());
+    let out = d
+        .intake()
+        .resume_put_back(&CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].state, FileState::Done);
+    let f = d.queue.file(id2).await.unwrap();
+    assert_eq!(
+        (f.state, f.stalls, f.rows_queued + f.rows_duplicate),
+        (FileState::Done, 0, 3)
+    );
+    // Once read, nothing is left to put back.
+    let out = app.binary(&["retry", "--file", "big.txt"]).await;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("put big.txt back"));
+}
+
+#[tokio::test]
+async fn deaths_with_progress_between_them_never_give_a_file_up() {
+    let app = TestApp::start().await;
+    let mut d = app.daemon().await;
+    // Nine deaths, never three in a row without a row more committed.
+    let id = left_in_processing(&d, &app, &[1, 1, 1, 2, 2, 2, 3, 3, 3]).await;
+    let out = d.intake().resume(&CancellationToken::new()).await.unwrap();
+    assert_eq!(out[0].state, FileState::Done, "{out:?}");
+    let f = d.queue.file(id).await.unwrap();
+    assert_eq!(
+        (f.rows_read, f.stalls),
+        (0, 0),
+        "every row was committed before"
+    );
 }
 
 #[tokio::test]
 async fn a_file_stopped_on_purpose_resumes_however_often() {
     let app = TestApp::start().await;
     let mut d = app.daemon().await;
-    // Resumed before, then stopped by a shutdown: the count starts again.
-    let id = left_in_processing(&d, &app, 1, true).await;
+    // Two stalled deaths, then a stop on purpose: the start after it is
+    // not counted, however often it happens.
+    let id = left_in_processing(&d, &app, &[0, 0, 0]).await;
+    for _ in 0..5 {
+        d.queue.file_stopped(id).await.unwrap();
+        d.queue.file_reading(id).await.unwrap();
+    }
+    d.queue.file_stopped(id).await.unwrap();
     let out = d.intake().resume(&CancellationToken::new()).await.unwrap();
     assert_eq!(out[0].state, FileState::Done);
-    assert_eq!(d.queue.file(id).await.unwrap().rows_queued, 2);
+    assert_eq!(d.queue.file(id).await.unwrap().rows_queued, 3);
 }
 
 #[tokio::test]

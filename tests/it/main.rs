@@ -3,6 +3,7 @@
 mod bulk;
 mod client;
 mod compat;
+mod crash;
 mod credentials;
 mod deliver;
 mod e2e;

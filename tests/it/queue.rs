@@ -305,7 +305,7 @@ async fn files_rejects_progress_and_stats() {
         (3, 1, 1, 1, 3)
     );
     assert_eq!(q.rejects(fid, 10).await.unwrap(), rejects);
-    q.file_finish(fid, FileState::Done, Some(Format::Text), None)
+    q.file_finish(fid, FileState::Done, Some(Format::Text), None, false)
         .await
         .unwrap();
     assert!(q.file_in_progress("/p/x.txt").await.unwrap().is_none());
@@ -356,7 +356,7 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
         0,
         "an unfinished file keeps its rejects"
     );
-    q.file_finish(fid, FileState::Done, Some(Format::Text), None)
+    q.file_finish(fid, FileState::Done, Some(Format::Text), None, false)
         .await
         .unwrap();
     assert_eq!(q.prune_rejects(DAY).await.unwrap(), 0);

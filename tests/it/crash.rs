@@ -1,0 +1,289 @@
+//! The README's crash-safety promise, broken the way an outside kill would
+//! break it: the daemon process SIGKILLed at random moments while it reads
+//! feeds, restarted each time; the crash-loop guard against a file that
+//! kills the daemon at the same row every time; and an idle daemon that
+//! rests.
+//!
+//! The kill test runs the binary named by `TC_INGEST_BIN` when set
+//! (`.ci/run` sets it to the release build), else this build's. A debug
+//! build reads so slowly that random kills land, three in a row, between a
+//! read's start and its first commit often enough to trip the crash-loop
+//! guard as it should; with it, the test raises `watch.max_stalled_reads`
+//! and proves only that nothing is lost or repeated.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tc_ingest::queue::FileState;
+
+use crate::helpers::*;
+
+/// CPU time (user + system) the process `pid` has used.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's ")": state is field 3 of the line, utime 14, stime 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn names(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Whether `file` is in `dir` (as itself, or stamped `...Z-file`).
+fn landed_in(dir: &Path, file: &str) -> bool {
+    names(dir)
+        .iter()
+        .any(|n| n == file || n.ends_with(&format!("Z-{file}")))
+}
+
+#[tokio::test]
+async fn an_idle_daemon_rests() {
+    let app = TestApp::start().await;
+    let daemon = app.spawn_daemon_with_queue().await;
+    // Past its start (migrations, the first scan), then measured.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = daemon.pid();
+    let (before, at) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (used, over) = (cpu_time(pid) - before, at.elapsed());
+    // Before the watcher ignored its own scans' events it used a whole
+    // core: about as much CPU time as time went by.
+    assert!(
+        used < over / 10,
+        "an idle daemon used {used:?} of CPU in {over:?}: {}",
+        daemon.stderr()
+    );
+    let (code, _) = daemon.stop().await;
+    assert_eq!(code, Some(0));
+}
+
+/// Feeds of `valid` distinct hosts with one invalid row after every 100th,
+/// as CSV and NDJSON; the valid and invalid counts written.
+fn write_feeds(dir: &Path, valid_csv: usize, valid_ndjson: usize) -> (usize, usize) {
+    use std::io::Write;
+    let mut invalid = 0;
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join("big.csv")).unwrap());
+    writeln!(csv, "value,description").unwrap();
+    for i in 0..valid_csv {
+        writeln!(csv, "c{i}.kill-test.net,row {i}").unwrap();
+        if i % 100 == 99 {
+            writeln!(csv, "bad value {i},invalid").unwrap();
+            invalid += 1;
+        }
+    }
+    csv.flush().unwrap();
+    let mut nd = std::io::BufWriter::new(std::fs::File::create(dir.join("more.ndjson")).unwrap());
+    for i in 0..valid_ndjson {
+        writeln!(nd, "{{\"value\": \"n{i}.kill-test.net\"}}").unwrap();
+        if i % 100 == 99 {
+            writeln!(nd, "{{\"value\": \"bad value {i}\"}}").unwrap();
+            invalid += 1;
+        }
+    }
+    nd.flush().unwrap();
+    (valid_csv + valid_ndjson, invalid)
+}
+
+#[tokio::test]
+async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
+    let release = std::env::var("TC_INGEST_BIN").ok();
+    let bin = release.clone().unwrap_or_else(|| BIN.to_string());
+    let app = TestApp::start().await;
+    if release.is_none() {
+        let path = app.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replacen("[watch]\n", "[watch]\nmax_stalled_reads = 1000\n", 1),
+        )
+        .unwrap();
+    }
+    let staging = app.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    let (valid, invalid) = write_feeds(&staging, 200_000, 20_000);
+    for f in ["big.csv", "more.ndjson"] {
+        std::fs::rename(staging.join(f), app.incoming().join(f)).unwrap();
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let processing = app.config().watch.processing_dir;
+    let done = app.path().join("done");
+    let (mut kills, mut mid_file) = (0, 0);
+    while kills < 20 {
+        let daemon = app.spawn_daemon_with(&bin, &[]);
+        tokio::time::sleep(Duration::from_millis(rng.u64(20..=500))).await;
+        if !names(&processing).is_empty() {
+            mid_file += 1;
+        }
+        daemon.kill().await;
+        kills += 1;
+        if landed_in(&done, "big.csv") && landed_in(&done, "more.ndjson") {
+            break;
+        }
+    }
+    // Left to finish.
+    let daemon = app.spawn_daemon_with(&bin, &[]);
+    let finished = wait_until_or(Duration::from_secs(300), async || {
+        landed_in(&done, "big.csv") && landed_in(&done, "more.ndjson")
+    })
+    .await;
+    if !finished {
+        let log = daemon.stderr();
+        let files = app.binary(&["status"]).await.stdout;
+        panic!(
+            "both feeds not in done/ after {kills} kills (seed {seed}):\n{}\n{}",
+            String::from_utf8_lossy(&files),
+            &log[log.len().saturating_sub(4000)..]
+        );
+    }
+    let (code, log) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    let q = app.queue().await;
+    let context = format!("seed {seed}, {kills} kills, {mid_file} mid-file, binary {bin}");
+    eprintln!("kill test: {context}");
+    assert!(
+        mid_file >= 5,
+        "too few kills landed mid-file to prove anything: {context}"
+    );
+    assert_eq!(
+        number(&q, "SELECT COUNT(*) FROM files WHERE state != 'done'").await,
+        0,
+        "{context}"
+    );
+    // Every valid row queued exactly once (none skipped, none counted
+    // again as a duplicate of itself), every invalid one rejected once.
+    assert_eq!(
+        number(&q, "SELECT COUNT(*) FROM jobs").await,
+        valid as i64,
+        "{context}"
+    );
+    assert_eq!(
+        number(&q, "SELECT COUNT(DISTINCT value) FROM jobs").await,
+        valid as i64,
+        "{context}"
+    );
+    assert_eq!(
+        number(
+            &q,
+            "SELECT SUM(rows_queued), SUM(rows_duplicate) FROM files"
+        )
+        .await,
+        valid as i64,
+        "{context}"
+    );
+    assert_eq!(
+        number(&q, "SELECT SUM(rows_duplicate) FROM files").await,
+        0,
+        "{context}"
+    );
+    assert_eq!(
+        number(&q, "SELECT COUNT(*) FROM rejects").await,
+        invalid as i64,
+        "{context}"
+    );
+    assert_eq!(
+        number(
+            &q,
+            "SELECT COUNT(*) FROM (SELECT DISTINCT file_id, line FROM rejects)"
+        )
+        .await,
+        invalid as i64,
+        "{context}"
+    );
+    assert_eq!(
+        number(&q, "SELECT SUM(rows_rejected) FROM files").await,
+        invalid as i64,
+        "{context}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_kills_the_daemon_at_one_row_is_given_up_with_every_row_before_it_queued() {
+    let app = TestApp::start().await;
+    // Within a read's first chunk (256 rows): the first death commits nothing.
+    let rows = 1_000;
+    let poison = 200;
+    let text: String = (1..=rows)
+        .map(|i| format!("p{i}.kill-test.net\n"))
+        .collect();
+    app.rename_in("poison.txt", text.as_bytes());
+    let trigger = format!("p{poison}.kill-test.net");
+    let failed = app.path().join("failed");
+    let mut deaths = 0;
+    // Each start reads on and dies at the same row, until one finds the
+    // file stalled three times in a row and gives it up.
+    let daemon = loop {
+        let mut daemon = app.spawn_daemon_with(BIN, &[("TC_INGEST_TEST_ABORT_ON", &trigger)]);
+        let given_up = wait_until_or(Duration::from_secs(60), async || {
+            landed_in(&failed, "poison.txt") || daemon.has_exited()
+        })
+        .await;
+        assert!(given_up, "neither died nor gave up: {}", daemon.stderr());
+        if landed_in(&failed, "poison.txt") {
+            break daemon;
+        }
+        deaths += 1;
+        assert!(deaths <= 8, "still not given up after {deaths} deaths");
+        daemon.kill().await;
+    };
+    let log = daemon.stderr();
+    assert!(log.contains("given up"), "{log}");
+    // The first death committed nothing (its chunk was not full), the
+    // second every row before the poison (the row the first died at, as
+    // its read mark said), then three without progress.
+    assert_eq!(deaths, 5);
+    let q = app.queue().await;
+    let f = q
+        .file(number(&q, "SELECT MAX(id) FROM files").await)
+        .await
+        .unwrap();
+    assert_eq!((f.state, f.stalls), (FileState::Failed, 3));
+    assert!(f.given_up());
+    assert_eq!(f.rows_queued, poison - 1, "every row before it queued");
+    assert_eq!(f.last_position, poison - 1);
+    let status = app.binary(&["status"]).await;
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        said.contains("given up")
+            && said.contains(&format!("line {poison}"))
+            && said.contains("retry --file poison.txt"),
+        "{said}"
+    );
+    let (code, _) = daemon.stop().await;
+    assert_eq!(code, Some(0), "the daemon that gave the file up runs on");
+    // The operator fixed the cause (here: no trigger) and puts it back.
+    let daemon = app.spawn_daemon_with_queue().await;
+    let out = app.binary(&["retry", "--file", "poison.txt"]).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("put poison.txt back"), "{said}");
+    let done = app.path().join("done");
+    wait_until(
+        Duration::from_secs(60),
+        "the file put back is read on by the running daemon",
+        async || landed_in(&done, "poison.txt"),
+    )
+    .await;
+    daemon.kill().await;
+    let f = q.file(f.id).await.unwrap();
+    assert_eq!(f.state, FileState::Done);
+    assert_eq!(
+        (f.rows_queued, f.rows_duplicate, f.rows_rejected),
+        (rows, 0, 0)
+    );
+}
