@@ -261,11 +261,46 @@ fn release_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
+/// The reader's end of the channel to the side that commits.
+struct Out<'a> {
+    tx: &'a tokio::sync::mpsc::Sender<Chunk>,
+    /// The other side is gone (a database error): reading stops.
+    closed: bool,
+}
+
+impl Out<'_> {
+    /// Sends `c` on; with `wait`, returns once it is committed. False when
+    /// the other side is gone.
+    fn send(&mut self, mut c: Chunk, wait: bool) -> bool {
+        let committed = wait.then(|| {
+            let (tell, committed) = tokio::sync::oneshot::channel();
+            c.committed = Some(tell);
+            committed
+        });
+        let sent =
+            self.tx.blocking_send(c).is_ok() && committed.is_none_or(|r| r.blocking_recv().is_ok());
+        self.closed |= !sent;
+        sent
+    }
+
+    /// Records the file as being read, and waits for that to be committed.
+    fn begin(&mut self) -> bool {
+        let mut c = Chunk::new();
+        c.begins = true;
+        self.send(c, true)
+    }
+}
+
 /// The reader thread: reads and classifies rows after `start.after` into
-/// chunks growing from [`FIRST_CHUNK_ROWS`] to [`CHUNK_ROWS`] (one ends, and is waited for, before the row
-/// `start.pin`) and sends them on, ending with what was read before a break
-/// or a stop. With `start.mark`, each row's position and line go to the
-/// read mark before the row is touched.
+/// chunks growing from [`FIRST_CHUNK_ROWS`] to [`CHUNK_ROWS`] (one ends,
+/// and is waited for, before the row `start.pin`) and sends them on,
+/// ending with what was read before a break or a stop. With `start.mark`,
+/// each row's position and line go to the read mark before it is touched.
+///
+/// The file is recorded as being read before the first row past
+/// `start.after`: the rows before it were read without harm by an earlier
+/// run, so a death while skipping them is no sign of a file that kills the
+/// daemon.
 fn read_chunks(
     file: File,
     name: &Path,
@@ -274,64 +309,36 @@ fn read_chunks(
     cancel: &CancellationToken,
     tx: &tokio::sync::mpsc::Sender<Chunk>,
 ) -> Result<Format, FeedError> {
+    let mut out = Out { tx, closed: false };
+    let mut mark = start
+        .mark
+        .then(|| super::mark::ReadMark::create(name))
+        .flatten();
     let mut chunk = Chunk::new();
-    // Sends `c` on, and waits for its commit when it carries a sender.
-    let send = |c: Chunk, committed: Option<tokio::sync::oneshot::Receiver<()>>| {
-        tx.blocking_send(c).is_ok() && committed.is_none_or(|r| r.blocking_recv().is_ok())
-    };
-    // The file is recorded as being read (committed) before the first
-    // row past `start.after` is: the rows before it were read without harm
-    // by an earlier run, so a death while skipping them is no sign of a
-    // file that kills the daemon.
-    let begin = || {
-        let (tell, committed) = tokio::sync::oneshot::channel();
-        let mut c = Chunk::new();
-        c.begins = true;
-        c.committed = Some(tell);
-        send(c, Some(committed))
-    };
-    let mut mark = if start.mark {
-        super::mark::ReadMark::create(name)
-    } else {
-        None
-    };
-    let mut pinned = start.pin.is_none();
     let mut chunk_rows = FIRST_CHUNK_ROWS;
-    let mut begun = false;
-    if start.after == 0 {
-        if !begin() {
-            return Err(FeedError::Stopped);
-        }
-        begun = true;
+    let mut pin = start.pin;
+    let mut begun = start.after == 0;
+    if begun && !out.begin() {
+        return Err(FeedError::Stopped);
     }
-    let mut closed = false;
     let result = feed::read_from(file, name, &settings.read, &mut |item| {
-        if cancel.is_cancelled() || closed {
+        let position = item.position();
+        if cancel.is_cancelled() || out.closed {
             return std::ops::ControlFlow::Break(());
         }
-        let position = item.position();
         if position <= start.after {
             return std::ops::ControlFlow::Continue(());
         }
         if !begun {
             begun = true;
-            if !begin() {
-                closed = true;
-                return std::ops::ControlFlow::Break(());
-            }
+            out.begin();
         }
-        if !pinned && start.pin.is_some_and(|p| position >= p) {
+        if pin.is_some_and(|p| position >= p) {
             // The row a previous read died at: every row before it is
             // committed before it is touched.
-            pinned = true;
+            pin = None;
             if chunk.rows > 0 {
-                let mut before = std::mem::replace(&mut chunk, Chunk::new());
-                let (tell, committed) = tokio::sync::oneshot::channel();
-                before.committed = Some(tell);
-                if !send(before, Some(committed)) {
-                    closed = true;
-                    return std::ops::ControlFlow::Break(());
-                }
+                out.send(std::mem::replace(&mut chunk, Chunk::new()), true);
             }
         }
         if let Some(m) = &mut mark {
@@ -350,16 +357,15 @@ fn read_chunks(
         }
         if chunk.rows as usize >= chunk_rows {
             chunk_rows = (chunk_rows * 2).min(CHUNK_ROWS);
-            let full = std::mem::replace(&mut chunk, Chunk::new());
-            if !send(full, None) {
-                closed = true;
-                return std::ops::ControlFlow::Break(());
-            }
+            out.send(std::mem::replace(&mut chunk, Chunk::new()), false);
+        }
+        if out.closed {
+            return std::ops::ControlFlow::Break(());
         }
         std::ops::ControlFlow::Continue(())
     });
-    if chunk.rows > 0 && !closed {
-        let _ = tx.blocking_send(chunk);
+    if chunk.rows > 0 && !out.closed {
+        out.send(chunk, false);
     }
     result
 }
