@@ -650,7 +650,7 @@ async fn retry(arg: &ConfigArg, filter: RetryFilter, dry_run: bool) -> anyhow::R
         );
     }
     if let Some(name) = &filter.file {
-        put_back_given_up(&cfg, &queue, name, dry_run).await?;
+        put_back_given_up(&queue, name, dry_run).await?;
     }
     let by_class = queue.dead_matching(&filter).await?;
     let total: u64 = by_class.values().sum();
@@ -672,31 +672,26 @@ async fn retry(arg: &ConfigArg, filter: RetryFilter, dry_run: bool) -> anyhow::R
     Ok(exit::OK)
 }
 
-/// `retry --file` of a file given up after stalled reads: back into
-/// `processing/`, read on from its committed position.
-async fn put_back_given_up(
-    cfg: &Config,
-    queue: &Queue,
-    name: &str,
-    dry_run: bool,
-) -> anyhow::Result<()> {
+/// `retry --file` of a file given up after stalled reads: the daemon is
+/// asked to put it back into `processing/` and read it on from its
+/// committed position (only the daemon moves files into `processing/`).
+async fn put_back_given_up(queue: &Queue, name: &str, dry_run: bool) -> anyhow::Result<()> {
+    let Some(f) = queue.file_given_up(name).await? else {
+        return Ok(());
+    };
     if dry_run {
-        if let Some(f) = queue.file_given_up(name).await? {
-            println!(
-                "would put {} back into processing/, to be read on after position {}",
-                f.path, f.last_position
-            );
-        }
+        println!(
+            "would ask the daemon to put {} back, to be read on after position {}",
+            f.path, f.last_position
+        );
         return Ok(());
     }
-    if let Some(p) = intake::put_back(cfg, queue, name).await? {
-        println!(
-            "put {} back into {}: a running daemon reads on after position {} now, a stopped one at its start",
-            p.path,
-            p.processing.display(),
-            p.position
-        );
-    }
+    queue.file_ask_put_back(f.id, true).await?;
+    println!(
+        "asked the daemon to put {} back and read it on after position {}: a running daemon \
+         does at its next scan (within watch.rescan_secs), a stopped one at its start",
+        f.path, f.last_position
+    );
     Ok(())
 }
 

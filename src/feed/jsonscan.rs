@@ -146,6 +146,7 @@ impl<R: BufRead> Scanner<R> {
             return Err(self.syntax(format!("expected a value, found {}", shown(first))));
         }
         let mut state = Walk {
+            closers: Vec::new(),
             depth: 0,
             in_string: false,
             escaped: false,
@@ -164,7 +165,17 @@ impl<R: BufRead> Scanner<R> {
                     what: "the file ends inside a value that starts here".into(),
                 });
             }
-            let (n, done) = state.advance(chunk);
+            let (n, done) = match state.advance(chunk) {
+                Ok(step) => step,
+                Err(at) => {
+                    let line =
+                        self.line + chunk[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+                    return Err(ScanError::Syntax {
+                        line,
+                        what: format!("{} closes a bracket of the other kind", shown(chunk[at])),
+                    });
+                }
+            };
             self.line += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
             if let Some(b) = buf.as_deref_mut()
                 && fits
@@ -187,8 +198,14 @@ impl<R: BufRead> Scanner<R> {
     }
 }
 
+/// How deep the brackets whose closers are checked may go: past it only
+/// the depth is counted (a 1 GB run of `[` costs no memory).
+const CHECKED_DEPTH: usize = 4096;
+
 /// Where a value's walk is.
 struct Walk {
+    /// The closers expected, innermost last, down to [`CHECKED_DEPTH`].
+    closers: Vec<u8>,
     depth: u64,
     in_string: bool,
     escaped: bool,
@@ -200,15 +217,16 @@ struct Walk {
 
 impl Walk {
     /// Walks `chunk`: how many bytes belong to the value, and whether it
-    /// ended there.
-    fn advance(&mut self, chunk: &[u8]) -> (usize, bool) {
+    /// ended there; `Err` with the index of a bracket closed by the other
+    /// kind.
+    fn advance(&mut self, chunk: &[u8]) -> Result<(usize, bool), usize> {
         for (i, &b) in chunk.iter().enumerate() {
             if self.scalar {
                 if matches!(
                     b,
                     b',' | b']' | b'}' | b':' | b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'[' | b'{'
                 ) {
-                    return (i, true);
+                    return Ok((i, true));
                 }
                 self.started = true;
                 continue;
@@ -221,24 +239,34 @@ impl Walk {
                 } else if b == b'"' {
                     self.in_string = false;
                     if self.depth == 0 {
-                        return (i + 1, true);
+                        return Ok((i + 1, true));
                     }
                 }
                 continue;
             }
+            // Closers are checked while the depth is within the stack.
+            let checked = self.closers.len() as u64 == self.depth;
             match b {
                 b'"' => self.in_string = true,
-                b'[' | b'{' => self.depth += 1,
+                b'[' | b'{' => {
+                    if checked && self.closers.len() < CHECKED_DEPTH {
+                        self.closers.push(if b == b'[' { b']' } else { b'}' });
+                    }
+                    self.depth += 1;
+                }
                 b']' | b'}' => {
+                    if checked && self.closers.pop() != Some(b) {
+                        return Err(i);
+                    }
                     self.depth = self.depth.saturating_sub(1);
                     if self.depth == 0 {
-                        return (i + 1, true);
+                        return Ok((i + 1, true));
                     }
                 }
                 _ => {}
             }
         }
-        (chunk.len(), false)
+        Ok((chunk.len(), false))
     }
 }
 
@@ -316,6 +344,18 @@ mod tests {
             panic!("{got:?}")
         };
         assert!(e.contains("found ']'"), "{e}");
+    }
+
+    #[test]
+    fn a_bracket_closed_by_the_other_kind_is_a_syntax_error_where_it_is() {
+        let got = values("{\"v\": \"a\",\n\"t\": [1}, {\"v\": \"b\"}]", 1000);
+        let [Err(e)] = &got[..] else {
+            panic!("{got:?}")
+        };
+        assert!(e.contains("line 2") && e.contains("other kind"), "{e}");
+        // Past the checked depth only the count is kept, and it still ends.
+        let deep = format!("{}{}, 1", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(values(&deep, 64), [Ok(None), Ok(Some("1".to_string()))]);
     }
 
     #[test]

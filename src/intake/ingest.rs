@@ -297,10 +297,10 @@ impl Out<'_> {
 /// ending with what was read before a break or a stop. With `start.mark`,
 /// each row's position and line go to the read mark before it is touched.
 ///
-/// The file is recorded as being read before the first row past
-/// `start.after`: the rows before it were read without harm by an earlier
-/// run, so a death while skipping them is no sign of a file that kills the
-/// daemon.
+/// The file is recorded as being read once the row at `start.after` is
+/// read again (at once for a new read): the rows before it were read
+/// without harm by an earlier run, so a death while skipping them is no
+/// sign of a file that kills the daemon, but one while parsing the next is.
 fn read_chunks(
     file: File,
     name: &Path,
@@ -326,12 +326,14 @@ fn read_chunks(
         if cancel.is_cancelled() || out.closed {
             return std::ops::ControlFlow::Break(());
         }
-        if position <= start.after {
-            return std::ops::ControlFlow::Continue(());
-        }
-        if !begun {
+        // Begun at the row read last time (always read again): a death
+        // parsing the next one, or bytes after the last row, counts.
+        if !begun && position >= start.after {
             begun = true;
             out.begin();
+        }
+        if position <= start.after {
+            return std::ops::ControlFlow::Continue(());
         }
         if pin.is_some_and(|p| position >= p) {
             // The row a previous read died at: every row before it is

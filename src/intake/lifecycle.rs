@@ -82,7 +82,7 @@ impl Intake {
                 Err(skipped) => return Ok(skipped),
             },
         };
-        let report = ingest(
+        let report = match ingest(
             &self.queue,
             file_id,
             opened.file,
@@ -91,7 +91,16 @@ impl Intake {
             start,
             cancel,
         )
-        .await?;
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // The daemon stops on a database error: that is not a
+                // death reading this file (if the database lets us say so).
+                let _ = self.queue.file_stopped(file_id).await;
+                return Err(e);
+            }
+        };
         self.finish(cfg, rel, &processing, report).await
     }
 
@@ -357,60 +366,41 @@ impl Intake {
     }
 }
 
-/// A file given up after stalled reads, put back by `retry --file`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PutBack {
-    pub path: String,
-    /// Where it is now, in `processing/`.
-    pub processing: PathBuf,
-    /// Rows up to here were queued: reading goes on after it.
-    pub position: u64,
-}
-
-/// Puts the file recorded as `name` (path or file name) back into
-/// `processing/` if it was given up after stalled reads, so that a daemon
-/// reads on from its committed position: at once if one runs, else at its
-/// start. Its errors report goes; its record is unfinished again. `None`
-/// when the newest file of that name was not given up.
-///
-/// # Errors
-/// Database errors, or the file cannot be moved back.
-pub async fn put_back(
-    cfg: &Config,
-    queue: &crate::queue::Queue,
-    name: &str,
-) -> anyhow::Result<Option<PutBack>> {
-    use anyhow::Context;
-    let Some(f) = queue.file_given_up(name).await? else {
-        return Ok(None);
-    };
-    let Some(moved) = f.moved_to.as_deref().map(PathBuf::from) else {
-        return Ok(None);
-    };
-    let processing = move_unique(
-        &moved,
-        &cfg.watch.processing_dir,
-        &file_name(Path::new(&f.path)),
-        false,
-    )
-    .with_context(|| {
-        format!(
-            "moving {} back to {}",
-            moved.display(),
-            cfg.watch.processing_dir.display()
-        )
-    })?;
-    // Moved first, recorded second: a daemon never looks for a file that
-    // is not there yet.
-    queue
-        .file_put_back(f.id, &processing.to_string_lossy())
-        .await?;
-    let mut report = moved.into_os_string();
-    report.push(".errors.ndjson");
-    let _ = std::fs::remove_file(report);
-    Ok(Some(PutBack {
-        path: f.path,
-        processing,
-        position: f.last_position,
-    }))
+impl Intake {
+    /// Puts a given-up file that `retry --file` asked for back into
+    /// `processing/`, its errors report gone and its record unfinished
+    /// again: the path it is read on from. `None` when the file is no
+    /// longer in `failed/` (the request is withdrawn, with a warning).
+    ///
+    /// Only the daemon moves files into `processing/`, one at a time, so
+    /// nothing races the move. A crash between the move and the record
+    /// leaves the file in `processing/` without an unfinished record: the
+    /// next start reads it as a new file (its rows deduplicated), as it
+    /// does a file claimed just before a crash.
+    pub(super) async fn put_back(
+        &self,
+        cfg: &Config,
+        f: &crate::queue::FileRow,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        let Some(moved) = f.moved_to.as_deref().map(PathBuf::from) else {
+            self.queue.file_ask_put_back(f.id, false).await?;
+            return Ok(None);
+        };
+        let name = file_name(Path::new(&f.path));
+        let processing = match move_unique(&moved, &cfg.watch.processing_dir, &name, false) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(file = %f.path, from = %moved.display(), error = %e, "cannot put the file back into processing/: request withdrawn");
+                self.queue.file_ask_put_back(f.id, false).await?;
+                return Ok(None);
+            }
+        };
+        self.queue
+            .file_put_back(f.id, &processing.to_string_lossy())
+            .await?;
+        let mut report = moved.into_os_string();
+        report.push(".errors.ndjson");
+        let _ = std::fs::remove_file(report);
+        Ok(Some(processing))
+    }
 }

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use dir::{create_dirs, is_ignored};
 pub use ingest::{CHUNK_ROWS, End, Report, Settings, Start, classify, ingest, sha256_of};
-pub use lifecycle::{PutBack, put_back};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -74,7 +73,8 @@ impl Intake {
         self.cfg.borrow().clone()
     }
 
-    /// Resumes every file left in `processing/` by a previous run.
+    /// Resumes every file left in `processing/` by a previous run, then
+    /// the given-up files `retry --file` asked for.
     ///
     /// # Errors
     /// Database or filesystem errors.
@@ -128,11 +128,13 @@ impl Intake {
             }
             out.push(self.process(&cfg, &rel, p, start, cancel).await?);
         }
+        out.extend(self.resume_put_back(cancel).await?);
         Ok(out)
     }
 
-    /// Reads on the files `retry --file` put back into `processing/` while
-    /// the daemon runs (at its start, `resume` takes them).
+    /// Puts the given-up files that `retry --file` asked for back into
+    /// `processing/` and reads each on after its committed position (at
+    /// start, and before every scan).
     ///
     /// # Errors
     /// Database or filesystem errors.
@@ -143,12 +145,12 @@ impl Intake {
         let cfg = self.config();
         let mut out = Vec::new();
         for f in self.queue.files_put_back().await? {
-            let Some(path) = f.processing_path.clone().map(PathBuf::from) else {
-                continue;
-            };
             if cancel.is_cancelled() {
                 break;
             }
+            let Some(path) = self.put_back(&cfg, &f).await? else {
+                continue;
+            };
             tracing::info!(file = %f.path, position = f.last_position, "reading on a file put back by retry --file");
             let start = Start {
                 after: f.last_position,
@@ -281,12 +283,6 @@ impl Intake {
         watcher
             .watch(&dir, RecursiveMode::Recursive)
             .with_context(|| format!("watching {}", dir.display()))?;
-        // A file `retry --file` renames back into processing/ is read on at
-        // once (without this, at the next rescan).
-        let processing = self.config().watch.processing_dir.clone();
-        if let Err(e) = watcher.watch(&processing, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %processing.display(), error = %e, "cannot watch processing/: files put back are read on at the next rescan");
-        }
         self.resume(&cancel).await?;
         let mut last_scan = Instant::now() - Duration::from_secs(3600);
         let mut pending_event = true;

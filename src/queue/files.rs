@@ -92,21 +92,32 @@ impl Queue {
         Ok(())
     }
 
-    /// Files put back into `processing/` to be read on (`retry --file`):
-    /// unfinished, and not being read.
+    /// Given-up files `retry --file` asked to put back, oldest first.
     ///
     /// # Errors
     /// Database errors.
     pub async fn files_put_back(&self) -> anyhow::Result<Vec<FileRow>> {
-        sqlx::query(
-            "SELECT * FROM files WHERE state = 'processing' AND reading = 0 \
-             AND processing_path IS NOT NULL ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(file_row)
-        .collect()
+        sqlx::query("SELECT * FROM files WHERE put_back = 1 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(file_row)
+            .collect()
+    }
+
+    /// Asks the daemon to put a given-up file back (or, with `false`,
+    /// withdraws the request: the file is gone).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_ask_put_back(&self, id: i64, ask: bool) -> anyhow::Result<()> {
+        sqlx::query("UPDATE files SET put_back = ? WHERE id = ?")
+            .bind(ask)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("asking for a file to be put back")?;
+        Ok(())
     }
 
     /// The newest record of a file given up after stalled reads, by its
@@ -122,7 +133,7 @@ impl Queue {
         Ok((f.given_up() && f.moved_to.is_some()).then_some(f))
     }
 
-    /// A given-up file moved back to `processing_path`: unfinished again,
+    /// A given-up file the daemon moved back to `processing_path`: unfinished again,
     /// its count of stalled reads cleared, to be read on from its
     /// `last_position`.
     ///
@@ -131,7 +142,7 @@ impl Queue {
     pub async fn file_put_back(&self, id: i64, processing_path: &str) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE files SET state = 'processing', processing_path = ?, error = NULL, \
-             finished_at = NULL, moved_to = NULL, stalls = 0, reading = 0 WHERE id = ?",
+             finished_at = NULL, moved_to = NULL, stalls = 0, reading = 0, put_back = 0 WHERE id = ?",
         )
         .bind(processing_path)
         .bind(id)

@@ -271,7 +271,10 @@ async fn a_file_that_kills_the_daemon_at_one_row_is_given_up_with_every_row_befo
     let daemon = app.spawn_daemon_with_queue().await;
     let out = app.binary(&["retry", "--file", "poison.txt"]).await;
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("put poison.txt back"), "{said}");
+    assert!(
+        said.contains("asked the daemon to put poison.txt back"),
+        "{said}"
+    );
     let done = app.path().join("done");
     wait_until(
         Duration::from_secs(60),

@@ -343,10 +343,9 @@ async fn a_file_the_daemon_died_reading_without_progress_three_times_is_given_up
     let out = app.binary(&["retry", "--file", "big.txt"]).await;
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && said.contains("put big.txt back"),
+        out.status.success() && said.contains("asked the daemon to put big.txt back"),
         "{said}"
     );
-    assert!(names(&app.path().join("failed")).is_empty());
     let out = d
         .intake()
         .resume_put_back(&CancellationToken::new())
@@ -354,6 +353,10 @@ async fn a_file_the_daemon_died_reading_without_progress_three_times_is_given_up
         .unwrap();
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].state, FileState::Done);
+    assert!(
+        names(&app.path().join("failed")).is_empty(),
+        "moved back, report gone"
+    );
     let f = d.queue.file(id2).await.unwrap();
     assert_eq!(
         (f.state, f.stalls, f.rows_queued + f.rows_duplicate),
@@ -362,6 +365,7 @@ async fn a_file_the_daemon_died_reading_without_progress_three_times_is_given_up
     // Once read, nothing is left to put back.
     let out = app.binary(&["retry", "--file", "big.txt"]).await;
     assert!(!String::from_utf8_lossy(&out.stdout).contains("put big.txt back"));
+    assert!(d.queue.files_put_back().await.unwrap().is_empty());
 }
 
 #[tokio::test]
