@@ -29,23 +29,9 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-fn names(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Whether `file` is in `dir` (as itself, or stamped `...Z-file`).
-fn landed_in(dir: &Path, file: &str) -> bool {
-    names(dir)
-        .iter()
-        .any(|n| n == file || n.ends_with(&format!("Z-{file}")))
+/// Whether `file` ended in `state` under the state directory `root`.
+fn ended(root: &Path, file: &str, state: FileState) -> bool {
+    landed(root, file).is_some_and(|(s, _)| s == state)
 }
 
 #[tokio::test]
@@ -123,7 +109,7 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
         .as_nanos() as u64;
     let mut rng = fastrand::Rng::with_seed(seed);
     let processing = app.config().watch.processing_dir;
-    let done = app.path().join("done");
+    let root = app.path().to_path_buf();
     let (mut kills, mut mid_file) = (0, 0);
     while kills < 20 {
         let daemon = app.spawn_daemon_with(&bin, &[]);
@@ -133,14 +119,15 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
         }
         daemon.kill().await;
         kills += 1;
-        if landed_in(&done, "big.csv") && landed_in(&done, "more.ndjson") {
+        if ended(&root, "big.csv", FileState::Done) && ended(&root, "more.ndjson", FileState::Done)
+        {
             break;
         }
     }
     // Left to finish.
     let daemon = app.spawn_daemon_with(&bin, &[]);
     let finished = wait_until_or(Duration::from_secs(300), async || {
-        landed_in(&done, "big.csv") && landed_in(&done, "more.ndjson")
+        ended(&root, "big.csv", FileState::Done) && ended(&root, "more.ndjson", FileState::Done)
     })
     .await;
     if !finished {
@@ -161,56 +148,25 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
         mid_file >= 5,
         "too few kills landed mid-file to prove anything: {context}"
     );
-    assert_eq!(
-        number(&q, "SELECT COUNT(*) FROM files WHERE state != 'done'").await,
-        0,
-        "{context}"
-    );
-    // Every valid row queued exactly once (none skipped, none counted
-    // again as a duplicate of itself), every invalid one rejected once.
-    assert_eq!(
-        number(&q, "SELECT COUNT(*) FROM jobs").await,
-        valid as i64,
-        "{context}"
-    );
-    assert_eq!(
-        number(&q, "SELECT COUNT(DISTINCT value) FROM jobs").await,
-        valid as i64,
-        "{context}"
-    );
-    assert_eq!(
-        number(
-            &q,
-            "SELECT SUM(rows_queued), SUM(rows_duplicate) FROM files"
-        )
-        .await,
-        valid as i64,
-        "{context}"
-    );
-    assert_eq!(
-        number(&q, "SELECT SUM(rows_duplicate) FROM files").await,
-        0,
-        "{context}"
-    );
-    assert_eq!(
-        number(&q, "SELECT COUNT(*) FROM rejects").await,
-        invalid as i64,
-        "{context}"
-    );
-    assert_eq!(
-        number(
-            &q,
-            "SELECT COUNT(*) FROM (SELECT DISTINCT file_id, line FROM rejects)"
-        )
-        .await,
-        invalid as i64,
-        "{context}"
-    );
-    assert_eq!(
-        number(&q, "SELECT SUM(rows_rejected) FROM files").await,
-        invalid as i64,
-        "{context}"
-    );
+    // Every file done, every valid row queued exactly once (none skipped,
+    // none counted again as a duplicate of itself), every invalid one
+    // rejected once.
+    let (valid, invalid) = (valid as i64, invalid as i64);
+    for (sql, expected) in [
+        ("SELECT COUNT(*) FROM files WHERE state != 'done'", 0),
+        ("SELECT COUNT(*) FROM jobs", valid),
+        ("SELECT COUNT(DISTINCT value) FROM jobs", valid),
+        ("SELECT SUM(rows_queued) FROM files", valid),
+        ("SELECT SUM(rows_duplicate) FROM files", 0),
+        ("SELECT COUNT(*) FROM rejects", invalid),
+        (
+            "SELECT COUNT(*) FROM (SELECT DISTINCT file_id, line FROM rejects)",
+            invalid,
+        ),
+        ("SELECT SUM(rows_rejected) FROM files", invalid),
+    ] {
+        assert_eq!(number(&q, sql).await, expected, "{sql}: {context}");
+    }
 }
 
 #[tokio::test]
@@ -224,18 +180,18 @@ async fn a_file_that_kills_the_daemon_at_one_row_is_given_up_with_every_row_befo
         .collect();
     app.rename_in("poison.txt", text.as_bytes());
     let trigger = format!("p{poison}.kill-test.net");
-    let failed = app.path().join("failed");
+    let root = app.path().to_path_buf();
     let mut deaths = 0;
     // Each start reads on and dies at the same row, until one finds the
     // file stalled three times in a row and gives it up.
     let daemon = loop {
         let mut daemon = app.spawn_daemon_with(BIN, &[("TC_INGEST_TEST_ABORT_ON", &trigger)]);
         let given_up = wait_until_or(Duration::from_secs(60), async || {
-            landed_in(&failed, "poison.txt") || daemon.has_exited()
+            ended(&root, "poison.txt", FileState::Failed) || daemon.has_exited()
         })
         .await;
         assert!(given_up, "neither died nor gave up: {}", daemon.stderr());
-        if landed_in(&failed, "poison.txt") {
+        if ended(&root, "poison.txt", FileState::Failed) {
             break daemon;
         }
         deaths += 1;
@@ -275,11 +231,10 @@ async fn a_file_that_kills_the_daemon_at_one_row_is_given_up_with_every_row_befo
         said.contains("asked the daemon to put poison.txt back"),
         "{said}"
     );
-    let done = app.path().join("done");
     wait_until(
         Duration::from_secs(60),
         "the file put back is read on by the running daemon",
-        async || landed_in(&done, "poison.txt"),
+        async || ended(&root, "poison.txt", FileState::Done),
     )
     .await;
     daemon.kill().await;

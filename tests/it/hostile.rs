@@ -47,32 +47,6 @@ fn small_limits() -> String {
     format!("max_line_bytes = {MAX_LINE}\nmax_decompressed_bytes = {MAX_GZ}\n")
 }
 
-fn names(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Where `file` landed: `done/` (stamped) or `failed/`.
-fn landed(root: &Path, file: &str) -> Option<(FileState, PathBuf)> {
-    for (state, dir) in [(FileState::Done, "done"), (FileState::Failed, "failed")] {
-        let dir = root.join(dir);
-        if let Some(n) = names(&dir)
-            .into_iter()
-            .find(|n| n == file || n.ends_with(&format!("Z-{file}")))
-        {
-            return Some((state, dir.join(n)));
-        }
-    }
-    None
-}
-
 /// One number from the queue, through a connection of the test's own.
 async fn number(queue: &Path, sql: &str) -> i64 {
     use sqlx::{ConnectOptions, Row};

@@ -181,15 +181,6 @@ async fn retention_counts_from_when_a_file_finished_in_done_and_failed() {
     assert!(names(&app.path().join("failed")).is_empty());
 }
 
-fn names(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Queues `name` (one indicator per line) with `enqueue`, as the CLI does.
 async fn enqueue_file(app: &TestApp, name: &str, content: &str) {
     let path = app.path().join(name);

@@ -2,7 +2,6 @@
 //! every row is accounted for.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 use tc_ingest::queue::BatchOwners;
 use tc_ingest::queue::{FileState, JobState};
@@ -10,18 +9,6 @@ use tc_ingest::queue::{FileState, JobState};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
-
-fn names(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 fn ips(n: usize, offset: usize) -> String {
     (offset..offset + n)

@@ -1,8 +1,9 @@
 //! The test harness: a simulator on a loopback port and a temporary state
 //! directory with a config pointing at it ([`TestApp`]), the daemon in
 //! process ([`TestDaemon`]) or as the real binary ([`DaemonProcess`]), tasks
-//! run until stopped ([`Background`]), one polling helper ([`wait_until`])
-//! and builders for queue jobs.
+//! run until stopped ([`Background`]), polling helpers ([`wait_until`]),
+//! builders for queue jobs, the queue read as an operator would (`db`) and
+//! the state directory's folders (`dirs`).
 
 use std::fmt::Display;
 use std::ops::{Deref, DerefMut};
@@ -22,6 +23,12 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod db;
+mod dirs;
+
+pub use db::{number, sql, sqlite3_number};
+pub use dirs::{landed, names};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
@@ -561,57 +568,4 @@ pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name)
-}
-
-/// Runs SQL on a queue's file through a connection of its own, as an
-/// operator's sqlite3 would (rows inserted by hand); returns rows changed.
-pub async fn sql(queue: &tc_ingest::queue::Queue, sql: &str) -> u64 {
-    use sqlx::{ConnectOptions, Executor};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(queue.path())
-        .connect()
-        .await
-        .expect("open the queue file");
-    conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
-        .await
-        .expect("SQL runs")
-        .rows_affected()
-}
-
-/// The number a `SELECT` of the queue file gives (its first column).
-pub async fn number(queue: &tc_ingest::queue::Queue, sql: &str) -> i64 {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(queue.path())
-        .connect()
-        .await
-        .expect("open the queue file");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut conn)
-        .await
-        .expect("SQL runs")
-}
-
-/// One number from the queue file as an operator's `sqlite3` gets it: the
-/// system's SQLite library (through python3), in another process, opened and
-/// closed for this one query. `None` when python3 is not installed.
-pub async fn sqlite3_number(queue_file: &Path, sql: &str) -> Option<i64> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
-             print(c.execute(sys.argv[2]).fetchone()[0] or 0); c.close()",
-        ])
-        .arg(queue_file)
-        .arg(sql)
-        .output()
-        .await
-        .ok()?;
-    assert!(out.status.success(), "{out:?}");
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a number"),
-    )
 }
