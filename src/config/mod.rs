@@ -352,6 +352,17 @@ impl Config {
 #[error("{}", .0.join("\n"))]
 pub struct ConfigError(pub Vec<String>);
 
+/// A duration such as `"24h"` at `key`, `default` when absent.
+fn duration(errors: &mut Vec<String>, key: &str, v: &Option<String>, default: &str) -> Duration {
+    let s = v.as_deref().unwrap_or(default);
+    humantime::parse_duration(s).unwrap_or_else(|e| {
+        errors.push(format!(
+            "{key}: {s:?} is not a duration such as \"30s\", \"24h\" or \"7d\" ({e})"
+        ));
+        Duration::ZERO
+    })
+}
+
 /// A path from the config: relative ones are relative to the config's directory.
 fn resolve(base: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() { p } else { base.join(p) }

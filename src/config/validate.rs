@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     Config, ConfigError, MetricsConfig, QueueConfig, RawConfig, RawMetrics, RawQueue, SecretEnv,
-    resolve,
+    duration, resolve,
 };
 
 impl RawConfig {
@@ -38,22 +38,6 @@ impl RawConfig {
             feeds,
         })
     }
-}
-
-/// A duration such as `"24h"` at `key`, `default` when absent.
-pub(super) fn duration(
-    errors: &mut Vec<String>,
-    key: &str,
-    v: &Option<String>,
-    default: &str,
-) -> Duration {
-    let s = v.as_deref().unwrap_or(default);
-    humantime::parse_duration(s).unwrap_or_else(|e| {
-        errors.push(format!(
-            "{key}: {s:?} is not a duration such as \"30s\", \"24h\" or \"7d\" ({e})"
-        ));
-        Duration::ZERO
-    })
 }
 
 fn queue(q: RawQueue, base: &Path, state: &Path, errors: &mut Vec<String>) -> QueueConfig {

@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::validate::duration;
-use super::{RawWatch, WatchConfig, resolve};
+use super::{RawWatch, WatchConfig, duration, resolve};
 
 /// Validates `[watch]`, pushing its problems to `errors`. The directories
 /// default to `incoming` under `state`, and siblings of `watch.dir`.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::claim::pending_owners;
+use super::due::{FRESH, pending_owners};
 use super::{ErrorClass, Queue, now_ms, value_list};
 
 crate::names::named_enum! {
@@ -91,14 +91,6 @@ fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
         uploaded_at: r.get(10),
     })
 }
-
-/// A job nothing of whose delivery started: it may go by batch.
-const FRESH: &str = "steps_done = 0 AND call_uncertain = 0";
-
-/// A job whose delivery started (a step done, or a call of unknown
-/// outcome): it goes per indicator. Written exactly as the WHERE of the
-/// index `jobs_owner_started` (migration 0006), which SQLite needs to use it.
-pub(super) const STARTED: &str = "(steps_done > 0 OR call_uncertain != 0)";
 
 impl Queue {
     /// Per owner not held, how many due jobs could go by batch, counted up

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::batch::STARTED;
+use super::due::{STARTED, pending_owners};
 use super::{BatchOwners, Job, JobState, JobUpdate, Lease, Queue, ms, now_ms, value_list};
 
 /// Leases per statement when many are renewed or delivered at once.
@@ -29,26 +29,6 @@ fn by_token<T>(items: impl IntoIterator<Item = (Lease, T)>) -> Vec<(i64, Vec<(i6
         }
     }
     chunks
-}
-
-/// Owners with pending jobs and not held, in order: a skip-scan of
-/// `jobs_owner_due`, one index probe per owner.
-pub(super) async fn pending_owners(
-    conn: &mut sqlx::SqliteConnection,
-) -> anyhow::Result<Vec<String>> {
-    let rows = sqlx::query(
-        "WITH RECURSIVE o(owner) AS ( \
-           SELECT (SELECT MIN(owner) FROM jobs WHERE state = 'pending') \
-           UNION ALL \
-           SELECT (SELECT MIN(owner) FROM jobs WHERE state = 'pending' AND owner > o.owner) \
-           FROM o WHERE o.owner IS NOT NULL) \
-         SELECT owner FROM o WHERE owner IS NOT NULL \
-         AND owner NOT IN (SELECT owner FROM held_owners)",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .context("listing the owners of pending jobs")?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// The ids of up to `n` due jobs to claim when some owners go by batch,

@@ -14,6 +14,7 @@
 mod batch;
 mod chunk;
 mod claim;
+mod due;
 mod files;
 mod inspect;
 mod lock;

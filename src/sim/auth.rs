@@ -4,7 +4,7 @@
 
 use axum::http::header;
 
-use super::router::{Ctx, Failure, fail};
+use super::reply::{Ctx, Failure, fail};
 use crate::api::sign::signature;
 
 /// How far a request's `Timestamp` may be from the server's clock.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::check_owner;
-use super::router::{Ctx, Failure, Reply, fail, not_found};
+use super::reply::{Ctx, Failure, Reply, fail, not_found};
 use super::store::{NewIndicator, Store, Upsert};
 use super::v2::{malformed, rating_and_confidence};
 use super::{Shared, SimAttribute, validate};

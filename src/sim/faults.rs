@@ -8,7 +8,7 @@ use axum::response::Response;
 
 use super::Faults;
 use super::Shared;
-use super::router::{Failure, fail};
+use super::reply::{Failure, fail};
 
 /// A fault applied instead of processing the request.
 pub(super) enum Injected {

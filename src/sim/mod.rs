@@ -29,6 +29,7 @@ mod auth;
 mod batch;
 mod control;
 mod faults;
+mod reply;
 mod router;
 mod store;
 mod v2;

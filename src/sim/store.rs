@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 
-use super::router::{Failure, not_found};
+use super::reply::{Failure, not_found};
 use super::{SimAttribute, SimIndicator};
 use crate::indicator::IndicatorType;
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{decode, owner_of};
-use super::router::{ApiResult, Ctx, Failure, fail, not_found};
+use super::reply::{ApiResult, Ctx, Failure, fail, not_found};
 use super::store::{NewIndicator, Upsert};
 use super::{SimOwner, validate};
 use crate::indicator::IndicatorType;

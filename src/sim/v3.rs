@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{check_owner, owner_of};
-use super::router::{ApiResult, Ctx, fail};
+use super::reply::{ApiResult, Ctx, fail};
 use super::store::{NewIndicator, Upsert};
 use super::v2::{malformed, rating_and_confidence, value_fields};
 use crate::indicator::{IndicatorType, MAX_TAG_CHARS};
@@ -110,7 +110,7 @@ pub(super) fn create(ctx: &Ctx<'_>) -> ApiResult {
 fn parse_field<T: serde::de::DeserializeOwned>(
     body: &Value,
     key: &str,
-) -> Result<Data<T>, super::router::Failure> {
+) -> Result<Data<T>, super::reply::Failure> {
     match body.get(key) {
         None => Ok(Data { data: Vec::new() }),
         Some(v) => serde_json::from_value(v.clone()).map_err(|_| malformed()),
