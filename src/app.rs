@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{Client, Clock, Endpoints};
 use crate::config::Config;
-use crate::deliver::{Api, Delivery};
+use crate::deliver::{Api, Delivery, ModeInUse};
 use crate::exit;
 use crate::intake::{FileOutcome, Intake};
 use crate::metrics::Metrics;
@@ -330,7 +330,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
                 "at": now_ms(),
                 "rate_fraction": d.throttle.fraction(),
                 "clock_offset_secs": d.api.borrow().client.clock().offset(),
-                "modes": d.modes_in_use().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "modes": d.modes_in_use().iter().map(ModeInUse::heartbeat_entry).collect::<std::collections::BTreeMap<_, _>>(),
             }))
             .await?;
     }

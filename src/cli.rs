@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::indicator::IndicatorType;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tc-ingest",
@@ -60,8 +62,8 @@ pub enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
         /// Indicator type of every value (default: detected per value).
-        #[arg(long = "type", short = 't')]
-        kind: Option<String>,
+        #[arg(long = "type", short = 't', value_parser = indicator_type)]
+        kind: Option<IndicatorType>,
         /// Feed files to read.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -74,8 +76,8 @@ pub enum Command {
         #[arg(long)]
         owner: Option<String>,
         /// Indicator type of every value (default: detected per value).
-        #[arg(long = "type", short = 't')]
-        kind: Option<String>,
+        #[arg(long = "type", short = 't', value_parser = indicator_type)]
+        kind: Option<IndicatorType>,
         /// Feed files to queue.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -241,6 +243,13 @@ pub struct SimArgs {
     /// Owners whose access is denied (repeatable).
     #[arg(long = "deny-owner")]
     pub denied_owners: Vec<String>,
+}
+
+/// `--type`: a type name as feeds spell it ([`IndicatorType::parse_alias`]).
+fn indicator_type(name: &str) -> Result<IndicatorType, String> {
+    IndicatorType::parse_alias(name).ok_or_else(|| {
+        format!("unknown indicator type {name:?} (ThreatConnect's names such as Address, Host, URL, File, or aliases such as ip, domain, md5)")
+    })
 }
 
 #[cfg(test)]

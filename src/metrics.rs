@@ -62,117 +62,165 @@ pub fn rule_label(index: Option<usize>) -> String {
     index.map_or("none".into(), |i| format!("feeds[{i}]"))
 }
 
+crate::names::named_enum! {
+    /// How a batch job ended (`tc_ingest_batch_jobs{result}`).
+    pub enum BatchJobEnd ("batch job result") {
+        Done => "done",
+        Failed => "failed",
+    }
+}
+
+crate::names::named_enum! {
+    /// What became of a batch job's jobs (`tc_ingest_batch_items{result}`).
+    pub enum BatchItemEnd ("batch item result") {
+        Delivered => "delivered",
+        Refused => "refused",
+        /// Back to pending (unprocessed, of unknown outcome, or the batch
+        /// job given up).
+        Returned => "returned",
+    }
+}
+
+crate::names::named_enum! {
+    /// What became of a feed row (`tc_ingest_feed_rows{outcome}`).
+    pub enum RowOutcome ("row outcome") {
+        Queued => "queued",
+        Duplicate => "duplicate",
+        Rejected => "rejected",
+    }
+}
+
+/// Registers `metric` under `name` and gives it back.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// Every series registered, those with fixed labels at zero; `rules`
     /// are the feed rules' labels ([`rule_label`]).
     pub fn new(rules: &[String]) -> Self {
         let mut r = Registry::default();
-        let requests = Family::<One, Counter>::default();
-        r.register(
-            "tc_ingest_requests",
-            "API requests by outcome class",
-            requests.clone(),
-        );
+        let r = &mut r;
+        let m = Self {
+            requests: registered(
+                r,
+                "tc_ingest_requests",
+                "API requests by outcome class",
+                Family::default(),
+            ),
+            owner_requests: registered(
+                r,
+                "tc_ingest_owner_requests",
+                "API requests by owner, indicator type and outcome class",
+                Family::default(),
+            ),
+            latency: registered(
+                r,
+                "tc_ingest_request_duration_seconds",
+                "API request latency",
+                Histogram::new(LATENCY_BUCKETS),
+            ),
+            limiter_wait: registered(
+                r,
+                "tc_ingest_rate_limiter_wait_seconds",
+                "Time workers waited on the rate limiter",
+                Counter::default(),
+            ),
+            files: registered(
+                r,
+                "tc_ingest_files",
+                "Feed files by outcome",
+                Family::default(),
+            ),
+            feed_files: registered(
+                r,
+                "tc_ingest_feed_files",
+                "Feed files by feed rule and outcome",
+                Family::default(),
+            ),
+            feed_rows: registered(
+                r,
+                "tc_ingest_feed_rows",
+                "Feed rows by feed rule and outcome (queued, duplicate, rejected)",
+                Family::default(),
+            ),
+            paused: registered(
+                r,
+                "tc_ingest_paused",
+                "Whether all delivery is paused (1) or not (0)",
+                Gauge::default(),
+            ),
+            jobs: registered(
+                r,
+                "tc_ingest_jobs",
+                "Jobs in the queue by state",
+                Family::default(),
+            ),
+            oldest_pending: registered(
+                r,
+                "tc_ingest_oldest_pending_seconds",
+                "Age of the oldest pending job (0 when none)",
+                Gauge::default(),
+            ),
+            batch_jobs: registered(
+                r,
+                "tc_ingest_batch_jobs",
+                "Batch jobs ended, by result (done, failed)",
+                Family::default(),
+            ),
+            batch_items: registered(
+                r,
+                "tc_ingest_batch_items",
+                "Jobs of batch jobs by what became of them (delivered, refused, returned)",
+                Family::default(),
+            ),
+            registry: std::mem::take(r),
+            queue_open: AtomicBool::new(false),
+        };
+        m.create_fixed_series(rules);
+        m
+    }
+
+    /// Every series whose labels are known in advance, at zero.
+    fn create_fixed_series(&self, rules: &[String]) {
         for c in ErrorClass::ALL {
-            let _ = requests.get_or_create(&[("class", c.as_str().into())]);
+            let _ = self.requests.get_or_create(&[("class", c.as_str().into())]);
         }
-        let owner_requests = Family::<Three, Counter>::default();
-        r.register(
-            "tc_ingest_owner_requests",
-            "API requests by owner, indicator type and outcome class",
-            owner_requests.clone(),
-        );
-        let latency = Histogram::new(LATENCY_BUCKETS);
-        r.register(
-            "tc_ingest_request_duration_seconds",
-            "API request latency",
-            latency.clone(),
-        );
-        let limiter_wait = Counter::<f64, AtomicU64>::default();
-        r.register(
-            "tc_ingest_rate_limiter_wait_seconds",
-            "Time workers waited on the rate limiter",
-            limiter_wait.clone(),
-        );
-        let files = Family::<One, Counter>::default();
-        r.register("tc_ingest_files", "Feed files by outcome", files.clone());
-        let feed_files = Family::<Two, Counter>::default();
-        r.register(
-            "tc_ingest_feed_files",
-            "Feed files by feed rule and outcome",
-            feed_files.clone(),
-        );
-        let feed_rows = Family::<Two, Counter>::default();
-        r.register(
-            "tc_ingest_feed_rows",
-            "Feed rows by feed rule and outcome (queued, duplicate, rejected)",
-            feed_rows.clone(),
-        );
-        let outcomes = [FileState::Done, FileState::Failed, FileState::Skipped];
         let mut labels: Vec<String> = rules.to_vec();
         labels.push(rule_label(None));
-        for o in outcomes {
-            let _ = files.get_or_create(&[("outcome", o.as_str().into())]);
+        for o in [FileState::Done, FileState::Failed, FileState::Skipped] {
+            let _ = self.files.get_or_create(&[("outcome", o.as_str().into())]);
             for rule in &labels {
-                let _ = feed_files
+                let _ = self
+                    .feed_files
                     .get_or_create(&[("rule", rule.clone()), ("outcome", o.as_str().into())]);
             }
         }
         for rule in &labels {
-            for o in ["queued", "duplicate", "rejected"] {
-                let _ = feed_rows.get_or_create(&[("rule", rule.clone()), ("outcome", o.into())]);
+            for o in RowOutcome::ALL {
+                let _ = self
+                    .feed_rows
+                    .get_or_create(&[("rule", rule.clone()), ("outcome", o.as_str().into())]);
             }
         }
-        let paused = Gauge::default();
-        r.register(
-            "tc_ingest_paused",
-            "Whether all delivery is paused (1) or not (0)",
-            paused.clone(),
-        );
-        let jobs = Family::<One, Gauge>::default();
-        r.register("tc_ingest_jobs", "Jobs in the queue by state", jobs.clone());
         for s in JobState::ALL {
-            let _ = jobs.get_or_create(&[("state", s.as_str().into())]);
+            let _ = self.jobs.get_or_create(&[("state", s.as_str().into())]);
         }
-        let oldest_pending = Gauge::<f64, AtomicU64>::default();
-        r.register(
-            "tc_ingest_oldest_pending_seconds",
-            "Age of the oldest pending job (0 when none)",
-            oldest_pending.clone(),
-        );
-        let batch_jobs = Family::<One, Counter>::default();
-        r.register(
-            "tc_ingest_batch_jobs",
-            "Batch jobs ended, by result (done, failed)",
-            batch_jobs.clone(),
-        );
-        for result in ["done", "failed"] {
-            let _ = batch_jobs.get_or_create(&[("result", result.into())]);
+        for result in BatchJobEnd::ALL {
+            let _ = self
+                .batch_jobs
+                .get_or_create(&[("result", result.as_str().into())]);
         }
-        let batch_items = Family::<One, Counter>::default();
-        r.register(
-            "tc_ingest_batch_items",
-            "Jobs of batch jobs by what became of them (delivered, refused, returned)",
-            batch_items.clone(),
-        );
-        for result in ["delivered", "refused", "returned"] {
-            let _ = batch_items.get_or_create(&[("result", result.into())]);
-        }
-        Self {
-            registry: r,
-            requests,
-            owner_requests,
-            latency,
-            limiter_wait,
-            files,
-            feed_files,
-            feed_rows,
-            paused,
-            jobs,
-            oldest_pending,
-            batch_jobs,
-            batch_items,
-            queue_open: AtomicBool::new(false),
+        for result in BatchItemEnd::ALL {
+            let _ = self
+                .batch_items
+                .get_or_create(&[("result", result.as_str().into())]);
         }
     }
 
@@ -197,17 +245,17 @@ impl Metrics {
         self.latency.observe(latency.as_secs_f64());
     }
 
-    /// A batch job ended: `done` or `failed`.
-    pub fn batch_job(&self, result: &'static str) {
+    /// A batch job ended.
+    pub fn batch_job(&self, result: BatchJobEnd) {
         self.batch_jobs
-            .get_or_create(&[("result", result.into())])
+            .get_or_create(&[("result", result.as_str().into())])
             .inc();
     }
 
-    /// `n` jobs of batch jobs ended: `delivered`, `refused` or `returned`.
-    pub fn batch_items(&self, result: &'static str, n: u64) {
+    /// `n` jobs of batch jobs ended so.
+    pub fn batch_items(&self, result: BatchItemEnd, n: u64) {
         self.batch_items
-            .get_or_create(&[("result", result.into())])
+            .get_or_create(&[("result", result.as_str().into())])
             .inc_by(n);
     }
 
@@ -230,12 +278,12 @@ impl Metrics {
             .get_or_create(&[("rule", rule.into()), ("outcome", state.as_str().into())])
             .inc();
         for (o, n) in [
-            ("queued", queued),
-            ("duplicate", duplicates),
-            ("rejected", rejected),
+            (RowOutcome::Queued, queued),
+            (RowOutcome::Duplicate, duplicates),
+            (RowOutcome::Rejected, rejected),
         ] {
             self.feed_rows
-                .get_or_create(&[("rule", rule.into()), ("outcome", o.into())])
+                .get_or_create(&[("rule", rule.into()), ("outcome", o.as_str().into())])
                 .inc_by(n);
         }
     }

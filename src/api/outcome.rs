@@ -45,6 +45,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A call that succeeded (or, for an attribute found already there,
+    /// needs no sending).
+    pub fn success() -> Self {
+        Outcome::Success
+    }
+
+    /// The server's clock, when a timestamp refusal carried its `Date`.
+    pub fn server_date(&self) -> Option<SystemTime> {
+        match self {
+            Outcome::TimestampOutOfRange { server_date } => *server_date,
+            _ => None,
+        }
+    }
+
     /// Its class, stored as a job's `last_error_class` and used by
     /// `tc-ingest retry --class`.
     pub fn class(&self) -> ErrorClass {

@@ -16,20 +16,11 @@ use crate::intake::{self, Settings};
 use crate::normalize::FeedDefaults;
 use crate::queue::{FileState, NewFile, Queue};
 
-/// Parses `--type`.
-pub fn parse_kind(kind: Option<&str>) -> anyhow::Result<Option<IndicatorType>> {
-    kind.map(|k| {
-        IndicatorType::parse_alias(k).ok_or_else(|| anyhow::anyhow!("unknown indicator type {k:?}"))
-    })
-    .transpose()
-}
-
 pub(super) fn normalize_files(
     config: Option<&std::path::Path>,
-    kind: Option<&str>,
+    kind: Option<IndicatorType>,
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<u8> {
-    let kind = parse_kind(kind)?;
     // With --config, each file gets the feed rule its name matches (as in
     // watch.dir); without, only the type default applies.
     let cfg = config
@@ -166,11 +157,10 @@ fn spool_stdin(max: u64) -> Result<std::fs::File, String> {
 pub(super) async fn enqueue(
     arg: &ConfigArg,
     owner: Option<&str>,
-    kind: Option<&str>,
+    kind: Option<IndicatorType>,
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
-    let kind = parse_kind(kind)?;
     let queue = Queue::open(&cfg.queue.path).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut code = exit::OK;

@@ -1,24 +1,23 @@
 //! The subcommands: each parses what it needs, calls into the library, and
 //! maps the result to an exit code (0 ok, 1 partial, 2 config or input error).
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::api::{Client, Clock, Outcome};
 use crate::cli::{Cli, Command, ConfigArg, SimArgs};
-use crate::config::{self, Config, CredentialKind};
+use crate::config::{self, Config};
 use crate::exit;
-use crate::queue::{Queue, RetryFilter};
+use crate::queue::RetryFilter;
 use crate::sim::{SimConfig, SimOwner, Simulator};
 
 mod feeds;
+mod ping;
+mod queue;
 
-pub use feeds::parse_kind;
 use feeds::{enqueue, normalize_files};
+use ping::ping;
+use queue::{counts, purge, retry, status, status_watch, why};
 
 pub fn main(cli: Cli) -> ExitCode {
     // The demo prints its own report: only warnings and errors go beside it.
@@ -70,7 +69,7 @@ async fn dispatch(cmd: Command) -> u8 {
             config,
             kind,
             files,
-        } => normalize_files(config.as_deref(), kind.as_deref(), &files),
+        } => normalize_files(config.as_deref(), kind, &files),
         Command::Run { config, once } => {
             Ok(crate::app::run(&Config::locate(config.config.as_deref()), once).await)
         }
@@ -79,7 +78,7 @@ async fn dispatch(cmd: Command) -> u8 {
             owner,
             kind,
             files,
-        } => enqueue(&config, owner.as_deref(), kind.as_deref(), &files).await,
+        } => enqueue(&config, owner.as_deref(), kind, &files).await,
         Command::Status {
             config,
             json,
@@ -142,112 +141,6 @@ fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     print!("{}", config::render(&cfg));
     Ok(exit::OK)
-}
-
-async fn ping(arg: &ConfigArg) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
-    let client = Client::new(&cfg.api, Arc::new(Clock::default()))?;
-    // Every owner the config writes to: api.owner, then each feed rule's.
-    let mut wanted: Vec<(String, String)> = vec![("api.owner".into(), cfg.api.owner.clone())];
-    for (i, rule) in cfg.feeds.iter().enumerate() {
-        if let Some(o) = &rule.owner {
-            wanted.push((format!("feeds[{i}].owner"), o.clone()));
-        }
-    }
-    match client.owners().await {
-        Ok(owners) => {
-            let who = match &cfg.api.credentials {
-                Some(c) if c.kind == CredentialKind::Token => {
-                    format!("the API token from {}", c.source)
-                }
-                _ => format!("access id {}", cfg.api.access_id),
-            };
-            let via = cfg
-                .api
-                .proxy
-                .as_ref()
-                .map(|p| format!(" through the {p}"))
-                .unwrap_or_default();
-            println!("connected to {}{via} with {who}", cfg.api.base_url);
-            println!("owners visible to this API user:");
-            for o in &owners {
-                let keys: Vec<&str> = wanted
-                    .iter()
-                    .filter(|(_, name)| *name == o.name)
-                    .map(|(k, _)| k.as_str())
-                    .collect();
-                let mark = if keys.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", keys.join(", "))
-                };
-                println!("  {:>6}  {:<14} {}{mark}", o.id, o.kind, o.name);
-            }
-            let mut code = exit::OK;
-            for (key, name) in &wanted {
-                if !owners.iter().any(|o| &o.name == name) {
-                    println!(
-                        "warning: {key} {name:?} is not among them: its indicators would be held \
-                         (grant the API user access to it, or fix the name)"
-                    );
-                    code = exit::PARTIAL;
-                }
-            }
-            Ok(code)
-        }
-        Err(outcome) => {
-            eprintln!("ping failed: {} ({})", outcome.class(), outcome.message());
-            if let Some(advice) = outcome.advice() {
-                eprintln!("what to check: {advice}");
-            }
-            if let (Outcome::Transport { .. }, Some(proxy)) = (&outcome, &cfg.api.proxy) {
-                eprintln!(
-                    "the request went through the {proxy}: check that it runs, accepts us, and \
-                     allows CONNECT to {}; or change {} (NO_PROXY={} reaches it directly)",
-                    host_port(&cfg.api.base_url),
-                    proxy.source.name(),
-                    url::Url::parse(&cfg.api.base_url)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_string))
-                        .unwrap_or_default(),
-                );
-            }
-            if outcome.class() == crate::names::ErrorClass::NotFound {
-                let base = cfg.api.base_url.trim_end_matches('/');
-                if base.ends_with("/api") {
-                    eprintln!(
-                        "hint: {base}/v2/owners was not found: public cloud (api.threatconnect.com) \
-                         takes api.base_url without /api"
-                    );
-                } else {
-                    eprintln!(
-                        "hint: {base}/v2/owners was not found: sandbox, dedicated and on-premise \
-                         instances need /api at the end of api.base_url (\"{base}/api\")"
-                    );
-                }
-            }
-            if let Outcome::TimestampOutOfRange {
-                server_date: Some(t),
-            } = &outcome
-            {
-                let skew = t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0)
-                    - crate::api::sign::unix_now();
-                eprintln!("the server's clock is {skew:+} s from ours");
-            }
-            Ok(exit::ERROR)
-        }
-    }
-}
-
-/// `host:port` of a URL (the port defaulted by its scheme).
-fn host_port(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
-        .unwrap_or_else(|| url.to_string())
 }
 
 /// `generate --out DIR`: shell completions under `DIR/completions`
@@ -315,164 +208,5 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     println!("  inspect: GET /_sim/indicators, GET /_sim/stats; faults: POST /_sim/faults");
     tokio::signal::ctrl_c().await?;
     sim.stop().await;
-    Ok(exit::OK)
-}
-
-/// `name n, name n` (or `none`), for the counts line.
-fn counts<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
-    if m.is_empty() {
-        return "none".into();
-    }
-    m.iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Opens an existing queue (commands that only read or repair it).
-async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
-    if !cfg.queue.path.exists() {
-        anyhow::bail!(
-            "no queue at {} (queue.path): the daemon has not run yet",
-            cfg.queue.path.display()
-        );
-    }
-    Queue::open(&cfg.queue.path).await
-}
-
-async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
-    let queue = open_existing(&cfg).await?;
-    let view = crate::status::StatusView::read(&queue).await?;
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&crate::status::json(&view))?
-        );
-    } else {
-        print!("{}", crate::status::table(&view));
-    }
-    queue.close().await;
-    Ok(exit::OK)
-}
-
-/// `status --watch`: a frame every `interval` (the screen cleared first on
-/// a terminal), `count` frames or until Ctrl-C.
-async fn status_watch(
-    arg: &ConfigArg,
-    interval: std::time::Duration,
-    count: Option<u64>,
-) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
-    let queue = open_existing(&cfg).await?;
-    let clear = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let mut prev: Option<crate::status::StatusView> = None;
-    let mut frames = 0u64;
-    loop {
-        let view = crate::status::StatusView::read(&queue).await?;
-        let frame = crate::status::watch_frame(&view, prev.as_ref());
-        {
-            let mut out = std::io::stdout().lock();
-            if clear {
-                write!(out, "\x1b[H\x1b[2J")?;
-            } else if frames > 0 {
-                writeln!(out)?;
-            }
-            write!(out, "{frame}")?;
-            out.flush()?;
-        }
-        prev = Some(view);
-        frames += 1;
-        if count.is_some_and(|c| frames >= c) {
-            break;
-        }
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(interval) => {}
-        }
-    }
-    queue.close().await;
-    Ok(exit::OK)
-}
-
-async fn why(arg: &ConfigArg, what: &str) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
-    let queue = open_existing(&cfg).await?;
-    let (text, found) = crate::why::explain(&queue, &cfg, what).await?;
-    print!("{text}");
-    queue.close().await;
-    Ok(if found { exit::OK } else { exit::PARTIAL })
-}
-
-async fn retry(arg: &ConfigArg, filter: RetryFilter, dry_run: bool) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
-    let queue = open_existing(&cfg).await?;
-    if let Some(f) = &filter.file
-        && queue.files_named(f).await?.is_empty()
-    {
-        queue.close().await;
-        anyhow::bail!(
-            "--file {f:?}: no feed file recorded with that path or name \
-             (the recorded paths: SELECT path FROM feed_files)"
-        );
-    }
-    if let Some(name) = &filter.file {
-        put_back_given_up(&queue, name, dry_run).await?;
-    }
-    let by_class = queue.dead_matching(&filter).await?;
-    let total: u64 = by_class.values().sum();
-    if dry_run {
-        println!(
-            "would requeue {total} buried job(s){}{}",
-            if total > 0 { ": " } else { "" },
-            counts(&by_class).replace("none", "")
-        );
-    } else {
-        let n = queue.requeue_dead(&filter).await?;
-        println!(
-            "requeued {n} buried job(s){}{}",
-            if n > 0 { ": " } else { "" },
-            counts(&by_class).replace("none", "")
-        );
-    }
-    queue.close().await;
-    Ok(exit::OK)
-}
-
-/// `retry --file` of a file given up after stalled reads: the daemon is
-/// asked to put it back into `processing/` and read it on from its
-/// committed position (only the daemon moves files into `processing/`).
-async fn put_back_given_up(queue: &Queue, name: &str, dry_run: bool) -> anyhow::Result<()> {
-    let Some(f) = queue.file_given_up(name).await? else {
-        return Ok(());
-    };
-    if dry_run {
-        println!(
-            "would ask the daemon to put {} back, to be read on after position {}",
-            f.path, f.last_position
-        );
-        return Ok(());
-    }
-    queue.file_ask_put_back(f.id, true).await?;
-    println!(
-        "asked the daemon to put {} back and read it on after position {}: a running daemon \
-         does at its next scan (within watch.rescan_secs), a stopped one at its start",
-        f.path, f.last_position
-    );
-    Ok(())
-}
-
-async fn purge(arg: &ConfigArg, before: std::time::Duration, dry_run: bool) -> anyhow::Result<u8> {
-    let cfg = load_config(arg)?;
-    let queue = open_existing(&cfg).await?;
-    let age = humantime::format_duration(before);
-    if dry_run {
-        let n = queue.delivered_before(before).await?;
-        println!("would delete {n} delivered job(s) older than {age}");
-    } else {
-        let n = queue.prune_delivered(before).await?;
-        println!("deleted {n} delivered job(s) older than {age}");
-    }
-    queue.close().await;
     Ok(exit::OK)
 }

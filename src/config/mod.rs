@@ -146,14 +146,15 @@ pub struct DeliveryConfig {
 }
 
 impl Config {
-    /// Whether per-indicator delivery uses v3: in `v3` mode, or with
+    /// Which API per-indicator delivery uses: v3 in `v3` mode, or with
     /// `api.prefer_v3` when the mode leaves the choice (`auto`, and `batch`
     /// for what goes per indicator).
-    pub fn per_indicator_v3(&self) -> bool {
+    pub fn per_indicator(&self) -> PerIndicator {
         match self.delivery.mode {
-            DeliveryMode::V3 => true,
-            DeliveryMode::V2 => false,
-            DeliveryMode::Auto | DeliveryMode::Batch => self.api.prefer_v3,
+            DeliveryMode::V3 => PerIndicator::V3,
+            DeliveryMode::V2 => PerIndicator::V2,
+            DeliveryMode::Auto | DeliveryMode::Batch if self.api.prefer_v3 => PerIndicator::V3,
+            DeliveryMode::Auto | DeliveryMode::Batch => PerIndicator::V2,
         }
     }
 }
@@ -172,6 +173,16 @@ crate::names::named_enum! {
         /// more request per attribute call (v2) or per create with
         /// attributes (v3).
         Always => "always",
+    }
+}
+
+crate::names::named_enum! {
+    /// Which API delivers an indicator that does not go by batch.
+    pub enum PerIndicator ("per-indicator API") {
+        /// A create, then one call per tag and attribute.
+        V2 => "v2",
+        /// One `POST /v3/indicators` carrying everything.
+        V3 => "v3",
     }
 }
 

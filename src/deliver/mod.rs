@@ -32,7 +32,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use batcher::Bulk;
+pub use batcher::{ModeInUse, RouteMode, Routes};
 pub use gate::{Gate, Paused};
 pub use policy::{Action, backoff, policy};
 pub use throttle::Throttle;
@@ -41,6 +41,7 @@ use crate::api::{Client, Endpoints};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::queue::{Job, Queue};
+use batcher::Batcher;
 use breaker::Breaker;
 use writer::{Leases, Results};
 
@@ -70,8 +71,9 @@ pub struct Delivery {
     held: Arc<Mutex<HashSet<String>>>,
     /// Whether a pause is shown in the queue and the metrics.
     pause_shown: Arc<tokio::sync::Mutex<bool>>,
-    /// Which owners go by batch, shared by the batcher and the dispatcher.
-    pub bulk: Arc<Bulk>,
+    /// Which owners go by batch: the batcher decides, the dispatcher's
+    /// claims and `status` read it.
+    pub routes: Arc<Routes>,
 }
 
 impl Delivery {
@@ -94,12 +96,17 @@ impl Delivery {
             breaker: Arc::default(),
             held: Arc::default(),
             pause_shown: Arc::default(),
-            bulk: Arc::default(),
+            routes: Arc::default(),
         }
     }
 
     fn config(&self) -> Arc<Config> {
         self.cfg.borrow().clone()
+    }
+
+    /// The mode each owner's indicators go by now.
+    pub fn modes_in_use(&self) -> Vec<ModeInUse> {
+        self.routes.modes_in_use(self.config().per_indicator())
     }
 
     /// Runs every delivery task until `cancel` or until one fails, then
@@ -141,20 +148,21 @@ impl Delivery {
         let recovery = tokio::spawn(throttle::recovery(self.throttle.clone(), side.clone()));
 
         // Owners that go by batch are known before the first claim.
-        self.choose_batch_owners(&self.config()).await?;
-        let batcher = tokio::spawn({
-            let (d, stop) = (self.clone(), stop.clone());
+        let batcher = Batcher::new(&self);
+        batcher.choose(&self.config()).await?;
+        let batch_task = tokio::spawn({
+            let (b, stop) = (batcher.clone(), stop.clone());
             async move {
-                let r = d.batcher(&stop).await;
+                let r = b.run(&stop).await;
                 if r.is_err() {
                     stop.cancel();
                 }
                 r
             }
         });
-        let dispatched = self.dispatcher(job_tx, &leases, &stop).await;
+        let dispatched = self.dispatcher(job_tx, &leases, &batcher, &stop).await;
         stop.cancel();
-        let batched = batcher
+        let batched = batch_task
             .await
             .map_err(|e| anyhow::anyhow!("the batcher failed: {e}"))
             .and_then(|r| r.map_err(|e| e.context("the batcher failed")));

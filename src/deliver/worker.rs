@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::batcher::Batcher;
 use super::policy::{Action, backoff, policy};
 use super::writer::{Leases, Results};
 use super::{Api, Delivery};
 use crate::api::{Outcome, attribute_of_step};
-use crate::config::{AttributeCheck, DeliveryConfig};
+use crate::config::{AttributeCheck, DeliveryConfig, PerIndicator};
 use crate::indicator::{Attribute, Indicator, Payload};
 use crate::names::ErrorClass;
 use crate::queue::{Job, JobError, JobUpdate, now_ms};
@@ -61,6 +62,7 @@ impl Delivery {
         &self,
         job_tx: mpsc::Sender<Job>,
         leases: &Leases,
+        batcher: &Batcher,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         loop {
@@ -79,8 +81,8 @@ impl Delivery {
                     Err(_) => return Ok(()),
                 },
             };
-            self.refresh_batch_owners().await?;
-            let batching = self.batching_owners();
+            batcher.refresh().await?;
+            let batching = self.routes.batching_owners(self.config().delivery.mode);
             let jobs = self
                 .queue
                 .claim(batch, self.config().queue.lease, &batching)
@@ -165,10 +167,10 @@ impl Delivery {
             step: job.steps_done,
             total: payload.steps() as u32,
             attempts: job.attempts,
-            uncertain: job.call_uncertain,
+            uncertain: job.uncertain.call_may_have_arrived(),
             clock_corrected: false,
-            v3: cfg.per_indicator_v3(),
-            recheck: job.recheck_attributes
+            v3: cfg.per_indicator() == PerIndicator::V3,
+            recheck: job.uncertain.recheck_attributes()
                 || cfg.delivery.attribute_check == AttributeCheck::Always,
             identifier: 0,
             identifiers: indicator.path_identifiers().len(),
@@ -354,7 +356,7 @@ impl Delivery {
                             attributes.retain(|a| !present.contains(a));
                             break;
                         }
-                        Err(Outcome::NotFound) => {}
+                        Err(outcome) if policy(&outcome, false) == Action::NotFound => {}
                         Err(outcome) => return Some((outcome, None)),
                     }
                 }
@@ -381,7 +383,7 @@ impl Delivery {
                         call.uncertain = false;
                         if present.contains(attr) {
                             tracing::info!(job = job.lease.id, attribute = %attr.kind, "attribute already added by an earlier attempt: not sent again");
-                            return Some((Outcome::Success, None));
+                            return Some((Outcome::success(), None));
                         }
                     }
                     Err(outcome) => return Some((outcome, None)),

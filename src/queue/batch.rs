@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::due::{FRESH, pending_owners};
-use super::{ErrorClass, Queue, now_ms, value_list};
+use super::{ErrorClass, Queue, Uncertainty, now_ms, value_list};
 
 crate::names::named_enum! {
     /// Where a batch job is (`batch_jobs.state`), in the order they happen.
@@ -343,18 +343,23 @@ impl Queue {
         let sets = [
             (
                 &outcome.unprocessed,
-                0,
+                Uncertainty::None,
                 now + outcome.retry_in_ms,
                 &outcome.unprocessed_reason,
             ),
-            (&outcome.uncertain, 2, now, &outcome.uncertain_reason),
+            (
+                &outcome.uncertain,
+                Uncertainty::Batch,
+                now,
+                &outcome.uncertain_reason,
+            ),
         ];
         for (ids, uncertain, due, reason) in sets {
             for chunk in ids.chunks(500) {
                 let sql = format!(
                     "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
                      last_error_class = ?, last_error = ?, attempts = attempts + 1, \
-                     call_uncertain = MAX(?, CASE WHEN attempts + 1 >= 3 THEN 1 ELSE 0 END) \
+                     call_uncertain = MAX(?, CASE WHEN attempts + 1 >= 3 THEN ? ELSE ? END) \
                      WHERE state = 'batched' AND batch_ref = ? AND id IN ({})",
                     value_list("?", chunk.len())
                 );
@@ -363,7 +368,9 @@ impl Queue {
                     .bind(now)
                     .bind(ErrorClass::BatchFailed.as_str())
                     .bind(reason)
-                    .bind(uncertain)
+                    .bind(uncertain.column())
+                    .bind(Uncertainty::Call.column())
+                    .bind(Uncertainty::None.column())
                     .bind(batch);
                 for j in chunk {
                     q = q.bind(j);
@@ -399,10 +406,10 @@ impl Queue {
     }
 
     /// Gives a batch job up (state `failed`, `error` says why) and returns
-    /// its jobs to pending, due at `due` (Unix ms). `uncertain`: the job
-    /// may have been processed by ThreatConnect all the same, so its jobs
-    /// are marked so (`call_uncertain = 2`): they go per indicator, where
-    /// every attribute is looked for before it is sent, never by batch.
+    /// its jobs to pending, due at `due` (Unix ms), at least as uncertain as
+    /// `uncertain` ([`Uncertainty::Batch`] when ThreatConnect may have
+    /// processed it all the same: they go per indicator, where every
+    /// attribute is looked for before it is sent, never by batch).
     /// `class`, when given, is recorded on the jobs (and counts an attempt).
     ///
     /// # Errors
@@ -411,7 +418,7 @@ impl Queue {
         &self,
         batch: i64,
         error: &str,
-        uncertain: bool,
+        uncertain: Uncertainty,
         class: Option<ErrorClass>,
         due: i64,
     ) -> anyhow::Result<u64> {
@@ -420,7 +427,7 @@ impl Queue {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'pending', next_attempt_at = ?1, updated_at = ?2, \
-             call_uncertain = MAX(call_uncertain, ?3 * 2), \
+             call_uncertain = MAX(call_uncertain, ?3), \
              attempts = attempts + (?4 IS NOT NULL), \
              last_error_class = COALESCE(?4, last_error_class), \
              last_error = CASE WHEN ?4 IS NULL THEN last_error ELSE ?5 END \
@@ -428,7 +435,7 @@ impl Queue {
         )
         .bind(due)
         .bind(now)
-        .bind(i64::from(uncertain))
+        .bind(uncertain.column())
         .bind(class.map(ErrorClass::as_str))
         .bind(error)
         .bind(batch)

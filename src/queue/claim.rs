@@ -8,7 +8,9 @@ use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::due::{STARTED, pending_owners};
-use super::{BatchOwners, Job, JobState, JobUpdate, Lease, Queue, ms, now_ms, value_list};
+use super::{
+    BatchOwners, Job, JobState, JobUpdate, Lease, Queue, Uncertainty, ms, now_ms, value_list,
+};
 
 /// Leases per statement when many are renewed or delivered at once.
 const LEASES_PER_STATEMENT: usize = 500;
@@ -147,8 +149,7 @@ impl Queue {
                 payload: r.get(4),
                 steps_done: r.get::<i64, _>(5) as u32,
                 attempts: r.get::<i64, _>(6) as u32,
-                call_uncertain: r.get::<i64, _>(7) != 0,
-                recheck_attributes: r.get::<i64, _>(7) == 2,
+                uncertain: Uncertainty::from_column(r.get(7)),
             })
             .collect();
         jobs.sort_by_key(|j| j.lease.id);

@@ -130,12 +130,58 @@ pub struct Job {
     pub steps_done: u32,
     /// Consecutive failures of the current call.
     pub attempts: u32,
-    /// The current call may have reached the server unrecorded.
-    pub call_uncertain: bool,
-    /// Every attribute of the job may already be at ThreatConnect (it was in
-    /// a batch job that may have been processed): each is looked for before
-    /// it is sent (`call_uncertain = 2`, kept until the job is delivered).
-    pub recheck_attributes: bool,
+    /// What of its delivery may have reached ThreatConnect unrecorded.
+    pub uncertain: Uncertainty,
+}
+
+/// What of a job's delivery may have reached ThreatConnect unrecorded: the
+/// `call_uncertain` column, whose integers (0, 1, 2) it reads and writes
+/// unchanged. Ordered: a job's uncertainty only grows until a call's
+/// success is recorded, and `Batch` stays until the job is delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Uncertainty {
+    /// Every call's result is known.
+    #[default]
+    None,
+    /// The current call may have reached the server (a crash, a lost
+    /// answer, a reclaimed lease): an attribute is looked for before it is
+    /// sent again.
+    Call,
+    /// The job was in a batch job that may have been processed: every
+    /// attribute is looked for before it is sent, and it never goes by
+    /// batch again.
+    Batch,
+}
+
+impl Uncertainty {
+    /// The `call_uncertain` value.
+    pub fn column(self) -> i64 {
+        match self {
+            Uncertainty::None => 0,
+            Uncertainty::Call => 1,
+            Uncertainty::Batch => 2,
+        }
+    }
+
+    /// From `call_uncertain`; a value written by hand past 2 reads as the
+    /// most careful.
+    pub fn from_column(v: i64) -> Self {
+        match v {
+            0 => Uncertainty::None,
+            1 => Uncertainty::Call,
+            _ => Uncertainty::Batch,
+        }
+    }
+
+    /// Whether the current call may have reached the server.
+    pub fn call_may_have_arrived(self) -> bool {
+        self != Uncertainty::None
+    }
+
+    /// Whether every attribute is looked for before it is sent.
+    pub fn recheck_attributes(self) -> bool {
+        self == Uncertainty::Batch
+    }
 }
 
 impl Job {

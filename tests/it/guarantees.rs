@@ -64,7 +64,7 @@ async fn a_stale_lease_cannot_record_a_result() {
     assert_eq!(first[0].lease.id, second[0].lease.id);
     assert_ne!(first[0].lease.token, second[0].lease.token);
     assert!(
-        second[0].call_uncertain,
+        second[0].uncertain.call_may_have_arrived(),
         "a reclaimed call may be in flight"
     );
 

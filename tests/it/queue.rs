@@ -519,7 +519,7 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
                 let update = JobUpdate::Retry {
                     at: if j.owner == "B" { 0 } else { 1 },
                     failed: false,
-                    uncertain: j.call_uncertain,
+                    uncertain: j.uncertain.call_may_have_arrived(),
                     error: None,
                 };
                 (j.lease, update)

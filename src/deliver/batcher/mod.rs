@@ -1,0 +1,223 @@
+//! Bulk delivery through the batch API (tc-api.md section 5): which owners
+//! go by batch ([`routes`]), forming batch jobs (here), driving each through
+//! its durable steps ([`steps`]), what a failed batch call means for it
+//! ([`failure`]), and mapping a completed job's results to its jobs
+//! ([`results`], pure). ARCHITECTURE.md, "Bulk modes".
+//!
+//! A batch job's steps, each recorded before the next call: `new` (its jobs
+//! chosen) → create at ThreatConnect → `created` (its id stored) →
+//! `uploading` (recorded before the upload is sent) → `uploaded` (the 202
+//! came) → polls → `done` (results applied) or `failed` (jobs returned). After
+//! a crash, `uploading` is checked with a status GET before any new upload:
+//! `Created` means the data never arrived; anything later is only polled.
+//! So no indicator is in two ThreatConnect batch jobs because of a restart.
+
+mod failure;
+mod results;
+mod routes;
+mod steps;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use routes::{ModeInUse, RouteMode, Routes};
+
+use super::Delivery;
+use crate::api::{Endpoints, batch as wire};
+use crate::config::{Config, DeliveryMode};
+use crate::queue::{BatchCandidate, BatchJob, Job, Lease, Uncertainty};
+
+/// How often the batcher looks at the backlog when nothing wakes it.
+const LOOK: Duration = Duration::from_secs(1);
+
+/// Batch delivery: the shared delivery handles it calls through (queue,
+/// client, rate limiter, breaker, gate, metrics) and the state of its own.
+#[derive(Clone)]
+pub(super) struct Batcher {
+    d: Delivery,
+    routes: Arc<Routes>,
+    /// The upload limit the instance told us (0: not told).
+    learned_max_bytes: Arc<AtomicUsize>,
+    /// The last batch call was retried after a clock correction.
+    clock_corrected: Arc<AtomicBool>,
+}
+
+impl Batcher {
+    pub(super) fn new(d: &Delivery) -> Self {
+        Self {
+            routes: d.routes.clone(),
+            d: d.clone(),
+            learned_max_bytes: Arc::default(),
+            clock_corrected: Arc::default(),
+        }
+    }
+
+    /// Forms and drives batch jobs until `stop`: first the ones a previous
+    /// run left open, then new ones while owners' backlogs call for batch.
+    pub(super) async fn run(&self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let mut drivers: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        for b in self.d.queue.open_batches().await? {
+            tracing::info!(batch = b.id, tc_batch_id = b.tc_batch_id, state = ?b.state, "resuming a batch job");
+            self.spawn_driver(&mut drivers, b, stop);
+        }
+        loop {
+            while let Some(done) = drivers.try_join_next() {
+                done??;
+            }
+            self.d.gate.wait_running(stop).await;
+            if stop.is_cancelled() {
+                break;
+            }
+            let cfg = self.d.config();
+            let owners = self.choose(&cfg).await?;
+            let mut formed = false;
+            for owner in &owners {
+                if drivers.len() >= cfg.batch.jobs_in_flight {
+                    break;
+                }
+                if let Some(b) = self.form(owner, &cfg).await? {
+                    formed = true;
+                    self.spawn_driver(&mut drivers, b, stop);
+                }
+            }
+            if formed && drivers.len() < cfg.batch.jobs_in_flight {
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some(done) = drivers.join_next(), if !drivers.is_empty() => done??,
+                _ = self.d.work_added.notified() => {}
+                _ = tokio::time::sleep(LOOK) => {}
+            }
+        }
+        // Every step is durable: what is in flight resumes at the next start.
+        let grace = self.d.config().delivery.shutdown_grace;
+        let _ = tokio::time::timeout(grace, async {
+            while drivers.join_next().await.is_some() {}
+        })
+        .await;
+        drivers.abort_all();
+        Ok(())
+    }
+
+    fn spawn_driver(
+        &self,
+        drivers: &mut JoinSet<anyhow::Result<()>>,
+        b: BatchJob,
+        stop: &CancellationToken,
+    ) {
+        let (me, stop) = (self.clone(), stop.clone());
+        drivers.spawn(async move { me.drive(b, &stop).await });
+    }
+
+    /// Decides again which owners go by batch in `auto` mode, unless the
+    /// last decision still holds: the dispatcher calls this before each
+    /// claim, so that a backlog that just grew past `batch.min_indicators`
+    /// is not claimed per indicator first.
+    pub(super) async fn refresh(&self) -> anyhow::Result<()> {
+        let cfg = self.d.config();
+        if cfg.delivery.mode == DeliveryMode::Auto && !self.routes.decided_lately() {
+            self.choose(&cfg).await?;
+        }
+        Ok(())
+    }
+
+    /// Which owners go by batch now (largest backlog first), shared with
+    /// the dispatcher.
+    pub(super) async fn choose(&self, cfg: &Config) -> anyhow::Result<Vec<String>> {
+        let mode = cfg.delivery.mode;
+        let mut chosen: Vec<(String, u64)> = Vec::new();
+        if matches!(mode, DeliveryMode::Auto | DeliveryMode::Batch) {
+            self.routes.expire_fallbacks();
+            // Enough to rank owners by backlog up to a full batch job.
+            let enough = cfg.batch.min_indicators.max(cfg.batch.max_indicators) as u64;
+            for (owner, n) in self.d.queue.batch_backlog(enough).await? {
+                let wanted = mode == DeliveryMode::Batch || n >= cfg.batch.min_indicators as u64;
+                if wanted && !self.routes.falling_back(&owner) {
+                    chosen.push((owner, n));
+                }
+            }
+        }
+        chosen.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let owners: Vec<String> = chosen.into_iter().map(|(o, _)| o).collect();
+        self.routes.decide(&owners);
+        Ok(owners)
+    }
+
+    /// Forms one batch job of `owner`'s due jobs: up to `max_indicators`,
+    /// a data file under the upload limit, and one item per indicator.
+    async fn form(&self, owner: &str, cfg: &Config) -> anyhow::Result<Option<BatchJob>> {
+        // A driver may have fallen back since the owners were chosen.
+        if self.routes.falling_back(owner) {
+            return Ok(None);
+        }
+        let max_bytes = match self.learned_max_bytes.load(Ordering::Relaxed) {
+            0 => cfg.batch.max_bytes,
+            learned => learned.min(cfg.batch.max_bytes),
+        };
+        let candidates = self
+            .d
+            .queue
+            .batch_candidates(owner, cfg.batch.max_indicators)
+            .await?;
+        let endpoints = self.d.api.borrow().endpoints.clone();
+        let (mut ids, mut sizes, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
+        for c in candidates {
+            // Two jobs of one indicator wait for separate batch jobs, so that
+            // an item's error names one job.
+            if !seen.insert((c.kind.clone(), c.value.clone())) {
+                continue;
+            }
+            let item = match item_bytes(&endpoints, &c) {
+                Ok(item) => item,
+                Err(message) => {
+                    // Batch mode would leave it waiting: bury it as a
+                    // per-indicator worker would.
+                    self.d.queue.bury_invalid(c.id, &message).await?;
+                    continue;
+                }
+            };
+            let size = wire::data_file_len(sizes.iter().copied().chain([item.len()]));
+            // One item alone over the limit still goes, alone: if the
+            // instance refuses it, it goes per indicator (`failure`).
+            if size > max_bytes && !ids.is_empty() {
+                break;
+            }
+            ids.push(c.id);
+            sizes.push(item.len());
+        }
+        let bytes = wire::data_file_len(sizes.iter().copied());
+        let b = self.d.queue.form_batch(owner, &ids, bytes).await?;
+        if let Some(b) = &b {
+            tracing::info!(
+                batch = b.id,
+                owner,
+                items = b.items,
+                bytes,
+                "batch job formed"
+            );
+        }
+        Ok(b)
+    }
+}
+
+/// The data file item of a job; why not when the row does not parse.
+fn item_bytes(endpoints: &Endpoints, c: &BatchCandidate) -> Result<Vec<u8>, String> {
+    let job = Job {
+        lease: Lease { id: c.id, token: 0 },
+        owner: String::new(),
+        kind: c.kind.clone(),
+        value: c.value.clone(),
+        payload: c.payload.clone(),
+        steps_done: 0,
+        attempts: 0,
+        uncertain: Uncertainty::None,
+    };
+    let (ind, payload) = job.parse()?;
+    serde_json::to_vec(&endpoints.batch_item(&ind, &payload)).map_err(|e| e.to_string())
+}
