@@ -4,14 +4,10 @@
 use std::time::Duration;
 
 use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
-use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
+use tc_ingest::indicator::{Indicator, IndicatorType as T, Payload};
 use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
-
-fn ind(kind: T, s: &str) -> Indicator {
-    tc_ingest::normalize::value(s, Some(kind)).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 #[tokio::test]
 async fn creates_every_type_with_tags_and_attributes() {
@@ -22,10 +18,7 @@ async fn creates_every_type_with_tags_and_attributes() {
         rating: Some(3.0),
         confidence: Some(70),
         tags: vec!["APT 28/x".into()],
-        attributes: vec![Attribute {
-            kind: "Description".into(),
-            value: "seen".into(),
-        }],
+        attributes: vec![description("seen")],
         ..Payload::default()
     };
     let cases = [
@@ -234,7 +227,7 @@ async fn every_failure_class_from_the_simulator() {
     assert!(good.owners().await.is_ok(), "faults are used up");
 
     // Unauthorized: an expired token (the simulator issues none).
-    let raw = reqwest_client()
+    let raw = http()
         .get(format!("{}/v2/owners", app.sim.base_url()))
         .header("Authorization", "TC-Token APIV2:430:c8mTcH:1")
         .send()
@@ -275,7 +268,7 @@ async fn post_signed(
     ts: i64,
     body: &serde_json::Value,
 ) -> u16 {
-    reqwest_client()
+    http()
         .post(format!("http://{}{target}", sim.addr))
         .header("Timestamp", ts.to_string())
         .header(
@@ -290,17 +283,10 @@ async fn post_signed(
         .as_u16()
 }
 
-fn reqwest_client() -> reqwest::Client {
-    tc_ingest::api::client::install_crypto_provider();
-    reqwest::Client::new()
-}
-
 #[tokio::test]
 async fn transport_errors_when_nothing_listens_or_answers_slowly() {
     // A port with nothing behind it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = free_port();
     let app = TestApp::builder()
         .faults(Faults {
             latency_ms: 1500,
@@ -355,13 +341,8 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
         assert_eq!(post_signed(&app.sim, &other, &sig, ts, &body).await, 401);
     }
     // The control endpoint changes faults at run time.
-    let r = reqwest_client()
-        .post(format!("http://{}/_sim/faults", app.sim.addr))
-        .json(&serde_json::json!({"fail_next": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let status = post_sim_faults(&app.sim, serde_json::json!({"fail_next": 2})).await;
+    assert_eq!(status, 200);
     assert_eq!(app.sim.faults().fail_next, 2);
     assert_eq!(
         app.sim.faults().error_status,

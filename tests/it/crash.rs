@@ -29,11 +29,6 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-/// Whether `file` ended in `state` under the state directory `root`.
-fn ended(root: &Path, file: &str, state: FileState) -> bool {
-    landed(root, file).is_some_and(|(s, _)| s == state)
-}
-
 #[tokio::test]
 async fn an_idle_daemon_rests() {
     let app = TestApp::start().await;
@@ -88,13 +83,7 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
     let bin = release.clone().unwrap_or_else(|| BIN.to_string());
     let app = TestApp::start().await;
     if release.is_none() {
-        let path = app.config_path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(
-            &path,
-            text.replacen("[watch]\n", "[watch]\nmax_stalled_reads = 1000\n", 1),
-        )
-        .unwrap();
+        app.set_watch("max_stalled_reads = 1000\n");
     }
     let staging = app.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();

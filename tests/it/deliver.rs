@@ -9,17 +9,6 @@ use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
 
-const FAST: &str = "[delivery]
-workers = 4
-rate_per_second = 0
-backoff_base_ms = 10
-backoff_max_secs = 1
-max_attempts = 5
-probe_min_secs = 1
-probe_max_secs = 2
-shutdown_grace_secs = 2
-";
-
 /// A simulator that answers a repeated File create with 400 "already
 /// exists", and fast delivery.
 async fn file_exists_app() -> TestApp {
@@ -28,7 +17,7 @@ async fn file_exists_app() -> TestApp {
             file_exists_400: true,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await
 }
@@ -43,7 +32,7 @@ async fn created_and_already_existing_are_delivered_with_every_step_once() {
     }
     d.enqueue(&all).await;
     // The same file created again in the same owner answers 400 "already exists".
-    crate::helpers::sql(&d.queue, "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await;
+    sql(&d.queue, "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await;
     let report = d.once().await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
     assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 23);
@@ -90,7 +79,7 @@ async fn a_file_known_under_another_hash_gets_its_tags_and_attributes() {
 async fn v3_looks_for_a_files_attributes_under_each_of_its_hashes() {
     let app = TestApp::builder()
         .extra_config(&format!(
-            "{FAST}mode = \"v3\"\nattribute_check = \"always\"\n"
+            "{FAST_POLICY}mode = \"v3\"\nattribute_check = \"always\"\n"
         ))
         .start()
         .await;
@@ -119,7 +108,7 @@ async fn attribute_check_always_adds_no_attribute_twice_when_fed_again() {
     ] {
         let app = TestApp::builder()
             .extra_config(&format!(
-                "{FAST}mode = \"{mode}\"\nattribute_check = \"{check}\"\n"
+                "{FAST_POLICY}mode = \"{mode}\"\nattribute_check = \"{check}\"\n"
             ))
             .start()
             .await;
@@ -148,16 +137,16 @@ async fn attribute_check_always_adds_no_attribute_twice_when_fed_again() {
 
 #[tokio::test]
 async fn validation_errors_bury_the_job_with_the_apis_message() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
+    let app = TestApp::builder().extra_config(FAST_POLICY).start().await;
     let mut d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 3, 0)).await;
     // Values the normalizer would never produce, inserted by hand.
-    crate::helpers::sql(
+    sql(
         &d.queue,
         "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'ASN', 'AS 12')",
     )
     .await;
-    crate::helpers::sql(
+    sql(
         &d.queue,
         "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'Nonsense', 'x')",
     )
@@ -205,7 +194,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
             error_status: 500,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -248,7 +237,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
 
 #[tokio::test]
 async fn thirty_percent_503s_still_deliver_everything_exactly_once_per_step() {
-    let extra = FAST.replace("max_attempts = 5", "max_attempts = 50");
+    let extra = FAST_POLICY.replace("max_attempts = 5", "max_attempts = 50");
     let app = TestApp::builder()
         .faults(Faults {
             error_rate: 0.3,
@@ -285,7 +274,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
             retry_after_secs: 1,
             ..faults()
         })
-        .extra_config(&FAST.replace("rate_per_second = 0", "rate_per_second = 100"))
+        .extra_config(&FAST_POLICY.replace("rate_per_second = 0", "rate_per_second = 100"))
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -305,7 +294,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
 
 #[tokio::test]
 async fn the_rate_limit_is_never_exceeded() {
-    let extra = FAST
+    let extra = FAST_POLICY
         .replace("rate_per_second = 0", "rate_per_second = 20")
         .replace("workers = 4", "workers = 8");
     let app = TestApp::builder()
@@ -332,7 +321,7 @@ async fn clock_skew_of_ten_minutes_is_corrected_without_attempts() {
             clock_skew_secs: 600,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -361,7 +350,7 @@ async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
     };
     let app = TestApp::builder()
         .faults(f)
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -387,7 +376,7 @@ async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
 
 #[tokio::test]
 async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
+    let app = TestApp::builder().extra_config(FAST_POLICY).start().await;
     app.write_config("wrong-secret");
     let d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 5, 1)).await;
@@ -435,7 +424,7 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
 
 #[tokio::test]
 async fn a_reload_with_a_broken_config_keeps_the_old_one() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
+    let app = TestApp::builder().extra_config(FAST_POLICY).start().await;
     let d = app.daemon().await;
     std::fs::write(app.config_path(), "[api]\nbogus = 1\n").unwrap();
     assert!(!d.reload());
@@ -449,7 +438,7 @@ async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
             denied_owners: vec!["Common Community".into()],
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -491,7 +480,7 @@ async fn every_owner_held_is_said_in_status() {
             denied_owners: vec!["Common Community".into()],
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -506,7 +495,7 @@ async fn every_owner_held_is_said_in_status() {
 
 #[tokio::test]
 async fn a_sick_server_opens_the_circuit_breaker() {
-    let extra = FAST
+    let extra = FAST_POLICY
         .replace("max_attempts = 5", "max_attempts = 1000")
         .replace("backoff_base_ms = 10", "backoff_base_ms = 1");
     let app = TestApp::builder()
@@ -568,7 +557,7 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
             latency_ms: 300,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let d = app.daemon().await;
@@ -592,16 +581,11 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
 
 #[tokio::test]
 async fn metrics_endpoint_reports_requests_jobs_and_files() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
+    let app = TestApp::builder().extra_config(FAST_POLICY).start().await;
     let mut d = app.daemon().await;
     app.drop_file("m.txt", b"1.1.1.1\n2.2.2.2\nnope\n");
     d.once().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let metrics = d.metrics.clone();
     let server = Background::spawn(|cancel| tc_ingest::metrics::serve(addr, metrics, cancel));
     d.metrics.set_jobs(&d.queue.stats().await.unwrap().by_state);
@@ -609,12 +593,12 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
     wait_until(
         Duration::from_secs(5),
         "the metrics endpoint answers",
-        async || match reqwest::get(format!("http://{addr}/metrics")).await {
-            Ok(r) => {
-                text = r.text().await.unwrap();
+        async || match http_get(&format!("http://{addr}/metrics")).await {
+            Some((_, body)) => {
+                text = body;
                 true
             }
-            Err(_) => false,
+            None => false,
         },
     )
     .await;

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tc_ingest::queue::BatchOwners;
 
 use tc_ingest::queue::{JobState, JobUpdate, Lease, NewJob};
 use tc_ingest::sim::{Faults, SimConfig, SimStats, Simulator};
@@ -51,16 +50,10 @@ async fn a_stale_lease_cannot_record_a_result() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1")]).await;
-    let first = q
-        .claim(1, Duration::from_millis(10), &BatchOwners::None)
-        .await
-        .unwrap();
+    let first = claim(&q, 1, Duration::from_millis(10)).await;
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
-    let second = q
-        .claim(1, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let second = claim(&q, 1, Duration::from_secs(60)).await;
     assert_eq!(first[0].lease.id, second[0].lease.id);
     assert_ne!(first[0].lease.token, second[0].lease.token);
     assert!(
@@ -305,10 +298,7 @@ async fn delivery_resumes_within_seconds_of_the_server_coming_back() {
 /// update) stops the daemon with exit code 3, instead of a silent stall.
 #[tokio::test]
 async fn a_failing_result_writer_stops_the_daemon_with_exit_3() {
-    let app = TestApp::builder()
-        .extra_config("[delivery]\nrate_per_second = 0\n")
-        .start()
-        .await;
+    let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     let q = app.queue().await;
     sql(
         &q,
@@ -341,20 +331,14 @@ async fn an_operators_sqlite3_beside_the_daemon_loses_nothing() {
             latency_ms: 400,
             ..faults()
         })
-        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .extra_config(UNTHROTTLED)
         .start()
         .await;
     // Queued by another process (`enqueue`): no connection of this test
     // stays open beside the daemon's.
     let tags: Vec<String> = (0..17).map(|t| format!("t{t}")).collect();
-    let feed = app.path().join("one.csv");
-    std::fs::write(
-        &feed,
-        format!("value,tags\nslow.example.com,{}\n", tags.join("|")),
-    )
-    .unwrap();
-    let out = app.binary(&["enqueue", feed.to_str().unwrap()]).await;
-    assert!(out.status.success(), "{out:?}");
+    let feed = format!("value,tags\nslow.example.com,{}\n", tags.join("|"));
+    app.enqueue_file("one.csv", &feed).await;
     let file = app.queue_path();
     let delivered = "SELECT COUNT(*) FROM jobs WHERE state = 'delivered'";
     if sqlite3_number(&file, delivered).await.is_none() {

@@ -5,12 +5,12 @@
 //! Memory figures come from `tc-ingest bench hostile`, not from here.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tc_ingest::bench::hostile::CASES;
-use tc_ingest::queue::{FileState, NewFile};
+use tc_ingest::queue::FileState;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -24,43 +24,12 @@ const BIG: u64 = 16 << 10;
 /// The test app with small limits (and `settle_ms`) written into `[watch]`.
 async fn app_with(watch: &str) -> TestApp {
     let app = TestApp::start().await;
-    let path = app.config_path();
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for line in watch.lines() {
-        // The harness's own value of a key goes: a key twice is an error.
-        let key = line.split('=').next().unwrap().trim();
-        text = text
-            .lines()
-            .filter(|l| l.split('=').next().unwrap().trim() != key)
-            .map(|l| format!("{l}\n"))
-            .collect();
-    }
-    std::fs::write(
-        &path,
-        text.replacen("[watch]\n", &format!("[watch]\n{watch}"), 1),
-    )
-    .unwrap();
+    app.set_watch(watch);
     app
 }
 
 fn small_limits() -> String {
     format!("max_line_bytes = {MAX_LINE}\nmax_decompressed_bytes = {MAX_GZ}\n")
-}
-
-/// One number from the queue, through a connection of the test's own.
-async fn number(queue: &Path, sql: &str) -> i64 {
-    use sqlx::{ConnectOptions, Row};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(queue)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get::<Option<i64>, _>(0)
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -140,7 +109,7 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
     // earlier cases); oversized lines are rejects.
     let q = app.queue_path();
     let per_file = async |file: &str, column: &str| {
-        number(
+        number_at(
             &q,
             &format!("SELECT {column} FROM files WHERE path = '{file}' ORDER BY id DESC LIMIT 1"),
         )
@@ -170,12 +139,12 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
         "SELECT MAX(LENGTH(input)) FROM rejects",
         "SELECT MAX(LENGTH(reason)) FROM rejects",
     ] {
-        let n = number(&q, sql).await;
+        let n = number_at(&q, sql).await;
         assert!(n <= 1024, "{sql}: {n}");
     }
     // No control character left in tags or attributes.
     assert_eq!(
-        number(
+        number_at(
             &q,
             "SELECT COUNT(*) FROM jobs WHERE payload LIKE '%\\u0000%' OR payload LIKE '%\\u0001%' \
              OR payload LIKE '%\\u007f%' OR instr(payload, char(0)) > 0"
@@ -189,7 +158,7 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
     wait_until(
         Duration::from_secs(10),
         "a file after the corpus is taken",
-        async || landed(&root, "after.txt").is_some_and(|(s, _)| s == FileState::Done),
+        async || ended(&root, "after.txt", FileState::Done),
     )
     .await;
     assert!(app.incoming().join("feed.csv").is_dir());
@@ -223,7 +192,7 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
         "the file is recorded as failed",
         async || {
             q.exists()
-                && number(
+                && number_at(
                     &q,
                     "SELECT COUNT(*) FROM files WHERE path = 'first.txt' AND state = 'failed' \
                  AND error LIKE '%cannot move%'",
@@ -253,17 +222,15 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
 async fn left_in_processing(d: &TestDaemon, app: &TestApp, committed: &[u64]) -> i64 {
     let processing = app.config().watch.processing_dir.join("big.txt");
     std::fs::write(&processing, "192.0.2.1\n192.0.2.2\n192.0.2.3\n").unwrap();
-    let id = d
-        .queue
-        .file_begin(&NewFile {
-            path: "big.txt",
-            processing_path: Some(&processing.to_string_lossy()),
-            sha256: "x",
-            size_bytes: 1,
-            owner: "Common Community",
-        })
-        .await
-        .unwrap();
+    let processing_path = processing.to_string_lossy();
+    let id = file_record(
+        &d.queue,
+        "big.txt",
+        Some(&processing_path),
+        "x",
+        "Common Community",
+    )
+    .await;
     for (i, &position) in committed.iter().enumerate() {
         if i > 0 {
             // The start after a death: counted, then read again.

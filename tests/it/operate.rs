@@ -5,31 +5,11 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-/// Rewrites the test config without `api.secret_key`: a service whose
-/// secret reaches only the daemon (a systemd credential).
-fn drop_secret(app: &TestApp) {
-    let text = std::fs::read_to_string(app.config_path()).unwrap();
-    let text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("secret_key"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(app.config_path(), text).unwrap();
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test]
 async fn queue_commands_work_without_the_secret_and_only_run_and_ping_need_it() {
     let app = TestApp::start().await;
     app.queue().await.close().await;
-    drop_secret(&app);
+    app.drop_secret();
     let feed = app.path().join("f.txt");
     std::fs::write(&feed, "evil.example.com\n").unwrap();
     let feed = feed.to_str().unwrap();
@@ -41,23 +21,37 @@ async fn queue_commands_work_without_the_secret_and_only_run_and_ping_need_it() 
         vec!["enqueue", feed],
     ] {
         let out = app.binary(&args).await;
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
-        assert!(!text(&out).contains("secret"), "{args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            output_text(&out)
+        );
+        assert!(
+            !output_text(&out).contains("secret"),
+            "{args:?}: {}",
+            output_text(&out)
+        );
     }
     let check = app.binary(&["check-config"]).await;
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    assert_eq!(check.status.code(), Some(0), "{}", output_text(&check));
     assert!(
-        text(&check).contains("#   credentials  none set"),
+        output_text(&check).contains("#   credentials  none set"),
         "{}",
-        text(&check)
+        output_text(&check)
     );
     for args in [vec!["ping"], vec!["run", "--once"]] {
         let out = app.binary(&args).await;
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("no credentials"),
+        assert_eq!(
+            out.status.code(),
+            Some(2),
             "{args:?}: {}",
-            text(&out)
+            output_text(&out)
+        );
+        assert!(
+            output_text(&out).contains("no credentials"),
+            "{args:?}: {}",
+            output_text(&out)
         );
     }
 }
@@ -69,19 +63,19 @@ async fn the_inline_secret_warning_appears_only_where_the_secret_is_used() {
     for args in [vec!["status"], vec!["check-config"], vec!["retry"]] {
         let out = app.binary(&args).await;
         assert!(
-            !text(&out).contains("is set inline in the config file"),
+            !output_text(&out).contains("is set inline in the config file"),
             "{args:?}: {}",
-            text(&out)
+            output_text(&out)
         );
     }
     let out = app.binary(&["ping"]).await;
     assert_eq!(
-        text(&out)
+        output_text(&out)
             .matches("is set inline in the config file")
             .count(),
         1,
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -94,7 +88,7 @@ async fn check_config_output_is_accepted_by_check_config() {
         .start()
         .await;
     let out = app.binary(&["check-config"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let printed = String::from_utf8(out.stdout).unwrap();
     let again = app.path().join("again.toml");
     std::fs::write(&again, &printed).unwrap();
@@ -102,7 +96,12 @@ async fn check_config_output_is_accepted_by_check_config() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}\n{printed}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{printed}",
+        output_text(&out)
+    );
     let reprinted = String::from_utf8(out.stdout).unwrap();
     // The comments say where values come from (the inline secret is not
     // printed, so the second run reads none): the settings are the same.
@@ -113,21 +112,13 @@ async fn check_config_output_is_accepted_by_check_config() {
             .collect::<Vec<_>>()
     };
     assert_eq!(settings(&printed), settings(&reprinted));
-    let _ = Duration::ZERO;
 }
 
 #[tokio::test]
 async fn retention_counts_from_when_a_file_finished_in_done_and_failed() {
     use std::time::SystemTime;
-    let app = TestApp::builder()
-        .extra_config("[delivery]\nrate_per_second = 0\n")
-        .start()
-        .await;
-    let text = std::fs::read_to_string(app.config_path()).unwrap().replace(
-        "rescan_secs = 1",
-        "rescan_secs = 1\ndone_retention = \"1h\"",
-    );
-    std::fs::write(app.config_path(), text).unwrap();
+    let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
+    app.set_watch("done_retention = \"1h\"\n");
     let mut d = app.daemon().await;
     let cancel = tokio_util::sync::CancellationToken::new();
 
@@ -181,54 +172,40 @@ async fn retention_counts_from_when_a_file_finished_in_done_and_failed() {
     assert!(names(&app.path().join("failed")).is_empty());
 }
 
-/// Queues `name` (one indicator per line) with `enqueue`, as the CLI does.
-async fn enqueue_file(app: &TestApp, name: &str, content: &str) {
-    let path = app.path().join(name);
-    std::fs::write(&path, content).unwrap();
-    let out = app.binary(&["enqueue", path.to_str().unwrap()]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-}
-
 #[tokio::test]
 async fn status_says_whether_a_daemon_runs_and_counts_per_file() {
-    let app = TestApp::builder()
-        .extra_config("[delivery]\nrate_per_second = 0\n")
-        .start()
-        .await;
+    let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     app.queue().await.close().await;
-    let fresh = text(&app.binary(&["status"]).await);
+    let fresh = output_text(&app.binary(&["status"]).await);
     assert!(fresh.contains("daemon: NOT RUNNING"), "{fresh}");
     assert!(!fresh.contains("delivery: running"), "{fresh}");
 
     let daemon = app.spawn_daemon_with_queue().await;
     let pid = daemon.pid();
-    let json = |out: std::process::Output| -> serde_json::Value {
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
     wait_until(
         Duration::from_secs(10),
         "status sees the daemon",
-        async || json(app.binary(&["status", "--json"]).await)["daemon_running"] == true,
+        async || app.status_json().await["daemon_running"] == true,
     )
     .await;
-    let running = text(&app.binary(&["status"]).await);
+    let running = output_text(&app.binary(&["status"]).await);
     assert!(
         running.contains(&format!("daemon: running, pid {pid}")),
         "{running}"
     );
     assert!(running.contains("delivery: running"), "{running}");
-    let second = text(&app.binary(&["run", "--once"]).await);
+    let second = output_text(&app.binary(&["run", "--once"]).await);
     assert_eq!(second.matches("is in use").count(), 1, "{second}");
     app.rename_in(
         "feed.txt",
         b"a.example.com\nb.example.com\nnot an indicator\n",
     );
     wait_until(Duration::from_secs(20), "the file delivered", async || {
-        let v = json(app.binary(&["status", "--json"]).await);
+        let v = app.status_json().await;
         v["recent_files"][0]["delivered"] == 2
     })
     .await;
-    let v = json(app.binary(&["status", "--json"]).await);
+    let v = app.status_json().await;
     let f = &v["recent_files"][0];
     assert_eq!(
         (
@@ -250,10 +227,10 @@ async fn status_says_whether_a_daemon_runs_and_counts_per_file() {
     let (code, _) = daemon.stop().await;
     assert_eq!(code, Some(0));
 
-    let stopped = text(&app.binary(&["status"]).await);
+    let stopped = output_text(&app.binary(&["status"]).await);
     assert!(stopped.contains("daemon: NOT RUNNING"), "{stopped}");
     assert!(stopped.contains("delivery: stopped"), "{stopped}");
-    let v = json(app.binary(&["status", "--json"]).await);
+    let v = app.status_json().await;
     assert_eq!(v["daemon_running"], false);
     assert_eq!(v["delivery"], "stopped");
 }
@@ -261,11 +238,11 @@ async fn status_says_whether_a_daemon_runs_and_counts_per_file() {
 #[tokio::test]
 async fn status_watch_redraws_with_rates_and_backlog() {
     let app = TestApp::start().await;
-    enqueue_file(&app, "w.txt", "w.example.com\n").await;
+    app.enqueue_file("w.txt", "w.example.com\n").await;
     let out = app
         .binary(&["status", "--watch", "--count", "2", "--interval", "50ms"])
         .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let s = String::from_utf8(out.stdout).unwrap();
     assert_eq!(s.matches("tc-ingest status --watch").count(), 2, "{s}");
     for part in [
@@ -284,8 +261,7 @@ async fn why_tells_where_a_value_came_from_its_state_and_what_to_do() {
         .extra_config("[[feeds]]\nmatch = \"list*.txt\"\nowner = \"Exemplary Organization\"\n")
         .start()
         .await;
-    enqueue_file(
-        &app,
+    app.enqueue_file(
         "list1.txt",
         "# comment\nhxxp://evil[.]example[.]com/x\n1.2.3\nok.example.com\n",
     )
@@ -300,7 +276,7 @@ async fn why_tells_where_a_value_came_from_its_state_and_what_to_do() {
     .await;
     q.close().await;
 
-    let by_value = text(&app.binary(&["why", "hxxp://evil[.]example[.]com/x"]).await);
+    let by_value = output_text(&app.binary(&["why", "hxxp://evil[.]example[.]com/x"]).await);
     for part in [
         "normalizes to URL \"http://evil.example.com/x\"",
         "owner \"Exemplary Organization\"",
@@ -318,9 +294,9 @@ async fn why_tells_where_a_value_came_from_its_state_and_what_to_do() {
         .and_then(|s| s.split(':').next())
         .unwrap()
         .to_string();
-    let by_id = text(&app.binary(&["why", &id]).await);
+    let by_id = output_text(&app.binary(&["why", &id]).await);
     assert!(by_id.contains("list1.txt line 2"), "{by_id}");
-    let rejected = text(&app.binary(&["why", "list1.txt:3"]).await);
+    let rejected = output_text(&app.binary(&["why", "list1.txt:3"]).await);
     for part in [
         "rejected row",
         "\"1.2.3\"",
@@ -329,17 +305,17 @@ async fn why_tells_where_a_value_came_from_its_state_and_what_to_do() {
     ] {
         assert!(rejected.contains(part), "{part} missing from:\n{rejected}");
     }
-    let pending = text(&app.binary(&["why", "OK.example.com"]).await);
+    let pending = output_text(&app.binary(&["why", "OK.example.com"]).await);
     assert!(pending.contains("pending"), "{pending}");
     let out = app.binary(&["why", "nothing.example.org"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
 }
 
 #[tokio::test]
 async fn retry_checks_its_arguments_matches_files_exactly_and_can_dry_run() {
     let app = TestApp::start().await;
-    enqueue_file(&app, "a_b.txt", "one.example.com\n").await;
-    enqueue_file(&app, "axb.txt", "two.example.com\n").await;
+    app.enqueue_file("a_b.txt", "one.example.com\n").await;
+    app.enqueue_file("axb.txt", "two.example.com\n").await;
     let q = app.queue().await;
     sql(
         &q,
@@ -349,25 +325,25 @@ async fn retry_checks_its_arguments_matches_files_exactly_and_can_dry_run() {
     let unknown_class = app.binary(&["retry", "--class", "bogus"]).await;
     assert_eq!(unknown_class.status.code(), Some(2));
     assert!(
-        text(&unknown_class).contains("validation"),
+        output_text(&unknown_class).contains("validation"),
         "{}",
-        text(&unknown_class)
+        output_text(&unknown_class)
     );
     let unknown_file = app.binary(&["retry", "--file", "nosuch.csv"]).await;
     assert_eq!(
         unknown_file.status.code(),
         Some(2),
         "{}",
-        text(&unknown_file)
+        output_text(&unknown_file)
     );
     let dry = app
         .binary(&["retry", "--file", "a_b.txt", "--dry-run"])
         .await;
-    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert_eq!(dry.status.code(), Some(0), "{}", output_text(&dry));
     assert!(
-        text(&dry).contains("would requeue 1 buried job(s): validation 1"),
+        output_text(&dry).contains("would requeue 1 buried job(s): validation 1"),
         "{}",
-        text(&dry)
+        output_text(&dry)
     );
     assert_eq!(
         q.count(Some(tc_ingest::queue::JobState::Dead))
@@ -376,7 +352,11 @@ async fn retry_checks_its_arguments_matches_files_exactly_and_can_dry_run() {
         2
     );
     let done = app.binary(&["retry", "--file", "a_b.txt"]).await;
-    assert!(text(&done).contains("requeued 1"), "{}", text(&done));
+    assert!(
+        output_text(&done).contains("requeued 1"),
+        "{}",
+        output_text(&done)
+    );
     assert_eq!(
         q.count(Some(tc_ingest::queue::JobState::Dead))
             .await
@@ -387,30 +367,35 @@ async fn retry_checks_its_arguments_matches_files_exactly_and_can_dry_run() {
         .binary(&["purge", "--delivered-before", "1s", "--dry-run"])
         .await;
     assert!(
-        text(&purge).contains("would delete 0 delivered job(s)"),
+        output_text(&purge).contains("would delete 0 delivered job(s)"),
         "{}",
-        text(&purge)
+        output_text(&purge)
     );
     q.close().await;
 }
 
 #[tokio::test]
 async fn run_once_reports_what_this_run_delivered() {
-    let app = TestApp::builder()
-        .extra_config("[delivery]\nrate_per_second = 0\n")
-        .start()
-        .await;
+    let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     std::fs::create_dir_all(app.incoming()).unwrap();
     app.rename_in(
         "first.txt",
         b"a.example.com\nb.example.com\nc.example.com\n",
     );
     let out = app.binary(&["run", "--once"]).await;
-    assert!(text(&out).contains("delivered=3"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("delivered=3"),
+        "{}",
+        output_text(&out)
+    );
     app.rename_in("second.txt", b"d.example.com\n");
     let out = app.binary(&["run", "--once"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("delivered=1"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("delivered=1"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[tokio::test]
@@ -420,25 +405,22 @@ async fn ping_checks_every_feed_rule_owner_and_hints_at_the_api_base_path() {
         .start()
         .await;
     let out = app.binary(&["ping"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
-        text(&out).contains("feeds[0].owner \"Nobody Org\" is not among them"),
+        output_text(&out).contains("feeds[0].owner \"Nobody Org\" is not among them"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // An on-premise style instance (/api) configured without /api.
     let app = TestApp::builder().base_path("/api").start().await;
-    let cfg = std::fs::read_to_string(app.config_path())
-        .unwrap()
-        .replace("/api\"", "\"");
-    std::fs::write(app.config_path(), cfg).unwrap();
+    app.edit_config(|cfg| cfg.replace("/api\"", "\""));
     let out = app.binary(&["ping"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
     assert!(
-        text(&out).contains("need /api at the end of api.base_url"),
+        output_text(&out).contains("need /api at the end of api.base_url"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -498,7 +480,7 @@ async fn json_logs_carry_no_key_twice() {
             denied_owners: vec!["Common Community".into()],
             ..faults()
         })
-        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .extra_config(UNTHROTTLED)
         .start()
         .await;
     std::fs::create_dir_all(app.incoming()).unwrap();
@@ -567,9 +549,13 @@ async fn normalize_with_config_applies_the_feed_rules() {
         .output()
         .await
         .unwrap();
-    assert!(text(&without).contains("0 accepted"), "{}", text(&without));
+    assert!(
+        output_text(&without).contains("0 accepted"),
+        "{}",
+        output_text(&without)
+    );
     let with = app.binary(&["normalize", feed.to_str().unwrap()]).await;
-    assert_eq!(with.status.code(), Some(0), "{}", text(&with));
+    assert_eq!(with.status.code(), Some(0), "{}", output_text(&with));
     let row: serde_json::Value = serde_json::from_str(
         String::from_utf8_lossy(&with.stdout)
             .lines()
@@ -585,13 +571,7 @@ async fn normalize_with_config_applies_the_feed_rules() {
 
 #[tokio::test]
 async fn metrics_exist_from_the_start_escape_labels_and_answer_health_and_ready() {
-    // reqwest is built without a default crypto provider.
-    tc_ingest::api::client::install_crypto_provider();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let app = TestApp::builder()
         .extra_config(&format!(
             "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\
@@ -600,12 +580,7 @@ async fn metrics_exist_from_the_start_escape_labels_and_answer_health_and_ready(
         .start()
         .await;
     let daemon = app.spawn_daemon_with_queue().await;
-    let get = async |path: &str| -> Option<(u16, String)> {
-        let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-            .await
-            .ok()?;
-        Some((r.status().as_u16(), r.text().await.unwrap()))
-    };
+    let get = async |path: &str| http_get(&format!("http://127.0.0.1:{port}{path}")).await;
     let mut first = String::new();
     wait_until(
         Duration::from_secs(10),

@@ -7,23 +7,10 @@ use tc_ingest::queue::{ErrorClass, FileState, JobState};
 
 use tc_ingest::indicator::{IndicatorType, Payload};
 use tc_ingest::queue::{
-    DaemonLock, JobError, JobUpdate, Lease, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms,
+    DaemonLock, JobError, JobUpdate, Lease, NewJob, NewReject, Queue, RetryFilter, now_ms,
 };
 
 use crate::helpers::*;
-
-/// Records a feed file of owner "O".
-async fn file(q: &Queue, path: &str, processing: Option<&str>, sha256: &str) -> i64 {
-    q.file_begin(&NewFile {
-        path,
-        processing_path: processing,
-        sha256,
-        size_bytes: 1,
-        owner: "O",
-    })
-    .await
-    .unwrap()
-}
 
 fn err(class: &str) -> JobError {
     JobError {
@@ -64,10 +51,7 @@ async fn enqueue_claim_complete_with_dedup() {
         .unwrap();
     assert_eq!(r.queued, 2);
 
-    let claimed = q
-        .claim(100, Duration::from_secs(30), &BatchOwners::None)
-        .await
-        .unwrap();
+    let claimed = claim(&q, 100, Duration::from_secs(30)).await;
     assert_eq!(claimed.len(), 100);
     assert_eq!(q.count(Some(JobState::Leased)).await.unwrap(), 100);
     let (ind, payload) = claimed[0].parse().unwrap();
@@ -105,28 +89,16 @@ async fn leases_expire_and_return() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
-    let a = q
-        .claim(1, Duration::from_millis(1), &BatchOwners::None)
-        .await
-        .unwrap();
-    let b = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let a = claim(&q, 1, Duration::from_millis(1)).await;
+    let b = claim(&q, 10, LEASE).await;
     assert_eq!((a.len(), b.len()), (1, 1));
     assert!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .is_empty(),
+        claim(&q, 10, LEASE).await.is_empty(),
         "leased jobs are not claimed twice"
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
-    let again = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let again = claim(&q, 10, LEASE).await;
     assert_eq!(
         again.iter().map(|j| j.lease.id).collect::<Vec<_>>(),
         vec![a[0].lease.id]
@@ -140,7 +112,7 @@ async fn leases_expire_and_return() {
 async fn reschedule_bury_requeue() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    let fid = file(&q, "feeds/a.csv", None, "x").await;
+    let fid = file_record(&q, "feeds/a.csv", None, "x", "O").await;
     q.commit_chunk(
         Some(fid),
         &[
@@ -155,10 +127,7 @@ async fn reschedule_bury_requeue() {
     )
     .await
     .unwrap();
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 10, LEASE).await;
     q.apply(
         &[
             (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
@@ -188,13 +157,7 @@ async fn reschedule_bury_requeue() {
     )
     .await
     .unwrap();
-    assert!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due yet"
-    );
+    assert!(claim(&q, 10, LEASE).await.is_empty(), "not due yet");
     let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
     assert_eq!(dead.len(), 2);
     assert_eq!(
@@ -221,13 +184,7 @@ async fn reschedule_bury_requeue() {
     };
     assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
     assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
-    assert_eq!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(claim(&q, 10, LEASE).await.len(), 2);
 }
 
 #[tokio::test]
@@ -252,10 +209,7 @@ async fn held_owners_wait_and_others_go_on() {
         2,
         "new jobs of a held owner are held too"
     );
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 10, LEASE).await;
     assert_eq!(
         c.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(),
         vec!["B"]
@@ -263,20 +217,14 @@ async fn held_owners_wait_and_others_go_on() {
     let s = q.stats().await.unwrap();
     assert_eq!(s.held_owners.len(), 1);
     assert_eq!(q.release_owner("A").await.unwrap(), 2);
-    assert_eq!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(claim(&q, 10, LEASE).await.len(), 2);
 }
 
 #[tokio::test]
 async fn files_rejects_progress_and_stats() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    let fid = file(&q, "x.txt", Some("/p/x.txt"), "abc").await;
+    let fid = file_record(&q, "x.txt", Some("/p/x.txt"), "abc", "O").await;
     let rejects = vec![NewReject {
         line: 2,
         input: "bad".into(),
@@ -324,10 +272,7 @@ async fn prune_removes_old_delivered_jobs_only() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
-    let c = q
-        .claim(1, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 1, LEASE).await;
     q.apply(&[(c[0].lease, JobUpdate::Delivered)], LEASE)
         .await
         .unwrap();
@@ -341,7 +286,7 @@ async fn prune_removes_old_delivered_jobs_only() {
 async fn rejects_of_old_files_are_pruned_and_counts_kept() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    let fid = file(&q, "x.txt", None, "abc").await;
+    let fid = file_record(&q, "x.txt", None, "abc", "O").await;
     let rejects = vec![NewReject {
         line: 1,
         input: "x".into(),
@@ -370,11 +315,8 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
 async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    crate::helpers::sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
+    let c = claim(&q, 10, LEASE).await;
     assert_eq!(c.len(), 1);
     let (ind, payload) = c[0].parse().unwrap();
     assert_eq!(
@@ -400,10 +342,7 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
     reader.count(None).await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
     enqueue(&q, &[job("O", "2.2.2.2")]).await;
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 10, LEASE).await;
     assert_eq!(c.len(), 2);
     drop(conn);
 }
@@ -474,7 +413,7 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
     };
     // Two of A's jobs whose call outcome is unknown: they go per indicator.
     enqueue(&q, &jobs("A", &values(2, "started"))).await;
-    let started = q.claim(2, LEASE, &BatchOwners::None).await.unwrap();
+    let started = claim(&q, 2, LEASE).await;
     let retry = JobUpdate::Retry {
         at: now_ms(),
         failed: true,

@@ -3,18 +3,11 @@
 
 use std::io::Write;
 use std::time::Duration;
-use tc_ingest::queue::BatchOwners;
 use tc_ingest::queue::{FileState, JobState};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
-
-fn ips(n: usize, offset: usize) -> String {
-    (offset..offset + n)
-        .map(|i| format!("10.{}.{}.{}\n", i / 65536, (i / 256) % 256, i % 256))
-        .collect()
-}
 
 #[tokio::test]
 async fn files_present_at_startup_are_taken_and_accounted_for() {
@@ -136,17 +129,15 @@ async fn a_file_left_in_processing_resumes_without_double_or_lost_rows() {
     // A previous run took the file and committed its first 400 rows, then died.
     let processing = cfg.watch.processing_dir.join("big.txt");
     std::fs::write(&processing, ips(1000, 0)).unwrap();
-    let id = d
-        .queue
-        .file_begin(&tc_ingest::queue::NewFile {
-            path: "big.txt",
-            processing_path: Some(&processing.to_string_lossy()),
-            sha256: "x",
-            size_bytes: 1,
-            owner: "Common Community",
-        })
-        .await
-        .unwrap();
+    let processing_path = processing.to_string_lossy();
+    let id = file_record(
+        &d.queue,
+        "big.txt",
+        Some(&processing_path),
+        "x",
+        "Common Community",
+    )
+    .await;
     let first: Vec<_> = ips(400, 0)
         .lines()
         .map(|v| job("Common Community", v))
@@ -276,11 +267,7 @@ type = "host"
         .scan(&CancellationToken::new(), false)
         .await
         .unwrap();
-    let c = d
-        .queue
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&d.queue, 10, Duration::from_secs(60)).await;
     let get = |v: &str| {
         c.iter()
             .find(|j| j.value == v)
