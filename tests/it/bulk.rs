@@ -321,21 +321,30 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
     let batch = "max_indicators = 500\njobs_in_flight = 2\n";
     let app = bulk_app("batch", batch, sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 3000);
+    let open_jobs = "SELECT COUNT(*) FROM batch_jobs WHERE state NOT IN ('done', 'failed')";
+    let queue = app.queue_path();
     let mut killed_in_flight = 0;
     for round in 0..4u64 {
+        let before = app.sim.stats().requests;
         let daemon = app.spawn_daemon();
-        tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
-        daemon.kill().await;
-        let q = app.queue().await;
-        let open = number(
-            &q,
-            "SELECT COUNT(*) FROM batch_jobs WHERE state NOT IN ('done', 'failed')",
+        // Killed while a batch job is in flight, each round a few calls
+        // further into its run than the last.
+        wait_until(
+            Duration::from_secs(30),
+            format_args!("round {round}: a batch job in flight"),
+            async || {
+                daemon.stderr().contains("tc-ingest running")
+                    && app.sim.stats().requests > before + 3 * round
+                    && number_at(&queue, open_jobs).await > 0
+            },
         )
         .await;
+        daemon.kill().await;
+        let open = number_at(&queue, open_jobs).await;
         killed_in_flight += i64::from(open > 0);
     }
-    // The kills are timed so that batch jobs are in flight: at least one
-    // landed so (else this test proves nothing).
+    // At least one kill left a batch job in flight (else this test proves
+    // nothing).
     assert!(killed_in_flight > 0);
     // What a SIGKILL left in flight, `status` shows.
     let out = app.binary(&["status", "--json"]).await;

@@ -33,11 +33,18 @@ fn cpu_time(pid: u32) -> Duration {
 async fn an_idle_daemon_rests() {
     let app = TestApp::start().await;
     let daemon = app.spawn_daemon_with_queue().await;
-    // Past its start (migrations, the first scan), then measured.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Past its start (migrations, the tasks started), then measured.
+    wait_until(Duration::from_secs(10), "the daemon running", async || {
+        daemon.stderr().contains("tc-ingest running")
+    })
+    .await;
     let pid = daemon.pid();
     let (before, at) = (cpu_time(pid), Instant::now());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    hold_for(
+        Duration::from_secs(4),
+        "the window an idle daemon's CPU time is measured over",
+    )
+    .await;
     let (used, over) = (cpu_time(pid) - before, at.elapsed());
     // Before the watcher ignored its own scans' events it used a whole
     // core: about as much CPU time as time went by.
@@ -102,7 +109,8 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
     let (mut kills, mut mid_file) = (0, 0);
     while kills < 20 {
         let daemon = app.spawn_daemon_with(&bin, &[]);
-        tokio::time::sleep(Duration::from_millis(rng.u64(20..=500))).await;
+        let moment = Duration::from_millis(rng.u64(20..=500));
+        hold_for(moment, "a random moment of intake to kill the daemon at").await;
         if !names(&processing).is_empty() {
             mid_file += 1;
         }

@@ -354,7 +354,12 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
     let d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 20, 0)).await;
     let delivering = d.deliver_in_background();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The first answers are back (300 ms each): the workers have gone on
+    // to the next jobs, whose calls are in flight.
+    wait_until(Duration::from_secs(5), "the first answers", async || {
+        app.sim.stats().requests >= 1
+    })
+    .await;
     delivering.stop().await;
     let delivered = d.queue.count(Some(JobState::Delivered)).await.unwrap();
     assert_eq!(d.queue.count(Some(JobState::Leased)).await.unwrap(), 0);

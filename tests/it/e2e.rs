@@ -167,7 +167,11 @@ async fn sigkill_at_any_moment_then_restart_loses_nothing() {
             std::fs::write(app.incoming().join("more.txt"), ips(n - 12_000, 12_000)).unwrap();
         }
         let daemon = app.spawn_daemon();
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        hold_for(
+            Duration::from_millis(wait_ms),
+            "a moment to kill the daemon at",
+        )
+        .await;
         daemon.kill().await;
     }
     app.run_once_exits(0).await;

@@ -357,7 +357,11 @@ async fn a_file_appended_line_by_line_is_taken_once_when_settled() {
             .unwrap();
         writeln!(f, "192.0.2.{}", i + 1).unwrap();
         drop(f);
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        hold_for(
+            Duration::from_millis(30),
+            "a producer appending a line at a time",
+        )
+        .await;
     }
     let done = app.path().join("done");
     wait_until(

@@ -197,8 +197,17 @@ async fn a_sick_server_opens_the_circuit_breaker() {
         tc_ingest::status::table(&tc_ingest::status::StatusView::read(&d.queue).await.unwrap())
             .contains("DELIVERY PAUSED: circuit open")
     );
+    let opened = d.delivery.gate.paused().and_then(|p| p.until);
     let during = app.sim.stats().requests;
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The open period ends with the prober's probe (it fails: the server
+    // is still sick, and the circuit's next probe is set on): until then,
+    // only calls already in flight may reach the server.
+    wait_until(
+        Duration::from_secs(5),
+        "the prober probed the open circuit",
+        async || d.delivery.gate.paused().and_then(|p| p.until) != opened,
+    )
+    .await;
     assert!(
         app.sim.stats().requests <= during + 8,
         "no new requests while open (in-flight ones may finish)"

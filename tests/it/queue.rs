@@ -96,7 +96,8 @@ async fn leases_expire_and_return() {
         claim(&q, 10, LEASE).await.is_empty(),
         "leased jobs are not claimed twice"
     );
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The 1 ms lease has run out.
+    clock_past(now_ms() + 1).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
     let again = claim(&q, 10, LEASE).await;
     assert_eq!(
@@ -277,7 +278,7 @@ async fn prune_removes_old_delivered_jobs_only() {
         .await
         .unwrap();
     assert_eq!(q.prune_delivered(DAY).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock_past(now_ms()).await;
     assert_eq!(q.prune_delivered(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(q.count(None).await.unwrap(), 1);
 }
@@ -305,7 +306,7 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
         .await
         .unwrap();
     assert_eq!(q.prune_rejects(DAY).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock_past(now_ms()).await;
     assert_eq!(q.prune_rejects(Duration::ZERO).await.unwrap(), 1);
     assert!(q.rejects(fid, 10).await.unwrap().is_empty());
     assert_eq!(q.file(fid).await.unwrap().rows_rejected, 1);
@@ -423,7 +424,8 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
     let updates: Vec<(Lease, JobUpdate)> =
         started.iter().map(|j| (j.lease, retry.clone())).collect();
     q.apply(&updates, LEASE).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // What comes next is due after the started jobs.
+    clock_past(now_ms()).await;
     enqueue(&q, &jobs("A", &values(50, "fresh"))).await;
     enqueue(&q, &jobs("B", &values(5, "b"))).await;
     enqueue(&q, &jobs("C", &values(3, "c"))).await;

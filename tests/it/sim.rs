@@ -173,7 +173,12 @@ async fn restarts_on_the_same_port_while_a_request_hangs() {
     let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
     let c2 = c.clone();
     let hanging = tokio::spawn(async move { c.owners().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(
+        Duration::from_secs(5),
+        "the request's connection open at the simulator",
+        async || connections_to(addr) > 0,
+    )
+    .await;
     let t = Instant::now();
     sim.stop().await;
     assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());

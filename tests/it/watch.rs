@@ -179,7 +179,7 @@ async fn the_running_watcher_takes_renamed_slow_and_many_files() {
     for i in 0..8 {
         f.write_all(ips(1, 100 + i).as_bytes()).unwrap();
         f.flush().unwrap();
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        hold_for(Duration::from_millis(60), "a producer writing slowly").await;
         assert!(
             slow.exists(),
             "taken while still being written (after {i} lines)"

@@ -3,7 +3,7 @@
 //! config pointing at it ([`TestApp`]), the daemon in process
 //! ([`TestDaemon`]) or as the real binary ([`DaemonProcess`]), tasks run
 //! until stopped ([`Background`]); and, in submodules, waiting (`wait`:
-//! polls with a deadline), queue jobs
+//! polls with a deadline, and the one sanctioned wall-time hold), queue jobs
 //! and records (`jobs`), config snippets and edits (`config`), the binary's
 //! output (`cli`), HTTP and sockets (`net`), HTTPS with a private CA
 //! (`tls`), the queue read as an operator would (`db`) and the state
@@ -45,9 +45,9 @@ pub use jobs::{
     DAY, EMPTY_MD5, EMPTY_SHA256, claim, described, description, enqueue, file_record, hosts, ind,
     ips, job,
 };
-pub use net::{free_port, http, http_get, post_sim_faults};
+pub use net::{connections_to, free_port, http, http_get, post_sim_faults};
 pub use tls::{https_sim, private_ca};
-pub use wait::{wait_until, wait_until_or};
+pub use wait::{clock_past, hold_for, poll_every, wait_until, wait_until_or};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");

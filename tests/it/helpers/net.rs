@@ -1,5 +1,7 @@
 //! HTTP and sockets: a free loopback port, an HTTP client, the
-//! simulator's control endpoint.
+//! simulator's control endpoint, and the connections open to an address.
+
+use std::net::SocketAddr;
 
 use tc_ingest::sim::Simulator;
 
@@ -36,4 +38,29 @@ pub async fn post_sim_faults(sim: &Simulator, faults: serde_json::Value) -> u16 
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// How many TCP connections to `addr` (IPv4) are established on this
+/// machine, as `/proc/net/tcp` lists them.
+pub fn connections_to(addr: SocketAddr) -> usize {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("{addr}: IPv4 only");
+    };
+    // Addresses as the kernel prints them: the IP's bytes as a
+    // little-endian number, the port big-endian, in hex.
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // rem_address, st (01: ESTABLISHED)
+            f.len() > 3 && f[2] == remote && f[3] == "01"
+        })
+        .count()
 }
