@@ -227,18 +227,40 @@ fn parse_env(text: &str, env: &SecretEnv) -> Config {
     raw.validate(Path::new("/etc/tc-ingest"), env).unwrap()
 }
 
+/// `api.proxy` as validated from `text` under `env`.
+fn proxy(text: &str, env: &SecretEnv) -> Option<ApiProxy> {
+    parse_env(text, env).api.proxy
+}
+
+/// The minimal config with `api.proxy` set, credentials included.
+fn with_proxy() -> String {
+    format!("{MINIMAL}proxy = \"http://alice:p%40ss@proxy.example:3128\"\n")
+}
+
+/// The standard variables: `HTTPS_PROXY` (`https`), `http_proxy`, and
+/// `NO_PROXY` (`no`).
+fn standard(https: &str, no: Option<&str>) -> SecretEnv {
+    SecretEnv {
+        proxy: ProxyEnv {
+            https: Some(("HTTPS_PROXY", https.into())),
+            http: Some(("http_proxy", "http://plain:2".into())),
+            no: no.map(str::to_string),
+            ..ProxyEnv::default()
+        },
+        ..SecretEnv::default()
+    }
+}
+
 #[test]
-fn proxy_from_the_config_tcex_or_the_standard_variables() {
-    let proxy = |text: &str, env: &SecretEnv| parse_env(text, env).api.proxy;
+fn proxy_from_the_config_keeps_its_password_out_of_what_is_shown() {
     let none = SecretEnv::default();
     assert_eq!(proxy(MINIMAL, &none), None);
-    let with = format!("{MINIMAL}proxy = \"http://alice:p%40ss@proxy.example:3128\"\n");
-    let p = proxy(&with, &none).unwrap();
+    let p = proxy(&with_proxy(), &none).unwrap();
     assert_eq!(p.address(), "http://proxy.example:3128");
     assert_eq!(p.username.as_deref(), Some("alice"));
     assert_eq!(p.password.as_ref().map(|s| s.expose()), Some("p@ss"));
     assert_eq!(p.to_string(), "proxy http://proxy.example:3128 (api.proxy)");
-    let shown = render(&parse_env(&with, &none));
+    let shown = render(&parse_env(&with_proxy(), &none));
     assert!(
         !shown.contains("p@ss") && !shown.contains("p%40ss"),
         "{shown}"
@@ -247,7 +269,10 @@ fn proxy_from_the_config_tcex_or_the_standard_variables() {
         shown.contains("proxy = \"http://proxy.example:3128\""),
         "{shown}"
     );
+}
 
+#[test]
+fn proxy_from_tcex_over_the_standard_variables_and_the_config_over_both() {
     let tcex = SecretEnv {
         tcex: TcexEnv {
             proxy_host: Some("10.0.0.8".into()),
@@ -268,19 +293,13 @@ fn proxy_from_the_config_tcex_or_the_standard_variables() {
     assert_eq!(p.source, Source::Env("TC_PROXY_HOST"));
     // api.proxy wins over both.
     assert_eq!(
-        proxy(&with, &tcex).unwrap().source,
+        proxy(&with_proxy(), &tcex).unwrap().source,
         Source::Config("api.proxy")
     );
+}
 
-    let standard = |https: &str, no: Option<&str>| SecretEnv {
-        proxy: ProxyEnv {
-            https: Some(("HTTPS_PROXY", https.into())),
-            http: Some(("http_proxy", "http://plain:2".into())),
-            no: no.map(str::to_string),
-            ..ProxyEnv::default()
-        },
-        ..SecretEnv::default()
-    };
+#[test]
+fn proxy_from_the_standard_variables_by_the_base_urls_scheme_unless_no_proxy() {
     let p = proxy(MINIMAL, &standard("proxy.corp:3128", None)).unwrap();
     assert_eq!(p.address(), "http://proxy.corp:3128");
     assert_eq!(p.source, Source::Env("HTTPS_PROXY"));
@@ -301,7 +320,10 @@ fn proxy_from_the_config_tcex_or_the_standard_variables() {
         None
     );
     assert!(proxy(MINIMAL, &standard("proxy.corp:3128", Some("example.com"))).is_some());
-    // Errors name the key or the variable.
+}
+
+#[test]
+fn proxy_errors_name_the_key_or_the_variable() {
     let e = parse(&format!("{MINIMAL}proxy = \"socks5://x:1\"\n"))
         .unwrap_err()
         .to_string();
@@ -363,13 +385,19 @@ fn columns_name_fields_and_unknown_ones_list_the_known() {
     );
 }
 
-#[test]
-fn columns_first_seen_maps_and_arrives_normalized_in_the_payload() {
-    let c = parse(&format!(
-        "{MINIMAL}\n[[feeds]]\nmatch = \"*.csv\"\n\
-         columns = {{ value = \"ioc\", first_seen = \"added\", last_seen = \"Updated\" }}\n"
+/// A config with one feed rule mapping `value`, `first_seen` and
+/// `last_seen` to columns of other names.
+fn seen_columns_config() -> Config {
+    let columns = "columns = { value = \"ioc\", first_seen = \"added\", last_seen = \"Updated\" }";
+    parse(&format!(
+        "{MINIMAL}\n[[feeds]]\nmatch = \"*.csv\"\n{columns}\n"
     ))
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn columns_first_seen_maps_and_is_rendered() {
+    let c = seen_columns_config();
     let rule = &c.feeds[0];
     assert_eq!(
         rule.columns.get(&Field::FirstSeen).map(String::as_str),
@@ -384,10 +412,13 @@ fn columns_first_seen_maps_and_arrives_normalized_in_the_payload() {
         "{}",
         render(&c)
     );
+}
 
+#[test]
+fn columns_first_seen_arrives_normalized_in_the_payload() {
     // Read through the rule's mapping, then normalized to the payload.
     let opts = crate::feed::ReadOptions {
-        columns: rule.columns.clone(),
+        columns: seen_columns_config().feeds[0].columns.clone(),
         ..crate::feed::ReadOptions::default()
     };
     let dir = tempfile::tempdir().unwrap();
