@@ -5,11 +5,11 @@
 //! Memory figures come from `tc-ingest bench hostile`, not from here.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tc_ingest::bench::hostile::CASES;
+use tc_ingest::bench::hostile::{CASES, Case};
 use tc_ingest::queue::FileState;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -32,85 +32,82 @@ fn small_limits() -> String {
     format!("max_line_bytes = {MAX_LINE}\nmax_decompressed_bytes = {MAX_GZ}\n")
 }
 
-#[tokio::test]
-async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
-    let app = app_with(&small_limits()).await;
-    let daemon = app.spawn_daemon_with_queue().await;
-    let staging = app.path().join("staging");
-    std::fs::create_dir_all(&staging).unwrap();
-    // A directory named like a feed is a folder of feeds, not a file: the
-    // daemon walks into it and goes on.
-    std::fs::create_dir_all(app.incoming().join("feed.csv")).unwrap();
-    for case in CASES {
-        let staged = case.write(&staging, BIG).unwrap();
-        std::fs::rename(&staged, app.incoming().join(case.file)).unwrap();
-        let root = app.path().to_path_buf();
+/// Where a case of the corpus must end (`None`: either place is right).
+fn expected_end(file: &str) -> Option<FileState> {
+    match file {
+        "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "bomb.txt.gz"
+        | "bomb-lines.csv.gz" | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => {
+            Some(FileState::Failed)
+        }
+        "long-string.json" | "long-key.json" | "deep.json" | "blank.json" | "long-line.ndjson"
+        | "long-line.txt" | "nul-tags.csv" | "nul-values.txt" | "invalid-utf8.txt"
+        | "empty.csv" | "header-only.csv" | "valid.csv" => Some(FileState::Done),
+        _ => None,
+    }
+}
+
+/// Drops `case` (written in `staging`, renamed in) into the running
+/// daemon's watched directory; it must end in done/ or failed/, where
+/// [`expected_end`] says, with a sound errors report.
+async fn drop_case(app: &TestApp, daemon: &DaemonProcess, staging: &Path, case: &Case) {
+    let staged = case.write(staging, BIG).unwrap();
+    std::fs::rename(&staged, app.incoming().join(case.file)).unwrap();
+    let root = app.path().to_path_buf();
+    wait_until(
+        Duration::from_secs(30),
+        format!("{} ({}) ends in done/ or failed/", case.name, case.file),
+        async || landed(&root, case.file).is_some(),
+    )
+    .await;
+    let (state, moved) = landed(&root, case.file).unwrap();
+    let mut report = moved.into_os_string();
+    report.push(".errors.ndjson");
+    check_report(case.file, state, &PathBuf::from(report)).await;
+    if let Some(expected) = expected_end(case.file) {
+        assert_eq!(state, expected, "{}: {}", case.name, daemon.stderr());
+    }
+}
+
+/// A case's errors report: a failed file's names the line and reason of
+/// its last row; no line of any is long.
+async fn check_report(file: &str, state: FileState, report: &Path) {
+    if state == FileState::Failed {
+        // The report is written just after the move.
         wait_until(
-            Duration::from_secs(30),
-            format!("{} ({}) ends in done/ or failed/", case.name, case.file),
-            async || landed(&root, case.file).is_some(),
+            Duration::from_secs(10),
+            format!("{file}: errors report"),
+            async || std::fs::read_to_string(report).is_ok_and(|t| t.ends_with('\n')),
         )
         .await;
-        let (state, moved) = landed(&root, case.file).unwrap();
-        let mut report = moved.into_os_string();
-        report.push(".errors.ndjson");
-        let report = PathBuf::from(report);
-        if state == FileState::Failed {
-            // The report is written just after the move.
-            wait_until(
-                Duration::from_secs(10),
-                format!("{}: errors report", case.file),
-                async || std::fs::read_to_string(&report).is_ok_and(|t| t.ends_with('\n')),
-            )
-            .await;
-            let text = std::fs::read_to_string(&report)
-                .unwrap_or_else(|e| panic!("{}: no errors report: {e}", case.file));
-            let last: serde_json::Value = serde_json::from_str(
-                text.lines()
-                    .last()
-                    .unwrap_or_else(|| panic!("{}: an empty errors report", case.file)),
-            )
-            .unwrap();
-            assert!(
-                last["reason"].as_str().is_some_and(|e| !e.is_empty())
-                    && last.get("line").is_some(),
-                "{}: the report names line and reason: {last}",
-                case.file
-            );
-        }
-        if report.exists() {
-            let text = std::fs::read_to_string(&report).unwrap();
-            for l in text.lines() {
-                assert!(
-                    l.len() < 2048,
-                    "{}: a report line of {} bytes",
-                    case.file,
-                    l.len()
-                );
-            }
-        }
-        let expected = match case.file {
-            "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "bomb.txt.gz"
-            | "bomb-lines.csv.gz" | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => {
-                Some(FileState::Failed)
-            }
-            "long-string.json" | "long-key.json" | "deep.json" | "blank.json"
-            | "long-line.ndjson" | "long-line.txt" | "nul-tags.csv" | "nul-values.txt"
-            | "invalid-utf8.txt" | "empty.csv" | "header-only.csv" | "valid.csv" => {
-                Some(FileState::Done)
-            }
-            _ => None,
-        };
-        if let Some(expected) = expected {
-            assert_eq!(state, expected, "{}: {}", case.name, daemon.stderr());
+        let text = std::fs::read_to_string(report)
+            .unwrap_or_else(|e| panic!("{file}: no errors report: {e}"));
+        let last: serde_json::Value = serde_json::from_str(
+            text.lines()
+                .last()
+                .unwrap_or_else(|| panic!("{file}: an empty errors report")),
+        )
+        .unwrap();
+        assert!(
+            last["reason"].as_str().is_some_and(|e| !e.is_empty()) && last.get("line").is_some(),
+            "{file}: the report names line and reason: {last}"
+        );
+    }
+    if report.exists() {
+        let text = std::fs::read_to_string(report).unwrap();
+        for l in text.lines() {
+            assert!(l.len() < 2048, "{file}: a report line of {} bytes", l.len());
         }
     }
-    // The rows before a break were kept (queued, or duplicates of rows of
-    // earlier cases); oversized lines are rejects.
-    let q = app.queue_path();
+}
+
+/// What the corpus left in the queue at `q`: the rows before a break kept
+/// (queued, or duplicates of rows of earlier cases), oversized lines and
+/// elements as rejects, echoes of input cut, no control character in a
+/// payload.
+async fn check_the_queue_after_the_corpus(q: &Path) {
     let per_file = async |file: &str, column: &str| {
         number_at(
-            &q,
+            q,
             &format!("SELECT {column} FROM files WHERE path = '{file}' ORDER BY id DESC LIMIT 1"),
         )
         .await
@@ -139,19 +136,34 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
         "SELECT MAX(LENGTH(input)) FROM rejects",
         "SELECT MAX(LENGTH(reason)) FROM rejects",
     ] {
-        let n = number_at(&q, sql).await;
+        let n = number_at(q, sql).await;
         assert!(n <= 1024, "{sql}: {n}");
     }
     // No control character left in tags or attributes.
     assert_eq!(
         number_at(
-            &q,
+            q,
             "SELECT COUNT(*) FROM jobs WHERE payload LIKE '%\\u0000%' OR payload LIKE '%\\u0001%' \
              OR payload LIKE '%\\u007f%' OR instr(payload, char(0)) > 0"
         )
         .await,
         0
     );
+}
+
+#[tokio::test]
+async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
+    let app = app_with(&small_limits()).await;
+    let daemon = app.spawn_daemon_with_queue().await;
+    let staging = app.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    // A directory named like a feed is a folder of feeds, not a file: the
+    // daemon walks into it and goes on.
+    std::fs::create_dir_all(app.incoming().join("feed.csv")).unwrap();
+    for case in CASES {
+        drop_case(&app, &daemon, &staging, case).await;
+    }
+    check_the_queue_after_the_corpus(&app.queue_path()).await;
     // Still up, still taking files.
     app.rename_in("after.txt", b"192.0.2.1\n");
     let root = app.path().to_path_buf();

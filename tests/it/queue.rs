@@ -109,83 +109,84 @@ async fn leases_expire_and_return() {
     assert_eq!(q.count(Some(JobState::Pending)).await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn reschedule_bury_requeue() {
-    let app = TestApp::start().await;
-    let q = app.queue().await;
-    let fid = file_record(&q, "feeds/a.csv", None, "x", "O").await;
-    q.commit_chunk(
-        Some(fid),
-        &[
+/// A job rescheduled after a server error, buried, requeued.
+mod reschedule_bury_requeue {
+    use super::*;
+
+    /// Three jobs of feeds/a.csv claimed: the first (of "O") rescheduled a
+    /// minute on after one call, the second (of "P") buried for a
+    /// validation error, the third (of "O") for an unexpected one.
+    async fn one_rescheduled_two_buried(q: &Queue) {
+        let fid = file_record(q, "feeds/a.csv", None, "x", "O").await;
+        let jobs = [
             job("O", "1.1.1.1"),
             job("P", "2.2.2.2"),
             job("O", "3.3.3.3"),
-        ],
-        &[],
-        3,
-        3,
-        DAY,
-    )
-    .await
-    .unwrap();
-    let c = claim(&q, 10, LEASE).await;
-    q.apply(
-        &[
-            (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
-            (
-                c[0].lease,
-                JobUpdate::Retry {
-                    at: now_ms() + 60_000,
-                    failed: true,
-                    uncertain: false,
-                    error: Some(err("server_error")),
-                },
-            ),
-            (
-                c[1].lease,
-                JobUpdate::Bury {
-                    error: err("validation"),
-                },
-            ),
-            (
-                c[2].lease,
-                JobUpdate::Bury {
-                    error: err("unexpected"),
-                },
-            ),
-        ],
-        LEASE,
-    )
-    .await
-    .unwrap();
-    assert!(claim(&q, 10, LEASE).await.is_empty(), "not due yet");
-    let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
-    assert_eq!(dead.len(), 2);
-    assert_eq!(
-        dead[0].last_error_class.map(ErrorClass::as_str),
-        Some("validation")
-    );
-    assert_eq!(dead[0].last_http_status, Some(400));
-    let pending = q.jobs_in_state(JobState::Pending).await.unwrap();
-    assert_eq!((pending[0].steps_done, pending[0].attempts), (1, 1));
+        ];
+        q.commit_chunk(Some(fid), &jobs, &[], 3, 3, DAY)
+            .await
+            .unwrap();
+        let c = claim(q, 10, LEASE).await;
+        let retry = JobUpdate::Retry {
+            at: now_ms() + 60_000,
+            failed: true,
+            uncertain: false,
+            error: Some(err("server_error")),
+        };
+        let bury = |class| JobUpdate::Bury { error: err(class) };
+        q.apply(
+            &[
+                (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
+                (c[0].lease, retry),
+                (c[1].lease, bury("validation")),
+                (c[2].lease, bury("unexpected")),
+            ],
+            LEASE,
+        )
+        .await
+        .unwrap();
+    }
 
-    let by_class = RetryFilter {
-        class: Some(ErrorClass::Validation),
-        ..RetryFilter::default()
-    };
-    assert_eq!(q.requeue_dead(&by_class).await.unwrap(), 1);
-    let by_owner = RetryFilter {
-        owner: Some("nobody".into()),
-        ..RetryFilter::default()
-    };
-    assert_eq!(q.requeue_dead(&by_owner).await.unwrap(), 0);
-    let by_file = RetryFilter {
-        file: Some("a.csv".into()),
-        ..RetryFilter::default()
-    };
-    assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
-    assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
-    assert_eq!(claim(&q, 10, LEASE).await.len(), 2);
+    #[tokio::test]
+    async fn rescheduled_and_buried() {
+        let app = TestApp::start().await;
+        let q = app.queue().await;
+        one_rescheduled_two_buried(&q).await;
+        assert!(claim(&q, 10, LEASE).await.is_empty(), "not due yet");
+        let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
+        assert_eq!(dead.len(), 2);
+        assert_eq!(
+            dead[0].last_error_class.map(ErrorClass::as_str),
+            Some("validation")
+        );
+        assert_eq!(dead[0].last_http_status, Some(400));
+        let pending = q.jobs_in_state(JobState::Pending).await.unwrap();
+        assert_eq!((pending[0].steps_done, pending[0].attempts), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn requeued_by_class_owner_or_file() {
+        let app = TestApp::start().await;
+        let q = app.queue().await;
+        one_rescheduled_two_buried(&q).await;
+        let by_class = RetryFilter {
+            class: Some(ErrorClass::Validation),
+            ..RetryFilter::default()
+        };
+        assert_eq!(q.requeue_dead(&by_class).await.unwrap(), 1);
+        let by_owner = RetryFilter {
+            owner: Some("nobody".into()),
+            ..RetryFilter::default()
+        };
+        assert_eq!(q.requeue_dead(&by_owner).await.unwrap(), 0);
+        let by_file = RetryFilter {
+            file: Some("a.csv".into()),
+            ..RetryFilter::default()
+        };
+        assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
+        assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
+        assert_eq!(claim(&q, 10, LEASE).await.len(), 2);
+    }
 }
 
 #[tokio::test]
