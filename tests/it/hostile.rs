@@ -232,17 +232,9 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
 /// `deaths` times left it, with `progress` rows committed between the
 /// deaths (a list, one entry per death: the position committed by then).
 async fn left_in_processing(d: &TestDaemon, app: &TestApp, committed: &[u64]) -> i64 {
-    let processing = app.config().watch.processing_dir.join("big.txt");
-    std::fs::write(&processing, "192.0.2.1\n192.0.2.2\n192.0.2.3\n").unwrap();
-    let processing_path = processing.to_string_lossy();
-    let id = file_record(
-        &d.queue,
-        "big.txt",
-        Some(&processing_path),
-        "x",
-        "Common Community",
-    )
-    .await;
+    let id = app
+        .taken_file(&d.queue, "192.0.2.1\n192.0.2.2\n192.0.2.3\n")
+        .await;
     for (i, &position) in committed.iter().enumerate() {
         if i > 0 {
             // The start after a death: counted, then read again.

@@ -29,15 +29,16 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
         },
     )
     .await;
-    for line in [
-        "tc_ingest_requests_total{class=\"success\"} 2",
-        "tc_ingest_jobs{state=\"delivered\"} 2",
-        "tc_ingest_files_total{outcome=\"done\"} 1",
-        "tc_ingest_request_duration_seconds_count 2",
-        "tc_ingest_paused 0",
-    ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
-    }
+    assert_contains_all(
+        &text,
+        &[
+            "tc_ingest_requests_total{class=\"success\"} 2",
+            "tc_ingest_jobs{state=\"delivered\"} 2",
+            "tc_ingest_files_total{outcome=\"done\"} 1",
+            "tc_ingest_request_duration_seconds_count 2",
+            "tc_ingest_paused 0",
+        ],
+    );
     server.stop().await;
 }
 
@@ -176,20 +177,18 @@ async fn metrics_exist_from_the_start_escape_labels_and_answer_health_and_ready(
         },
     )
     .await;
-    for line in [
-        "tc_ingest_jobs{state=\"pending\"} 0",
-        "tc_ingest_jobs{state=\"dead\"} 0",
-        "tc_ingest_requests_total{class=\"validation\"} 0",
-        "tc_ingest_files_total{outcome=\"failed\"} 0",
-        "tc_ingest_feed_rows_total{rule=\"feeds[0]\",outcome=\"queued\"} 0",
-        "tc_ingest_oldest_pending_seconds 0",
-        "tc_ingest_paused 0",
-    ] {
-        assert!(
-            first.contains(line),
-            "{line} missing from the first scrape:\n{first}"
-        );
-    }
+    assert_contains_all(
+        &first,
+        &[
+            "tc_ingest_jobs{state=\"pending\"} 0",
+            "tc_ingest_jobs{state=\"dead\"} 0",
+            "tc_ingest_requests_total{class=\"validation\"} 0",
+            "tc_ingest_files_total{outcome=\"failed\"} 0",
+            "tc_ingest_feed_rows_total{rule=\"feeds[0]\",outcome=\"queued\"} 0",
+            "tc_ingest_oldest_pending_seconds 0",
+            "tc_ingest_paused 0",
+        ],
+    );
     assert_eq!(get("/health").await.unwrap().0, 200);
     assert_eq!(get("/ready").await.unwrap(), (200, "ready\n".to_string()));
 

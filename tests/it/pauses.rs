@@ -100,16 +100,22 @@ async fn a_reload_with_a_broken_config_keeps_the_old_one() {
     assert_eq!(d.cfg_tx.borrow().api.owner, "Common Community");
 }
 
-#[tokio::test]
-async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
-    let app = TestApp::builder()
+/// A simulator that denies "Common Community" access, and the sped-up
+/// error policy.
+async fn denied_app() -> TestApp {
+    TestApp::builder()
         .faults(Faults {
             denied_owners: vec!["Common Community".into()],
             ..faults()
         })
         .extra_config(FAST_POLICY)
         .start()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
+    let app = denied_app().await;
     let mut d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 5, 0)).await;
     d.enqueue(&hosts("Exemplary Organization", 5, 0)).await;
@@ -144,14 +150,7 @@ async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
 
 #[tokio::test]
 async fn every_owner_held_is_said_in_status() {
-    let app = TestApp::builder()
-        .faults(Faults {
-            denied_owners: vec!["Common Community".into()],
-            ..faults()
-        })
-        .extra_config(FAST_POLICY)
-        .start()
-        .await;
+    let app = denied_app().await;
     let mut d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 2, 0)).await;
     d.once().await;

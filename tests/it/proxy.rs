@@ -118,13 +118,8 @@ async fn https_goes_through_the_proxy_by_connect_with_its_credentials() {
         .await;
 
     let out = app.binary(&["ping"]).await;
+    exited(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains(&format!("through the proxy {} (api.proxy)", proxy.url())),
         "{stdout}"

@@ -127,17 +127,7 @@ async fn a_file_left_in_processing_resumes_without_double_or_lost_rows() {
     let mut d = app.daemon().await;
     let cfg = app.config();
     // A previous run took the file and committed its first 400 rows, then died.
-    let processing = cfg.watch.processing_dir.join("big.txt");
-    std::fs::write(&processing, ips(1000, 0)).unwrap();
-    let processing_path = processing.to_string_lossy();
-    let id = file_record(
-        &d.queue,
-        "big.txt",
-        Some(&processing_path),
-        "x",
-        "Common Community",
-    )
-    .await;
+    let id = app.taken_file(&d.queue, &ips(1000, 0)).await;
     let first: Vec<_> = ips(400, 0)
         .lines()
         .map(|v| job("Common Community", v))

@@ -40,3 +40,20 @@ impl TestApp {
         assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     }
 }
+
+/// Checks that `out` exited with `code`; what it printed (stdout, then
+/// stderr).
+#[track_caller]
+pub fn exited(out: &Output, code: i32) -> String {
+    let text = output_text(out);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    text
+}
+
+/// Checks that `text` contains every one of `parts`.
+#[track_caller]
+pub fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing from:\n{text}");
+    }
+}

@@ -6,6 +6,8 @@ use std::time::Duration;
 use tc_ingest::indicator::{Attribute, Indicator, IndicatorType, Payload};
 use tc_ingest::queue::{BatchOwners, ChunkResult, Job, NewFile, NewJob, Queue};
 
+use super::TestApp;
+
 /// The MD5 and SHA256 of the empty file.
 pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -89,4 +91,15 @@ pub async fn file_record(
     })
     .await
     .unwrap()
+}
+
+impl TestApp {
+    /// `big.txt` in processing/ holding `content`, with its record in the
+    /// queue `q`, as a run that took the file and died left it; its id.
+    pub async fn taken_file(&self, q: &Queue, content: &str) -> i64 {
+        let processing = self.config().watch.processing_dir.join("big.txt");
+        std::fs::write(&processing, content).unwrap();
+        let path = processing.to_string_lossy();
+        file_record(q, "big.txt", Some(&path), "x", "Common Community").await
+    }
 }

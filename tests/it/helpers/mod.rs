@@ -37,7 +37,7 @@ mod net;
 mod tls;
 mod wait;
 
-pub use cli::output_text;
+pub use cli::{assert_contains_all, exited, output_text};
 pub use config::{FAST_POLICY, QUICK_DELIVERY, UNTHROTTLED};
 pub use db::{number, number_at, sql, sqlite3_number};
 pub use dirs::{ended, landed, names};
