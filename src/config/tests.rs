@@ -10,6 +10,14 @@ secret_key = "inline-secret"
 owner = "Example Org"
 "#;
 
+/// Checks that `text` contains every one of `parts`.
+#[track_caller]
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing from:\n{text}");
+    }
+}
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
     raw.validate(Path::new("/etc/tc-ingest"), &SecretEnv::default())
@@ -43,15 +51,16 @@ fn every_error_is_reported_with_its_key() {
     .unwrap_err()
     .0;
     let all = e.join("\n");
-    for key in [
-        "api.base_url",
-        "api.access_id",
-        "api.owner",
-        "delivery.workers",
-        "feeds[0].type",
-    ] {
-        assert!(all.contains(key), "{key} missing from:\n{all}");
-    }
+    assert_contains_all(
+        &all,
+        &[
+            "api.base_url",
+            "api.access_id",
+            "api.owner",
+            "delivery.workers",
+            "feeds[0].type",
+        ],
+    );
     // The secret is read only where it is used (`run`, `ping`).
     assert!(!all.contains("secret"), "{all}");
 }
@@ -202,15 +211,16 @@ fn tcex_environment_beside_the_config_file_which_wins() {
     assert_eq!(hmac_secret(&c), "env-secret");
     assert_eq!(c.api.sources.base_url, Source::Env("TC_API_PATH"));
     let shown = render(&c);
-    for line in [
-        "#   base_url     environment TC_API_PATH",
-        "#   access_id    environment TC_API_ACCESS_ID",
-        "#   owner        environment API_DEFAULT_ORG",
-        "#   credentials  HMAC secret key from environment TC_API_SECRET_KEY",
-        "#   proxy        none (direct)",
-    ] {
-        assert!(shown.contains(line), "{line:?} not in:\n{shown}");
-    }
+    assert_contains_all(
+        &shown,
+        &[
+            "#   base_url     environment TC_API_PATH",
+            "#   access_id    environment TC_API_ACCESS_ID",
+            "#   owner        environment API_DEFAULT_ORG",
+            "#   credentials  HMAC secret key from environment TC_API_SECRET_KEY",
+            "#   proxy        none (direct)",
+        ],
+    );
     assert!(!shown.contains("env-secret"), "{shown}");
     // The config file wins, value by value.
     let c = parse_env(MINIMAL, &env);
@@ -515,18 +525,19 @@ mod one_run {
         .unwrap_err()
         .0
         .join("\n");
-        for key in [
-            "api.timeout_secs",
-            "delivery.rate_per_second",
-            "delivery.workers",
-            "watch.settle_ms",
-            "watch.done_retention",
-            "feeds[0].rating",
-            "feeds[0].type",
-            "bogus",
-        ] {
-            assert!(e.contains(key), "{key} missing from:\n{e}");
-        }
+        assert_contains_all(
+            &e,
+            &[
+                "api.timeout_secs",
+                "delivery.rate_per_second",
+                "delivery.workers",
+                "watch.settle_ms",
+                "watch.done_retention",
+                "feeds[0].rating",
+                "feeds[0].type",
+                "bogus",
+            ],
+        );
     }
 
     #[test]
@@ -539,16 +550,17 @@ mod one_run {
         );
         let first = render(&load(&text).unwrap());
         assert!(!first.contains("inline-secret"), "{first}");
-        for key in [
-            "settle_ms = 1500",
-            "done_retention = \"1d 12h\"",
-            "dedup_window = \"1h 30m\"",
-            "backoff_base_ms = 250",
-            "circuit_open_max_secs = 45",
-            "#   credentials  HMAC secret key from api.secret_key (inline",
-        ] {
-            assert!(first.contains(key), "{key} missing from:\n{first}");
-        }
+        assert_contains_all(
+            &first,
+            &[
+                "settle_ms = 1500",
+                "done_retention = \"1d 12h\"",
+                "dedup_window = \"1h 30m\"",
+                "backoff_base_ms = 250",
+                "circuit_open_max_secs = 45",
+                "#   credentials  HMAC secret key from api.secret_key (inline",
+            ],
+        );
         let second = render(
             &load(&first).unwrap_or_else(|e| panic!("check-config output refused: {e}\n{first}")),
         );
