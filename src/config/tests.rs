@@ -10,6 +10,14 @@ secret_key = "inline-secret"
 owner = "Example Org"
 "#;
 
+/// Checks that `text` contains every one of `parts`.
+#[track_caller]
+fn assert_contains_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} missing from:\n{text}");
+    }
+}
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
     raw.validate(Path::new("/etc/tc-ingest"), &SecretEnv::default())
@@ -43,15 +51,16 @@ fn every_error_is_reported_with_its_key() {
     .unwrap_err()
     .0;
     let all = e.join("\n");
-    for key in [
-        "api.base_url",
-        "api.access_id",
-        "api.owner",
-        "delivery.workers",
-        "feeds[0].type",
-    ] {
-        assert!(all.contains(key), "{key} missing from:\n{all}");
-    }
+    assert_contains_all(
+        &all,
+        &[
+            "api.base_url",
+            "api.access_id",
+            "api.owner",
+            "delivery.workers",
+            "feeds[0].type",
+        ],
+    );
     // The secret is read only where it is used (`run`, `ping`).
     assert!(!all.contains("secret"), "{all}");
 }
@@ -202,15 +211,16 @@ fn tcex_environment_beside_the_config_file_which_wins() {
     assert_eq!(hmac_secret(&c), "env-secret");
     assert_eq!(c.api.sources.base_url, Source::Env("TC_API_PATH"));
     let shown = render(&c);
-    for line in [
-        "#   base_url     environment TC_API_PATH",
-        "#   access_id    environment TC_API_ACCESS_ID",
-        "#   owner        environment API_DEFAULT_ORG",
-        "#   credentials  HMAC secret key from environment TC_API_SECRET_KEY",
-        "#   proxy        none (direct)",
-    ] {
-        assert!(shown.contains(line), "{line:?} not in:\n{shown}");
-    }
+    assert_contains_all(
+        &shown,
+        &[
+            "#   base_url     environment TC_API_PATH",
+            "#   access_id    environment TC_API_ACCESS_ID",
+            "#   owner        environment API_DEFAULT_ORG",
+            "#   credentials  HMAC secret key from environment TC_API_SECRET_KEY",
+            "#   proxy        none (direct)",
+        ],
+    );
     assert!(!shown.contains("env-secret"), "{shown}");
     // The config file wins, value by value.
     let c = parse_env(MINIMAL, &env);
@@ -227,18 +237,40 @@ fn parse_env(text: &str, env: &SecretEnv) -> Config {
     raw.validate(Path::new("/etc/tc-ingest"), env).unwrap()
 }
 
+/// `api.proxy` as validated from `text` under `env`.
+fn proxy(text: &str, env: &SecretEnv) -> Option<ApiProxy> {
+    parse_env(text, env).api.proxy
+}
+
+/// The minimal config with `api.proxy` set, credentials included.
+fn with_proxy() -> String {
+    format!("{MINIMAL}proxy = \"http://alice:p%40ss@proxy.example:3128\"\n")
+}
+
+/// The standard variables: `HTTPS_PROXY` (`https`), `http_proxy`, and
+/// `NO_PROXY` (`no`).
+fn standard(https: &str, no: Option<&str>) -> SecretEnv {
+    SecretEnv {
+        proxy: ProxyEnv {
+            https: Some(("HTTPS_PROXY", https.into())),
+            http: Some(("http_proxy", "http://plain:2".into())),
+            no: no.map(str::to_string),
+            ..ProxyEnv::default()
+        },
+        ..SecretEnv::default()
+    }
+}
+
 #[test]
-fn proxy_from_the_config_tcex_or_the_standard_variables() {
-    let proxy = |text: &str, env: &SecretEnv| parse_env(text, env).api.proxy;
+fn proxy_from_the_config_keeps_its_password_out_of_what_is_shown() {
     let none = SecretEnv::default();
     assert_eq!(proxy(MINIMAL, &none), None);
-    let with = format!("{MINIMAL}proxy = \"http://alice:p%40ss@proxy.example:3128\"\n");
-    let p = proxy(&with, &none).unwrap();
+    let p = proxy(&with_proxy(), &none).unwrap();
     assert_eq!(p.address(), "http://proxy.example:3128");
     assert_eq!(p.username.as_deref(), Some("alice"));
     assert_eq!(p.password.as_ref().map(|s| s.expose()), Some("p@ss"));
     assert_eq!(p.to_string(), "proxy http://proxy.example:3128 (api.proxy)");
-    let shown = render(&parse_env(&with, &none));
+    let shown = render(&parse_env(&with_proxy(), &none));
     assert!(
         !shown.contains("p@ss") && !shown.contains("p%40ss"),
         "{shown}"
@@ -247,7 +279,10 @@ fn proxy_from_the_config_tcex_or_the_standard_variables() {
         shown.contains("proxy = \"http://proxy.example:3128\""),
         "{shown}"
     );
+}
 
+#[test]
+fn proxy_from_tcex_over_the_standard_variables_and_the_config_over_both() {
     let tcex = SecretEnv {
         tcex: TcexEnv {
             proxy_host: Some("10.0.0.8".into()),
@@ -268,19 +303,13 @@ fn proxy_from_the_config_tcex_or_the_standard_variables() {
     assert_eq!(p.source, Source::Env("TC_PROXY_HOST"));
     // api.proxy wins over both.
     assert_eq!(
-        proxy(&with, &tcex).unwrap().source,
+        proxy(&with_proxy(), &tcex).unwrap().source,
         Source::Config("api.proxy")
     );
+}
 
-    let standard = |https: &str, no: Option<&str>| SecretEnv {
-        proxy: ProxyEnv {
-            https: Some(("HTTPS_PROXY", https.into())),
-            http: Some(("http_proxy", "http://plain:2".into())),
-            no: no.map(str::to_string),
-            ..ProxyEnv::default()
-        },
-        ..SecretEnv::default()
-    };
+#[test]
+fn proxy_from_the_standard_variables_by_the_base_urls_scheme_unless_no_proxy() {
     let p = proxy(MINIMAL, &standard("proxy.corp:3128", None)).unwrap();
     assert_eq!(p.address(), "http://proxy.corp:3128");
     assert_eq!(p.source, Source::Env("HTTPS_PROXY"));
@@ -301,7 +330,10 @@ fn proxy_from_the_config_tcex_or_the_standard_variables() {
         None
     );
     assert!(proxy(MINIMAL, &standard("proxy.corp:3128", Some("example.com"))).is_some());
-    // Errors name the key or the variable.
+}
+
+#[test]
+fn proxy_errors_name_the_key_or_the_variable() {
     let e = parse(&format!("{MINIMAL}proxy = \"socks5://x:1\"\n"))
         .unwrap_err()
         .to_string();
@@ -363,13 +395,19 @@ fn columns_name_fields_and_unknown_ones_list_the_known() {
     );
 }
 
-#[test]
-fn columns_first_seen_maps_and_arrives_normalized_in_the_payload() {
-    let c = parse(&format!(
-        "{MINIMAL}\n[[feeds]]\nmatch = \"*.csv\"\n\
-         columns = {{ value = \"ioc\", first_seen = \"added\", last_seen = \"Updated\" }}\n"
+/// A config with one feed rule mapping `value`, `first_seen` and
+/// `last_seen` to columns of other names.
+fn seen_columns_config() -> Config {
+    let columns = "columns = { value = \"ioc\", first_seen = \"added\", last_seen = \"Updated\" }";
+    parse(&format!(
+        "{MINIMAL}\n[[feeds]]\nmatch = \"*.csv\"\n{columns}\n"
     ))
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn columns_first_seen_maps_and_is_rendered() {
+    let c = seen_columns_config();
     let rule = &c.feeds[0];
     assert_eq!(
         rule.columns.get(&Field::FirstSeen).map(String::as_str),
@@ -384,10 +422,13 @@ fn columns_first_seen_maps_and_arrives_normalized_in_the_payload() {
         "{}",
         render(&c)
     );
+}
 
+#[test]
+fn columns_first_seen_arrives_normalized_in_the_payload() {
     // Read through the rule's mapping, then normalized to the payload.
     let opts = crate::feed::ReadOptions {
-        columns: rule.columns.clone(),
+        columns: seen_columns_config().feeds[0].columns.clone(),
         ..crate::feed::ReadOptions::default()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -484,18 +525,19 @@ mod one_run {
         .unwrap_err()
         .0
         .join("\n");
-        for key in [
-            "api.timeout_secs",
-            "delivery.rate_per_second",
-            "delivery.workers",
-            "watch.settle_ms",
-            "watch.done_retention",
-            "feeds[0].rating",
-            "feeds[0].type",
-            "bogus",
-        ] {
-            assert!(e.contains(key), "{key} missing from:\n{e}");
-        }
+        assert_contains_all(
+            &e,
+            &[
+                "api.timeout_secs",
+                "delivery.rate_per_second",
+                "delivery.workers",
+                "watch.settle_ms",
+                "watch.done_retention",
+                "feeds[0].rating",
+                "feeds[0].type",
+                "bogus",
+            ],
+        );
     }
 
     #[test]
@@ -508,16 +550,17 @@ mod one_run {
         );
         let first = render(&load(&text).unwrap());
         assert!(!first.contains("inline-secret"), "{first}");
-        for key in [
-            "settle_ms = 1500",
-            "done_retention = \"1d 12h\"",
-            "dedup_window = \"1h 30m\"",
-            "backoff_base_ms = 250",
-            "circuit_open_max_secs = 45",
-            "#   credentials  HMAC secret key from api.secret_key (inline",
-        ] {
-            assert!(first.contains(key), "{key} missing from:\n{first}");
-        }
+        assert_contains_all(
+            &first,
+            &[
+                "settle_ms = 1500",
+                "done_retention = \"1d 12h\"",
+                "dedup_window = \"1h 30m\"",
+                "backoff_base_ms = 250",
+                "circuit_open_max_secs = 45",
+                "#   credentials  HMAC secret key from api.secret_key (inline",
+            ],
+        );
         let second = render(
             &load(&first).unwrap_or_else(|e| panic!("check-config output refused: {e}\n{first}")),
         );

@@ -10,12 +10,10 @@ use tc_ingest::sim::{Faults, SimIndicator};
 
 use crate::helpers::*;
 
-const FAST: &str =
-    "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n";
 const BATCH_POLLS: &str = "[batch]\npoll_min_ms = 20\npoll_max_ms = 200\n";
 
 fn config(mode: &str, batch: &str) -> String {
-    format!("{FAST}mode = \"{mode}\"\n{BATCH_POLLS}{batch}")
+    format!("{QUICK_DELIVERY}mode = \"{mode}\"\n{BATCH_POLLS}{batch}")
 }
 
 /// A simulator with `sim_faults`, and a config for it in `mode` with
@@ -65,16 +63,22 @@ fn check_tagged(held: &[SimIndicator], n: usize) {
     }
 }
 
-async fn run_once(app: &TestApp) -> String {
-    run_once_exits(app, 0).await
-}
-
-/// `run --once`, which exits `code` (1: some jobs were buried).
-async fn run_once_exits(app: &TestApp, code: i32) -> String {
-    let out = app.binary(&["run", "--once"]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    stderr
+/// A feed of `n` hosts of [`tagged_feed`] delivered by `run --once` in
+/// `mode` (with `batch` settings) against a simulator with `sim_faults`:
+/// the app, what the run logged, and the hosts held, each checked.
+async fn deliver_tagged(
+    mode: &str,
+    batch: &str,
+    sim_faults: Faults,
+    n: usize,
+) -> (TestApp, String, Vec<SimIndicator>) {
+    let app = bulk_app(mode, batch, sim_faults).await;
+    tagged_feed(&app.incoming(), "feed.csv", n);
+    let stderr = app.run_once_exits(0).await;
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), n);
+    check_tagged(&held, n);
+    (app, stderr, held)
 }
 
 #[tokio::test]
@@ -83,7 +87,7 @@ async fn every_mode_delivers_the_samples_and_a_tagged_feed() {
         let app = bulk_app(mode, "max_indicators = 5000\n", faults()).await;
         copy_examples(&app.incoming());
         tagged_feed(&app.incoming(), "tagged.csv", rows);
-        run_once(&app).await;
+        app.run_once_exits(0).await;
         let held = app.sim.indicators();
         assert_eq!(held.len(), 28 + rows, "{mode}");
         check_tagged(&held, rows);
@@ -150,7 +154,7 @@ async fn refused_batch_items_and_only_those_are_buried_with_reason_file_and_line
         };
         let app = bulk_app("batch", "", sim_faults).await;
         tagged_feed(&app.incoming(), "feed.csv", 40);
-        run_once_exits(&app, 1).await;
+        app.run_once_exits(1).await;
         let q = app.queue().await;
         for cond in [
             "1",
@@ -185,13 +189,8 @@ async fn an_upload_over_the_instance_limit_is_split_and_delivered() {
         batch_max_bytes: 4000,
         ..faults()
     };
-    let app = bulk_app("batch", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 300);
-    let stderr = run_once(&app).await;
+    let (app, stderr, held) = deliver_tagged("batch", "", sim_faults, 300).await;
     assert!(stderr.contains("splitting"), "{stderr}");
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 300);
-    check_tagged(&held, 300);
     let batches = app.sim.batches();
     // The first job never got its data; every later one got under 4,000 bytes.
     assert_eq!(batches[0].uploads, 0);
@@ -205,17 +204,12 @@ async fn batch_not_available_falls_back_to_per_indicator_and_says_so_once() {
         batch_unavailable: true,
         ..faults()
     };
-    let app = bulk_app("batch", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 60);
-    let stderr = run_once(&app).await;
+    let (app, stderr, _) = deliver_tagged("batch", "", sim_faults, 60).await;
     assert_eq!(
         stderr.matches("batch API not usable").count(),
         1,
         "{stderr}"
     );
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 60);
-    check_tagged(&held, 60);
     assert!(app.sim.batches().is_empty());
 }
 
@@ -230,13 +224,8 @@ async fn errors_that_are_counted_but_not_listed_send_the_items_per_indicator() {
         batch_errors_unlisted: true,
         ..faults()
     };
-    let app = bulk_app("batch", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 40);
-    let stderr = run_once(&app).await;
+    let (app, stderr, _) = deliver_tagged("batch", "", sim_faults, 40).await;
     assert!(stderr.contains("lists none"), "{stderr}");
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 40);
-    check_tagged(&held, 40);
     let batches = app.sim.batches();
     assert_eq!(batches.len(), 1, "{batches:?}");
     assert_eq!(batches[0].status, "Completed");
@@ -255,13 +244,8 @@ async fn a_user_without_batch_rights_goes_per_indicator_and_no_owner_is_held() {
         batch_access_denied: true,
         ..faults()
     };
-    let app = bulk_app("batch", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 40);
-    let stderr = run_once(&app).await;
+    let (app, stderr, _) = deliver_tagged("batch", "", sim_faults, 40).await;
     assert!(stderr.contains("Access Denied"), "{stderr}");
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 40);
-    check_tagged(&held, 40);
     let q = app.queue().await;
     assert_eq!(
         number(&q, "SELECT COUNT(*) FROM held_owners").await,
@@ -281,7 +265,7 @@ async fn an_upload_whose_outcome_is_unknown_is_checked_before_it_is_sent_again()
     };
     let app = bulk_app("batch", "", sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 50);
-    run_once(&app).await;
+    app.run_once_exits(0).await;
     let batches = app.sim.batches();
     assert_eq!(batches.len(), 1, "{batches:?}");
     assert_eq!(batches[0].uploads, 1);
@@ -299,13 +283,8 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
         batch_lose_next: 1,
         ..faults()
     };
-    let app = bulk_app("batch", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 30);
-    run_once(&app).await;
     // The lost job's jobs went per indicator (their outcome was unknown).
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 30);
-    check_tagged(&held, 30);
+    let (app, _, _) = deliver_tagged("batch", "", sim_faults, 30).await;
     assert!(app.sim.batches()[0].lost);
 
     // Every job stops with an exception at its sixth item, which it does
@@ -317,12 +296,7 @@ async fn a_lost_or_halted_batch_job_returns_its_jobs_and_nothing_is_doubled() {
         batch_halt_after: 5,
         ..faults()
     };
-    let app = bulk_app("batch", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 30);
-    run_once(&app).await;
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 30);
-    check_tagged(&held, 30);
+    let (app, _, held) = deliver_tagged("batch", "", sim_faults, 30).await;
     assert!(
         held.iter().all(|i| i.batch_items <= 1),
         "an item processed twice"
@@ -347,21 +321,30 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
     let batch = "max_indicators = 500\njobs_in_flight = 2\n";
     let app = bulk_app("batch", batch, sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 3000);
+    let open_jobs = "SELECT COUNT(*) FROM batch_jobs WHERE state NOT IN ('done', 'failed')";
+    let queue = app.queue_path();
     let mut killed_in_flight = 0;
     for round in 0..4u64 {
+        let before = app.sim.stats().requests;
         let daemon = app.spawn_daemon();
-        tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
-        daemon.kill().await;
-        let q = app.queue().await;
-        let open = number(
-            &q,
-            "SELECT COUNT(*) FROM batch_jobs WHERE state NOT IN ('done', 'failed')",
+        // Killed while a batch job is in flight, each round a few calls
+        // further into its run than the last.
+        wait_until(
+            Duration::from_secs(30),
+            format_args!("round {round}: a batch job in flight"),
+            async || {
+                daemon.stderr().contains("tc-ingest running")
+                    && app.sim.stats().requests > before + 3 * round
+                    && number_at(&queue, open_jobs).await > 0
+            },
         )
         .await;
+        daemon.kill().await;
+        let open = number_at(&queue, open_jobs).await;
         killed_in_flight += i64::from(open > 0);
     }
-    // The kills are timed so that batch jobs are in flight: at least one
-    // landed so (else this test proves nothing).
+    // At least one kill left a batch job in flight (else this test proves
+    // nothing).
     assert!(killed_in_flight > 0);
     // What a SIGKILL left in flight, `status` shows.
     let out = app.binary(&["status", "--json"]).await;
@@ -375,7 +358,7 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
         .sum();
     assert!(listed >= batched, "{status}");
     assert_eq!(batched > 0, listed > 0, "{status}");
-    run_once(&app).await;
+    app.run_once_exits(0).await;
     let held = app.sim.indicators();
     assert_eq!(held.len(), 3000);
     check_tagged(&held, 3000);
@@ -407,7 +390,7 @@ async fn v3_sends_one_request_per_indicator_with_everything_inline() {
          x1.example.org,host,a;b,first one,2026-10-04T12:34:56Z,2026-11-20\n",
     )
     .unwrap();
-    run_once(&app).await;
+    app.run_once_exits(0).await;
     let held = app.sim.indicators();
     assert_eq!(held.len(), 1);
     let i = &held[0];
@@ -435,12 +418,7 @@ async fn v3_retries_after_lost_answers_add_no_attribute_twice() {
         lost_response_rate: 0.3,
         ..faults()
     };
-    let app = bulk_app("v3", "", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 80);
-    run_once(&app).await;
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 80);
-    check_tagged(&held, 80);
+    let (app, _, _) = deliver_tagged("v3", "", sim_faults, 80).await;
     let stats = app.sim.stats();
     assert!(
         stats.by_class.get("lost_response").copied().unwrap_or(0) > 5,
@@ -457,13 +435,8 @@ async fn a_batch_job_given_up_after_it_was_processed_adds_no_attribute_twice() {
         batch_status_stuck: true,
         ..faults()
     };
-    let app = bulk_app("batch", "timeout_secs = 1\n", sim_faults).await;
-    tagged_feed(&app.incoming(), "feed.csv", 40);
-    let stderr = run_once(&app).await;
+    let (app, stderr, _) = deliver_tagged("batch", "timeout_secs = 1\n", sim_faults, 40).await;
     assert!(stderr.contains("not completed after"), "{stderr}");
-    let held = app.sim.indicators();
-    assert_eq!(held.len(), 40);
-    check_tagged(&held, 40);
     let stats = app.sim.stats();
     assert!(
         stats.by_endpoint.keys().any(|e| e.ends_with("/attributes")),

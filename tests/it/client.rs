@@ -4,14 +4,10 @@
 use std::time::Duration;
 
 use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
-use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
+use tc_ingest::indicator::{Indicator, IndicatorType as T, Payload};
 use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
-
-fn ind(kind: T, s: &str) -> Indicator {
-    tc_ingest::normalize::value(s, Some(kind)).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
 
 #[tokio::test]
 async fn creates_every_type_with_tags_and_attributes() {
@@ -22,10 +18,7 @@ async fn creates_every_type_with_tags_and_attributes() {
         rating: Some(3.0),
         confidence: Some(70),
         tags: vec!["APT 28/x".into()],
-        attributes: vec![Attribute {
-            kind: "Description".into(),
-            value: "seen".into(),
-        }],
+        attributes: vec![description("seen")],
         ..Payload::default()
     };
     let cases = [
@@ -107,162 +100,178 @@ async fn sandbox_base_path_is_signed_too() {
     assert_eq!(resp.outcome, Outcome::Success);
 }
 
-#[tokio::test]
-async fn every_failure_class_from_the_simulator() {
-    let app = TestApp::start().await;
-    let e = Endpoints::default();
-    let good = app.client();
+/// Every failure class the simulator answers with, as the client
+/// classifies it, one test a kind of trouble.
+mod every_failure_class_from_the_simulator {
+    use super::*;
 
-    // Signature: wrong secret.
-    assert_eq!(
-        app.client_with("wrong").owners().await.unwrap_err(),
-        Outcome::SignatureMismatch
-    );
-
-    // Timestamp: a server clock 10 minutes ahead, with its Date header.
-    app.sim.set_faults(Faults {
-        clock_skew_secs: 600,
-        ..faults()
-    });
-    match good.owners().await.unwrap_err() {
-        Outcome::TimestampOutOfRange {
-            server_date: Some(t),
-        } => {
-            let ahead = t
-                .duration_since(std::time::SystemTime::now())
-                .unwrap()
-                .as_secs();
-            assert!((590..=610).contains(&ahead), "{ahead}");
-            good.clock().correct_to(t);
-            assert!(good.owners().await.is_ok(), "a corrected clock signs in");
-            good.clock().set_offset(0);
+    /// The simulator counted each of `classes` at least once.
+    fn counted(app: &TestApp, classes: &[&str]) {
+        let stats = app.sim.stats();
+        for class in classes {
+            assert!(
+                stats.by_class.get(*class).copied().unwrap_or(0) >= 1,
+                "{class} missing from {stats:?}"
+            );
         }
-        o => panic!("{o:?}"),
     }
-    app.sim.set_faults(faults());
 
-    // Owner not found, access denied.
-    let host = ind(T::Host, "a.com");
-    let r = good
-        .send(&e.create(&host, &Payload::default(), "Nobody"))
-        .await;
-    assert_eq!((r.outcome, r.status), (Outcome::OwnerNotFound, Some(403)));
-    app.sim.set_faults(Faults {
-        denied_owners: vec!["Common Community".into()],
-        ..faults()
-    });
-    let r = good
-        .send(&e.create(&host, &Payload::default(), "Common Community"))
-        .await;
-    assert!(
-        matches!(r.outcome, Outcome::AccessDenied { .. }),
-        "{:?}",
-        r.outcome
-    );
-    app.sim.set_faults(faults());
+    #[tokio::test]
+    async fn signature_and_timestamp() {
+        let app = TestApp::start().await;
+        let good = app.client();
 
-    // Validation: a value the simulator's rules refuse (sent raw, as the
-    // normalizer never would).
-    let bad = Indicator::from_normalized(T::Asn, "AS 12".into());
-    let r = good
-        .send(&e.create(&bad, &Payload::default(), "Common Community"))
-        .await;
-    assert_eq!(
-        r.outcome,
-        Outcome::Validation {
-            message: "Please enter a valid ASN".into()
+        // Signature: wrong secret.
+        assert_eq!(
+            app.client_with("wrong").owners().await.unwrap_err(),
+            Outcome::SignatureMismatch
+        );
+
+        // Timestamp: a server clock 10 minutes ahead, with its Date header.
+        app.sim.set_faults(Faults {
+            clock_skew_secs: 600,
+            ..faults()
+        });
+        match good.owners().await.unwrap_err() {
+            Outcome::TimestampOutOfRange {
+                server_date: Some(t),
+            } => {
+                let ahead = t
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap()
+                    .as_secs();
+                assert!((590..=610).contains(&ahead), "{ahead}");
+                good.clock().correct_to(t);
+                assert!(good.owners().await.is_ok(), "a corrected clock signs in");
+                good.clock().set_offset(0);
+            }
+            o => panic!("{o:?}"),
         }
-    );
+        counted(&app, &["signature", "timestamp"]);
+    }
 
-    // Not found: a tag on an indicator that was never created.
-    let r = good
-        .send(&e.tag(&ind(T::Host, "never.com"), "x", "Common Community"))
-        .await;
-    assert_eq!(r.outcome, Outcome::NotFound);
-
-    // Duplicate: a repeated File create answered the v2 way.
-    app.sim.set_faults(Faults {
-        file_exists_400: true,
-        ..faults()
-    });
-    let file = ind(T::File, "d41d8cd98f00b204e9800998ecf8427e");
-    assert_eq!(
-        good.send(&e.create(&file, &Payload::default(), "Common Community"))
-            .await
-            .outcome,
-        Outcome::Success
-    );
-    let r = good
-        .send(&e.create(&file, &Payload::default(), "Common Community"))
-        .await;
-    assert!(
-        matches!(r.outcome, Outcome::Duplicate { .. }),
-        "{:?}",
-        r.outcome
-    );
-    app.sim.set_faults(faults());
-
-    // Rate limited with Retry-After; server errors; a dropped connection.
-    app.sim.set_faults(Faults {
-        rate_limit_next: 1,
-        retry_after_secs: 7,
-        ..faults()
-    });
-    assert_eq!(
-        good.owners().await.unwrap_err(),
-        Outcome::RateLimited {
-            retry_after: Some(Duration::from_secs(7))
-        }
-    );
-    app.sim.set_faults(Faults {
-        fail_next: 1,
-        error_status: 503,
-        ..faults()
-    });
-    assert!(matches!(
-        good.owners().await.unwrap_err(),
-        Outcome::ServerError { status: 503, .. }
-    ));
-    app.sim.set_faults(Faults {
-        drop_next: 1,
-        ..faults()
-    });
-    assert!(matches!(
-        good.owners().await.unwrap_err(),
-        Outcome::Transport { .. }
-    ));
-    assert!(good.owners().await.is_ok(), "faults are used up");
-
-    // Unauthorized: an expired token (the simulator issues none).
-    let raw = reqwest_client()
-        .get(format!("{}/v2/owners", app.sim.base_url()))
-        .header("Authorization", "TC-Token APIV2:430:c8mTcH:1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(raw.status().as_u16(), 401);
-    let body = raw.bytes().await.unwrap();
-    assert_eq!(
-        tc_ingest::api::outcome::classify(401, Some("application/json"), &body, None, None),
-        Outcome::Unauthorized
-    );
-
-    let stats = app.sim.stats();
-    for class in [
-        "signature",
-        "timestamp",
-        "owner_not_found",
-        "access_denied",
-        "validation",
-        "not_found",
-        "duplicate",
-        "rate_limited",
-        "injected_error",
-        "dropped",
-    ] {
+    #[tokio::test]
+    async fn owner_not_found_and_access_denied() {
+        let app = TestApp::start().await;
+        let (e, good) = (Endpoints::default(), app.client());
+        let host = ind(T::Host, "a.com");
+        let r = good
+            .send(&e.create(&host, &Payload::default(), "Nobody"))
+            .await;
+        assert_eq!((r.outcome, r.status), (Outcome::OwnerNotFound, Some(403)));
+        app.sim.set_faults(Faults {
+            denied_owners: vec!["Common Community".into()],
+            ..faults()
+        });
+        let r = good
+            .send(&e.create(&host, &Payload::default(), "Common Community"))
+            .await;
         assert!(
-            stats.by_class.get(class).copied().unwrap_or(0) >= 1,
-            "{class} missing from {stats:?}"
+            matches!(r.outcome, Outcome::AccessDenied { .. }),
+            "{:?}",
+            r.outcome
+        );
+        counted(&app, &["owner_not_found", "access_denied"]);
+    }
+
+    #[tokio::test]
+    async fn validation_not_found_and_duplicate() {
+        let app = TestApp::start().await;
+        let (e, good) = (Endpoints::default(), app.client());
+
+        // Validation: a value the simulator's rules refuse (sent raw, as the
+        // normalizer never would).
+        let bad = Indicator::from_normalized(T::Asn, "AS 12".into());
+        let r = good
+            .send(&e.create(&bad, &Payload::default(), "Common Community"))
+            .await;
+        assert_eq!(
+            r.outcome,
+            Outcome::Validation {
+                message: "Please enter a valid ASN".into()
+            }
+        );
+
+        // Not found: a tag on an indicator that was never created.
+        let r = good
+            .send(&e.tag(&ind(T::Host, "never.com"), "x", "Common Community"))
+            .await;
+        assert_eq!(r.outcome, Outcome::NotFound);
+
+        // Duplicate: a repeated File create answered the v2 way.
+        app.sim.set_faults(Faults {
+            file_exists_400: true,
+            ..faults()
+        });
+        let file = ind(T::File, "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            good.send(&e.create(&file, &Payload::default(), "Common Community"))
+                .await
+                .outcome,
+            Outcome::Success
+        );
+        let r = good
+            .send(&e.create(&file, &Payload::default(), "Common Community"))
+            .await;
+        assert!(
+            matches!(r.outcome, Outcome::Duplicate { .. }),
+            "{:?}",
+            r.outcome
+        );
+        counted(&app, &["validation", "not_found", "duplicate"]);
+    }
+
+    #[tokio::test]
+    async fn rate_limited_server_errors_and_a_dropped_connection() {
+        let app = TestApp::start().await;
+        let good = app.client();
+        app.sim.set_faults(Faults {
+            rate_limit_next: 1,
+            retry_after_secs: 7,
+            ..faults()
+        });
+        assert_eq!(
+            good.owners().await.unwrap_err(),
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        app.sim.set_faults(Faults {
+            fail_next: 1,
+            error_status: 503,
+            ..faults()
+        });
+        assert!(matches!(
+            good.owners().await.unwrap_err(),
+            Outcome::ServerError { status: 503, .. }
+        ));
+        app.sim.set_faults(Faults {
+            drop_next: 1,
+            ..faults()
+        });
+        assert!(matches!(
+            good.owners().await.unwrap_err(),
+            Outcome::Transport { .. }
+        ));
+        assert!(good.owners().await.is_ok(), "faults are used up");
+        counted(&app, &["rate_limited", "injected_error", "dropped"]);
+    }
+
+    #[tokio::test]
+    async fn unauthorized_an_expired_token() {
+        // The simulator issues no token: any is refused as expired.
+        let app = TestApp::start().await;
+        let raw = http()
+            .get(format!("{}/v2/owners", app.sim.base_url()))
+            .header("Authorization", "TC-Token APIV2:430:c8mTcH:1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.status().as_u16(), 401);
+        let body = raw.bytes().await.unwrap();
+        assert_eq!(
+            tc_ingest::api::outcome::classify(401, Some("application/json"), &body, None, None),
+            Outcome::Unauthorized
         );
     }
 }
@@ -275,7 +284,7 @@ async fn post_signed(
     ts: i64,
     body: &serde_json::Value,
 ) -> u16 {
-    reqwest_client()
+    http()
         .post(format!("http://{}{target}", sim.addr))
         .header("Timestamp", ts.to_string())
         .header(
@@ -290,17 +299,10 @@ async fn post_signed(
         .as_u16()
 }
 
-fn reqwest_client() -> reqwest::Client {
-    tc_ingest::api::client::install_crypto_provider();
-    reqwest::Client::new()
-}
-
 #[tokio::test]
 async fn transport_errors_when_nothing_listens_or_answers_slowly() {
     // A port with nothing behind it.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = free_port();
     let app = TestApp::builder()
         .faults(Faults {
             latency_ms: 1500,
@@ -355,13 +357,8 @@ async fn simulator_verifies_the_raw_target_in_both_owner_encodings() {
         assert_eq!(post_signed(&app.sim, &other, &sig, ts, &body).await, 401);
     }
     // The control endpoint changes faults at run time.
-    let r = reqwest_client()
-        .post(format!("http://{}/_sim/faults", app.sim.addr))
-        .json(&serde_json::json!({"fail_next": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let status = post_sim_faults(&app.sim, serde_json::json!({"fail_next": 2})).await;
+    assert_eq!(status, 200);
     assert_eq!(app.sim.faults().fail_next, 2);
     assert_eq!(
         app.sim.faults().error_status,

@@ -10,10 +10,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_queue_of_the_previous_release_opens_and_delivers() {
-    let app = TestApp::builder()
-        .extra_config("[delivery]\nrate_per_second = 0\n")
-        .start()
-        .await;
+    let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     std::fs::copy(data("queue-v0.1.db"), app.queue_path()).unwrap();
     let mut d = app.daemon().await;
 

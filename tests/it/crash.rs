@@ -29,20 +29,22 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-/// Whether `file` ended in `state` under the state directory `root`.
-fn ended(root: &Path, file: &str, state: FileState) -> bool {
-    landed(root, file).is_some_and(|(s, _)| s == state)
-}
-
 #[tokio::test]
 async fn an_idle_daemon_rests() {
     let app = TestApp::start().await;
     let daemon = app.spawn_daemon_with_queue().await;
-    // Past its start (migrations, the first scan), then measured.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Past its start (migrations, the tasks started), then measured.
+    wait_until(Duration::from_secs(10), "the daemon running", async || {
+        daemon.stderr().contains("tc-ingest running")
+    })
+    .await;
     let pid = daemon.pid();
     let (before, at) = (cpu_time(pid), Instant::now());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    hold_for(
+        Duration::from_secs(4),
+        "the window an idle daemon's CPU time is measured over",
+    )
+    .await;
     let (used, over) = (cpu_time(pid) - before, at.elapsed());
     // Before the watcher ignored its own scans' events it used a whole
     // core: about as much CPU time as time went by.
@@ -82,19 +84,41 @@ fn write_feeds(dir: &Path, valid_csv: usize, valid_ndjson: usize) -> (usize, usi
     (valid_csv + valid_ndjson, invalid)
 }
 
+/// Whether both feeds of [`write_feeds`] are done under `root`.
+fn both_feeds_done(root: &Path) -> bool {
+    ended(root, "big.csv", FileState::Done) && ended(root, "more.ndjson", FileState::Done)
+}
+
+/// Kills the daemon (the build `bin`) at random moments (of `seed`),
+/// restarting it each time, twenty times or until both feeds are done:
+/// the kills, and how many landed mid-file (a file in processing/).
+async fn kill_at_random_moments(app: &TestApp, bin: &str, seed: u64) -> (u32, u32) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let processing = app.config().watch.processing_dir;
+    let (mut kills, mut mid_file) = (0, 0);
+    while kills < 20 {
+        let daemon = app.spawn_daemon_with(bin, &[]);
+        let moment = Duration::from_millis(rng.u64(20..=500));
+        hold_for(moment, "a random moment of intake to kill the daemon at").await;
+        if !names(&processing).is_empty() {
+            mid_file += 1;
+        }
+        daemon.kill().await;
+        kills += 1;
+        if both_feeds_done(app.path()) {
+            break;
+        }
+    }
+    (kills, mid_file)
+}
+
 #[tokio::test]
 async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
     let release = std::env::var("TC_INGEST_BIN").ok();
     let bin = release.clone().unwrap_or_else(|| BIN.to_string());
     let app = TestApp::start().await;
     if release.is_none() {
-        let path = app.config_path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(
-            &path,
-            text.replacen("[watch]\n", "[watch]\nmax_stalled_reads = 1000\n", 1),
-        )
-        .unwrap();
+        app.set_watch("max_stalled_reads = 1000\n");
     }
     let staging = app.path().join("staging");
     std::fs::create_dir_all(&staging).unwrap();
@@ -107,29 +131,11 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let processing = app.config().watch.processing_dir;
-    let root = app.path().to_path_buf();
-    let (mut kills, mut mid_file) = (0, 0);
-    while kills < 20 {
-        let daemon = app.spawn_daemon_with(&bin, &[]);
-        tokio::time::sleep(Duration::from_millis(rng.u64(20..=500))).await;
-        if !names(&processing).is_empty() {
-            mid_file += 1;
-        }
-        daemon.kill().await;
-        kills += 1;
-        if ended(&root, "big.csv", FileState::Done) && ended(&root, "more.ndjson", FileState::Done)
-        {
-            break;
-        }
-    }
+    let (kills, mid_file) = kill_at_random_moments(&app, &bin, seed).await;
     // Left to finish.
     let daemon = app.spawn_daemon_with(&bin, &[]);
-    let finished = wait_until_or(Duration::from_secs(300), async || {
-        ended(&root, "big.csv", FileState::Done) && ended(&root, "more.ndjson", FileState::Done)
-    })
-    .await;
+    let root = app.path().to_path_buf();
+    let finished = wait_until_or(Duration::from_secs(300), async || both_feeds_done(&root)).await;
     if !finished {
         let log = daemon.stderr();
         let files = app.binary(&["status"]).await.stdout;

@@ -11,15 +11,12 @@ use tc_ingest::sim::{DEFAULT_ACCESS_ID, DEFAULT_SECRET, DEFAULT_TOKEN};
 
 use crate::helpers::*;
 
-const FAST: &str = "[delivery]
-workers = 2
-rate_per_second = 0
-backoff_base_ms = 10
-backoff_max_secs = 1
-probe_min_secs = 1
-probe_max_secs = 2
-shutdown_grace_secs = 2
-";
+/// The sped-up error policy, with two workers and the default attempts.
+fn fast() -> String {
+    FAST_POLICY
+        .replace("workers = 4", "workers = 2")
+        .replace("max_attempts = 5\n", "")
+}
 
 #[tokio::test]
 async fn ping_works_with_only_the_tcex_environment_variables() {
@@ -46,13 +43,8 @@ async fn ping_works_with_only_the_tcex_environment_variables() {
     ];
     ping.envs(tcex.clone());
     let out = ping.output().await.unwrap();
+    exited(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains(&format!("access id {DEFAULT_ACCESS_ID}")),
         "{stdout}"
@@ -68,14 +60,15 @@ async fn ping_works_with_only_the_tcex_environment_variables() {
     let out = check.envs(tcex).output().await.unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{shown}");
-    for line in [
-        "base_url     environment TC_API_PATH",
-        "access_id    environment TC_API_ACCESS_ID",
-        "owner        environment API_DEFAULT_ORG",
-        "credentials  HMAC secret key from environment TC_API_SECRET_KEY",
-    ] {
-        assert!(shown.contains(line), "{line:?} not in:\n{shown}");
-    }
+    assert_contains_all(
+        &shown,
+        &[
+            "base_url     environment TC_API_PATH",
+            "access_id    environment TC_API_ACCESS_ID",
+            "owner        environment API_DEFAULT_ORG",
+            "credentials  HMAC secret key from environment TC_API_SECRET_KEY",
+        ],
+    );
     assert!(!shown.contains(DEFAULT_SECRET), "{shown}");
 }
 
@@ -91,21 +84,22 @@ async fn a_config_file_value_wins_over_the_tcex_variable() {
         .output()
         .await
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exited(&out, 0);
+}
+
+/// Credentials that are the simulator's API token, and the sped-up
+/// error policy.
+async fn token_app() -> TestApp {
+    TestApp::builder()
+        .token(DEFAULT_TOKEN)
+        .extra_config(&fast())
+        .start()
+        .await
 }
 
 #[tokio::test]
 async fn token_auth_delivers_with_only_a_token() {
-    let app = TestApp::builder()
-        .token(DEFAULT_TOKEN)
-        .extra_config(FAST)
-        .start()
-        .await;
+    let app = token_app().await;
     let text = std::fs::read_to_string(app.config_path()).unwrap();
     assert!(
         !text.contains("access_id") && !text.contains("secret_key"),
@@ -136,21 +130,11 @@ async fn token_auth_delivers_with_only_a_token() {
 
 #[tokio::test]
 async fn an_expired_token_pauses_delivery_saying_to_issue_a_new_one() {
-    let app = TestApp::builder()
-        .token(DEFAULT_TOKEN)
-        .extra_config(FAST)
-        .start()
-        .await;
+    let app = token_app().await;
     assert_eq!(app.binary(&["ping"]).await.status.code(), Some(0));
     // The simulator's control endpoint expires the token.
-    tc_ingest::api::client::install_crypto_provider();
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/_sim/faults", app.sim.addr))
-        .body(r#"{"token_expired": true}"#)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    let status = post_sim_faults(&app.sim, serde_json::json!({"token_expired": true})).await;
+    assert!((200..300).contains(&status), "{status}");
     let out = app.binary(&["ping"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

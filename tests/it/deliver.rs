@@ -1,6 +1,6 @@
 //! Delivery against the simulator over real HTTP on loopback: each row of
 //! the error policy, asserting what reached the simulator and the final
-//! queue state.
+//! queue state. Pauses and held owners: `pauses.rs`.
 
 use std::time::{Duration, Instant};
 use tc_ingest::queue::{ErrorClass, JobState};
@@ -8,17 +8,6 @@ use tc_ingest::queue::{ErrorClass, JobState};
 use tc_ingest::sim::Faults;
 
 use crate::helpers::*;
-
-const FAST: &str = "[delivery]
-workers = 4
-rate_per_second = 0
-backoff_base_ms = 10
-backoff_max_secs = 1
-max_attempts = 5
-probe_min_secs = 1
-probe_max_secs = 2
-shutdown_grace_secs = 2
-";
 
 /// A simulator that answers a repeated File create with 400 "already
 /// exists", and fast delivery.
@@ -28,7 +17,7 @@ async fn file_exists_app() -> TestApp {
             file_exists_400: true,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await
 }
@@ -43,7 +32,7 @@ async fn created_and_already_existing_are_delivered_with_every_step_once() {
     }
     d.enqueue(&all).await;
     // The same file created again in the same owner answers 400 "already exists".
-    crate::helpers::sql(&d.queue, "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await;
+    sql(&d.queue, "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'File', 'd41d8cd98f00b204e9800998ecf8427e')").await;
     let report = d.once().await;
     assert_eq!(report.exit_code(), 0, "{:?}", report.stats);
     assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 23);
@@ -90,7 +79,7 @@ async fn a_file_known_under_another_hash_gets_its_tags_and_attributes() {
 async fn v3_looks_for_a_files_attributes_under_each_of_its_hashes() {
     let app = TestApp::builder()
         .extra_config(&format!(
-            "{FAST}mode = \"v3\"\nattribute_check = \"always\"\n"
+            "{FAST_POLICY}mode = \"v3\"\nattribute_check = \"always\"\n"
         ))
         .start()
         .await;
@@ -119,7 +108,7 @@ async fn attribute_check_always_adds_no_attribute_twice_when_fed_again() {
     ] {
         let app = TestApp::builder()
             .extra_config(&format!(
-                "{FAST}mode = \"{mode}\"\nattribute_check = \"{check}\"\n"
+                "{FAST_POLICY}mode = \"{mode}\"\nattribute_check = \"{check}\"\n"
             ))
             .start()
             .await;
@@ -148,16 +137,16 @@ async fn attribute_check_always_adds_no_attribute_twice_when_fed_again() {
 
 #[tokio::test]
 async fn validation_errors_bury_the_job_with_the_apis_message() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
+    let app = TestApp::builder().extra_config(FAST_POLICY).start().await;
     let mut d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 3, 0)).await;
     // Values the normalizer would never produce, inserted by hand.
-    crate::helpers::sql(
+    sql(
         &d.queue,
         "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'ASN', 'AS 12')",
     )
     .await;
-    crate::helpers::sql(
+    sql(
         &d.queue,
         "INSERT INTO jobs (owner, type, value) VALUES ('Common Community', 'Nonsense', 'x')",
     )
@@ -205,7 +194,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
             error_status: 500,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -248,7 +237,7 @@ async fn transient_errors_back_off_then_deliver_or_bury_after_max_attempts() {
 
 #[tokio::test]
 async fn thirty_percent_503s_still_deliver_everything_exactly_once_per_step() {
-    let extra = FAST.replace("max_attempts = 5", "max_attempts = 50");
+    let extra = FAST_POLICY.replace("max_attempts = 5", "max_attempts = 50");
     let app = TestApp::builder()
         .faults(Faults {
             error_rate: 0.3,
@@ -285,7 +274,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
             retry_after_secs: 1,
             ..faults()
         })
-        .extra_config(&FAST.replace("rate_per_second = 0", "rate_per_second = 100"))
+        .extra_config(&FAST_POLICY.replace("rate_per_second = 0", "rate_per_second = 100"))
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -305,7 +294,7 @@ async fn rate_limited_answers_are_waited_out_and_slow_the_rate() {
 
 #[tokio::test]
 async fn the_rate_limit_is_never_exceeded() {
-    let extra = FAST
+    let extra = FAST_POLICY
         .replace("rate_per_second = 0", "rate_per_second = 20")
         .replace("workers = 4", "workers = 8");
     let app = TestApp::builder()
@@ -332,7 +321,7 @@ async fn clock_skew_of_ten_minutes_is_corrected_without_attempts() {
             clock_skew_secs: 600,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let mut d = app.daemon().await;
@@ -353,228 +342,24 @@ async fn clock_skew_of_ten_minutes_is_corrected_without_attempts() {
 }
 
 #[tokio::test]
-async fn a_clock_that_stays_wrong_after_correction_pauses_with_ntp_advice() {
-    let f = Faults {
-        clock_skew_secs: 900,
-        date_header_unskewed: true,
-        ..faults()
-    };
-    let app = TestApp::builder()
-        .faults(f)
-        .extra_config(FAST)
-        .start()
-        .await;
-    let mut d = app.daemon().await;
-    d.enqueue(&hosts("Common Community", 3, 0)).await;
-    let report = d.once().await;
-    let paused = report.paused.clone().unwrap_or_else(|| {
-        panic!(
-            "not paused: {:?} {:?}",
-            report.stats.by_state,
-            app.sim.stats()
-        )
-    });
-    assert!(
-        paused.starts_with("timestamp") && paused.contains("NTP"),
-        "{paused}"
-    );
-    assert_eq!(report.exit_code(), 1);
-    let pending = d.queue.jobs_in_state(JobState::Pending).await.unwrap();
-    assert_eq!(pending.len(), 3);
-    assert!(pending.iter().all(|j| j.attempts == 0));
-    assert!(app.sim.stats().by_class["timestamp"] <= 8, "paused at once");
-}
-
-#[tokio::test]
-async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
-    app.write_config("wrong-secret");
-    let d = app.daemon().await;
-    d.enqueue(&hosts("Common Community", 5, 1)).await;
-    let delivering = d.deliver_in_background();
-    wait_until(Duration::from_secs(5), "delivery paused", async || {
-        d.delivery.gate.paused().is_some()
-    })
-    .await;
-    let p = d
-        .queue
-        .pause()
-        .await
-        .unwrap()
-        .expect("pause recorded for status");
-    assert_eq!(p.class, ErrorClass::Signature);
-    assert!(p.reason.contains("secret key"), "{}", p.reason);
-    let status =
-        tc_ingest::status::table(&tc_ingest::status::StatusView::read(&d.queue).await.unwrap());
-    assert!(
-        status.contains("DELIVERY PAUSED: signature mismatch"),
-        "{status}"
-    );
-    assert!(!status.contains("wrong-secret"));
-    let signature_requests = app.sim.stats().by_class["signature"];
-    assert!(
-        signature_requests <= 8,
-        "paused at once: {signature_requests} requests"
-    );
-    let rows = d.queue.jobs_in_state(JobState::Pending).await.unwrap();
-    assert!(rows.iter().all(|j| j.attempts == 0), "no attempt burned");
-
-    // Fix the secret in the config file and reload (what SIGHUP does).
-    app.write_config(tc_ingest::sim::DEFAULT_SECRET);
-    assert!(d.reload());
-    wait_until(
-        Duration::from_secs(10),
-        "delivery resumed after the reload",
-        async || d.queue.count(Some(JobState::Delivered)).await.unwrap() == 5,
-    )
-    .await;
-    assert!(d.queue.pause().await.unwrap().is_none());
-    delivering.stop().await;
-    assert_eq!(app.sim.indicators().len(), 5);
-}
-
-#[tokio::test]
-async fn a_reload_with_a_broken_config_keeps_the_old_one() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
-    let d = app.daemon().await;
-    std::fs::write(app.config_path(), "[api]\nbogus = 1\n").unwrap();
-    assert!(!d.reload());
-    assert_eq!(d.cfg_tx.borrow().api.owner, "Common Community");
-}
-
-#[tokio::test]
-async fn a_denied_owner_is_held_while_others_are_delivered_then_released() {
-    let app = TestApp::builder()
-        .faults(Faults {
-            denied_owners: vec!["Common Community".into()],
-            ..faults()
-        })
-        .extra_config(FAST)
-        .start()
-        .await;
-    let mut d = app.daemon().await;
-    d.enqueue(&hosts("Common Community", 5, 0)).await;
-    d.enqueue(&hosts("Exemplary Organization", 5, 0)).await;
-    let report = d.once().await;
-    assert_eq!(report.exit_code(), 1);
-    assert_eq!(d.queue.count(Some(JobState::Delivered)).await.unwrap(), 5);
-    let held = d.queue.jobs_in_state(JobState::Held).await.unwrap();
-    assert_eq!(held.len(), 5);
-    assert!(
-        held.iter()
-            .all(|j| j.owner == "Common Community" && j.attempts == 0)
-    );
-    let stats = d.queue.stats().await.unwrap();
-    assert_eq!(stats.held_owners[0].owner, "Common Community");
-    assert!(
-        app.sim.stats().by_class["access_denied"] <= 4,
-        "held at once, not hammered"
-    );
-
-    // Access restored: the prober releases the owner.
-    app.sim.set_faults(faults());
-    let delivering = d.deliver_in_background();
-    wait_until(
-        Duration::from_secs(10),
-        "the released owner's 5 jobs delivered too",
-        async || d.queue.count(Some(JobState::Delivered)).await.unwrap() == 10,
-    )
-    .await;
-    assert!(d.queue.held_owners().await.unwrap().is_empty());
-    delivering.stop().await;
-}
-
-#[tokio::test]
-async fn every_owner_held_is_said_in_status() {
-    let app = TestApp::builder()
-        .faults(Faults {
-            denied_owners: vec!["Common Community".into()],
-            ..faults()
-        })
-        .extra_config(FAST)
-        .start()
-        .await;
-    let mut d = app.daemon().await;
-    d.enqueue(&hosts("Common Community", 2, 0)).await;
-    d.once().await;
-    let s = d.queue.stats().await.unwrap();
-    assert!(tc_ingest::status::all_owners_held(&s));
-    let view = tc_ingest::status::StatusView::read(&d.queue).await.unwrap();
-    assert!(tc_ingest::status::table(&view).contains("EVERY OWNER WITH WORK IS HELD"));
-    assert_eq!(tc_ingest::status::json(&view)["all_owners_held"], true);
-}
-
-#[tokio::test]
-async fn a_sick_server_opens_the_circuit_breaker() {
-    let extra = FAST
-        .replace("max_attempts = 5", "max_attempts = 1000")
-        .replace("backoff_base_ms = 10", "backoff_base_ms = 1");
-    let app = TestApp::builder()
-        .faults(Faults {
-            error_rate: 1.0,
-            error_status: 500,
-            ..faults()
-        })
-        .extra_config(&extra)
-        .start()
-        .await;
-    let d = app.daemon().await;
-    d.enqueue(&hosts("Common Community", 40, 0)).await;
-    let delivering = d.deliver_in_background();
-    wait_until(Duration::from_secs(10), "circuit opened", async || {
-        d.delivery
-            .gate
-            .paused()
-            .is_some_and(|p| p.class == ErrorClass::CircuitOpen)
-    })
-    .await;
-    let shown = d
-        .queue
-        .pause()
-        .await
-        .unwrap()
-        .expect("status shows the open circuit");
-    assert_eq!(shown.class, ErrorClass::CircuitOpen);
-    assert!(
-        tc_ingest::status::table(&tc_ingest::status::StatusView::read(&d.queue).await.unwrap())
-            .contains("DELIVERY PAUSED: circuit open")
-    );
-    let during = app.sim.stats().requests;
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(
-        app.sim.stats().requests <= during + 8,
-        "no new requests while open (in-flight ones may finish)"
-    );
-    app.sim.set_faults(faults());
-    wait_until(
-        Duration::from_secs(15),
-        "all 40 delivered once the server recovered",
-        async || d.queue.count(Some(JobState::Delivered)).await.unwrap() == 40,
-    )
-    .await;
-    wait_until(
-        Duration::from_secs(5),
-        "status says running again once the circuit closed",
-        async || d.queue.pause().await.unwrap().is_none(),
-    )
-    .await;
-    delivering.stop().await;
-}
-
-#[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
     let app = TestApp::builder()
         .faults(Faults {
             latency_ms: 300,
             ..faults()
         })
-        .extra_config(FAST)
+        .extra_config(FAST_POLICY)
         .start()
         .await;
     let d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 20, 0)).await;
     let delivering = d.deliver_in_background();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The first answers are back (300 ms each): the workers have gone on
+    // to the next jobs, whose calls are in flight.
+    wait_until(Duration::from_secs(5), "the first answers", async || {
+        app.sim.stats().requests >= 1
+    })
+    .await;
     delivering.stop().await;
     let delivered = d.queue.count(Some(JobState::Delivered)).await.unwrap();
     assert_eq!(d.queue.count(Some(JobState::Leased)).await.unwrap(), 0);
@@ -588,44 +373,4 @@ async fn shutdown_finishes_in_flight_requests_and_returns_leases() {
         "every request that reached the server was recorded"
     );
     assert!((1..=8).contains(&delivered), "{delivered}");
-}
-
-#[tokio::test]
-async fn metrics_endpoint_reports_requests_jobs_and_files() {
-    let app = TestApp::builder().extra_config(FAST).start().await;
-    let mut d = app.daemon().await;
-    app.drop_file("m.txt", b"1.1.1.1\n2.2.2.2\nnope\n");
-    d.once().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let metrics = d.metrics.clone();
-    let server = Background::spawn(|cancel| tc_ingest::metrics::serve(addr, metrics, cancel));
-    d.metrics.set_jobs(&d.queue.stats().await.unwrap().by_state);
-    let mut text = String::new();
-    wait_until(
-        Duration::from_secs(5),
-        "the metrics endpoint answers",
-        async || match reqwest::get(format!("http://{addr}/metrics")).await {
-            Ok(r) => {
-                text = r.text().await.unwrap();
-                true
-            }
-            Err(_) => false,
-        },
-    )
-    .await;
-    for line in [
-        "tc_ingest_requests_total{class=\"success\"} 2",
-        "tc_ingest_jobs{state=\"delivered\"} 2",
-        "tc_ingest_files_total{outcome=\"done\"} 1",
-        "tc_ingest_request_duration_seconds_count 2",
-        "tc_ingest_paused 0",
-    ] {
-        assert!(text.contains(line), "{line} missing from:\n{text}");
-    }
-    server.stop().await;
 }

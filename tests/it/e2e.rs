@@ -8,20 +8,21 @@ use tc_ingest::queue::JobState;
 use crate::helpers::*;
 
 const SECRET: &str = "e2e-Secret-Value-42";
-const DELIVERY: &str =
-    "[delivery]\nworkers = 4\nrate_per_second = 0\nbackoff_base_ms = 10\nprobe_min_secs = 1\n";
+
+/// The app with the secret the tests look for, and quick delivery.
+async fn secret_app() -> TestApp {
+    TestApp::builder()
+        .secret(SECRET)
+        .extra_config(QUICK_DELIVERY)
+        .start()
+        .await
+}
 
 #[tokio::test]
 async fn run_once_delivers_every_sample_feed() {
-    let app = TestApp::builder()
-        .secret(SECRET)
-        .extra_config(DELIVERY)
-        .start()
-        .await;
+    let app = secret_app().await;
     copy_examples(&app.incoming());
-    let out = app.binary(&["run", "--once"]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = app.run_once_exits(0).await;
     let held = app.sim.indicators();
     let count = |t: &str| held.iter().filter(|i| i.kind == t).count();
     assert_eq!(
@@ -65,11 +66,7 @@ async fn run_once_delivers_every_sample_feed() {
 
 #[tokio::test]
 async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
-    let app = TestApp::builder()
-        .secret(SECRET)
-        .extra_config(DELIVERY)
-        .start()
-        .await;
+    let app = secret_app().await;
     let daemon = app.spawn_daemon_with_queue().await;
     app.rename_in("drop.txt", b"1.1.1.1\n2.2.2.2\nevil[.]example[.]com\n");
     wait_until(Duration::from_secs(10), "delivered", async || {
@@ -120,9 +117,7 @@ async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&second.stderr).contains(&format!("pid {}", daemon.pid())));
 
     // `status` reads the queue while the daemon runs.
-    let status = app.binary(&["status", "--json"]).await;
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(v["jobs"]["delivered"], 5);
+    assert_eq!(app.status_json().await["jobs"]["delivered"], 5);
 
     let (code, stderr) = daemon.stop().await;
     assert_eq!(code, Some(0));
@@ -134,11 +129,7 @@ async fn daemon_delivers_dropped_files_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
-    let app = TestApp::builder()
-        .secret(SECRET)
-        .extra_config(DELIVERY)
-        .start()
-        .await;
+    let app = secret_app().await;
     let daemon = app.spawn_daemon_with_queue().await;
     std::fs::write(app.config_path(), "[api]\nbase_url = 42\n").unwrap();
     daemon.signal(libc::SIGHUP);
@@ -165,36 +156,25 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
 
 #[tokio::test]
 async fn sigkill_at_any_moment_then_restart_loses_nothing() {
-    let app = TestApp::builder()
-        .secret(SECRET)
-        .extra_config(DELIVERY)
-        .start()
-        .await;
-    let rows = |from: usize, to: usize| -> String {
-        (from..to)
-            .map(|i| format!("10.7.{}.{}\n", i / 256, i % 256))
-            .collect()
-    };
+    let app = secret_app().await;
     let n = 20_000;
     std::fs::create_dir_all(app.incoming()).unwrap();
-    std::fs::write(app.incoming().join("big.txt"), rows(0, 12_000)).unwrap();
+    std::fs::write(app.incoming().join("big.txt"), ips(12_000, 0)).unwrap();
     // Kill it at different moments (while reading a file, while delivering),
     // with a second file arriving in between, then let it finish.
     for (i, wait_ms) in [40, 250, 700].into_iter().enumerate() {
         if i == 1 {
-            std::fs::write(app.incoming().join("more.txt"), rows(12_000, n)).unwrap();
+            std::fs::write(app.incoming().join("more.txt"), ips(n - 12_000, 12_000)).unwrap();
         }
         let daemon = app.spawn_daemon();
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        hold_for(
+            Duration::from_millis(wait_ms),
+            "a moment to kill the daemon at",
+        )
+        .await;
         daemon.kill().await;
     }
-    let out = app.binary(&["run", "--once"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    app.run_once_exits(0).await;
     let held = app.sim.indicators();
     assert_eq!(held.len(), n, "every row delivered");
     let q = app.queue().await;
@@ -212,11 +192,7 @@ async fn sigkill_at_any_moment_then_restart_loses_nothing() {
 
 #[tokio::test]
 async fn the_secret_never_reaches_the_database_status_or_check_config() {
-    let app = TestApp::builder()
-        .secret(SECRET)
-        .extra_config(DELIVERY)
-        .start()
-        .await;
+    let app = secret_app().await;
     copy_examples(&app.incoming());
     let run = app.binary(&["run", "--once"]).await;
     let status = app.binary(&["status"]).await;

@@ -14,9 +14,10 @@ use crate::helpers::data;
 type Read = (Vec<String>, Vec<(u64, String)>, Result<Format, FeedError>);
 
 fn read(path: &Path, opts: &ReadOptions) -> Read {
+    let (items, r) = items(path, opts);
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    let r = feed::read(path, opts, &mut |item| {
+    for item in items {
         match item {
             Item::Row(rec) => match normalize::record(&rec, &FeedDefaults::default()) {
                 Ok(n) => ok.push(n.indicator.summary().to_string()),
@@ -24,9 +25,18 @@ fn read(path: &Path, opts: &ReadOptions) -> Read {
             },
             Item::Bad { line, reason, .. } => bad.push((line, reason)),
         }
+    }
+    (ok, bad, r)
+}
+
+/// Every item of reading a file, and the read result.
+fn items(path: &Path, opts: &ReadOptions) -> (Vec<Item>, Result<Format, FeedError>) {
+    let mut items = Vec::new();
+    let r = feed::read(path, opts, &mut |item| {
+        items.push(item);
         ControlFlow::Continue(())
     });
-    (ok, bad, r)
+    (items, r)
 }
 
 #[test]
@@ -89,14 +99,15 @@ fn explicit_column_mapping_wins() {
         .into(),
         ..ReadOptions::default()
     };
-    let mut rows = Vec::new();
-    feed::read(&p, &opts, &mut |i| {
-        if let Item::Row(r) = i {
-            rows.push(r);
-        }
-        ControlFlow::Continue(())
-    })
-    .unwrap();
+    let (items, r) = items(&p, &opts);
+    r.unwrap();
+    let rows: Vec<_> = items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Row(r) => Some(r),
+            Item::Bad { .. } => None,
+        })
+        .collect();
     assert_eq!(rows[0].value.as_deref(), Some("1.2.3.4"));
     assert_eq!(rows[0].rating.as_deref(), Some("4"));
 }
@@ -148,17 +159,17 @@ fn tiny_and_empty_files() {
 
 #[test]
 fn json_batch_style_objects_strings_and_bad_elements() {
+    let (items, r) = items(&data("batch.json"), &ReadOptions::default());
     let mut rows = Vec::new();
     let mut bad = Vec::new();
-    let r = feed::read(&data("batch.json"), &ReadOptions::default(), &mut |i| {
+    for i in items {
         match i {
             Item::Row(r) => rows.push(r),
             Item::Bad {
                 position, reason, ..
             } => bad.push((position, reason)),
         }
-        ControlFlow::Continue(())
-    });
+    }
     assert_eq!(r.unwrap(), Format::Json);
     assert_eq!(rows.len(), 5);
     assert_eq!(

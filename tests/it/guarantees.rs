@@ -7,9 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tc_ingest::queue::BatchOwners;
 
-use tc_ingest::queue::{JobState, JobUpdate, Lease, NewJob};
+use tc_ingest::queue::{JobState, JobUpdate, Lease, NewJob, now_ms};
 use tc_ingest::sim::{Faults, SimConfig, SimStats, Simulator};
 
 use crate::helpers::*;
@@ -51,16 +50,11 @@ async fn a_stale_lease_cannot_record_a_result() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1")]).await;
-    let first = q
-        .claim(1, Duration::from_millis(10), &BatchOwners::None)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let first = claim(&q, 1, Duration::from_millis(10)).await;
+    // The 10 ms lease has run out.
+    clock_past(now_ms() + 10).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
-    let second = q
-        .claim(1, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let second = claim(&q, 1, Duration::from_secs(60)).await;
     assert_eq!(first[0].lease.id, second[0].lease.id);
     assert_ne!(first[0].lease.token, second[0].lease.token);
     assert!(
@@ -257,7 +251,7 @@ async fn thirty_percent_503s_on_many_call_jobs_bury_nothing() {
     );
 }
 
-/// The server gone for 20 s: the breaker opens, probes every couple of
+/// The server gone for a while: the breaker opens, probes every couple of
 /// seconds, and delivery resumes within seconds of its return.
 #[tokio::test]
 async fn delivery_resumes_within_seconds_of_the_server_coming_back() {
@@ -271,7 +265,25 @@ async fn delivery_resumes_within_seconds_of_the_server_coming_back() {
     let stand_in = Simulator::start_local(SimConfig::default()).await.unwrap();
     std::mem::replace(&mut app.sim, stand_in).stop().await;
     let delivery = d.deliver_in_background();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // The outage lasts until the prober has found the server gone four
+    // times (each failed probe sets the circuit's next probe on). Were an
+    // open circuit probed at a doubling interval, as other pauses are
+    // (2, 4, 8 s...), the next probe would now be 16 s away, far past the
+    // 5 s within which delivery must resume below.
+    let (mut probes, mut next_probe) = (0, None);
+    wait_until(
+        Duration::from_secs(30),
+        "four failed probes of the open circuit",
+        async || {
+            let until = d.delivery.gate.paused().and_then(|p| p.until);
+            if until.is_some() && next_probe.is_some() && until != next_probe {
+                probes += 1;
+            }
+            next_probe = until.or(next_probe);
+            probes >= 4
+        },
+    )
+    .await;
     assert!(
         d.delivery.gate.paused().is_some(),
         "the circuit is open during the outage"
@@ -305,10 +317,7 @@ async fn delivery_resumes_within_seconds_of_the_server_coming_back() {
 /// update) stops the daemon with exit code 3, instead of a silent stall.
 #[tokio::test]
 async fn a_failing_result_writer_stops_the_daemon_with_exit_3() {
-    let app = TestApp::builder()
-        .extra_config("[delivery]\nrate_per_second = 0\n")
-        .start()
-        .await;
+    let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     let q = app.queue().await;
     sql(
         &q,
@@ -341,20 +350,14 @@ async fn an_operators_sqlite3_beside_the_daemon_loses_nothing() {
             latency_ms: 400,
             ..faults()
         })
-        .extra_config("[delivery]\nrate_per_second = 0\n")
+        .extra_config(UNTHROTTLED)
         .start()
         .await;
     // Queued by another process (`enqueue`): no connection of this test
     // stays open beside the daemon's.
     let tags: Vec<String> = (0..17).map(|t| format!("t{t}")).collect();
-    let feed = app.path().join("one.csv");
-    std::fs::write(
-        &feed,
-        format!("value,tags\nslow.example.com,{}\n", tags.join("|")),
-    )
-    .unwrap();
-    let out = app.binary(&["enqueue", feed.to_str().unwrap()]).await;
-    assert!(out.status.success(), "{out:?}");
+    let feed = format!("value,tags\nslow.example.com,{}\n", tags.join("|"));
+    app.enqueue_file("one.csv", &feed).await;
     let file = app.queue_path();
     let delivered = "SELECT COUNT(*) FROM jobs WHERE state = 'delivered'";
     if sqlite3_number(&file, delivered).await.is_none() {
@@ -365,15 +368,22 @@ async fn an_operators_sqlite3_beside_the_daemon_loses_nothing() {
     // 18 calls of 0.4 s: the job is being worked on when the maintenance
     // tick (every 5 s) runs, and another process looks every 300 ms.
     let mut seen_steps = Vec::new();
-    let end = Instant::now() + Duration::from_secs(25);
-    while sqlite3_number(&file, delivered).await != Some(1) {
-        assert!(
-            Instant::now() < end,
-            "never seen delivered; steps seen: {seen_steps:?}"
-        );
-        seen_steps.push(sqlite3_number(&file, "SELECT MAX(steps_done) FROM jobs").await);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let seen_delivered = poll_every(
+        Duration::from_millis(300),
+        Duration::from_secs(25),
+        async || {
+            if sqlite3_number(&file, delivered).await == Some(1) {
+                return true;
+            }
+            seen_steps.push(sqlite3_number(&file, "SELECT MAX(steps_done) FROM jobs").await);
+            false
+        },
+    )
+    .await;
+    assert!(
+        seen_delivered,
+        "never seen delivered; steps seen: {seen_steps:?}"
+    );
     let (code, log) = daemon.stop().await;
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tc_ingest::bench::hostile::CASES;
-use tc_ingest::queue::{FileState, NewFile};
+use tc_ingest::bench::hostile::{CASES, Case};
+use tc_ingest::queue::FileState;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -24,22 +24,7 @@ const BIG: u64 = 16 << 10;
 /// The test app with small limits (and `settle_ms`) written into `[watch]`.
 async fn app_with(watch: &str) -> TestApp {
     let app = TestApp::start().await;
-    let path = app.config_path();
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for line in watch.lines() {
-        // The harness's own value of a key goes: a key twice is an error.
-        let key = line.split('=').next().unwrap().trim();
-        text = text
-            .lines()
-            .filter(|l| l.split('=').next().unwrap().trim() != key)
-            .map(|l| format!("{l}\n"))
-            .collect();
-    }
-    std::fs::write(
-        &path,
-        text.replacen("[watch]\n", &format!("[watch]\n{watch}"), 1),
-    )
-    .unwrap();
+    app.set_watch(watch);
     app
 }
 
@@ -47,101 +32,82 @@ fn small_limits() -> String {
     format!("max_line_bytes = {MAX_LINE}\nmax_decompressed_bytes = {MAX_GZ}\n")
 }
 
-/// One number from the queue, through a connection of the test's own.
-async fn number(queue: &Path, sql: &str) -> i64 {
-    use sqlx::{ConnectOptions, Row};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(queue)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get::<Option<i64>, _>(0)
-        .unwrap_or(0)
+/// Where a case of the corpus must end (`None`: either place is right).
+fn expected_end(file: &str) -> Option<FileState> {
+    match file {
+        "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "bomb.txt.gz"
+        | "bomb-lines.csv.gz" | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => {
+            Some(FileState::Failed)
+        }
+        "long-string.json" | "long-key.json" | "deep.json" | "blank.json" | "long-line.ndjson"
+        | "long-line.txt" | "nul-tags.csv" | "nul-values.txt" | "invalid-utf8.txt"
+        | "empty.csv" | "header-only.csv" | "valid.csv" => Some(FileState::Done),
+        _ => None,
+    }
 }
 
-#[tokio::test]
-async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
-    let app = app_with(&small_limits()).await;
-    let daemon = app.spawn_daemon_with_queue().await;
-    let staging = app.path().join("staging");
-    std::fs::create_dir_all(&staging).unwrap();
-    // A directory named like a feed is a folder of feeds, not a file: the
-    // daemon walks into it and goes on.
-    std::fs::create_dir_all(app.incoming().join("feed.csv")).unwrap();
-    for case in CASES {
-        let staged = case.write(&staging, BIG).unwrap();
-        std::fs::rename(&staged, app.incoming().join(case.file)).unwrap();
-        let root = app.path().to_path_buf();
+/// Drops `case` (written in `staging`, renamed in) into the running
+/// daemon's watched directory; it must end in done/ or failed/, where
+/// [`expected_end`] says, with a sound errors report.
+async fn drop_case(app: &TestApp, daemon: &DaemonProcess, staging: &Path, case: &Case) {
+    let staged = case.write(staging, BIG).unwrap();
+    std::fs::rename(&staged, app.incoming().join(case.file)).unwrap();
+    let root = app.path().to_path_buf();
+    wait_until(
+        Duration::from_secs(30),
+        format!("{} ({}) ends in done/ or failed/", case.name, case.file),
+        async || landed(&root, case.file).is_some(),
+    )
+    .await;
+    let (state, moved) = landed(&root, case.file).unwrap();
+    let mut report = moved.into_os_string();
+    report.push(".errors.ndjson");
+    check_report(case.file, state, &PathBuf::from(report)).await;
+    if let Some(expected) = expected_end(case.file) {
+        assert_eq!(state, expected, "{}: {}", case.name, daemon.stderr());
+    }
+}
+
+/// A case's errors report: a failed file's names the line and reason of
+/// its last row; no line of any is long.
+async fn check_report(file: &str, state: FileState, report: &Path) {
+    if state == FileState::Failed {
+        // The report is written just after the move.
         wait_until(
-            Duration::from_secs(30),
-            format!("{} ({}) ends in done/ or failed/", case.name, case.file),
-            async || landed(&root, case.file).is_some(),
+            Duration::from_secs(10),
+            format!("{file}: errors report"),
+            async || std::fs::read_to_string(report).is_ok_and(|t| t.ends_with('\n')),
         )
         .await;
-        let (state, moved) = landed(&root, case.file).unwrap();
-        let mut report = moved.into_os_string();
-        report.push(".errors.ndjson");
-        let report = PathBuf::from(report);
-        if state == FileState::Failed {
-            // The report is written just after the move.
-            wait_until(
-                Duration::from_secs(10),
-                format!("{}: errors report", case.file),
-                async || std::fs::read_to_string(&report).is_ok_and(|t| t.ends_with('\n')),
-            )
-            .await;
-            let text = std::fs::read_to_string(&report)
-                .unwrap_or_else(|e| panic!("{}: no errors report: {e}", case.file));
-            let last: serde_json::Value = serde_json::from_str(
-                text.lines()
-                    .last()
-                    .unwrap_or_else(|| panic!("{}: an empty errors report", case.file)),
-            )
-            .unwrap();
-            assert!(
-                last["reason"].as_str().is_some_and(|e| !e.is_empty())
-                    && last.get("line").is_some(),
-                "{}: the report names line and reason: {last}",
-                case.file
-            );
-        }
-        if report.exists() {
-            let text = std::fs::read_to_string(&report).unwrap();
-            for l in text.lines() {
-                assert!(
-                    l.len() < 2048,
-                    "{}: a report line of {} bytes",
-                    case.file,
-                    l.len()
-                );
-            }
-        }
-        let expected = match case.file {
-            "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "bomb.txt.gz"
-            | "bomb-lines.csv.gz" | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => {
-                Some(FileState::Failed)
-            }
-            "long-string.json" | "long-key.json" | "deep.json" | "blank.json"
-            | "long-line.ndjson" | "long-line.txt" | "nul-tags.csv" | "nul-values.txt"
-            | "invalid-utf8.txt" | "empty.csv" | "header-only.csv" | "valid.csv" => {
-                Some(FileState::Done)
-            }
-            _ => None,
-        };
-        if let Some(expected) = expected {
-            assert_eq!(state, expected, "{}: {}", case.name, daemon.stderr());
+        let text = std::fs::read_to_string(report)
+            .unwrap_or_else(|e| panic!("{file}: no errors report: {e}"));
+        let last: serde_json::Value = serde_json::from_str(
+            text.lines()
+                .last()
+                .unwrap_or_else(|| panic!("{file}: an empty errors report")),
+        )
+        .unwrap();
+        assert!(
+            last["reason"].as_str().is_some_and(|e| !e.is_empty()) && last.get("line").is_some(),
+            "{file}: the report names line and reason: {last}"
+        );
+    }
+    if report.exists() {
+        let text = std::fs::read_to_string(report).unwrap();
+        for l in text.lines() {
+            assert!(l.len() < 2048, "{file}: a report line of {} bytes", l.len());
         }
     }
-    // The rows before a break were kept (queued, or duplicates of rows of
-    // earlier cases); oversized lines are rejects.
-    let q = app.queue_path();
+}
+
+/// What the corpus left in the queue at `q`: the rows before a break kept
+/// (queued, or duplicates of rows of earlier cases), oversized lines and
+/// elements as rejects, echoes of input cut, no control character in a
+/// payload.
+async fn check_the_queue_after_the_corpus(q: &Path) {
     let per_file = async |file: &str, column: &str| {
-        number(
-            &q,
+        number_at(
+            q,
             &format!("SELECT {column} FROM files WHERE path = '{file}' ORDER BY id DESC LIMIT 1"),
         )
         .await
@@ -170,26 +136,41 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
         "SELECT MAX(LENGTH(input)) FROM rejects",
         "SELECT MAX(LENGTH(reason)) FROM rejects",
     ] {
-        let n = number(&q, sql).await;
+        let n = number_at(q, sql).await;
         assert!(n <= 1024, "{sql}: {n}");
     }
     // No control character left in tags or attributes.
     assert_eq!(
-        number(
-            &q,
+        number_at(
+            q,
             "SELECT COUNT(*) FROM jobs WHERE payload LIKE '%\\u0000%' OR payload LIKE '%\\u0001%' \
              OR payload LIKE '%\\u007f%' OR instr(payload, char(0)) > 0"
         )
         .await,
         0
     );
+}
+
+#[tokio::test]
+async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
+    let app = app_with(&small_limits()).await;
+    let daemon = app.spawn_daemon_with_queue().await;
+    let staging = app.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    // A directory named like a feed is a folder of feeds, not a file: the
+    // daemon walks into it and goes on.
+    std::fs::create_dir_all(app.incoming().join("feed.csv")).unwrap();
+    for case in CASES {
+        drop_case(&app, &daemon, &staging, case).await;
+    }
+    check_the_queue_after_the_corpus(&app.queue_path()).await;
     // Still up, still taking files.
     app.rename_in("after.txt", b"192.0.2.1\n");
     let root = app.path().to_path_buf();
     wait_until(
         Duration::from_secs(10),
         "a file after the corpus is taken",
-        async || landed(&root, "after.txt").is_some_and(|(s, _)| s == FileState::Done),
+        async || ended(&root, "after.txt", FileState::Done),
     )
     .await;
     assert!(app.incoming().join("feed.csv").is_dir());
@@ -223,7 +204,7 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
         "the file is recorded as failed",
         async || {
             q.exists()
-                && number(
+                && number_at(
                     &q,
                     "SELECT COUNT(*) FROM files WHERE path = 'first.txt' AND state = 'failed' \
                  AND error LIKE '%cannot move%'",
@@ -251,19 +232,9 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
 /// `deaths` times left it, with `progress` rows committed between the
 /// deaths (a list, one entry per death: the position committed by then).
 async fn left_in_processing(d: &TestDaemon, app: &TestApp, committed: &[u64]) -> i64 {
-    let processing = app.config().watch.processing_dir.join("big.txt");
-    std::fs::write(&processing, "192.0.2.1\n192.0.2.2\n192.0.2.3\n").unwrap();
-    let id = d
-        .queue
-        .file_begin(&NewFile {
-            path: "big.txt",
-            processing_path: Some(&processing.to_string_lossy()),
-            sha256: "x",
-            size_bytes: 1,
-            owner: "Common Community",
-        })
-        .await
-        .unwrap();
+    let id = app
+        .taken_file(&d.queue, "192.0.2.1\n192.0.2.2\n192.0.2.3\n")
+        .await;
     for (i, &position) in committed.iter().enumerate() {
         if i > 0 {
             // The start after a death: counted, then read again.
@@ -390,7 +361,11 @@ async fn a_file_appended_line_by_line_is_taken_once_when_settled() {
             .unwrap();
         writeln!(f, "192.0.2.{}", i + 1).unwrap();
         drop(f);
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        hold_for(
+            Duration::from_millis(30),
+            "a producer appending a line at a time",
+        )
+        .await;
     }
     let done = app.path().join("done");
     wait_until(

@@ -100,8 +100,8 @@ async fn serve(mut client: TcpStream, heads: Arc<Mutex<Vec<String>>>) -> std::io
 
 #[tokio::test]
 async fn https_goes_through_the_proxy_by_connect_with_its_credentials() {
-    let (ca_pem, cert, key) = crate::tls::private_ca();
-    let sim = crate::tls::https_sim(cert, key).await;
+    let (ca_pem, cert, key) = private_ca();
+    let sim = https_sim(cert, key).await;
     let sim_addr = sim.addr;
     let proxy = TestProxy::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -118,13 +118,8 @@ async fn https_goes_through_the_proxy_by_connect_with_its_credentials() {
         .await;
 
     let out = app.binary(&["ping"]).await;
+    exited(&out, 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains(&format!("through the proxy {} (api.proxy)", proxy.url())),
         "{stdout}"
@@ -174,11 +169,7 @@ async fn plain_http_is_forwarded_by_the_proxy_and_delivery_works_through_it() {
 #[tokio::test]
 async fn a_refused_proxy_is_named_in_the_error_and_in_pings_advice() {
     // A port nobody listens on: bound, then closed.
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let app = TestApp::builder()
         .api_config(&format!("proxy = \"http://{closed}\""))
         .start()
@@ -209,12 +200,9 @@ async fn a_refused_proxy_is_named_in_the_error_and_in_pings_advice() {
     assert_eq!(app.sim.stats().requests, 0, "nothing reached the server");
 
     // The same proxy from tcex's variables is named by its variable.
-    let no_proxy = app.path().join("direct.toml");
-    let text = std::fs::read_to_string(app.config_path())
-        .unwrap()
-        .replace(&format!("proxy = \"http://{closed}\""), "");
-    std::fs::write(&no_proxy, text).unwrap();
-    let out = command(&["ping", "--config", no_proxy.to_str().unwrap()])
+    app.edit_config(|text| text.replace(&format!("proxy = \"http://{closed}\""), ""));
+    let out = app
+        .command(&["ping"])
         .env("TC_PROXY_HOST", "127.0.0.1")
         .env("TC_PROXY_PORT", closed.port().to_string())
         .output()

@@ -7,23 +7,10 @@ use tc_ingest::queue::{ErrorClass, FileState, JobState};
 
 use tc_ingest::indicator::{IndicatorType, Payload};
 use tc_ingest::queue::{
-    DaemonLock, JobError, JobUpdate, Lease, NewFile, NewJob, NewReject, Queue, RetryFilter, now_ms,
+    DaemonLock, JobError, JobUpdate, Lease, NewJob, NewReject, Queue, RetryFilter, now_ms,
 };
 
 use crate::helpers::*;
-
-/// Records a feed file of owner "O".
-async fn file(q: &Queue, path: &str, processing: Option<&str>, sha256: &str) -> i64 {
-    q.file_begin(&NewFile {
-        path,
-        processing_path: processing,
-        sha256,
-        size_bytes: 1,
-        owner: "O",
-    })
-    .await
-    .unwrap()
-}
 
 fn err(class: &str) -> JobError {
     JobError {
@@ -64,10 +51,7 @@ async fn enqueue_claim_complete_with_dedup() {
         .unwrap();
     assert_eq!(r.queued, 2);
 
-    let claimed = q
-        .claim(100, Duration::from_secs(30), &BatchOwners::None)
-        .await
-        .unwrap();
+    let claimed = claim(&q, 100, Duration::from_secs(30)).await;
     assert_eq!(claimed.len(), 100);
     assert_eq!(q.count(Some(JobState::Leased)).await.unwrap(), 100);
     let (ind, payload) = claimed[0].parse().unwrap();
@@ -105,28 +89,17 @@ async fn leases_expire_and_return() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
-    let a = q
-        .claim(1, Duration::from_millis(1), &BatchOwners::None)
-        .await
-        .unwrap();
-    let b = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let a = claim(&q, 1, Duration::from_millis(1)).await;
+    let b = claim(&q, 10, LEASE).await;
     assert_eq!((a.len(), b.len()), (1, 1));
     assert!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .is_empty(),
+        claim(&q, 10, LEASE).await.is_empty(),
         "leased jobs are not claimed twice"
     );
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The 1 ms lease has run out.
+    clock_past(now_ms() + 1).await;
     assert_eq!(q.reclaim_expired_leases().await.unwrap(), 1);
-    let again = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let again = claim(&q, 10, LEASE).await;
     assert_eq!(
         again.iter().map(|j| j.lease.id).collect::<Vec<_>>(),
         vec![a[0].lease.id]
@@ -136,98 +109,84 @@ async fn leases_expire_and_return() {
     assert_eq!(q.count(Some(JobState::Pending)).await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn reschedule_bury_requeue() {
-    let app = TestApp::start().await;
-    let q = app.queue().await;
-    let fid = file(&q, "feeds/a.csv", None, "x").await;
-    q.commit_chunk(
-        Some(fid),
-        &[
+/// A job rescheduled after a server error, buried, requeued.
+mod reschedule_bury_requeue {
+    use super::*;
+
+    /// Three jobs of feeds/a.csv claimed: the first (of "O") rescheduled a
+    /// minute on after one call, the second (of "P") buried for a
+    /// validation error, the third (of "O") for an unexpected one.
+    async fn one_rescheduled_two_buried(q: &Queue) {
+        let fid = file_record(q, "feeds/a.csv", None, "x", "O").await;
+        let jobs = [
             job("O", "1.1.1.1"),
             job("P", "2.2.2.2"),
             job("O", "3.3.3.3"),
-        ],
-        &[],
-        3,
-        3,
-        DAY,
-    )
-    .await
-    .unwrap();
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
+        ];
+        q.commit_chunk(Some(fid), &jobs, &[], 3, 3, DAY)
+            .await
+            .unwrap();
+        let c = claim(q, 10, LEASE).await;
+        let retry = JobUpdate::Retry {
+            at: now_ms() + 60_000,
+            failed: true,
+            uncertain: false,
+            error: Some(err("server_error")),
+        };
+        let bury = |class| JobUpdate::Bury { error: err(class) };
+        q.apply(
+            &[
+                (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
+                (c[0].lease, retry),
+                (c[1].lease, bury("validation")),
+                (c[2].lease, bury("unexpected")),
+            ],
+            LEASE,
+        )
         .await
         .unwrap();
-    q.apply(
-        &[
-            (c[0].lease, JobUpdate::Progress { steps_done: 1 }),
-            (
-                c[0].lease,
-                JobUpdate::Retry {
-                    at: now_ms() + 60_000,
-                    failed: true,
-                    uncertain: false,
-                    error: Some(err("server_error")),
-                },
-            ),
-            (
-                c[1].lease,
-                JobUpdate::Bury {
-                    error: err("validation"),
-                },
-            ),
-            (
-                c[2].lease,
-                JobUpdate::Bury {
-                    error: err("unexpected"),
-                },
-            ),
-        ],
-        LEASE,
-    )
-    .await
-    .unwrap();
-    assert!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .is_empty(),
-        "not due yet"
-    );
-    let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
-    assert_eq!(dead.len(), 2);
-    assert_eq!(
-        dead[0].last_error_class.map(ErrorClass::as_str),
-        Some("validation")
-    );
-    assert_eq!(dead[0].last_http_status, Some(400));
-    let pending = q.jobs_in_state(JobState::Pending).await.unwrap();
-    assert_eq!((pending[0].steps_done, pending[0].attempts), (1, 1));
+    }
 
-    let by_class = RetryFilter {
-        class: Some(ErrorClass::Validation),
-        ..RetryFilter::default()
-    };
-    assert_eq!(q.requeue_dead(&by_class).await.unwrap(), 1);
-    let by_owner = RetryFilter {
-        owner: Some("nobody".into()),
-        ..RetryFilter::default()
-    };
-    assert_eq!(q.requeue_dead(&by_owner).await.unwrap(), 0);
-    let by_file = RetryFilter {
-        file: Some("a.csv".into()),
-        ..RetryFilter::default()
-    };
-    assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
-    assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
-    assert_eq!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    #[tokio::test]
+    async fn rescheduled_and_buried() {
+        let app = TestApp::start().await;
+        let q = app.queue().await;
+        one_rescheduled_two_buried(&q).await;
+        assert!(claim(&q, 10, LEASE).await.is_empty(), "not due yet");
+        let dead = q.jobs_in_state(JobState::Dead).await.unwrap();
+        assert_eq!(dead.len(), 2);
+        assert_eq!(
+            dead[0].last_error_class.map(ErrorClass::as_str),
+            Some("validation")
+        );
+        assert_eq!(dead[0].last_http_status, Some(400));
+        let pending = q.jobs_in_state(JobState::Pending).await.unwrap();
+        assert_eq!((pending[0].steps_done, pending[0].attempts), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn requeued_by_class_owner_or_file() {
+        let app = TestApp::start().await;
+        let q = app.queue().await;
+        one_rescheduled_two_buried(&q).await;
+        let by_class = RetryFilter {
+            class: Some(ErrorClass::Validation),
+            ..RetryFilter::default()
+        };
+        assert_eq!(q.requeue_dead(&by_class).await.unwrap(), 1);
+        let by_owner = RetryFilter {
+            owner: Some("nobody".into()),
+            ..RetryFilter::default()
+        };
+        assert_eq!(q.requeue_dead(&by_owner).await.unwrap(), 0);
+        let by_file = RetryFilter {
+            file: Some("a.csv".into()),
+            ..RetryFilter::default()
+        };
+        assert_eq!(q.requeue_dead(&by_file).await.unwrap(), 1);
+        assert_eq!(q.count(Some(JobState::Dead)).await.unwrap(), 0);
+        assert_eq!(claim(&q, 10, LEASE).await.len(), 2);
+    }
 }
 
 #[tokio::test]
@@ -252,10 +211,7 @@ async fn held_owners_wait_and_others_go_on() {
         2,
         "new jobs of a held owner are held too"
     );
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 10, LEASE).await;
     assert_eq!(
         c.iter().map(|j| j.owner.as_str()).collect::<Vec<_>>(),
         vec!["B"]
@@ -263,20 +219,14 @@ async fn held_owners_wait_and_others_go_on() {
     let s = q.stats().await.unwrap();
     assert_eq!(s.held_owners.len(), 1);
     assert_eq!(q.release_owner("A").await.unwrap(), 2);
-    assert_eq!(
-        q.claim(10, Duration::from_secs(60), &BatchOwners::None)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(claim(&q, 10, LEASE).await.len(), 2);
 }
 
 #[tokio::test]
 async fn files_rejects_progress_and_stats() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    let fid = file(&q, "x.txt", Some("/p/x.txt"), "abc").await;
+    let fid = file_record(&q, "x.txt", Some("/p/x.txt"), "abc", "O").await;
     let rejects = vec![NewReject {
         line: 2,
         input: "bad".into(),
@@ -324,15 +274,12 @@ async fn prune_removes_old_delivered_jobs_only() {
     let app = TestApp::start().await;
     let q = app.queue().await;
     enqueue(&q, &[job("O", "1.1.1.1"), job("O", "2.2.2.2")]).await;
-    let c = q
-        .claim(1, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 1, LEASE).await;
     q.apply(&[(c[0].lease, JobUpdate::Delivered)], LEASE)
         .await
         .unwrap();
     assert_eq!(q.prune_delivered(DAY).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock_past(now_ms()).await;
     assert_eq!(q.prune_delivered(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(q.count(None).await.unwrap(), 1);
 }
@@ -341,7 +288,7 @@ async fn prune_removes_old_delivered_jobs_only() {
 async fn rejects_of_old_files_are_pruned_and_counts_kept() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    let fid = file(&q, "x.txt", None, "abc").await;
+    let fid = file_record(&q, "x.txt", None, "abc", "O").await;
     let rejects = vec![NewReject {
         line: 1,
         input: "x".into(),
@@ -360,7 +307,7 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
         .await
         .unwrap();
     assert_eq!(q.prune_rejects(DAY).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock_past(now_ms()).await;
     assert_eq!(q.prune_rejects(Duration::ZERO).await.unwrap(), 1);
     assert!(q.rejects(fid, 10).await.unwrap().is_empty());
     assert_eq!(q.file(fid).await.unwrap().rows_rejected, 1);
@@ -370,11 +317,8 @@ async fn rejects_of_old_files_are_pruned_and_counts_kept() {
 async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
     let app = TestApp::start().await;
     let q = app.queue().await;
-    crate::helpers::sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    sql(&q, "INSERT INTO jobs (owner, type, value, payload) VALUES ('O', 'Host', 'hand.example.com', '{\"tags\":[\"manual\"]}')").await;
+    let c = claim(&q, 10, LEASE).await;
     assert_eq!(c.len(), 1);
     let (ind, payload) = c[0].parse().unwrap();
     assert_eq!(
@@ -400,10 +344,7 @@ async fn only_one_daemon_per_queue_and_readers_alongside() {
     reader.count(None).await.unwrap();
     let conn = rusqlite_like_reader(&path).await;
     enqueue(&q, &[job("O", "2.2.2.2")]).await;
-    let c = q
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&q, 10, LEASE).await;
     assert_eq!(c.len(), 2);
     drop(conn);
 }
@@ -474,7 +415,7 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
     };
     // Two of A's jobs whose call outcome is unknown: they go per indicator.
     enqueue(&q, &jobs("A", &values(2, "started"))).await;
-    let started = q.claim(2, LEASE, &BatchOwners::None).await.unwrap();
+    let started = claim(&q, 2, LEASE).await;
     let retry = JobUpdate::Retry {
         at: now_ms(),
         failed: true,
@@ -484,7 +425,8 @@ async fn claims_beside_batch_owners_take_only_what_cannot_go_by_batch() {
     let updates: Vec<(Lease, JobUpdate)> =
         started.iter().map(|j| (j.lease, retry.clone())).collect();
     q.apply(&updates, LEASE).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // What comes next is due after the started jobs.
+    clock_past(now_ms()).await;
     enqueue(&q, &jobs("A", &values(50, "fresh"))).await;
     enqueue(&q, &jobs("B", &values(5, "b"))).await;
     enqueue(&q, &jobs("C", &values(3, "c"))).await;

@@ -3,24 +3,13 @@
 
 use std::time::{Duration, Instant};
 use tc_ingest::api::{ApiRequest, Endpoints, Method, Outcome};
-use tc_ingest::indicator::{Attribute, Indicator, IndicatorType as T, Payload};
+use tc_ingest::indicator::{Indicator, IndicatorType as T, Payload};
 
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
 
 use crate::helpers::*;
 
 const OWNER: &str = "Common Community";
-
-fn ind(kind: T, s: &str) -> Indicator {
-    tc_ingest::normalize::value(s, Some(kind)).unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-fn description(value: &str) -> Attribute {
-    Attribute {
-        kind: "Description".into(),
-        value: value.into(),
-    }
-}
 
 /// `GET .../<indicator>/attributes?owner=Common%20Community`, built like the
 /// POST of an attribute (same path, same encoding).
@@ -140,14 +129,8 @@ async fn lost_response_stores_the_attribute_but_cuts_the_answer() {
 async fn lost_response_rate_is_settable_at_run_time() {
     let app = TestApp::start().await;
     let sim = &app.sim;
-    tc_ingest::api::client::install_crypto_provider();
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/_sim/faults", sim.addr))
-        .json(&serde_json::json!({"lost_response_rate": 0.5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let status = post_sim_faults(sim, serde_json::json!({"lost_response_rate": 0.5})).await;
+    assert_eq!(status, 200);
     assert_eq!(sim.faults().lost_response_rate, 0.5);
     assert_eq!(sim.faults().error_status, 500, "fields not given are kept");
 }
@@ -190,7 +173,12 @@ async fn restarts_on_the_same_port_while_a_request_hangs() {
     let c = tc_ingest::api::Client::new(&cfg.api, Default::default()).unwrap();
     let c2 = c.clone();
     let hanging = tokio::spawn(async move { c.owners().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(
+        Duration::from_secs(5),
+        "the request's connection open at the simulator",
+        async || connections_to(addr) > 0,
+    )
+    .await;
     let t = Instant::now();
     sim.stop().await;
     assert!(t.elapsed() < Duration::from_secs(7), "{:?}", t.elapsed());

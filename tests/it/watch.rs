@@ -3,18 +3,11 @@
 
 use std::io::Write;
 use std::time::Duration;
-use tc_ingest::queue::BatchOwners;
 use tc_ingest::queue::{FileState, JobState};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
-
-fn ips(n: usize, offset: usize) -> String {
-    (offset..offset + n)
-        .map(|i| format!("10.{}.{}.{}\n", i / 65536, (i / 256) % 256, i % 256))
-        .collect()
-}
 
 #[tokio::test]
 async fn files_present_at_startup_are_taken_and_accounted_for() {
@@ -134,19 +127,7 @@ async fn a_file_left_in_processing_resumes_without_double_or_lost_rows() {
     let mut d = app.daemon().await;
     let cfg = app.config();
     // A previous run took the file and committed its first 400 rows, then died.
-    let processing = cfg.watch.processing_dir.join("big.txt");
-    std::fs::write(&processing, ips(1000, 0)).unwrap();
-    let id = d
-        .queue
-        .file_begin(&tc_ingest::queue::NewFile {
-            path: "big.txt",
-            processing_path: Some(&processing.to_string_lossy()),
-            sha256: "x",
-            size_bytes: 1,
-            owner: "Common Community",
-        })
-        .await
-        .unwrap();
+    let id = app.taken_file(&d.queue, &ips(1000, 0)).await;
     let first: Vec<_> = ips(400, 0)
         .lines()
         .map(|v| job("Common Community", v))
@@ -188,7 +169,7 @@ async fn the_running_watcher_takes_renamed_slow_and_many_files() {
     for i in 0..8 {
         f.write_all(ips(1, 100 + i).as_bytes()).unwrap();
         f.flush().unwrap();
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        hold_for(Duration::from_millis(60), "a producer writing slowly").await;
         assert!(
             slow.exists(),
             "taken while still being written (after {i} lines)"
@@ -276,11 +257,7 @@ type = "host"
         .scan(&CancellationToken::new(), false)
         .await
         .unwrap();
-    let c = d
-        .queue
-        .claim(10, Duration::from_secs(60), &BatchOwners::None)
-        .await
-        .unwrap();
+    let c = claim(&d.queue, 10, Duration::from_secs(60)).await;
     let get = |v: &str| {
         c.iter()
             .find(|j| j.value == v)

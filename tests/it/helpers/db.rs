@@ -2,35 +2,44 @@
 
 use std::path::Path;
 
+use sqlx::ConnectOptions;
+use tc_ingest::queue::Queue;
 use tokio::process::Command;
+
+/// A connection of the test's own to the queue file at `file`.
+async fn connect(file: &Path) -> sqlx::SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(file)
+        .connect()
+        .await
+        .expect("open the queue file")
+}
 
 /// Runs SQL on a queue's file through a connection of its own, as an
 /// operator's sqlite3 would (rows inserted by hand); returns rows changed.
-pub async fn sql(queue: &tc_ingest::queue::Queue, sql: &str) -> u64 {
-    use sqlx::{ConnectOptions, Executor};
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(queue.path())
-        .connect()
+pub async fn sql(queue: &Queue, sql: &str) -> u64 {
+    use sqlx::Executor;
+    connect(queue.path())
         .await
-        .expect("open the queue file");
-    conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
+        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
         .await
-        .expect("SQL runs")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .rows_affected()
 }
 
-/// The number a `SELECT` of the queue file gives (its first column).
-pub async fn number(queue: &tc_ingest::queue::Queue, sql: &str) -> i64 {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(queue.path())
-        .connect()
+/// The number a `SELECT` of the queue gives (its first column; 0 for NULL).
+pub async fn number(queue: &Queue, sql: &str) -> i64 {
+    number_at(queue.path(), sql).await
+}
+
+/// The number a `SELECT` of the queue file at `file` gives (its first
+/// column; 0 for NULL), through a connection of the test's own.
+pub async fn number_at(file: &Path, sql: &str) -> i64 {
+    let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut connect(file).await)
         .await
-        .expect("open the queue file");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut conn)
-        .await
-        .expect("SQL runs")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    n.unwrap_or(0)
 }
 
 /// One number from the queue file as an operator's `sqlite3` gets it: the

@@ -31,3 +31,8 @@ pub fn landed(root: &Path, file: &str) -> Option<(FileState, PathBuf)> {
     }
     None
 }
+
+/// Whether `file` ended in `state` under the state directory `root`.
+pub fn ended(root: &Path, file: &str, state: FileState) -> bool {
+    landed(root, file).is_some_and(|(s, _)| s == state)
+}

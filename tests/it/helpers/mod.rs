@@ -1,34 +1,53 @@
-//! The test harness: a simulator on a loopback port and a temporary state
-//! directory with a config pointing at it ([`TestApp`]), the daemon in
-//! process ([`TestDaemon`]) or as the real binary ([`DaemonProcess`]), tasks
-//! run until stopped ([`Background`]), polling helpers ([`wait_until`]),
-//! builders for queue jobs, the queue read as an operator would (`db`) and
-//! the state directory's folders (`dirs`).
+//! The test harness, the one support module of every test file: a
+//! simulator on a loopback port and a temporary state directory with a
+//! config pointing at it ([`TestApp`]), the daemon in process
+//! ([`TestDaemon`]) or as the real binary ([`DaemonProcess`]), tasks run
+//! until stopped ([`Background`]); and, in submodules, waiting (`wait`:
+//! polls with a deadline, and the one sanctioned wall-time hold), queue jobs
+//! and records (`jobs`), config snippets and edits (`config`), the binary's
+//! output (`cli`), HTTP and sockets (`net`), HTTPS with a private CA
+//! (`tls`), the queue read as an operator would (`db`) and the state
+//! directory's folders (`dirs`).
+//!
+//! Helpers import nothing from the test modules.
 
-use std::fmt::Display;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tc_ingest::api::{Client, Clock};
 use tc_ingest::app::{Daemon, OnceReport, drive_once};
 use tc_ingest::config::{Config, RawConfig, SecretEnv};
-use tc_ingest::indicator::Payload;
 use tc_ingest::intake::Intake;
-use tc_ingest::queue::{ChunkResult, NewJob, Queue};
+use tc_ingest::queue::{NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod cli;
+mod config;
 mod db;
 mod dirs;
+mod jobs;
+mod net;
+mod tls;
+mod wait;
 
-pub use db::{number, sql, sqlite3_number};
-pub use dirs::{landed, names};
+pub use cli::{assert_contains_all, exited, output_text};
+pub use config::{FAST_POLICY, QUICK_DELIVERY, UNTHROTTLED};
+pub use db::{number, number_at, sql, sqlite3_number};
+pub use dirs::{ended, landed, names};
+pub use jobs::{
+    DAY, EMPTY_MD5, EMPTY_SHA256, claim, described, description, enqueue, file_record, hosts, ind,
+    ips, job,
+};
+pub use net::{connections_to, free_port, http, http_get, post_sim_faults};
+pub use tls::{https_sim, private_ca};
+pub use wait::{clock_past, hold_for, poll_every, wait_until, wait_until_or};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
@@ -36,28 +55,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tc-ingest");
 /// The simulator's default faults (none), for `..faults()`.
 pub fn faults() -> Faults {
     SimConfig::default().faults
-}
-
-/// Polls `check` every 25 ms until it holds; panics naming `what` when it
-/// still does not after `timeout`.
-pub async fn wait_until(timeout: Duration, what: impl Display, check: impl AsyncFnMut() -> bool) {
-    if !wait_until_or(timeout, check).await {
-        panic!("not within {timeout:?}: {what}");
-    }
-}
-
-/// Polls `check` every 25 ms until it holds (true) or `timeout` passes (false).
-pub async fn wait_until_or(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// How a [`TestApp`] is set up: `TestApp::builder().faults(..).extra_config(..).start().await`.
@@ -508,49 +505,6 @@ impl Background {
         self.cancel.cancel();
         self.task.await.unwrap().unwrap();
     }
-}
-
-/// A job for `value` (type detected), no payload.
-pub fn job(owner: &str, value: &str) -> NewJob {
-    NewJob {
-        owner: owner.into(),
-        indicator: tc_ingest::normalize::value(value, None).unwrap(),
-        payload: Payload::default(),
-        line: Some(1),
-    }
-}
-
-/// `n` hosts `h<i>.example.com` of `owner`, each with `tags` tags.
-pub fn hosts(owner: &str, n: usize, tags: usize) -> Vec<NewJob> {
-    (0..n)
-        .map(|i| {
-            let mut j = job(owner, &format!("h{i}.example.com"));
-            j.payload.tags = (0..tags).map(|t| format!("tag{t}")).collect();
-            j
-        })
-        .collect()
-}
-
-/// `j` with a Description attribute of `text`.
-pub fn described(mut j: NewJob, text: &str) -> NewJob {
-    j.payload.attributes.push(tc_ingest::indicator::Attribute {
-        kind: "Description".into(),
-        value: text.into(),
-    });
-    j
-}
-
-/// The MD5 and SHA256 of the empty file.
-pub const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
-pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-pub const DAY: Duration = Duration::from_secs(86_400);
-
-/// Queues jobs outside any file, deduplicating over a day.
-pub async fn enqueue(q: &Queue, jobs: &[NewJob]) -> ChunkResult {
-    q.commit_chunk(None, jobs, &[], jobs.len() as u64, 0, DAY)
-        .await
-        .unwrap()
 }
 
 /// Copies the sample feeds of `examples/feeds` into `to` (created).
