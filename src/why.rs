@@ -228,10 +228,7 @@ fn next_step(j: &JobDetail) -> String {
             j.owner
         ),
         JobState::Dead => {
-            let class = j
-                .last_error_class
-                .as_deref()
-                .and_then(|c| c.parse::<ErrorClass>().ok());
+            let class = j.last_error_class;
             let retry = |c: &str| format!("tc-ingest retry --class {c}{file}");
             match class {
                 Some(ErrorClass::Validation) => format!(

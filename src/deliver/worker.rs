@@ -31,6 +31,27 @@ struct Answer {
     action: Action,
 }
 
+impl Answer {
+    /// The error recorded on the job.
+    fn error(&self) -> JobError {
+        JobError {
+            class: self.outcome.class(),
+            http_status: self.status,
+            message: self.outcome.message(),
+        }
+    }
+
+    /// Try the call again at `at`; `failed` counts an attempt.
+    fn retry(&self, call: &Call, at: i64, failed: bool) -> ControlFlow<Option<JobUpdate>> {
+        ControlFlow::Break(Some(JobUpdate::Retry {
+            at,
+            failed,
+            uncertain: call.uncertain,
+            error: Some(self.error()),
+        }))
+    }
+}
+
 /// Where a job's current call stands.
 #[derive(Clone, Copy)]
 struct Call {
@@ -205,8 +226,7 @@ impl Delivery {
 
     /// Acts on one answer: go on with the job (`Continue`), or end it with
     /// the update to record (`Break(None)`: the lease was lost). One arm per
-    /// [`Action`], so that every action's handling reads in one place: its
-    /// length is the policy's.
+    /// [`Action`].
     async fn act(
         &self,
         job: &Job,
@@ -216,51 +236,10 @@ impl Delivery {
         call: &mut Call,
         answer: Answer,
     ) -> ControlFlow<Option<JobUpdate>> {
-        let Answer {
-            outcome,
-            status,
-            action,
-        } = answer;
-        let error = || JobError {
-            class: outcome.class(),
-            http_status: status,
-            message: outcome.message(),
-        };
-        let retry = |call: &Call, at: i64, failed: bool| {
-            ControlFlow::Break(Some(JobUpdate::Retry {
-                at,
-                failed,
-                uncertain: call.uncertain,
-                error: Some(error()),
-            }))
-        };
-        match action {
-            Action::NextStep => {
-                *call = Call {
-                    step: if call.v3 { call.total } else { call.step + 1 },
-                    attempts: 0,
-                    uncertain: false,
-                    clock_corrected: false,
-                    ..*call
-                };
-                if call.step < call.total {
-                    let update = JobUpdate::Progress {
-                        steps_done: call.step,
-                    };
-                    match results.commit(job.lease, update).await {
-                        Some(true) => {}
-                        Some(false) => {
-                            tracing::warn!(
-                                job = job.lease.id,
-                                "lease lost: another worker has this job now; stopping"
-                            );
-                            return ControlFlow::Break(None);
-                        }
-                        None => return ControlFlow::Break(None),
-                    }
-                }
-                ControlFlow::Continue(())
-            }
+        let (outcome, error) = (&answer.outcome, || answer.error());
+        let retry = |call: &Call, at: i64, failed: bool| answer.retry(call, at, failed);
+        match answer.action.clone() {
+            Action::NextStep => self.advance(job, results, call).await,
             Action::CorrectClockAndRetry { server_date } => {
                 let offset = api.client.clock().correct_to(server_date);
                 tracing::warn!(
@@ -288,7 +267,7 @@ impl Delivery {
                 ControlFlow::Continue(())
             }
             Action::HoldOwner => {
-                self.hold(&job.owner, &outcome).await;
+                self.hold(&job.owner, outcome).await;
                 ControlFlow::Break(Some(JobUpdate::Hold { error: error() }))
             }
             Action::Bury | Action::NotFound => {
@@ -302,25 +281,69 @@ impl Delivery {
             }
             // The batch API's own answers do not come to a per-indicator
             // call; were one to come, it is a failure of the call like any.
-            failure @ (Action::Backoff { .. }
-            | Action::FallBackFromBatch
-            | Action::SplitBatch { .. }) => {
-                let outcome_unknown = matches!(
-                    failure,
-                    Action::Backoff {
-                        outcome_unknown: true
-                    }
-                );
-                call.attempts += 1;
-                call.uncertain |= outcome_unknown;
-                if call.attempts >= d.max_attempts {
-                    tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), api_message = %outcome.message(), "job buried after the maximum attempts of one call");
-                    return ControlFlow::Break(Some(JobUpdate::Bury { error: error() }));
-                }
-                let delay = backoff(call.attempts, d.backoff_base, d.backoff_max);
-                retry(call, now_ms() + delay.as_millis() as i64, true)
+            Action::Backoff { outcome_unknown } => {
+                Self::failed_call(job, d, call, &answer, outcome_unknown)
+            }
+            Action::FallBackFromBatch | Action::SplitBatch { .. } => {
+                Self::failed_call(job, d, call, &answer, false)
             }
         }
+    }
+
+    /// A failed call: retried with backoff, buried after
+    /// `delivery.max_attempts` failures of it in a row.
+    fn failed_call(
+        job: &Job,
+        d: &DeliveryConfig,
+        call: &mut Call,
+        answer: &Answer,
+        outcome_unknown: bool,
+    ) -> ControlFlow<Option<JobUpdate>> {
+        call.attempts += 1;
+        call.uncertain |= outcome_unknown;
+        if call.attempts >= d.max_attempts {
+            let outcome = &answer.outcome;
+            tracing::debug!(job = job.lease.id, attempts = call.attempts, class = %outcome.class(), api_message = %outcome.message(), "job buried after the maximum attempts of one call");
+            return ControlFlow::Break(Some(JobUpdate::Bury {
+                error: answer.error(),
+            }));
+        }
+        let delay = backoff(call.attempts, d.backoff_base, d.backoff_max);
+        answer.retry(call, now_ms() + delay.as_millis() as i64, true)
+    }
+
+    /// The call succeeded: go on to the next, once its success is
+    /// committed (`Break(None)`: the lease was lost).
+    async fn advance(
+        &self,
+        job: &Job,
+        results: &Results,
+        call: &mut Call,
+    ) -> ControlFlow<Option<JobUpdate>> {
+        *call = Call {
+            step: if call.v3 { call.total } else { call.step + 1 },
+            attempts: 0,
+            uncertain: false,
+            clock_corrected: false,
+            ..*call
+        };
+        if call.step < call.total {
+            let update = JobUpdate::Progress {
+                steps_done: call.step,
+            };
+            match results.commit(job.lease, update).await {
+                Some(true) => {}
+                Some(false) => {
+                    tracing::warn!(
+                        job = job.lease.id,
+                        "lease lost: another worker has this job now; stopping"
+                    );
+                    return ControlFlow::Break(None);
+                }
+                None => return ControlFlow::Break(None),
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     /// Sends the job's current call, through the rate limiter: the v2 call

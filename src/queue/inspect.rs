@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use super::{ErrorClass, FileState, JobState, Queue, RetryFilter, ms, now_ms};
+use crate::normalize::RejectRule;
 
 /// A feed file's progress, for `status`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -40,7 +41,9 @@ pub struct JobDetail {
     pub attempts: u32,
     /// Unix ms.
     pub next_attempt_at: i64,
-    pub last_error_class: Option<String>,
+    /// `None` also for a class this build does not know (a row written by
+    /// hand): `why` then shows the job without it.
+    pub last_error_class: Option<ErrorClass>,
     pub last_http_status: Option<u16>,
     pub last_error: Option<String>,
     pub file_id: Option<i64>,
@@ -58,7 +61,7 @@ pub struct RejectDetail {
     pub file_path: String,
     pub line: u64,
     pub input: String,
-    pub rule: String,
+    pub rule: RejectRule,
     pub reason: String,
 }
 
@@ -77,7 +80,7 @@ fn job_detail(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<JobDetail> {
         steps_done: r.get::<i64, _>(6) as u32,
         attempts: r.get::<i64, _>(7) as u32,
         next_attempt_at: r.get(8),
-        last_error_class: r.get(9),
+        last_error_class: r.get::<Option<String>, _>(9).and_then(|c| c.parse().ok()),
         last_http_status: r.get::<Option<i64>, _>(10).map(|s| s as u16),
         last_error: r.get(11),
         file_id: r.get(12),
@@ -253,17 +256,18 @@ impl Queue {
                 q.fetch_all(&self.pool).await?
             }
         };
-        Ok(rows
-            .iter()
-            .map(|r| RejectDetail {
-                file_id: r.get(0),
-                file_path: r.get(1),
-                line: r.get::<i64, _>(2) as u64,
-                input: r.get(3),
-                rule: r.get(4),
-                reason: r.get(5),
+        rows.iter()
+            .map(|r| {
+                Ok(RejectDetail {
+                    file_id: r.get(0),
+                    file_path: r.get(1),
+                    line: r.get::<i64, _>(2) as u64,
+                    input: r.get(3),
+                    rule: r.get::<String, _>(4).parse()?,
+                    reason: r.get(5),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The buried jobs `retry` would requeue, by class.
