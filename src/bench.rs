@@ -284,62 +284,40 @@ async fn intake(n: usize) -> anyhow::Result<()> {
 async fn deliver(n: Option<u64>, rate: u32, seconds: u64) -> anyhow::Result<()> {
     let sim = crate::sim::Simulator::start_local(crate::sim::SimConfig::default()).await?;
     let dir = tempfile::tempdir()?;
-    let root = dir.path();
     let n = n.unwrap_or(if rate == 0 {
         30_000
     } else {
         u64::from(rate) * seconds * 6 / 5
     }) as usize;
-    let config = format!(
-        "[api]\nbase_url = \"{base}\"\naccess_id = \"{id}\"\nsecret_key = \"{secret}\"\nowner = \"Common Community\"\n\
-         [watch]\ndir = \"{root}/incoming\"\n[queue]\npath = \"{root}/queue.db\"\n\
-         [delivery]\nworkers = 32\nrate_per_second = {rate}\nburst = {burst}\n",
-        base = sim.base_url(),
-        id = crate::sim::DEFAULT_ACCESS_ID,
-        secret = crate::sim::DEFAULT_SECRET,
-        root = root.display(),
-        burst = (rate / 20).max(1),
+    let delivery = format!(
+        "[delivery]\nworkers = 32\nrate_per_second = {rate}\nburst = {}\n",
+        (rate / 20).max(1)
     );
-    let path = root.join("c.toml");
-    std::fs::write(&path, &config)?;
-    let cfg = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let daemon = crate::app::Daemon::start(&path, cfg).await?;
+    let daemon = start_daemon(&sim, dir.path(), &delivery).await?;
     let mut all = jobs(n);
     for j in &mut all {
         j.owner = "Common Community".into();
         j.payload = Payload::default();
     }
-    for chunk in all.chunks(4096) {
-        daemon
-            .queue
-            .commit_chunk(None, chunk, &[], 0, 0, Duration::from_secs(86_400))
-            .await?;
-    }
+    queue_all(&daemon.queue, &all).await?;
     let total = daemon.queue.count(Some(JobState::Pending)).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(daemon.delivery.clone().run(cancel.clone()));
     let start = Instant::now();
-    let limit = Duration::from_secs(seconds);
-    let (mut first_at, mut first_requests) = (None, 0);
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let requests = sim.stats().requests;
-        // Measure the steady state: from the first second on.
-        if first_at.is_none() && start.elapsed() >= Duration::from_secs(1) {
-            first_at = Some(Instant::now());
-            first_requests = requests;
-        }
-        let delivered = daemon.queue.count(Some(JobState::Delivered)).await?;
-        if delivered >= total || start.elapsed() >= limit {
-            break;
-        }
-    }
+    let first = poll_delivered(
+        &daemon.queue,
+        &sim,
+        total,
+        start,
+        Duration::from_secs(seconds),
+    )
+    .await?;
     let elapsed = start.elapsed().as_secs_f64();
     let delivered = daemon.queue.count(Some(JobState::Delivered)).await?;
     let requests = sim.stats().requests;
     cancel.cancel();
     task.await??;
-    let steady = first_at.map(|t| (requests - first_requests) as f64 / t.elapsed().as_secs_f64());
+    let steady = first.map(|(t, r)| (requests - r) as f64 / t.elapsed().as_secs_f64());
     println!(
         "deliver: {total} jobs to the simulator on loopback, 32 workers, rate_per_second = {}",
         if rate == 0 {
@@ -358,6 +336,62 @@ async fn deliver(n: Option<u64>, rate: u32, seconds: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Starts a daemon (its queue and `watch.dir` in `root`) that delivers to
+/// `sim` as owner `Common Community`, with this `[delivery]` section.
+async fn start_daemon(
+    sim: &crate::sim::Simulator,
+    root: &std::path::Path,
+    delivery: &str,
+) -> anyhow::Result<crate::app::Daemon> {
+    let config = format!(
+        "[api]\nbase_url = \"{base}\"\naccess_id = \"{id}\"\nsecret_key = \"{secret}\"\nowner = \"Common Community\"\n\
+         [watch]\ndir = \"{root}/incoming\"\n[queue]\npath = \"{root}/queue.db\"\n{delivery}",
+        base = sim.base_url(),
+        id = crate::sim::DEFAULT_ACCESS_ID,
+        secret = crate::sim::DEFAULT_SECRET,
+        root = root.display(),
+    );
+    let path = root.join("c.toml");
+    std::fs::write(&path, &config)?;
+    let cfg = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::app::Daemon::start(&path, cfg).await
+}
+
+/// Queues `jobs` in chunks of 4096.
+async fn queue_all(queue: &Queue, jobs: &[NewJob]) -> anyhow::Result<()> {
+    for chunk in jobs.chunks(4096) {
+        queue
+            .commit_chunk(None, chunk, &[], 0, 0, Duration::from_secs(86_400))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Polls every 250 ms until `total` jobs are delivered or `limit` has
+/// passed since `start`. Returns when the first second was over and the
+/// simulator's request count then (`None` when it ended sooner).
+async fn poll_delivered(
+    queue: &Queue,
+    sim: &crate::sim::Simulator,
+    total: u64,
+    start: Instant,
+    limit: Duration,
+) -> anyhow::Result<Option<(Instant, u64)>> {
+    let mut first = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let requests = sim.stats().requests;
+        // Measure the steady state: from the first second on.
+        if first.is_none() && start.elapsed() >= Duration::from_secs(1) {
+            first = Some((Instant::now(), requests));
+        }
+        let delivered = queue.count(Some(JobState::Delivered)).await?;
+        if delivered >= total || start.elapsed() >= limit {
+            return Ok(first);
+        }
+    }
+}
+
 /// `n` hosts with two tags each and a description on every fourth, delivered
 /// in `mode` at `rate` requests/s against the simulator with `latency_ms` per
 /// request and batch jobs processed at `batch_rate` items/s: the time until
@@ -368,21 +402,40 @@ async fn deliver_mode(mode: DeliveryMode, n: usize, rate: u32, run: ModeRun) -> 
     sim_cfg.faults.batch_items_per_sec = run.batch_rate;
     let sim = crate::sim::Simulator::start_local(sim_cfg).await?;
     let dir = tempfile::tempdir()?;
-    let root = dir.path();
-    let config = format!(
-        "[api]\nbase_url = \"{base}\"\naccess_id = \"{id}\"\nsecret_key = \"{secret}\"\nowner = \"Common Community\"\n\
-         [watch]\ndir = \"{root}/incoming\"\n[queue]\npath = \"{root}/queue.db\"\n\
-         [delivery]\nrate_per_second = {rate}\nmode = \"{mode}\"\n",
-        base = sim.base_url(),
-        id = crate::sim::DEFAULT_ACCESS_ID,
-        secret = crate::sim::DEFAULT_SECRET,
-        root = root.display(),
+    let delivery = format!("[delivery]\nrate_per_second = {rate}\nmode = \"{mode}\"\n");
+    let daemon = start_daemon(&sim, dir.path(), &delivery).await?;
+    queue_all(&daemon.queue, &tagged_hosts(n)).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(daemon.delivery.clone().run(cancel.clone()));
+    let start = Instant::now();
+    let (delivered, dead) = poll_ended(&daemon.queue, n as u64, start).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = sim.stats();
+    cancel.cancel();
+    task.await??;
+    println!(
+        "deliver --mode {mode}: {n} hosts (2 tags each, a description on every 4th), \
+         rate_per_second = {rate}, simulator latency {} ms, batch processing {} items/s",
+        run.latency_ms, run.batch_rate
     );
-    let path = root.join("c.toml");
-    std::fs::write(&path, &config)?;
-    let cfg = crate::config::Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let daemon = crate::app::Daemon::start(&path, cfg).await?;
-    let all: Vec<NewJob> = (0..n)
+    println!(
+        "  {delivered} delivered, {dead} buried in {elapsed:.1} s; {} requests ({:.2} per indicator)",
+        stats.requests,
+        stats.requests as f64 / n as f64
+    );
+    if mode == DeliveryMode::Batch && run.batch_rate > 0 {
+        println!(
+            "  the simulator's own batch processing time (the physical limit): {:.1} s",
+            n as f64 / run.batch_rate as f64
+        );
+    }
+    Ok(())
+}
+
+/// `n` host jobs for `Common Community`, two tags each and a description on
+/// every fourth.
+fn tagged_hosts(n: usize) -> Vec<NewJob> {
+    (0..n)
         .map(|i| {
             let indicator =
                 crate::normalize::value(&format!("h{i}.bench.example.com"), None).expect("a host");
@@ -405,23 +458,19 @@ async fn deliver_mode(mode: DeliveryMode, n: usize, rate: u32, run: ModeRun) -> 
                 line: Some(i as u64 + 1),
             }
         })
-        .collect();
-    for chunk in all.chunks(4096) {
-        daemon
-            .queue
-            .commit_chunk(None, chunk, &[], 0, 0, Duration::from_secs(86_400))
-            .await?;
-    }
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(daemon.delivery.clone().run(cancel.clone()));
-    let start = Instant::now();
+        .collect()
+}
+
+/// Polls every 250 ms until `n` jobs are delivered or dead, reporting
+/// progress on standard error every minute. Returns (delivered, dead).
+async fn poll_ended(queue: &Queue, n: u64, start: Instant) -> anyhow::Result<(u64, u64)> {
     let mut last_report = Instant::now();
-    let (delivered, dead) = loop {
+    loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let delivered = daemon.queue.count(Some(JobState::Delivered)).await?;
-        let dead = daemon.queue.count(Some(JobState::Dead)).await?;
-        if delivered + dead >= n as u64 {
-            break (delivered, dead);
+        let delivered = queue.count(Some(JobState::Delivered)).await?;
+        let dead = queue.count(Some(JobState::Dead)).await?;
+        if delivered + dead >= n {
+            return Ok((delivered, dead));
         }
         if last_report.elapsed() >= Duration::from_secs(60) {
             eprintln!(
@@ -430,26 +479,5 @@ async fn deliver_mode(mode: DeliveryMode, n: usize, rate: u32, run: ModeRun) -> 
             );
             last_report = Instant::now();
         }
-    };
-    let elapsed = start.elapsed().as_secs_f64();
-    let stats = sim.stats();
-    cancel.cancel();
-    task.await??;
-    println!(
-        "deliver --mode {mode}: {n} hosts (2 tags each, a description on every 4th), \
-         rate_per_second = {rate}, simulator latency {} ms, batch processing {} items/s",
-        run.latency_ms, run.batch_rate
-    );
-    println!(
-        "  {delivered} delivered, {dead} buried in {elapsed:.1} s; {} requests ({:.2} per indicator)",
-        stats.requests,
-        stats.requests as f64 / n as f64
-    );
-    if mode == DeliveryMode::Batch && run.batch_rate > 0 {
-        println!(
-            "  the simulator's own batch processing time (the physical limit): {:.1} s",
-            n as f64 / run.batch_rate as f64
-        );
     }
-    Ok(())
 }
