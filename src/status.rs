@@ -470,13 +470,23 @@ fn problems(o: &mut String, v: &StatusView) {
 /// backlog, pauses and holds, files being read.
 pub fn watch_frame(v: &StatusView, prev: Option<&StatusView>) -> String {
     let mut o = String::new();
-    let s = &v.stats;
     let _ = writeln!(
         o,
         "tc-ingest status --watch   {}   (Ctrl-C to stop)",
         iso(v.at)
     );
     overview(&mut o, v);
+    watch_rates(&mut o, v, prev);
+    watch_backlog(&mut o, v);
+    watch_holds(&mut o, v);
+    watch_reading(&mut o, v);
+    o
+}
+
+/// `status --watch`: jobs delivered and rows read per second since `prev`
+/// (`-` on the first frame).
+fn watch_rates(o: &mut String, v: &StatusView, prev: Option<&StatusView>) {
+    let s = &v.stats;
     let secs = prev.map(|p| ((v.at - p.at).max(1)) as f64 / 1000.0);
     let rate = |now: u64, then: u64| match secs {
         Some(t) => format!("{:.1}/s", now.saturating_sub(then) as f64 / t),
@@ -494,6 +504,11 @@ pub fn watch_frame(v: &StatusView, prev: Option<&StatusView>) -> String {
         rate(read(v), prev.map_or(read(v), read)),
         s.delivered_last_minute
     );
+}
+
+/// `status --watch`: jobs still to deliver, and those done.
+fn watch_backlog(o: &mut String, v: &StatusView) {
+    let s = &v.stats;
     let backlog = s.jobs(JobState::Pending) + s.jobs(JobState::Leased) + s.jobs(JobState::Held);
     let _ = writeln!(
         o,
@@ -506,28 +521,35 @@ pub fn watch_frame(v: &StatusView, prev: Option<&StatusView>) -> String {
     let _ = writeln!(
         o,
         "done:     {} delivered, {} dead",
-        delivered,
+        s.jobs(JobState::Delivered),
         s.jobs(JobState::Dead)
     );
+}
+
+/// `status --watch`: a slowed rate and the held owners.
+fn watch_holds(o: &mut String, v: &StatusView) {
     if let Some(f) = v.daemon.rate_fraction
         && f < 1.0
     {
         let _ = writeln!(o, "rate:     slowed to {:.0}% (429/503 answers)", f * 100.0);
     }
-    if s.held_owners.is_empty() {
+    if v.stats.held_owners.is_empty() {
         let _ = writeln!(o, "holds:    none");
-    } else {
-        for h in &s.held_owners {
-            let _ = writeln!(
-                o,
-                "held:     {} ({}: {}) for {}",
-                h.owner,
-                h.class,
-                h.reason,
-                v.since(h.held_at)
-            );
-        }
     }
+    for h in &v.stats.held_owners {
+        let _ = writeln!(
+            o,
+            "held:     {} ({}: {}) for {}",
+            h.owner,
+            h.class,
+            h.reason,
+            v.since(h.held_at)
+        );
+    }
+}
+
+/// `status --watch`: the files being read.
+fn watch_reading(o: &mut String, v: &StatusView) {
     let reading: Vec<&FileProgress> = v
         .files
         .iter()
@@ -547,5 +569,4 @@ pub fn watch_frame(v: &StatusView, prev: Option<&StatusView>) -> String {
             v.since(f.started_at)
         );
     }
-    o
 }

@@ -9,11 +9,12 @@ use serde_json::json;
 
 use super::{counts, load_config};
 use crate::cli::ConfigArg;
+use crate::config::Config;
 use crate::exit;
 use crate::feed::{self, ReadOptions};
 use crate::indicator::IndicatorType;
 use crate::intake::{self, Settings};
-use crate::normalize::FeedDefaults;
+use crate::normalize::{FeedDefaults, RejectRule};
 use crate::queue::{FileState, NewFile, Queue};
 
 pub(super) fn normalize_files(
@@ -30,7 +31,27 @@ pub(super) fn normalize_files(
             })
         })
         .transpose()?;
-    let settings_for = |path: &std::path::Path| match &cfg {
+    let mut normalized = Normalized::new(cfg.is_some());
+    let mut code = exit::OK;
+    for path in files {
+        let settings = normalize_settings(cfg.as_ref(), kind, path);
+        if let Err(e) = normalized.read(path, &settings) {
+            eprintln!("error: {}: {e}", path.display());
+            code = exit::ERROR;
+        }
+    }
+    normalized.finish()?;
+    Ok(code)
+}
+
+/// The settings `normalize` reads `path` with: with a configuration, the
+/// feed rule its file name matches; without, only the type default.
+fn normalize_settings(
+    cfg: Option<&Config>,
+    kind: Option<IndicatorType>,
+    path: &std::path::Path,
+) -> Settings {
+    match cfg {
         Some(cfg) => {
             let name = path
                 .file_name()
@@ -47,67 +68,101 @@ pub(super) fn normalize_files(
             read: ReadOptions::default(),
             dedup_window: std::time::Duration::ZERO,
         },
-    };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut by_type: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut by_rule: BTreeMap<crate::normalize::RejectRule, u64> = BTreeMap::new();
-    let mut code = exit::OK;
-    let mut write_err: Option<std::io::Error> = None;
-    for path in files {
-        let settings = settings_for(path);
-        let with_owner = cfg.is_some();
+    }
+}
+
+/// What `normalize` prints (a JSON line per row, on standard output) and
+/// counts (rows by type, rejects by rule).
+struct Normalized {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    /// The first error writing to standard output; nothing is written after it.
+    write_err: Option<std::io::Error>,
+    by_type: BTreeMap<&'static str, u64>,
+    by_rule: BTreeMap<RejectRule, u64>,
+    /// Whether rows show their owner and payload (with --config).
+    with_owner: bool,
+}
+
+impl Normalized {
+    /// Nothing printed or counted yet.
+    fn new(with_owner: bool) -> Self {
+        Self {
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+            write_err: None,
+            by_type: BTreeMap::new(),
+            by_rule: BTreeMap::new(),
+            with_owner,
+        }
+    }
+
+    /// Reads `path` (`-`: standard input) with `settings`, a line per row.
+    fn read(
+        &mut self,
+        path: &std::path::Path,
+        settings: &Settings,
+    ) -> Result<feed::Format, feed::FeedError> {
         let name = path.display().to_string();
-        let mut emit = |v: serde_json::Value| {
-            if write_err.is_none()
-                && let Err(e) = writeln!(out, "{v}")
-            {
-                write_err = Some(e);
-            }
-        };
         let mut sink = |item| {
-            match intake::classify(item, &settings) {
-                Ok(job) => {
-                    let kind = job.indicator.kind().tc_name();
-                    *by_type.entry(kind).or_default() += 1;
-                    let mut row = json!({"file": name, "line": job.line, "type": kind, "summary": job.indicator.summary()});
-                    if with_owner {
-                        row["owner"] = json!(job.owner);
-                        row["payload"] = json!(job.payload);
-                    }
-                    emit(row);
-                }
-                Err(r) => {
-                    emit(
-                        json!({"file": name, "line": r.line, "input": r.input, "error": r.reason}),
-                    );
-                    *by_rule.entry(r.rule).or_default() += 1;
-                }
-            }
+            self.item(item, settings, &name);
             std::ops::ControlFlow::Continue(())
         };
-        let result = match open_input(path) {
+        match open_input(path) {
             Ok(Input::File(file)) => feed::read_from(file, path, &settings.read, &mut sink),
             Ok(Input::Stdin) => feed::read_from(std::io::stdin(), path, &settings.read, &mut sink),
             Err(e) => Err(feed::FeedError::Unreadable(e)),
-        };
-        if let Err(e) = result {
-            eprintln!("error: {}: {e}", path.display());
-            code = exit::ERROR;
         }
     }
-    out.flush()?;
-    if let Some(e) = write_err {
-        return Err(e).context("writing to stdout");
+
+    /// One row of the file `name`: its indicator (counted by type) or its
+    /// reject (counted by rule).
+    fn item(&mut self, item: feed::Item, settings: &Settings, name: &str) {
+        match intake::classify(item, settings) {
+            Ok(job) => {
+                let kind = job.indicator.kind().tc_name();
+                *self.by_type.entry(kind).or_default() += 1;
+                let mut row = json!({"file": name, "line": job.line, "type": kind, "summary": job.indicator.summary()});
+                if self.with_owner {
+                    row["owner"] = json!(job.owner);
+                    row["payload"] = json!(job.payload);
+                }
+                self.emit(row);
+            }
+            Err(r) => {
+                self.emit(
+                    json!({"file": name, "line": r.line, "input": r.input, "error": r.reason}),
+                );
+                *self.by_rule.entry(r.rule).or_default() += 1;
+            }
+        }
     }
-    let accepted: u64 = by_type.values().sum();
-    let rejected: u64 = by_rule.values().sum();
-    eprintln!(
-        "normalize: {accepted} accepted ({}), {rejected} rejected ({})",
-        counts(&by_type),
-        counts(&by_rule)
-    );
-    Ok(code)
+
+    /// Prints one JSON line, unless writing has failed before.
+    fn emit(&mut self, v: serde_json::Value) {
+        if self.write_err.is_none()
+            && let Err(e) = writeln!(self.out, "{v}")
+        {
+            self.write_err = Some(e);
+        }
+    }
+
+    /// Flushes standard output and prints the counts on standard error.
+    ///
+    /// # Errors
+    /// When writing to standard output failed.
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        if let Some(e) = self.write_err {
+            return Err(e).context("writing to stdout");
+        }
+        let accepted: u64 = self.by_type.values().sum();
+        let rejected: u64 = self.by_rule.values().sum();
+        eprintln!(
+            "normalize: {accepted} accepted ({}), {rejected} rejected ({})",
+            counts(&self.by_type),
+            counts(&self.by_rule)
+        );
+        Ok(())
+    }
 }
 
 /// What `normalize` and `enqueue` read: a regular file, or standard input.
@@ -170,66 +225,10 @@ pub(super) async fn enqueue(
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| path.clone());
         let settings = Settings::for_file(&cfg, &name, owner, kind);
-        let opened = match open_input(path) {
-            Ok(Input::File(f)) => Ok(f),
-            Ok(Input::Stdin) => spool_stdin(cfg.watch.max_decompressed_bytes),
-            Err(e) => Err(e),
+        let error = match open_to_enqueue(path, cfg.watch.max_decompressed_bytes) {
+            Ok(file) => enqueue_file(&queue, file, path, &settings, &cancel).await?,
+            Err(e) => Some(e),
         };
-        let mut file = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                code = exit::ERROR;
-                continue;
-            }
-        };
-        let meta = file.metadata()?;
-        let sha =
-            intake::sha256_of(&mut file).with_context(|| format!("reading {}", path.display()))?;
-        let id = queue
-            .file_begin(&NewFile {
-                path: &path.to_string_lossy(),
-                processing_path: None,
-                sha256: &sha,
-                size_bytes: meta.len(),
-                owner: &settings.owner,
-            })
-            .await?;
-        let report = intake::ingest(
-            &queue,
-            id,
-            file,
-            path,
-            &settings,
-            intake::Start::default(),
-            &cancel,
-        )
-        .await?;
-        let (state, error) = report
-            .end
-            .file_state()
-            .unwrap_or((FileState::Failed, Some("stopped before the end".into())));
-        queue
-            .file_finish(id, state, report.format, error.as_deref(), false)
-            .await?;
-        println!(
-            "{}: {} rows: {} queued, {} duplicate, {} rejected (owner {})",
-            path.display(),
-            report.rows_read,
-            report.queued,
-            report.duplicates,
-            report.rejected,
-            settings.owner
-        );
-        for r in queue.rejects(id, 20).await? {
-            println!("  line {}: {} ({})", r.line, r.reason, r.input);
-        }
-        if report.rejected > 20 {
-            println!(
-                "  ... {} more: SELECT * FROM rejects WHERE file_id = {id}",
-                report.rejected - 20
-            );
-        }
         if let Some(e) = error {
             eprintln!("error: {}: {e}", path.display());
             code = exit::ERROR;
@@ -237,4 +236,85 @@ pub(super) async fn enqueue(
     }
     queue.close().await;
     Ok(code)
+}
+
+/// Opens an input of `enqueue`: a regular file, or standard input spooled
+/// to a temporary file (at most `max` bytes).
+fn open_to_enqueue(path: &std::path::Path, max: u64) -> Result<std::fs::File, String> {
+    match open_input(path)? {
+        Input::File(f) => Ok(f),
+        Input::Stdin => spool_stdin(max),
+    }
+}
+
+/// Queues the rows of `file` (opened from `path`) as one file of the queue
+/// and prints its report. Returns the error the file ended with, if any.
+async fn enqueue_file(
+    queue: &Queue,
+    mut file: std::fs::File,
+    path: &std::path::Path,
+    settings: &Settings,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<String>> {
+    let meta = file.metadata()?;
+    let sha =
+        intake::sha256_of(&mut file).with_context(|| format!("reading {}", path.display()))?;
+    let id = queue
+        .file_begin(&NewFile {
+            path: &path.to_string_lossy(),
+            processing_path: None,
+            sha256: &sha,
+            size_bytes: meta.len(),
+            owner: &settings.owner,
+        })
+        .await?;
+    let report = intake::ingest(
+        queue,
+        id,
+        file,
+        path,
+        settings,
+        intake::Start::default(),
+        cancel,
+    )
+    .await?;
+    let (state, error) = report
+        .end
+        .file_state()
+        .unwrap_or((FileState::Failed, Some("stopped before the end".into())));
+    queue
+        .file_finish(id, state, report.format, error.as_deref(), false)
+        .await?;
+    print_report(queue, id, path, &report, &settings.owner).await?;
+    Ok(error)
+}
+
+/// `enqueue`'s report on one file (`id` in the queue): its counts and its
+/// first 20 rejects.
+async fn print_report(
+    queue: &Queue,
+    id: i64,
+    path: &std::path::Path,
+    report: &intake::Report,
+    owner: &str,
+) -> anyhow::Result<()> {
+    println!(
+        "{}: {} rows: {} queued, {} duplicate, {} rejected (owner {})",
+        path.display(),
+        report.rows_read,
+        report.queued,
+        report.duplicates,
+        report.rejected,
+        owner
+    );
+    for r in queue.rejects(id, 20).await? {
+        println!("  line {}: {} ({})", r.line, r.reason, r.input);
+    }
+    if report.rejected > 20 {
+        println!(
+            "  ... {} more: SELECT * FROM rejects WHERE file_id = {id}",
+            report.rejected - 20
+        );
+    }
+    Ok(())
 }
