@@ -1,3 +1,26 @@
+//! tc-ingest: threat-indicator feeds into ThreatConnect, through a queue
+//! that survives crashes. ARCHITECTURE.md is the full map (its code map is
+//! checked against this tree by `layout`'s tests); in short, from the
+//! bottom up (each room imports only rooms above it in this list):
+//!
+//! - [`names`], [`exit`], [`indicator`]: closed names, exit codes, the
+//!   indicator types and a normalized indicator.
+//! - [`feed`]: streaming readers, a file's bytes to raw rows (CSV/TSV,
+//!   JSON, NDJSON, plain lists); bounded memory on any input.
+//! - [`normalize`]: a raw value to ThreatConnect's exact form, or a reject
+//!   with its rule. Pure.
+//! - [`config`]: the TOML config, validated into typed sections.
+//! - [`queue`]: the SQLite queue, the only room with SQL.
+//! - [`api`]: ThreatConnect's wire format as a client: requests, signing,
+//!   the client, what an answer is ([`api::Outcome`]).
+//! - [`metrics`], [`status`], [`sim`] (the ThreatConnect simulator),
+//!   [`cli`], [`logs`].
+//! - [`intake`]: the watched directory into the queue.
+//! - [`deliver`]: the queue to ThreatConnect: workers, the batcher, one
+//!   policy for every answer.
+//! - [`why`], [`app`] (the daemon), [`demo`], [`bench`], [`commands`]
+//!   (one function per subcommand; `main.rs` only calls it).
+
 pub mod api;
 pub mod app;
 pub mod bench;
@@ -10,6 +33,8 @@ pub mod exit;
 pub mod feed;
 pub mod indicator;
 pub mod intake;
+#[cfg(test)]
+mod layout;
 pub mod logs;
 pub mod metrics;
 pub mod names;

@@ -103,7 +103,8 @@ fn registered<M: prometheus_client::registry::Metric + Clone>(
 
 impl Metrics {
     /// Every series registered, those with fixed labels at zero; `rules`
-    /// are the feed rules' labels ([`rule_label`]).
+    /// are the feed rules' labels ([`rule_label`]). Long because it is the
+    /// one list of every family: one registration each.
     pub fn new(rules: &[String]) -> Self {
         let mut r = Registry::default();
         let r = &mut r;

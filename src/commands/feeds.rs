@@ -268,16 +268,12 @@ async fn enqueue_file(
             owner: &settings.owner,
         })
         .await?;
-    let report = intake::ingest(
-        queue,
+    let input = intake::Input {
         id,
         file,
-        path,
-        settings,
-        intake::Start::default(),
-        cancel,
-    )
-    .await?;
+        name: path,
+    };
+    let report = intake::ingest(queue, input, settings, intake::Start::default(), cancel).await?;
     let (state, error) = report
         .end
         .file_state()

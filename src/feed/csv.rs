@@ -92,14 +92,7 @@ impl Records {
             match res {
                 R::InputEmpty => {}
                 R::OutputFull | R::OutputEndsFull if over => {}
-                R::OutputFull if self.fields.len() < self.max_bytes => {
-                    let n = (self.fields.len() * 2).clamp(1024, self.max_bytes);
-                    self.fields.resize(n, 0);
-                }
-                R::OutputEndsFull if self.ends.len() < self.max_fields => {
-                    let n = (self.ends.len() * 2).clamp(64, self.max_fields);
-                    self.ends.resize(n, 0);
-                }
+                R::OutputFull | R::OutputEndsFull if self.grow(&res) => {}
                 R::OutputFull | R::OutputEndsFull => {
                     // Past the limit: parse the rest of this record into
                     // nothing, so the next one starts where it should.
@@ -135,6 +128,25 @@ impl Records {
                 }
                 R::End => return Ok(Next::End),
             }
+        }
+    }
+
+    /// Grows the buffer `res` found full, up to its limit; false at the
+    /// limit.
+    fn grow(&mut self, res: &::csv_core::ReadRecordResult) -> bool {
+        use ::csv_core::ReadRecordResult as R;
+        match res {
+            R::OutputFull if self.fields.len() < self.max_bytes => {
+                let n = (self.fields.len() * 2).clamp(1024, self.max_bytes);
+                self.fields.resize(n, 0);
+                true
+            }
+            R::OutputEndsFull if self.ends.len() < self.max_fields => {
+                let n = (self.ends.len() * 2).clamp(64, self.max_fields);
+                self.ends.resize(n, 0);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -181,41 +193,9 @@ pub fn read(
             opts.max_line_bytes, max_fields
         ),
     };
-    let names: Vec<String> = match records.next(true) {
-        Err(e) => return Err(super::broken(1, &e)),
-        Ok(Next::End) => return Ok(()),
-        Ok(Next::TooLong { line, .. }) => return Err(too_long("the header", line)),
-        Ok(Next::Record { ends, .. }) => records
-            .fields(ends)
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).into_owned())
-            .collect(),
-    };
-    if names.iter().all(String::is_empty) {
+    let Some(fields) = header(&mut records, opts, too_long)? else {
         return Ok(());
-    }
-    let fields = map_columns(&names, opts);
-    if !fields.iter().flatten().any(|f| f.is_indicator()) {
-        let mut shown = super::Echo::new();
-        shown.push("[");
-        for (i, n) in names.iter().enumerate() {
-            if i > 0 {
-                shown.push(", ");
-            }
-            shown.push(&format!("{:?}", super::cut(n)));
-        }
-        shown.push("]");
-        return Err(FeedError::Broken {
-            line: 1,
-            reason: format!(
-                "no indicator column in the header {} ({} columns): name one indicator, value, ioc \
-                 or summary (or md5/sha1/sha256, key_name), or map one with the feed rule's `columns`",
-                shown.into_string(),
-                names.len()
-            ),
-        });
-    }
-    drop(names);
+    };
     // A row's position is its line, except that a lone `\r` ends a record
     // without ending a line for the parser: two rows would share a line,
     // and resume needs positions that only grow (found by fuzzing). The
@@ -257,6 +237,55 @@ pub fn read(
         if sink(item).is_break() {
             return Err(FeedError::Stopped);
         }
+    }
+}
+
+/// The header's fields, or `None` when the file is empty (or its header
+/// is): a header without an indicator column breaks the file.
+fn header(
+    records: &mut Records,
+    opts: &ReadOptions,
+    too_long: impl Fn(&str, u64) -> FeedError,
+) -> Result<Option<Vec<Option<Field>>>, FeedError> {
+    let names: Vec<String> = match records.next(true) {
+        Err(e) => return Err(super::broken(1, &e)),
+        Ok(Next::End) => return Ok(None),
+        Ok(Next::TooLong { line, .. }) => return Err(too_long("the header", line)),
+        Ok(Next::Record { ends, .. }) => records
+            .fields(ends)
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).into_owned())
+            .collect(),
+    };
+    if names.iter().all(String::is_empty) {
+        return Ok(None);
+    }
+    let fields = map_columns(&names, opts);
+    if !fields.iter().flatten().any(|f| f.is_indicator()) {
+        return Err(no_indicator_column(&names));
+    }
+    Ok(Some(fields))
+}
+
+/// A header naming no indicator column, shown cut.
+fn no_indicator_column(names: &[String]) -> FeedError {
+    let mut shown = super::Echo::new();
+    shown.push("[");
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            shown.push(", ");
+        }
+        shown.push(&format!("{:?}", super::cut(n)));
+    }
+    shown.push("]");
+    FeedError::Broken {
+        line: 1,
+        reason: format!(
+            "no indicator column in the header {} ({} columns): name one indicator, value, ioc \
+             or summary (or md5/sha1/sha256, key_name), or map one with the feed rule's `columns`",
+            shown.into_string(),
+            names.len()
+        ),
     }
 }
 

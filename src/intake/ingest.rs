@@ -122,22 +122,29 @@ impl Chunk {
 /// How often a file being read logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reads `file` (opened by the caller) and commits its rows to the queue
-/// under `file_id`, from `start`.
+/// A feed file opened for reading, under its record in the queue.
+pub struct Input<'a> {
+    /// Its `files.id`.
+    pub id: i64,
+    pub file: File,
+    /// Its path, for messages and the read mark.
+    pub name: &'a Path,
+}
+
+/// Reads `input` and commits its rows to the queue, from `start`.
 ///
 /// # Errors
 /// Only database errors: a problem with the file is `End::Failed`.
 pub async fn ingest(
     queue: &Queue,
-    file_id: i64,
-    file: File,
-    name: &Path,
+    input: Input<'_>,
     settings: &Settings,
     start: Start,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Report> {
+    let Input { id, file, name } = input;
     let large = file.metadata().is_ok_and(|m| m.len() >= LARGE_FILE);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let reader = {
         let (settings, name, cancel) = (settings.clone(), name.to_path_buf(), cancel.clone());
         tokio::task::spawn_blocking(move || {
@@ -148,9 +155,8 @@ pub async fn ingest(
             result
         })
     };
-
     let mut report = Report {
-        file_id,
+        file_id: id,
         format: None,
         rows_read: 0,
         queued: 0,
@@ -158,62 +164,7 @@ pub async fn ingest(
         rejected: 0,
         end: End::Complete,
     };
-    let mut db_error = None;
-    // A big file says how far it is every few seconds.
-    let started = std::time::Instant::now();
-    let mut last_progress = started;
-    while let Some(mut chunk) = rx.recv().await {
-        if chunk.begins {
-            // Reading new rows begins: from here a death is a death
-            // reading this file (see `read_chunks`).
-            if let Err(e) = queue.file_reading(file_id).await {
-                db_error = Some(e);
-                break;
-            }
-            if let Some(tell) = chunk.committed.take() {
-                let _ = tell.send(());
-            }
-            continue;
-        }
-        match queue
-            .commit_chunk(
-                Some(file_id),
-                &chunk.jobs,
-                &chunk.rejects,
-                chunk.rows,
-                chunk.last_position,
-                settings.dedup_window,
-            )
-            .await
-        {
-            Ok(r) => {
-                if let Some(tell) = chunk.committed.take() {
-                    let _ = tell.send(());
-                }
-                report.rows_read += chunk.rows;
-                report.queued += r.queued;
-                report.duplicates += r.duplicates;
-                report.rejected += chunk.rejects.len() as u64;
-                if last_progress.elapsed() >= PROGRESS_EVERY {
-                    last_progress = std::time::Instant::now();
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    tracing::info!(
-                        file = %name.display(),
-                        rows = report.rows_read,
-                        queued = report.queued,
-                        rejected = report.rejected,
-                        rows_per_sec = (report.rows_read as f64 / secs) as u64,
-                        "reading a feed file"
-                    );
-                }
-            }
-            Err(e) => {
-                db_error = Some(e);
-                break;
-            }
-        }
-    }
-    drop(rx);
+    let committed = commit_chunks(queue, rx, name, settings, &mut report).await;
     let read_result = reader
         .await
         .map_err(|e| anyhow::anyhow!("feed reader thread failed: {e}"))?;
@@ -221,14 +172,73 @@ pub async fn ingest(
         // The rows were built on the reader thread and freed here.
         release_memory();
     }
-    if let Some(e) = db_error {
-        return Err(e);
+    committed?;
+    if let Ok(format) = &read_result {
+        report.format = Some(*format);
     }
-    report.end = match read_result {
-        Ok(format) => {
-            report.format = Some(format);
-            End::Complete
+    report.end = end_of(read_result);
+    if report.format.is_none() {
+        report.format = settings.read.format.or_else(|| Format::from_path(name));
+    }
+    Ok(report)
+}
+
+/// Commits the reader's chunks as they come, counting them into `report`
+/// and logging a big file's progress every few seconds. On a database
+/// error it stops taking chunks (the reader then stops too).
+async fn commit_chunks(
+    queue: &Queue,
+    mut rx: tokio::sync::mpsc::Receiver<Chunk>,
+    name: &Path,
+    settings: &Settings,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut last_progress = started;
+    while let Some(mut chunk) = rx.recv().await {
+        if chunk.begins {
+            // Reading new rows begins: from here a death is a death
+            // reading this file (see `read_chunks`).
+            queue.file_reading(report.file_id).await?;
+        } else {
+            let r = queue
+                .commit_chunk(
+                    Some(report.file_id),
+                    &chunk.jobs,
+                    &chunk.rejects,
+                    chunk.rows,
+                    chunk.last_position,
+                    settings.dedup_window,
+                )
+                .await?;
+            report.rows_read += chunk.rows;
+            report.queued += r.queued;
+            report.duplicates += r.duplicates;
+            report.rejected += chunk.rejects.len() as u64;
         }
+        if let Some(tell) = chunk.committed.take() {
+            let _ = tell.send(());
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = std::time::Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                file = %name.display(),
+                rows = report.rows_read,
+                queued = report.queued,
+                rejected = report.rejected,
+                rows_per_sec = (report.rows_read as f64 / secs) as u64,
+                "reading a feed file"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How a read ended, from the reader's result.
+fn end_of(read: Result<Format, FeedError>) -> End {
+    match read {
+        Ok(_) => End::Complete,
         Err(FeedError::Stopped) => End::Stopped,
         // Reasons are bounded where they are built; cut again so that no
         // reader's message can reach files.error, the log or a report whole.
@@ -240,11 +250,7 @@ pub async fn ingest(
             line: Some(line),
             reason: feed::cut(&reason),
         },
-    };
-    if report.format.is_none() {
-        report.format = settings.read.format.or_else(|| Format::from_path(name));
     }
-    Ok(report)
 }
 
 /// A file this large (on disk) is followed by [`release_memory`].

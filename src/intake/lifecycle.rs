@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::dir::{file_name, move_unique, write_errors};
-use super::ingest::{End, Report, Settings, Start, ingest, sha256_of};
+use super::ingest::{End, Input, Report, Settings, Start, ingest, sha256_of};
 use super::{FileOutcome, Intake};
 use crate::config::Config;
-use crate::queue::{FileState, NewFile};
+use crate::feed::Format;
+use crate::queue::{FileRow, FileState, NewFile};
 
 /// The metrics label of the feed rule that applies to `rel`.
 fn rule_of(cfg: &Config, rel: &Path) -> String {
@@ -82,17 +83,12 @@ impl Intake {
                 Err(skipped) => return Ok(skipped),
             },
         };
-        let report = match ingest(
-            &self.queue,
-            file_id,
-            opened.file,
-            &processing,
-            &settings,
-            start,
-            cancel,
-        )
-        .await
-        {
+        let input = Input {
+            id: file_id,
+            file: opened.file,
+            name: &processing,
+        };
+        let report = match ingest(&self.queue, input, &settings, start, cancel).await {
             Ok(r) => r,
             Err(e) => {
                 // The daemon stops on a database error: that is not a
@@ -222,6 +218,29 @@ impl Intake {
         if totals.rows_rejected > 0 || brk.is_some() {
             write_errors(&self.queue, Some(file_id), &moved, brk).await;
         }
+        self.tell_finished(cfg, rel, state, format, &totals, error.as_deref());
+        Ok(FileOutcome {
+            rel: rel.to_path_buf(),
+            state,
+            queued: totals.rows_queued,
+            duplicates: totals.rows_duplicate,
+            rejected: totals.rows_rejected,
+            moved_to: Some(moved),
+            error,
+        })
+    }
+
+    /// Counts a finished file in the metrics and logs it: a failed file as
+    /// a warning (with why), a finished one as news.
+    fn tell_finished(
+        &self,
+        cfg: &Config,
+        rel: &Path,
+        state: FileState,
+        format: Option<Format>,
+        totals: &FileRow,
+        error: Option<&str>,
+    ) {
         self.metrics.file_outcome(state);
         self.metrics.feed_file(
             &rule_of(cfg, rel),
@@ -230,8 +249,7 @@ impl Intake {
             totals.rows_duplicate,
             totals.rows_rejected,
         );
-        // A failed file is a warning (with why); a finished one is news.
-        match &error {
+        match error {
             None => tracing::info!(
                 file = %rel.display(),
                 state = %state,
@@ -254,15 +272,6 @@ impl Intake {
                 "feed file failed: moved to failed/"
             ),
         }
-        Ok(FileOutcome {
-            rel: rel.to_path_buf(),
-            state,
-            queued: totals.rows_queued,
-            duplicates: totals.rows_duplicate,
-            rejected: totals.rows_rejected,
-            moved_to: Some(moved),
-            error,
-        })
     }
 
     /// A file whose rows are recorded but which cannot be moved out of

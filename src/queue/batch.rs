@@ -355,28 +355,7 @@ impl Queue {
             ),
         ];
         for (ids, uncertain, due, reason) in sets {
-            for chunk in ids.chunks(500) {
-                let sql = format!(
-                    "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
-                     last_error_class = ?, last_error = ?, attempts = attempts + 1, \
-                     call_uncertain = MAX(?, CASE WHEN attempts + 1 >= 3 THEN ? ELSE ? END) \
-                     WHERE state = 'batched' AND batch_ref = ? AND id IN ({})",
-                    value_list("?", chunk.len())
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(due)
-                    .bind(now)
-                    .bind(ErrorClass::BatchFailed.as_str())
-                    .bind(reason)
-                    .bind(uncertain.column())
-                    .bind(Uncertainty::Call.column())
-                    .bind(Uncertainty::None.column())
-                    .bind(batch);
-                for j in chunk {
-                    q = q.bind(j);
-                }
-                q.execute(&mut *tx).await?;
-            }
+            return_to_pending(&mut tx, batch, ids, uncertain, due, now, reason).await?;
         }
         sqlx::query(
             "UPDATE jobs SET state = 'delivered', delivered_at = ?1, updated_at = ?1, \
@@ -484,4 +463,42 @@ impl Queue {
         .await?;
         Ok(())
     }
+}
+
+/// Returns a completed batch job's `ids` to pending, due at `due`, at least
+/// as uncertain as `uncertain`, counting an attempt: from the third, they
+/// go per indicator (an item that stops every batch job it is in must not
+/// stop them forever).
+async fn return_to_pending(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: i64,
+    ids: &[i64],
+    uncertain: Uncertainty,
+    due: i64,
+    now: i64,
+    reason: &str,
+) -> anyhow::Result<()> {
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
+             last_error_class = ?, last_error = ?, attempts = attempts + 1, \
+             call_uncertain = MAX(?, CASE WHEN attempts + 1 >= 3 THEN ? ELSE ? END) \
+             WHERE state = 'batched' AND batch_ref = ? AND id IN ({})",
+            value_list("?", chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(due)
+            .bind(now)
+            .bind(ErrorClass::BatchFailed.as_str())
+            .bind(reason)
+            .bind(uncertain.column())
+            .bind(Uncertainty::Call.column())
+            .bind(Uncertainty::None.column())
+            .bind(batch);
+        for j in chunk {
+            q = q.bind(j);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
