@@ -180,7 +180,10 @@ fn job(o: &mut String, j: &JobDetail, cfg: &Config) {
             j.attempts
         );
     }
-    if let Some(class) = &j.last_error_class {
+    if j.last_error_class.is_some() || j.last_error.is_some() {
+        let class = j
+            .last_error_class
+            .map_or("unknown class", ErrorClass::as_str);
         let _ = writeln!(
             o,
             "  error:     {class}{}: {}",

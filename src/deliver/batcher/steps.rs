@@ -28,6 +28,15 @@ struct Answer {
     action: Action,
 }
 
+impl Answer {
+    /// A 2xx: the only answer a batch step goes on from (an "already
+    /// exists", which the policy also lets a job go on from, is no batch
+    /// job's answer: it goes to [`Batcher::failed`], which retries).
+    fn succeeded(&self) -> bool {
+        self.resp.outcome.class() == ErrorClass::Success
+    }
+}
+
 impl Batcher {
     /// Takes a batch job through its remaining steps.
     pub(super) async fn drive(
@@ -102,7 +111,7 @@ impl Batcher {
         let answer = self
             .call(&b.owner, &wire::create(&b.owner, &cfg.batch))
             .await;
-        if answer.action != Action::NextStep {
+        if !answer.succeeded() {
             return Ok(Err(self.failed_call(b, answer, attempt).await));
         }
         match wire::created_id(&answer.resp.body) {
@@ -135,7 +144,7 @@ impl Batcher {
         b.state = BatchState::Uploading;
         b.upload_attempts += 1;
         let answer = self.call(&b.owner, &wire::upload(id, data)).await;
-        if answer.action != Action::NextStep {
+        if !answer.succeeded() {
             return Ok(Err(self.failed_call(b, answer, b.upload_attempts).await));
         }
         self.d.queue.batch_uploaded(b.id).await?;
@@ -155,7 +164,7 @@ impl Batcher {
     /// it did (poll).
     async fn check_upload(&self, b: &mut BatchJob, id: i64) -> Step {
         let answer = self.call(&b.owner, &wire::status(id)).await;
-        if answer.action != Action::NextStep {
+        if !answer.succeeded() {
             return Ok(Err(self.failed_call(b, answer, b.upload_attempts).await));
         }
         let max_attempts = self.d.config().delivery.max_attempts;
@@ -191,7 +200,7 @@ impl Batcher {
     /// `GET /v2/batch/<id>`; once `Completed`, its results applied.
     async fn poll(&self, b: &mut BatchJob, id: i64) -> Step {
         let answer = self.call(&b.owner, &wire::status(id)).await;
-        if answer.action != Action::NextStep {
+        if !answer.succeeded() {
             return Ok(Err(self.failed_call(b, answer, 1).await));
         }
         let status = match wire::parse_status(&answer.resp.body) {
@@ -244,11 +253,11 @@ impl Batcher {
     async fn item_errors(&self, owner: &str, id: i64) -> Result<Vec<ItemError>, Failed> {
         let answer = self.call(owner, &wire::results(id)).await;
         let parsed = match answer.action {
-            Action::NextStep => wire::parse_results(&answer.resp.body),
+            _ if answer.succeeded() => wire::parse_results(&answer.resp.body),
             Action::NotFound => {
                 let answer = self.call(owner, &wire::errors(id)).await;
                 match answer.action {
-                    Action::NextStep => wire::parse_errors(&answer.resp.body),
+                    _ if answer.succeeded() => wire::parse_errors(&answer.resp.body),
                     Action::NotFound => {
                         tracing::warn!(
                             tc_batch_id = id,
