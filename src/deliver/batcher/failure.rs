@@ -195,7 +195,7 @@ impl Batcher {
     /// The owner's batch API is not usable: it goes per indicator for a
     /// while (said once per fallback).
     fn fall_back(&self, owner: &str, outcome: &Outcome) {
-        if self.routes.fall_back(owner) {
+        if self.d.routes.fall_back(owner) {
             tracing::warn!(owner, message = %outcome.message(), retry_in_secs = FALLBACK_FOR.as_secs(), advice = outcome.advice().unwrap_or(""), "batch API not usable for this owner (see message): delivering per indicator");
         }
     }

@@ -36,11 +36,11 @@ use crate::queue::{BatchCandidate, BatchJob, Job, Lease, Uncertainty};
 const LOOK: Duration = Duration::from_secs(1);
 
 /// Batch delivery: the shared delivery handles it calls through (queue,
-/// client, rate limiter, breaker, gate, metrics) and the state of its own.
+/// client, rate limiter, breaker, gate, metrics, and the routes it decides)
+/// and the state of its own.
 #[derive(Clone)]
 pub(super) struct Batcher {
     d: Delivery,
-    routes: Arc<Routes>,
     /// The upload limit the instance told us (0: not told).
     learned_max_bytes: Arc<AtomicUsize>,
     /// The last batch call was retried after a clock correction.
@@ -50,7 +50,6 @@ pub(super) struct Batcher {
 impl Batcher {
     pub(super) fn new(d: &Delivery) -> Self {
         Self {
-            routes: d.routes.clone(),
             d: d.clone(),
             learned_max_bytes: Arc::default(),
             clock_corrected: Arc::default(),
@@ -121,7 +120,7 @@ impl Batcher {
     /// is not claimed per indicator first.
     pub(super) async fn refresh(&self) -> anyhow::Result<()> {
         let cfg = self.d.config();
-        if cfg.delivery.mode == DeliveryMode::Auto && !self.routes.decided_lately() {
+        if cfg.delivery.mode == DeliveryMode::Auto && !self.d.routes.decided_lately() {
             self.choose(&cfg).await?;
         }
         Ok(())
@@ -133,19 +132,19 @@ impl Batcher {
         let mode = cfg.delivery.mode;
         let mut chosen: Vec<(String, u64)> = Vec::new();
         if matches!(mode, DeliveryMode::Auto | DeliveryMode::Batch) {
-            self.routes.expire_fallbacks();
+            self.d.routes.expire_fallbacks();
             // Enough to rank owners by backlog up to a full batch job.
             let enough = cfg.batch.min_indicators.max(cfg.batch.max_indicators) as u64;
             for (owner, n) in self.d.queue.batch_backlog(enough).await? {
                 let wanted = mode == DeliveryMode::Batch || n >= cfg.batch.min_indicators as u64;
-                if wanted && !self.routes.falling_back(&owner) {
+                if wanted && !self.d.routes.falling_back(&owner) {
                     chosen.push((owner, n));
                 }
             }
         }
         chosen.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         let owners: Vec<String> = chosen.into_iter().map(|(o, _)| o).collect();
-        self.routes.decide(&owners);
+        self.d.routes.decide(&owners);
         Ok(owners)
     }
 
@@ -153,7 +152,7 @@ impl Batcher {
     /// a data file under the upload limit, and one item per indicator.
     async fn form(&self, owner: &str, cfg: &Config) -> anyhow::Result<Option<BatchJob>> {
         // A driver may have fallen back since the owners were chosen.
-        if self.routes.falling_back(owner) {
+        if self.d.routes.falling_back(owner) {
             return Ok(None);
         }
         let max_bytes = match self.learned_max_bytes.load(Ordering::Relaxed) {
