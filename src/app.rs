@@ -331,6 +331,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
                 "rate_fraction": d.throttle.fraction(),
                 "clock_offset_secs": d.api.borrow().client.clock().offset(),
                 "modes": d.modes_in_use().iter().map(ModeInUse::heartbeat_entry).collect::<std::collections::BTreeMap<_, _>>(),
+                "labels_missing": d.labels.missing(),
             }))
             .await?;
     }

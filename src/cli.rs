@@ -194,6 +194,9 @@ pub enum BenchKind {
     /// The hostile corpus into a running daemon: its peak RSS per case
     /// (`--n`: the size that crosses the limits, default 100 MB).
     Hostile,
+    /// The same indicators as a CSV, a STIX bundle and a MISP event, file
+    /// to queued (`--n`, default 1,000,000).
+    Formats,
 }
 
 #[derive(Debug, Args)]

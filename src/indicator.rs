@@ -254,13 +254,149 @@ pub struct Payload {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<Attribute>,
+    /// Security labels by the instance's names (`TLP:AMBER`): a v2 call
+    /// each after the attributes, in the v3 body, in the batch item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_labels: Vec<String>,
+    /// The source's own id of the object the indicator came from (a STIX
+    /// id, a MISP attribute uuid). Never sent: ThreatConnect keeps no
+    /// external id for indicators, so the queue keeps the map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The source object's version (STIX `modified`, MISP `timestamp`),
+    /// RFC 3339 UTC: v3 and batch `externalLastModified`. A newer version
+    /// of the same object is an update, not a duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_modified: Option<String>,
+    /// When the source says the indicator stops being valid (STIX
+    /// `valid_until`), RFC 3339 UTC: v3 and batch `externalDateExpires`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_expires: Option<String>,
 }
 
 impl Payload {
-    /// How many API calls deliver the indicator: the create, one per tag and
-    /// one per attribute.
+    /// How many API calls deliver the indicator: the create, one per tag,
+    /// one per attribute and one per security label, in that order (the
+    /// labels last, so a job queued before they existed counts its steps
+    /// as it did).
     pub fn steps(&self) -> usize {
-        1 + self.tags.len() + self.attributes.len()
+        1 + self.tags.len() + self.attributes.len() + self.security_labels.len()
+    }
+
+    /// The security label that step `n` adds, if it is a label step.
+    pub fn label_of_step(&self, n: usize) -> Option<&str> {
+        n.checked_sub(1 + self.tags.len() + self.attributes.len())
+            .and_then(|i| self.security_labels.get(i))
+            .map(String::as_str)
+    }
+}
+
+/// A Traffic Light Protocol level (TLP 1.0 and 2.0), as STIX markings and
+/// MISP tags carry it. The instance's label name for each is configured
+/// (`[security_labels]`); [`Tlp::default_label`] is ThreatConnect's
+/// documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tlp {
+    Clear,
+    White,
+    Green,
+    Amber,
+    AmberStrict,
+    Red,
+}
+
+impl Tlp {
+    pub const ALL: [Tlp; 6] = [
+        Tlp::Clear,
+        Tlp::White,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+
+    /// The level as TLP writes it after `TLP:`, lower case (`amber+strict`).
+    pub fn level(self) -> &'static str {
+        match self {
+            Tlp::Clear => "clear",
+            Tlp::White => "white",
+            Tlp::Green => "green",
+            Tlp::Amber => "amber",
+            Tlp::AmberStrict => "amber+strict",
+            Tlp::Red => "red",
+        }
+    }
+
+    /// ThreatConnect's documented label name (`TLP:AMBER+STRICT`).
+    pub fn default_label(self) -> &'static str {
+        match self {
+            Tlp::Clear => "TLP:CLEAR",
+            Tlp::White => "TLP:WHITE",
+            Tlp::Green => "TLP:GREEN",
+            Tlp::Amber => "TLP:AMBER",
+            Tlp::AmberStrict => "TLP:AMBER+STRICT",
+            Tlp::Red => "TLP:RED",
+        }
+    }
+
+    /// A level as written (`amber+strict`, `AMBER`, `tlp:green`, `TLP:CLEAR`,
+    /// `amber strict`), case and a `tlp:` prefix ignored.
+    pub fn parse(s: &str) -> Option<Tlp> {
+        let s = s.trim().to_ascii_lowercase();
+        let s = s.strip_prefix("tlp:").unwrap_or(&s).trim();
+        let s = s.replace(['_', ' ', '-'], "+");
+        Tlp::ALL.into_iter().find(|t| t.level() == s)
+    }
+
+    /// How restrictive: of several levels on one object, the most
+    /// restrictive applies (white and clear are the same level).
+    pub fn rank(self) -> u8 {
+        match self {
+            Tlp::Clear | Tlp::White => 0,
+            Tlp::Green => 1,
+            Tlp::Amber => 2,
+            Tlp::AmberStrict => 3,
+            Tlp::Red => 4,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The most restrictive of `levels`.
+    pub fn strictest(levels: impl IntoIterator<Item = Tlp>) -> Option<Tlp> {
+        levels.into_iter().max_by_key(|t| t.rank())
+    }
+}
+
+/// The instance's security label name for each TLP level (names compare
+/// exactly and differ between instances: an older one has no `TLP:CLEAR`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlpNames([String; 6]);
+
+impl Default for TlpNames {
+    fn default() -> Self {
+        Self(Tlp::ALL.map(|t| t.default_label().to_string()))
+    }
+}
+
+impl TlpNames {
+    pub fn name(&self, t: Tlp) -> &str {
+        &self.0[t.index()]
+    }
+
+    pub fn set(&mut self, t: Tlp, name: String) {
+        self.0[t.index()] = name;
+    }
+
+    /// A label as a feed wrote it: a TLP level by the instance's name for
+    /// it, anything else as it is.
+    pub fn label(&self, written: &str) -> String {
+        match Tlp::parse(written) {
+            Some(t) => self.name(t).to_string(),
+            None => written.trim().to_string(),
+        }
     }
 }
 
@@ -361,6 +497,46 @@ mod tests {
         );
         assert!(!json.contains("last_seen"), "{json}");
         assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), seen);
+    }
+
+    #[test]
+    fn tlp_levels_parse_as_written_and_the_strictest_wins() {
+        for (text, want) in [
+            ("amber+strict", Some(Tlp::AmberStrict)),
+            ("TLP:AMBER+STRICT", Some(Tlp::AmberStrict)),
+            ("tlp:amber strict", Some(Tlp::AmberStrict)),
+            ("Tlp:Clear", Some(Tlp::Clear)),
+            ("WHITE", Some(Tlp::White)),
+            ("tlp:ex:chr", None),
+            ("", None),
+        ] {
+            assert_eq!(Tlp::parse(text), want, "{text:?}");
+        }
+        for t in Tlp::ALL {
+            assert_eq!(Tlp::parse(t.default_label()), Some(t));
+        }
+        assert_eq!(
+            Tlp::strictest([Tlp::Green, Tlp::Red, Tlp::Amber]),
+            Some(Tlp::Red)
+        );
+        assert_eq!(Tlp::strictest([]), None);
+    }
+
+    #[test]
+    fn label_steps_come_after_tags_and_attributes() {
+        let p = Payload {
+            tags: vec!["t".into()],
+            attributes: vec![Attribute {
+                kind: "Description".into(),
+                value: "d".into(),
+            }],
+            security_labels: vec!["TLP:RED".into()],
+            ..Payload::default()
+        };
+        assert_eq!(p.steps(), 4);
+        assert_eq!(p.label_of_step(2), None);
+        assert_eq!(p.label_of_step(3), Some("TLP:RED"));
+        assert_eq!(p.label_of_step(4), None);
     }
 
     #[test]

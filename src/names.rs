@@ -105,6 +105,9 @@ crate::names::named_enum! {
         /// stopped before processing every item): its unprocessed jobs go
         /// back to pending.
         BatchFailed => "batch_failed",
+        /// The instance has no security label of this name: the indicator
+        /// goes without it.
+        SecurityLabel => "security_label",
     }
 }
 

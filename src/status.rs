@@ -186,6 +186,7 @@ pub fn json(v: &StatusView) -> Value {
         "rows_rejected": s.rows_rejected,
         "daemon": daemon,
         "modes": s.heartbeat.as_ref().and_then(|h| h.get("modes")),
+        "labels_missing": s.heartbeat.as_ref().and_then(|h| h.get("labels_missing")),
         "batches": s.batches.iter().map(|b| json!({
             "id": b.id, "tc_batch_id": b.tc_batch_id, "owner": b.owner, "items": b.items,
             "state": b.state, "tc_status": b.tc_status, "age_secs": (now_ms() - b.created_at).max(0) / 1000,
@@ -231,6 +232,20 @@ fn bulk(o: &mut String, v: &StatusView) {
             .map(|(owner, mode)| format!("{owner}: {}", mode.as_str().unwrap_or("?")))
             .collect();
         let _ = writeln!(o, "\ndelivery mode: {}", list.join(", "));
+    }
+    if let Some(missing) = s
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.get("labels_missing"))
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    {
+        let names: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+        let _ = writeln!(
+            o,
+            "security labels the instance lacks (indicators go without them): {}",
+            names.join(", ")
+        );
     }
     if s.batches.is_empty() {
         return;

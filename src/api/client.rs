@@ -200,6 +200,24 @@ impl Client {
             .await
     }
 
+    /// The instance's security label names (`GET /v2/securityLabels`).
+    ///
+    /// # Errors
+    /// The [`Outcome`] of a failed call, or `Unexpected` for an unreadable body.
+    pub async fn security_labels(&self) -> Result<Vec<String>, Outcome> {
+        #[derive(serde::Deserialize)]
+        struct Label {
+            name: String,
+        }
+        let labels: Vec<Label> = self
+            .list(
+                &super::Endpoints::default().security_labels(),
+                "securityLabel",
+            )
+            .await?;
+        Ok(labels.into_iter().map(|l| l.name).collect())
+    }
+
     /// The attributes of an indicator, from a request built by
     /// [`super::Endpoints::attributes`].
     ///

@@ -42,6 +42,9 @@ pub enum Outcome {
     /// 400 "File size greater than allowable limit of N": a batch upload
     /// larger than the instance takes; `limit` is N (0 when not given).
     UploadTooLarge { limit: u64 },
+    /// "Security Label <name> does not exist": the instance has no such
+    /// label (names compare exactly). Not documented; the simulator's text.
+    UnknownSecurityLabel { label: String },
 }
 
 impl Outcome {
@@ -78,6 +81,7 @@ impl Outcome {
             Outcome::Unexpected { .. } => ErrorClass::Unexpected,
             Outcome::BatchUnavailable { .. } => ErrorClass::BatchUnavailable,
             Outcome::UploadTooLarge { .. } => ErrorClass::UploadTooLarge,
+            Outcome::UnknownSecurityLabel { .. } => ErrorClass::SecurityLabel,
         }
     }
 
@@ -103,6 +107,9 @@ impl Outcome {
                 None => "rate limited".into(),
             },
             Outcome::ServerError { status, message } => format!("HTTP {status}: {message}"),
+            Outcome::UnknownSecurityLabel { label } => {
+                format!("Security Label {label} does not exist")
+            }
             Outcome::Unexpected { status, body } => format!("HTTP {status}: {body}"),
         }
     }
@@ -142,6 +149,16 @@ impl Outcome {
     }
 }
 
+/// The label an error message says the instance lacks ("Security Label
+/// <name> does not exist"): an API answer's, or a batch item error's.
+pub fn unknown_security_label(message: &str) -> Option<String> {
+    let rest = &message[message.find("Security Label ")? + "Security Label ".len()..];
+    let name = rest
+        .strip_suffix(" does not exist")
+        .or_else(|| rest.find(" does not exist").map(|i| &rest[..i]))?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 /// Classifies an answer. `retry_after` and `date` are the raw header values.
 pub fn classify(
     status: u16,
@@ -177,6 +194,9 @@ pub fn classify(
     }
     if m.contains("requested resource was not found") {
         return Outcome::NotFound;
+    }
+    if let Some(label) = unknown_security_label(m) {
+        return Outcome::UnknownSecurityLabel { label };
     }
     if m.starts_with("Batch job api is not available") {
         return Outcome::BatchUnavailable { message };

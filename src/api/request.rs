@@ -96,6 +96,31 @@ impl Endpoints {
         }
     }
 
+    /// `GET /v2/securityLabels`: the instance's labels.
+    pub fn security_labels(&self) -> ApiRequest {
+        ApiRequest {
+            method: Method::Get,
+            path_and_query: "/v2/securityLabels".into(),
+            body: None,
+            upload: None,
+        }
+    }
+
+    /// `POST .../<indicator>/securityLabels/<label>` with no body.
+    pub fn security_label(&self, ind: &Indicator, label: &str, owner: &str) -> ApiRequest {
+        ApiRequest {
+            method: Method::Post,
+            path_and_query: format!(
+                "{}/securityLabels/{}{}",
+                self.indicator_path(ind),
+                encode_component(label),
+                owner_query(owner)
+            ),
+            body: None,
+            upload: None,
+        }
+    }
+
     /// `POST /v2/indicators/<branch>?owner=...&createActivityLog=false` with
     /// the type's value fields, rating and confidence.
     pub fn create(&self, ind: &Indicator, payload: &Payload, owner: &str) -> ApiRequest {
@@ -163,7 +188,8 @@ impl Endpoints {
     }
 
     /// Step `n` of delivering an indicator: 0 is the create, then one per tag,
-    /// then one per attribute. `None` past the last step.
+    /// then one per attribute, then one per security label. `None` past the
+    /// last step.
     pub fn step(
         &self,
         ind: &Indicator,
@@ -172,26 +198,31 @@ impl Endpoints {
         n: usize,
     ) -> Option<ApiRequest> {
         let tags = payload.tags.len();
+        let attributes = payload.attributes.len();
         match n {
             0 => Some(self.create(ind, payload, owner)),
             n if n <= tags => Some(self.tag(ind, &payload.tags[n - 1], owner)),
-            n => payload
+            n if n <= tags + attributes => payload
                 .attributes
                 .get(n - 1 - tags)
                 .map(|a| self.attribute(ind, a, owner)),
+            n => payload
+                .label_of_step(n)
+                .map(|l| self.security_label(ind, l, owner)),
         }
     }
 
     /// `POST /v3/indicators?owner=...`: one request with the type's value
-    /// fields, rating, confidence, first and last seen, every tag, and the
-    /// `attributes` given (tc-api.md section 7). A create of an existing
-    /// indicator updates it.
+    /// fields, rating, confidence, first and last seen, the source's dates,
+    /// every tag, and the `attributes` and `labels` given (tc-api.md
+    /// sections 7 and 9). A create of an existing indicator updates it.
     pub fn v3_create(
         &self,
         ind: &Indicator,
         payload: &Payload,
         owner: &str,
         attributes: &[&Attribute],
+        labels: &[&str],
     ) -> ApiRequest {
         let mut body = Map::new();
         body.insert("type".into(), json!(self.type_name(ind.kind())));
@@ -219,6 +250,11 @@ impl Endpoints {
                 .collect();
             body.insert("attributes".into(), json!({ "data": attrs }));
         }
+        if !labels.is_empty() {
+            let labels: Vec<Value> = labels.iter().map(|l| json!({"name": l})).collect();
+            body.insert("securityLabels".into(), json!({ "data": labels }));
+        }
+        external_dates(&mut body, payload);
         ApiRequest {
             method: Method::Post,
             path_and_query: format!("/v3/indicators?owner={}", encode_component(owner)),
@@ -227,9 +263,10 @@ impl Endpoints {
         }
     }
 
-    /// One item of a batch data file (tc-api.md section 5): summary, type,
-    /// rating, confidence, tags and attributes.
-    pub fn batch_item(&self, ind: &Indicator, payload: &Payload) -> Value {
+    /// One item of a batch data file (tc-api.md sections 5 and 9): summary,
+    /// type, rating, confidence, tags, attributes, the `labels` given and the
+    /// source's dates.
+    pub fn batch_item(&self, ind: &Indicator, payload: &Payload, labels: &[&str]) -> Value {
         let mut item = Map::new();
         item.insert("summary".into(), json!(ind.summary()));
         item.insert("type".into(), json!(self.type_name(ind.kind())));
@@ -251,6 +288,11 @@ impl Endpoints {
                 .collect();
             item.insert("attribute".into(), Value::Array(attrs));
         }
+        if !labels.is_empty() {
+            let labels: Vec<Value> = labels.iter().map(|l| json!({"name": l})).collect();
+            item.insert("securityLabel".into(), Value::Array(labels));
+        }
+        external_dates(&mut item, payload);
         Value::Object(item)
     }
 
@@ -302,6 +344,17 @@ impl Endpoints {
 pub fn attribute_of_step(payload: &Payload, n: usize) -> Option<&Attribute> {
     n.checked_sub(1 + payload.tags.len())
         .and_then(|i| payload.attributes.get(i))
+}
+
+/// The source's dates of a v3 body or batch item: `externalDateExpires`
+/// (STIX `valid_until`) and `externalLastModified` (the object's version).
+fn external_dates(body: &mut Map<String, Value>, payload: &Payload) {
+    if let Some(t) = &payload.external_expires {
+        body.insert("externalDateExpires".into(), json!(t));
+    }
+    if let Some(t) = &payload.external_modified {
+        body.insert("externalLastModified".into(), json!(t));
+    }
 }
 
 /// `?owner=<owner>&createActivityLog=false`, the owner fully percent-encoded
@@ -447,14 +500,17 @@ mod tests {
         );
         assert_eq!(r.body.unwrap(), json!({"ASN": "ASN5"}));
         // v3 and batch name the type in the body.
-        let v3 = e.v3_create(&asn, &Payload::default(), "O", &[]);
+        let v3 = e.v3_create(&asn, &Payload::default(), "O", &[], &[]);
         assert_eq!(
             v3.body.unwrap(),
             json!({"type": "Autonomous System", "ASN": "ASN5"})
         );
-        let item = e.batch_item(&asn, &Payload::default());
+        let item = e.batch_item(&asn, &Payload::default(), &[]);
         assert_eq!(item["type"], "Autonomous System");
         let mutex = ind(T::Mutex, "m");
-        assert_eq!(e.batch_item(&mutex, &Payload::default())["type"], "Mutex");
+        assert_eq!(
+            e.batch_item(&mutex, &Payload::default(), &[])["type"],
+            "Mutex"
+        );
     }
 }

@@ -79,6 +79,7 @@ struct Normalized {
     write_err: Option<std::io::Error>,
     by_type: BTreeMap<&'static str, u64>,
     by_rule: BTreeMap<RejectRule, u64>,
+    skipped: BTreeMap<String, u64>,
     /// Whether rows show their owner and payload (with --config).
     with_owner: bool,
 }
@@ -91,6 +92,7 @@ impl Normalized {
             write_err: None,
             by_type: BTreeMap::new(),
             by_rule: BTreeMap::new(),
+            skipped: BTreeMap::new(),
             with_owner,
         }
     }
@@ -108,7 +110,11 @@ impl Normalized {
         };
         match open_input(path) {
             Ok(Input::File(file)) => feed::read_from(file, path, &settings.read, &mut sink),
-            Ok(Input::Stdin) => feed::read_from(std::io::stdin(), path, &settings.read, &mut sink),
+            // Spooled: a reader may read its input twice (STIX, MISP).
+            Ok(Input::Stdin) => match spool_stdin(settings.read.max_decompressed_bytes) {
+                Ok(file) => feed::read_from(file, path, &settings.read, &mut sink),
+                Err(e) => Err(feed::FeedError::Unreadable(e)),
+            },
             Err(e) => Err(feed::FeedError::Unreadable(e)),
         }
     }
@@ -117,7 +123,8 @@ impl Normalized {
     /// reject (counted by rule).
     fn item(&mut self, item: feed::Item, settings: &Settings, name: &str) {
         match intake::classify(item, settings) {
-            Ok(job) => {
+            intake::Classified::Skip(what) => *self.skipped.entry(what).or_default() += 1,
+            intake::Classified::Job(job) => {
                 let kind = job.indicator.kind().tc_name();
                 *self.by_type.entry(kind).or_default() += 1;
                 let mut row = json!({"file": name, "line": job.line, "type": kind, "summary": job.indicator.summary()});
@@ -127,7 +134,7 @@ impl Normalized {
                 }
                 self.emit(row);
             }
-            Err(r) => {
+            intake::Classified::Reject(r) => {
                 self.emit(
                     json!({"file": name, "line": r.line, "input": r.input, "error": r.reason}),
                 );
@@ -156,8 +163,14 @@ impl Normalized {
         }
         let accepted: u64 = self.by_type.values().sum();
         let rejected: u64 = self.by_rule.values().sum();
+        let skipped: u64 = self.skipped.values().sum();
+        let skipped = if skipped == 0 {
+            String::new()
+        } else {
+            format!(", {skipped} skipped ({})", counts(&self.skipped))
+        };
         eprintln!(
-            "normalize: {accepted} accepted ({}), {rejected} rejected ({})",
+            "normalize: {accepted} accepted ({}), {rejected} rejected ({}){skipped}",
             counts(&self.by_type),
             counts(&self.by_rule)
         );

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::raw::RawSecurityLabels;
 use super::{FeedRule, RawFeedRule};
-use crate::feed::Field;
-use crate::indicator::IndicatorType;
+use crate::feed::{Field, Format};
+use crate::indicator::{IndicatorType, Tlp, TlpNames};
 
 /// Validates every `[[feeds]]` rule, pushing their problems to `errors`.
 pub(super) fn validate(rules: Vec<RawFeedRule>, errors: &mut Vec<String>) -> Vec<FeedRule> {
@@ -55,6 +56,19 @@ fn rule(key: &str, r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
     if let Err(e) = crate::indicator::clean_tags(r.tags.iter()) {
         errors.push(format!("{key}.tags: {e}"));
     }
+    if let Err(e) = crate::indicator::clean_tags(r.security_labels.iter()) {
+        errors.push(format!("{key}.security_labels: {e}"));
+    }
+    let format = r.format.as_deref().and_then(|f| {
+        let format = Format::parse(f);
+        if format.is_none() {
+            errors.push(format!(
+                "{key}.format: unknown format {f:?}; known: {}",
+                Format::NAMES.join(", ")
+            ));
+        }
+        format
+    });
     FeedRule {
         pattern,
         dir: r.dir.map(PathBuf::from),
@@ -64,7 +78,33 @@ fn rule(key: &str, r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
         rating: r.rating,
         confidence: r.confidence,
         columns,
+        format,
+        security_labels: r.security_labels,
+        stix_observables: r.stix_observables,
+        misp_all_attributes: r.misp_all_attributes,
     }
+}
+
+/// `[security_labels]`: a name for each TLP level, the documented one by
+/// default.
+pub(super) fn tlp_names(raw: RawSecurityLabels, errors: &mut Vec<String>) -> TlpNames {
+    let mut names = TlpNames::default();
+    for (t, key, given) in [
+        (Tlp::Clear, "clear", raw.clear),
+        (Tlp::White, "white", raw.white),
+        (Tlp::Green, "green", raw.green),
+        (Tlp::Amber, "amber", raw.amber),
+        (Tlp::AmberStrict, "amber_strict", raw.amber_strict),
+        (Tlp::Red, "red", raw.red),
+    ] {
+        let Some(name) = given else { continue };
+        match crate::indicator::clean_tags(std::iter::once(&name)) {
+            Ok(clean) if clean.len() == 1 => names.set(t, clean[0].clone()),
+            Ok(_) => errors.push(format!("security_labels.{key}: empty")),
+            Err(e) => errors.push(format!("security_labels.{key}: {e}")),
+        }
+    }
+    names
 }
 
 /// `columns`: each key must name a [`Field`]; unknown ones are errors.

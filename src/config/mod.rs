@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::feed::Field;
-use crate::indicator::IndicatorType;
+use crate::feed::{Field, Format};
+use crate::indicator::{IndicatorType, TlpNames};
 pub use types::{CustomType, RegistryKeyType, TypeNames};
 
 pub use proxy::ApiProxy;
@@ -53,6 +53,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub batch: BatchConfig,
     pub metrics: MetricsConfig,
+    /// The instance's security label name for each TLP level.
+    pub security_labels: TlpNames,
     pub feeds: Vec<FeedRule>,
 }
 
@@ -276,6 +278,12 @@ pub struct FeedRule {
     pub confidence: Option<u8>,
     /// Our field (value, type, tags, ...) to the feed's column name.
     pub columns: BTreeMap<Field, String>,
+    /// The format forced on the rule's files.
+    pub format: Option<Format>,
+    /// Labels for rows that carry none.
+    pub security_labels: Vec<String>,
+    pub stix_observables: bool,
+    pub misp_all_attributes: bool,
 }
 
 impl FeedRule {

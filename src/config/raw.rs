@@ -27,7 +27,21 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub security_labels: RawSecurityLabels,
+    #[serde(default)]
     pub feeds: Vec<RawFeedRule>,
+}
+
+/// `[security_labels]`: the instance's label name for each TLP level.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecurityLabels {
+    pub clear: Option<String>,
+    pub white: Option<String>,
+    pub green: Option<String>,
+    pub amber: Option<String>,
+    pub amber_strict: Option<String>,
+    pub red: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -144,6 +158,17 @@ pub struct RawFeedRule {
     /// validation.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
+    /// Forces a format: csv, tsv, json, ndjson, text, stix, misp.
+    pub format: Option<String>,
+    /// Security labels for rows that carry none (`TLP:AMBER`).
+    #[serde(default)]
+    pub security_labels: Vec<String>,
+    /// STIX: top-level observables become indicators too.
+    #[serde(default)]
+    pub stix_observables: bool,
+    /// MISP: every attribute, not only those marked for detection.
+    #[serde(default)]
+    pub misp_all_attributes: bool,
 }
 
 /// The config from parsed TOML, every key of the wrong type or unknown
@@ -166,6 +191,12 @@ pub(super) fn from_table(table: toml::Table, errors: &mut Vec<String>) -> RawCon
             ("metrics", toml::Value::Table(t)) => {
                 Some(keep_valid::<RawMetrics>("metrics", t, errors))
             }
+            ("batch", toml::Value::Table(t)) => Some(keep_valid::<RawBatch>("batch", t, errors)),
+            ("security_labels", toml::Value::Table(t)) => Some(keep_valid::<RawSecurityLabels>(
+                "security_labels",
+                t,
+                errors,
+            )),
             ("feeds", toml::Value::Array(rules)) => {
                 let rules = rules
                     .into_iter()
@@ -185,7 +216,10 @@ pub(super) fn from_table(table: toml::Table, errors: &mut Vec<String>) -> RawCon
                 good.insert(section, toml::Value::Array(rules));
                 continue;
             }
-            ("api" | "watch" | "queue" | "delivery" | "metrics", _) => {
+            (
+                "api" | "watch" | "queue" | "delivery" | "batch" | "metrics" | "security_labels",
+                _,
+            ) => {
                 errors.push(format!("{section}: must be a table ([{section}])"));
                 None
             }
@@ -195,7 +229,7 @@ pub(super) fn from_table(table: toml::Table, errors: &mut Vec<String>) -> RawCon
             }
             _ => {
                 errors.push(format!(
-                    "{section}: unknown key (known: api, watch, queue, delivery, metrics, feeds)"
+                    "{section}: unknown key (known: api, watch, queue, delivery, batch, metrics, security_labels, feeds)"
                 ));
                 None
             }

@@ -390,7 +390,7 @@ fn columns_name_fields_and_unknown_ones_list_the_known() {
         vec![
             "feeds[0].columns.frist_seen: unknown field; known: value, type, rating, confidence, \
              tags, description, owner, md5, sha1, sha256, key_name, value_name, value_type, \
-             source, first_seen, last_seen"
+             source, first_seen, last_seen, security_label, external_id, valid_until"
         ]
     );
 }

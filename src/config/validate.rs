@@ -25,6 +25,7 @@ impl RawConfig {
         let batch = super::delivery::validate_batch(self.batch, &mut errors);
         let metrics = metrics(self.metrics, &mut errors);
         let feeds = super::feeds::validate(self.feeds, &mut errors);
+        let security_labels = super::feeds::tlp_names(self.security_labels, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -35,6 +36,7 @@ impl RawConfig {
             delivery,
             batch,
             metrics,
+            security_labels,
             feeds,
         })
     }

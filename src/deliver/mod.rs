@@ -18,6 +18,7 @@
 mod batcher;
 mod breaker;
 mod gate;
+mod labels;
 pub mod policy;
 mod prober;
 mod throttle;
@@ -34,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 pub use batcher::{ModeInUse, RouteMode, Routes};
 pub use gate::{Gate, Paused};
+pub use labels::Labels;
 pub use policy::{Action, backoff, policy};
 pub use throttle::Throttle;
 
@@ -74,6 +76,8 @@ pub struct Delivery {
     /// Which owners go by batch: the batcher decides, the dispatcher's
     /// claims and `status` read it.
     pub routes: Arc<Routes>,
+    /// The instance's security labels, and those it lacks.
+    pub labels: Arc<Labels>,
 }
 
 impl Delivery {
@@ -97,6 +101,7 @@ impl Delivery {
             held: Arc::default(),
             pause_shown: Arc::default(),
             routes: Arc::default(),
+            labels: Arc::default(),
         }
     }
 

@@ -40,6 +40,10 @@ pub enum Action {
     /// A batch upload was too large: split it into uploads of at most
     /// `limit` bytes (0: the server did not say; halve it).
     SplitBatch { limit: u64 },
+    /// The instance has no such security label: the indicator goes without
+    /// it (the call is sent again at once without the label, counting no
+    /// attempt; the label is left out from then on).
+    DropLabel { label: String },
 }
 
 impl Action {
@@ -93,6 +97,9 @@ pub fn policy(outcome: &Outcome, clock_just_corrected: bool) -> Action {
         },
         Outcome::BatchUnavailable { .. } => Action::FallBackFromBatch,
         Outcome::UploadTooLarge { limit } => Action::SplitBatch { limit: *limit },
+        Outcome::UnknownSecurityLabel { label } => Action::DropLabel {
+            label: label.clone(),
+        },
     }
 }
 

@@ -75,7 +75,13 @@ struct Call {
     /// not found under one hash is tried under the next.
     identifier: usize,
     identifiers: usize,
+    /// Times this job was sent again without a label the API refused.
+    labels_dropped: u8,
 }
+
+/// A job is sent again without a refused label at most this many times
+/// (each time one label fewer): past it, the refusal buries it.
+const MAX_LABELS_DROPPED: u8 = 8;
 
 impl Delivery {
     /// Claims due jobs while delivery runs, until `stop`.
@@ -182,6 +188,9 @@ impl Delivery {
                 },
             });
         }
+        if !payload.security_labels.is_empty() {
+            self.read_labels().await;
+        }
         // Read once per job: a reload applies from the next job on.
         let cfg = self.config();
         let mut call = Call {
@@ -195,6 +204,7 @@ impl Delivery {
                 || cfg.delivery.attribute_check == AttributeCheck::Always,
             identifier: 0,
             identifiers: indicator.path_identifiers().len(),
+            labels_dropped: 0,
         };
         while call.step < call.total {
             if cancel.is_cancelled() || self.gate.paused().is_some() {
@@ -266,11 +276,27 @@ impl Delivery {
                 );
                 ControlFlow::Continue(())
             }
+            // A label the instance lacks: sent again at once without it.
+            Action::DropLabel { label } if call.labels_dropped < MAX_LABELS_DROPPED => {
+                call.labels_dropped += 1;
+                self.labels.refused(&label);
+                ControlFlow::Continue(())
+            }
+            // v2's label call names the label in its path: 404 there is the
+            // label missing (the indicator was created by step 0).
+            Action::NotFound
+                if !call.v3
+                    && call.identifier + 1 >= call.identifiers
+                    && let Some(label) = label_of_step(job, call) =>
+            {
+                self.labels.refused(&label);
+                self.advance(job, results, call).await
+            }
             Action::HoldOwner => {
                 self.hold(&job.owner, outcome).await;
                 ControlFlow::Break(Some(JobUpdate::Hold { error: error() }))
             }
-            Action::Bury | Action::NotFound => {
+            Action::Bury | Action::NotFound | Action::DropLabel { .. } => {
                 tracing::debug!(job = job.lease.id, owner = %job.owner, value = %job.value, class = %outcome.class(), api_message = %outcome.message(), "job buried");
                 ControlFlow::Break(Some(JobUpdate::Bury { error: error() }))
             }
@@ -385,8 +411,9 @@ impl Delivery {
                 }
                 call.uncertain = false;
             }
+            let labels = self.labels.sendable(&payload.security_labels);
             api.endpoints
-                .v3_create(indicator, payload, &job.owner, &attributes)
+                .v3_create(indicator, payload, &job.owner, &attributes, &labels)
         } else {
             // After the create, as the identifier in use names it.
             let named;
@@ -398,6 +425,12 @@ impl Delivery {
             } else {
                 indicator
             };
+            // A label the instance lacks is not sent: the step is done.
+            if let Some(label) = payload.label_of_step(step)
+                && !self.labels.allows(label)
+            {
+                return Some((Outcome::success(), None));
+            }
             if (call.uncertain || call.recheck)
                 && let Some(attr) = attribute_of_step(payload, step)
             {
@@ -510,6 +543,14 @@ impl Delivery {
 }
 
 /// Gives a job back unstarted (paused, or shutting down): no attempt counts.
+/// The security label the job's current v2 call adds, if it is a label call.
+fn label_of_step(job: &Job, call: &Call) -> Option<String> {
+    let (_, payload) = job.parse().ok()?;
+    payload
+        .label_of_step(call.step as usize)
+        .map(str::to_string)
+}
+
 fn release(call: &Call) -> JobUpdate {
     JobUpdate::Retry {
         at: now_ms(),

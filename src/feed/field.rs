@@ -24,11 +24,14 @@ pub enum Field {
     Source,
     FirstSeen,
     LastSeen,
+    SecurityLabel,
+    ExternalId,
+    ValidUntil,
 }
 
 impl Field {
     /// Every field, in the order error messages list them.
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 19] = [
         Field::Value,
         Field::Type,
         Field::Rating,
@@ -45,6 +48,9 @@ impl Field {
         Field::Source,
         Field::FirstSeen,
         Field::LastSeen,
+        Field::SecurityLabel,
+        Field::ExternalId,
+        Field::ValidUntil,
     ];
 
     /// The field's name as a feed rule's `columns` spells it.
@@ -66,6 +72,9 @@ impl Field {
             Field::Source => "source",
             Field::FirstSeen => "first_seen",
             Field::LastSeen => "last_seen",
+            Field::SecurityLabel => "security_label",
+            Field::ExternalId => "external_id",
+            Field::ValidUntil => "valid_until",
         }
     }
 
@@ -131,6 +140,9 @@ pub fn field_for_name(name: &str) -> Option<Field> {
         "source" => Field::Source,
         "firstseen" => Field::FirstSeen,
         "lastseen" => Field::LastSeen,
+        "securitylabel" | "securitylabels" | "tlp" => Field::SecurityLabel,
+        "externalid" => Field::ExternalId,
+        "validuntil" | "expires" | "expiration" => Field::ValidUntil,
         _ => return None,
     })
 }
@@ -171,6 +183,9 @@ mod tests {
             ("source", Some(Field::Source)),
             ("first_seen", Some(Field::FirstSeen)),
             ("last_seen", Some(Field::LastSeen)),
+            ("security_label", Some(Field::SecurityLabel)),
+            ("external_id", Some(Field::ExternalId)),
+            ("valid_until", Some(Field::ValidUntil)),
             // Exact spelling only: aliases are for feed headers, not config keys.
             ("firstSeen", None),
             ("Value", None),

@@ -8,17 +8,25 @@
 //! already been handed over.
 
 mod csv;
+mod echo;
 mod field;
 mod json;
 mod jsonscan;
+mod misp;
+mod sniff;
+pub mod stix;
 mod text;
 
+pub use echo::{ECHO_BYTES, Echo, cut, echo_bytes, echo_display};
+use echo::{echo_json, floor_char_boundary};
 pub use field::{Field, field_for_name};
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::Path;
+use std::rc::Rc;
 
 /// One row of a feed, before normalization: every field as the feed wrote it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,6 +53,15 @@ pub struct RawRecord {
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     pub attributes: Vec<(String, String)>,
+    /// Security labels as the feed wrote them: a TLP level (`TLP:AMBER`,
+    /// `tlp:amber`) becomes the instance's name for it in `normalize`.
+    pub security_labels: Vec<String>,
+    /// The source's id of the object the row came from (STIX id, MISP uuid).
+    pub external_id: Option<String>,
+    /// The source object's version (STIX `modified`, MISP `timestamp`).
+    pub modified: Option<String>,
+    /// When the source says the indicator stops being valid.
+    pub valid_until: Option<String>,
 }
 
 impl RawRecord {
@@ -100,6 +117,12 @@ impl RawRecord {
             Field::Owner => &mut self.owner,
             Field::FirstSeen => &mut self.first_seen,
             Field::LastSeen => &mut self.last_seen,
+            Field::ExternalId => &mut self.external_id,
+            Field::ValidUntil => &mut self.valid_until,
+            Field::SecurityLabel => {
+                self.security_labels.extend(split_tags(&v));
+                return;
+            }
             Field::Tags => {
                 self.tags.extend(split_tags(&v));
                 return;
@@ -121,7 +144,8 @@ pub fn split_tags(s: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_string)
 }
 
-/// File formats, chosen by extension with content sniffing as a fallback.
+/// File formats: a STIX bundle or MISP event by its content, whatever the
+/// file is named; the rest by extension, with content sniffing as a fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
@@ -129,9 +153,19 @@ pub enum Format {
     Json,
     Ndjson,
     Text,
+    /// A STIX 2.1 bundle, or STIX objects one per line.
+    Stix,
+    /// MISP events (`{"Event": ..}`, a bare event, a `response`, a list).
+    Misp,
+    /// A MISP feed's `manifest.json` or `hashes.csv`: an index of the
+    /// feed, no indicators: skipped whole.
+    MispFeedIndex,
 }
 
 impl Format {
+    /// The names a feed rule's `format` takes.
+    pub const NAMES: [&'static str; 7] = ["csv", "tsv", "json", "ndjson", "text", "stix", "misp"];
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
@@ -139,7 +173,25 @@ impl Format {
             Format::Json => "json",
             Format::Ndjson => "ndjson",
             Format::Text => "text",
+            Format::Stix => "stix",
+            Format::Misp => "misp",
+            Format::MispFeedIndex => "misp-feed-index",
         }
+    }
+
+    /// A feed rule's `format`.
+    pub fn parse(name: &str) -> Option<Format> {
+        [
+            Format::Csv,
+            Format::Tsv,
+            Format::Json,
+            Format::Ndjson,
+            Format::Text,
+            Format::Stix,
+            Format::Misp,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 
     /// By the extension (under a `.gz`), if it says.
@@ -196,8 +248,14 @@ pub struct ReadOptions {
     pub max_decompressed_bytes: u64,
     /// Explicit column mapping: our field to the feed's column or key.
     pub columns: BTreeMap<Field, String>,
-    /// Format forced by the caller; otherwise by extension, then sniffing.
+    /// Format forced by the caller; otherwise by content for STIX and
+    /// MISP, then by extension, then sniffing.
     pub format: Option<Format>,
+    /// STIX: top-level cyber-observable objects become indicators too (in
+    /// STIX they are evidence, not detections).
+    pub stix_observables: bool,
+    /// MISP: every attribute, not only those marked for detection (`to_ids`).
+    pub misp_all_attributes: bool,
 }
 
 impl Default for ReadOptions {
@@ -207,6 +265,8 @@ impl Default for ReadOptions {
             max_decompressed_bytes: 8 << 30,
             columns: BTreeMap::new(),
             format: None,
+            stix_observables: false,
+            misp_all_attributes: false,
         }
     }
 }
@@ -216,6 +276,26 @@ impl Default for ReadOptions {
 #[allow(clippy::large_enum_variant)] // rows are the common case: boxing them would cost an allocation each
 pub enum Item {
     Row(RawRecord),
+    /// An object the format defines but that is no indicator here (a STIX
+    /// `malware`, an expired indicator, a MISP attribute not for
+    /// detection): counted by `what`, not rejected.
+    Skipped {
+        position: u64,
+        line: u64,
+        /// Why, as the report counts it (`stix malware`, `expired`,
+        /// `misp-type vulnerability`): short, from a closed set or cut.
+        what: String,
+    },
+    /// An object of a threat-intel format that breaks one of the
+    /// format's rules (a pattern we do not take, say): a reject with that
+    /// rule, naming the object.
+    Refused {
+        position: u64,
+        line: u64,
+        input: String,
+        rule: Refusal,
+        reason: String,
+    },
     /// A row that could not even be split into fields.
     Bad {
         position: u64,
@@ -230,16 +310,35 @@ impl Item {
     pub fn position(&self) -> u64 {
         match self {
             Item::Row(r) => r.position,
-            Item::Bad { position, .. } => *position,
+            Item::Skipped { position, .. }
+            | Item::Refused { position, .. }
+            | Item::Bad { position, .. } => *position,
         }
     }
 
     pub fn line(&self) -> u64 {
         match self {
             Item::Row(r) => r.line,
-            Item::Bad { line, .. } => *line,
+            Item::Skipped { line, .. } | Item::Refused { line, .. } | Item::Bad { line, .. } => {
+                *line
+            }
         }
     }
+}
+
+/// The rule a threat-intel object broke, as [`Item::Refused`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A STIX pattern construct (or object path) we do not turn into
+    /// indicators.
+    StixUnsupported,
+    /// A pattern type other than `stix` (snort, yara, sigma...).
+    StixPatternType,
+    /// A STIX object that breaks the standard (no `pattern`, a pattern
+    /// that does not parse, no `type`).
+    StixInvalid,
+    /// A MISP event or attribute that breaks MISP's format.
+    MispInvalid,
 }
 
 /// Why a file could not be read (to the end).
@@ -274,38 +373,34 @@ pub fn read(
 }
 
 /// As [`read`], from an already opened file (the daemon opens without
-/// following symlinks) or standard input. `path` picks the format by
-/// extension.
+/// following symlinks) or a spooled standard input. `path` picks the format
+/// by extension. The file is read from its start, and again from its start
+/// by readers that walk a document twice (STIX and MISP: the objects an
+/// indicator refers to may come after it).
 ///
 /// # Errors
 /// As [`read`].
-pub fn read_from(
-    file: impl Read + 'static,
+pub fn read_from<F: Read + Seek + 'static>(
+    file: F,
     path: &Path,
     opts: &ReadOptions,
     sink: &mut dyn FnMut(Item) -> Flow,
 ) -> Result<Format, FeedError> {
-    let mut raw = BufReader::with_capacity(256 << 10, file);
-    let head = raw
-        .fill_buf()
-        .map_err(|e| FeedError::Unreadable(e.to_string()))?;
-    let gz = head.starts_with(&[0x1f, 0x8b]);
-    let input: Box<dyn BufRead> = if gz {
-        let limited = Limit {
-            inner: flate2::read::MultiGzDecoder::new(raw),
-            left: opts.max_decompressed_bytes,
-            max: opts.max_decompressed_bytes,
-        };
-        Box::new(BufReader::with_capacity(256 << 10, limited))
-    } else {
-        Box::new(raw)
+    let source = Source {
+        file: Rc::new(RefCell::new(file)),
+        max_decompressed: opts.max_decompressed_bytes,
     };
-    let mut input = input;
-    let format = match opts.format.or_else(|| Format::from_path(path)) {
+    let mut input = source
+        .open()
+        .map_err(|e| FeedError::Unreadable(e.to_string()))?;
+    let format = match opts.format {
         Some(f) => f,
         None => {
             let head = input.fill_buf().map_err(|e| broken(0, &e))?;
-            Format::sniff(&head[..head.len().min(4096)])
+            let head = &head[..head.len().min(SNIFF_BYTES)];
+            sniff::document(head)
+                .or_else(|| Format::from_path(path))
+                .unwrap_or_else(|| Format::sniff(&head[..head.len().min(4096)]))
         }
     };
     let result = match format {
@@ -314,8 +409,66 @@ pub fn read_from(
         Format::Json => json::read_array(input, opts, sink),
         Format::Ndjson => json::read_lines(input, opts, sink),
         Format::Text => text::read(input, opts, sink),
+        Format::Stix => {
+            drop(input);
+            stix::read(&|| source.open(), opts, sink)
+        }
+        Format::Misp => {
+            drop(input);
+            misp::read(&|| source.open(), opts, sink)
+        }
+        Format::MispFeedIndex => {
+            // One skipped row for the whole file: it is accounted for.
+            match sink(Item::Skipped {
+                position: 1,
+                line: 1,
+                what: "misp-feed-index".into(),
+            }) {
+                Flow::Continue(()) => Ok(()),
+                Flow::Break(()) => Err(FeedError::Stopped),
+            }
+        }
     };
     result.map(|()| format)
+}
+
+/// How much of a file's start the format is told from.
+const SNIFF_BYTES: usize = 64 << 10;
+
+/// The opened file, which a reader may read again from its start: each
+/// [`Source::open`] rewinds it and decompresses anew (a gzip is told by its
+/// first bytes).
+struct Source<F> {
+    file: Rc<RefCell<F>>,
+    max_decompressed: u64,
+}
+
+/// Reads the shared file (the readers of one file take turns: one pass at a
+/// time).
+struct Shared<F>(Rc<RefCell<F>>);
+
+impl<F: Read> Read for Shared<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl<F: Read + Seek + 'static> Source<F> {
+    /// The file from its start, decompressed if it is a gzip.
+    fn open(&self) -> io::Result<Box<dyn BufRead>> {
+        self.file.borrow_mut().rewind()?;
+        let mut raw = BufReader::with_capacity(256 << 10, Shared(Rc::clone(&self.file)));
+        let gz = raw.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+        if !gz {
+            return Ok(Box::new(raw));
+        }
+        let limited = Limit {
+            inner: flate2::read::MultiGzDecoder::new(raw),
+            left: self.max_decompressed,
+            max: self.max_decompressed,
+        };
+        Ok(Box::new(BufReader::with_capacity(256 << 10, limited)))
+    }
 }
 
 /// Skips a UTF-8 byte order mark at the start of the input.
@@ -326,115 +479,6 @@ fn skip_bom(input: &mut dyn BufRead) {
     {
         input.consume(3);
     }
-}
-
-/// The most of a feed's own bytes any reason, reject, errors report or log
-/// line repeats.
-pub const ECHO_BYTES: usize = 512;
-
-/// A string that keeps at most [`ECHO_BYTES`] of what is pushed or written
-/// into it, cut at a character boundary, and never allocates more: echoes
-/// of input are cut while they are built, not after.
-#[derive(Debug, Default)]
-pub struct Echo {
-    s: String,
-    full: bool,
-}
-
-impl Echo {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Appends what still fits of `part`.
-    pub fn push(&mut self, part: &str) {
-        if self.full {
-            return;
-        }
-        let room = ECHO_BYTES - self.s.len();
-        if part.len() <= room {
-            self.s.push_str(part);
-        } else {
-            self.s.push_str(&part[..floor_char_boundary(part, room)]);
-            self.full = true;
-        }
-    }
-
-    /// Appends what still fits of `bytes`, invalid UTF-8 replaced.
-    pub fn push_lossy(&mut self, bytes: &[u8]) {
-        let head = &bytes[..bytes.len().min(ECHO_BYTES - self.s.len())];
-        self.push(&String::from_utf8_lossy(head));
-    }
-
-    pub fn into_string(self) -> String {
-        self.s
-    }
-}
-
-impl std::fmt::Write for Echo {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.push(s);
-        // Stop a formatter that would go on writing into a full echo.
-        if self.full {
-            Err(std::fmt::Error)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl io::Write for Echo {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.full {
-            return Err(io::Error::other("echo full"));
-        }
-        // serde_json writes whole UTF-8 sequences, so a lossy push of a
-        // piece cut at the end only loses the cut character.
-        self.push_lossy(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `s` cut to at most [`ECHO_BYTES`] bytes.
-pub fn cut(s: &str) -> String {
-    let mut e = Echo::new();
-    e.push(s);
-    e.into_string()
-}
-
-/// Bytes of input, as a reject shows them: cut, invalid UTF-8 replaced.
-pub fn echo_bytes(bytes: &[u8]) -> String {
-    let mut e = Echo::new();
-    e.push_lossy(bytes);
-    e.into_string()
-}
-
-/// Any displayable thing, cut while it is formatted.
-pub fn echo_display(v: &dyn std::fmt::Display) -> String {
-    let mut e = Echo::new();
-    let _ = std::fmt::write(&mut e, format_args!("{v}"));
-    e.into_string()
-}
-
-/// A JSON value as a reject shows it, cut while it is serialized.
-fn echo_json(v: &impl serde::Serialize) -> String {
-    let mut e = Echo::new();
-    let _ = serde_json::to_writer(&mut e, v);
-    e.into_string()
-}
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    if i >= s.len() {
-        return s.len();
-    }
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 fn broken(line: u64, e: &io::Error) -> FeedError {

@@ -63,7 +63,7 @@ fn rows_of(name: &str, bytes: &[u8], opts: &ReadOptions) -> Vec<RawRecord> {
     read(&path, opts, &mut |item| {
         match item {
             Item::Row(r) => rows.push(r),
-            Item::Bad { reason, .. } => panic!("bad row: {reason}"),
+            other => panic!("not a row: {other:?}"),
         }
         ControlFlow::Continue(())
     })
@@ -223,6 +223,7 @@ fn lines_and_rows(items: &[Item], why: &str) -> Vec<(u64, bool)> {
                 assert!(reason.len() < ECHO_BYTES, "{reason}");
                 (*line, false)
             }
+            other => panic!("neither a row nor a bad row: {other:?}"),
         })
         .collect()
 }
@@ -325,13 +326,7 @@ fn rows_within_the_limit_and_whitespace_are_read_as_before() {
     assert!(items.is_empty() && result.is_ok(), "{result:?}");
     let (items, result) = read_small("n.json", b"\n\n[\"1.2.3.4\",\n\"5.6.7.8\"]");
     assert!(result.is_ok(), "{result:?}");
-    let lines: Vec<u64> = items
-        .iter()
-        .map(|i| match i {
-            Item::Row(r) => r.line,
-            Item::Bad { line, .. } => *line,
-        })
-        .collect();
+    let lines: Vec<u64> = items.iter().map(Item::line).collect();
     assert_eq!(lines, [3, 4]);
     let csv: String = (0..1000)
         .map(|i| format!("10.0.{}.{}\n", i / 250, i % 250))

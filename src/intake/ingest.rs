@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::feed::{self, FeedError, Format, Item, ReadOptions};
 use crate::normalize::{self, FeedDefaults, RejectRule};
-use crate::queue::{FileState, NewJob, NewReject, Queue};
+use crate::queue::{FileChunk, FileState, NewJob, NewReject, Queue};
 
 /// Rows per committed chunk.
 pub const CHUNK_ROWS: usize = 16384;
@@ -46,6 +46,7 @@ pub struct Report {
     pub queued: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    pub skipped: u64,
     pub end: End,
 }
 
@@ -98,6 +99,8 @@ pub struct Start {
 struct Chunk {
     jobs: Vec<NewJob>,
     rejects: Vec<NewReject>,
+    /// Rows skipped, by reason.
+    skipped: Vec<(String, u64)>,
     rows: u64,
     last_position: u64,
     /// Told once the chunk is committed, for a reader that waits for that.
@@ -107,10 +110,19 @@ struct Chunk {
 }
 
 impl Chunk {
+    /// Counts a skipped row under `what`.
+    fn skip(&mut self, what: String) {
+        match self.skipped.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => self.skipped.push((what, 1)),
+        }
+    }
+
     fn new() -> Self {
         Self {
             jobs: Vec::with_capacity(CHUNK_ROWS),
             rejects: Vec::new(),
+            skipped: Vec::new(),
             rows: 0,
             last_position: 0,
             committed: None,
@@ -162,6 +174,7 @@ pub async fn ingest(
         queued: 0,
         duplicates: 0,
         rejected: 0,
+        skipped: 0,
         end: End::Complete,
     };
     let committed = commit_chunks(queue, rx, name, settings, &mut report).await;
@@ -201,20 +214,21 @@ async fn commit_chunks(
             // reading this file (see `read_chunks`).
             queue.file_reading(report.file_id).await?;
         } else {
+            let c = FileChunk {
+                jobs: &chunk.jobs,
+                rejects: &chunk.rejects,
+                skipped: &chunk.skipped,
+                rows_read: chunk.rows,
+                last_position: chunk.last_position,
+            };
             let r = queue
-                .commit_chunk(
-                    Some(report.file_id),
-                    &chunk.jobs,
-                    &chunk.rejects,
-                    chunk.rows,
-                    chunk.last_position,
-                    settings.dedup_window,
-                )
+                .commit_file_chunk(Some(report.file_id), &c, settings.dedup_window)
                 .await?;
             report.rows_read += chunk.rows;
             report.queued += r.queued;
             report.duplicates += r.duplicates;
             report.rejected += chunk.rejects.len() as u64;
+            report.skipped += chunk.skipped.iter().map(|(_, n)| n).sum::<u64>();
         }
         if let Some(tell) = chunk.committed.take() {
             let _ = tell.send(());
@@ -324,6 +338,7 @@ fn read_chunks(
     let mut chunk_rows = FIRST_CHUNK_ROWS;
     let mut pin = start.pin;
     let mut begun = start.after == 0;
+    let mut skips = SkipNames::default();
     if begun && !out.begin() {
         return Err(FeedError::Stopped);
     }
@@ -360,8 +375,9 @@ fn read_chunks(
         chunk.rows += 1;
         chunk.last_position = position;
         match classify(item, settings) {
-            Ok(job) => chunk.jobs.push(job),
-            Err(reject) => chunk.rejects.push(reject),
+            Classified::Job(job) => chunk.jobs.push(job),
+            Classified::Reject(reject) => chunk.rejects.push(reject),
+            Classified::Skip(what) => chunk.skip(skips.name(what)),
         }
         if chunk.rows as usize >= chunk_rows {
             chunk_rows = (chunk_rows * 2).min(CHUNK_ROWS);
@@ -376,6 +392,27 @@ fn read_chunks(
         out.send(chunk, false);
     }
     result
+}
+
+/// The reasons a file's rows are skipped for, bounded: a file naming
+/// thousands of object types counts the ones past [`SkipNames::MAX`] as one.
+#[derive(Default)]
+struct SkipNames(std::collections::HashSet<String>);
+
+impl SkipNames {
+    const MAX: usize = 64;
+
+    fn name(&mut self, what: String) -> String {
+        if self.0.contains(&what) {
+            return what;
+        }
+        if self.0.len() >= Self::MAX {
+            return "other".into();
+        }
+        let what = feed::cut(&what);
+        self.0.insert(what.clone());
+        what
+    }
 }
 
 /// Test builds only (compiled out of release builds): with
@@ -400,38 +437,52 @@ mod test_trigger {
     }
 }
 
-/// One item a reader handed over: a job to queue, or the reject that says
-/// which line broke which rule.
-///
-/// # Errors
-/// The reject, for a row that does not normalize or could not be read.
-pub fn classify(item: Item, settings: &Settings) -> Result<NewJob, NewReject> {
+/// What becomes of one item a reader handed over.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // jobs are the common case: boxing them would cost an allocation each
+pub enum Classified {
+    Job(NewJob),
+    /// Which line broke which rule.
+    Reject(NewReject),
+    /// Counted under this reason, neither queued nor rejected.
+    Skip(String),
+}
+
+/// One item a reader handed over: a job to queue, the reject that says
+/// which line broke which rule, or a row skipped and why.
+pub fn classify(item: Item, settings: &Settings) -> Classified {
+    let reject = |line, input, rule, reason| {
+        Classified::Reject(NewReject {
+            line,
+            input,
+            rule,
+            reason,
+        })
+    };
     match item {
         Item::Row(rec) => match normalize::record(&rec, &settings.defaults) {
-            Ok(n) => Ok(NewJob {
+            Ok(n) => Classified::Job(NewJob {
                 owner: n.owner.unwrap_or_else(|| settings.owner.clone()),
                 indicator: n.indicator,
                 payload: n.payload,
                 line: Some(rec.line),
             }),
-            Err(r) => Err(NewReject {
-                line: rec.line,
-                input: rec.input(),
-                rule: r.rule,
-                reason: r.message,
-            }),
+            Err(r) => reject(rec.line, rec.input(), r.rule, r.message),
         },
+        Item::Skipped { what, .. } => Classified::Skip(what),
         Item::Bad {
             line,
             input,
             reason,
             ..
-        } => Err(NewReject {
+        } => reject(line, input, RejectRule::UnreadableRow, reason),
+        Item::Refused {
             line,
             input,
-            rule: RejectRule::UnreadableRow,
+            rule,
             reason,
-        }),
+            ..
+        } => reject(line, input, normalize::refusal_rule(rule), reason),
     }
 }
 
@@ -456,12 +507,16 @@ impl Settings {
                 tags: rule.map(|r| r.tags.clone()).unwrap_or_default(),
                 rating: rule.and_then(|r| r.rating),
                 confidence: rule.and_then(|r| r.confidence),
+                security_labels: rule.map(|r| r.security_labels.clone()).unwrap_or_default(),
+                tlp_names: cfg.security_labels.clone(),
             },
             read: ReadOptions {
                 max_line_bytes: cfg.watch.max_line_bytes,
                 max_decompressed_bytes: cfg.watch.max_decompressed_bytes,
                 columns: rule.map(|r| r.columns.clone()).unwrap_or_default(),
-                format: None,
+                format: rule.and_then(|r| r.format),
+                stix_observables: rule.is_some_and(|r| r.stix_observables),
+                misp_all_attributes: rule.is_some_and(|r| r.misp_all_attributes),
             },
             dedup_window: cfg.queue.dedup_window,
         }

@@ -341,6 +341,7 @@ impl Intake {
             queued: f.rows_queued,
             duplicates: f.rows_duplicate,
             rejected: f.rows_rejected,
+            skipped: f.rows_skipped,
             end: End::GivenUp { reason },
         };
         self.finish(cfg, rel, processing, report).await

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use dir::{create_dirs, is_ignored};
-pub use ingest::{CHUNK_ROWS, End, Input, Report, Settings, Start, classify, ingest, sha256_of};
+pub use ingest::{
+    CHUNK_ROWS, Classified, End, Input, Report, Settings, Start, classify, ingest, sha256_of,
+};
 
 use crate::config::Config;
 use crate::metrics::Metrics;

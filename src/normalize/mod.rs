@@ -25,7 +25,9 @@ pub use timestamp::timestamp;
 
 use crate::feed::RawRecord;
 pub use crate::indicator::MAX_TAG_CHARS;
-use crate::indicator::{Attribute, BadTag, FileHashes, Indicator, IndicatorType, Payload};
+use crate::indicator::{
+    Attribute, BadTag, FileHashes, Indicator, IndicatorType, Payload, TlpNames,
+};
 
 /// Settings a feed rule applies to every row; a row's own values win.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +36,10 @@ pub struct FeedDefaults {
     pub tags: Vec<String>,
     pub rating: Option<f64>,
     pub confidence: Option<u8>,
+    /// The rule's security labels, for rows that carry none.
+    pub security_labels: Vec<String>,
+    /// The instance's names of the TLP levels.
+    pub tlp_names: TlpNames,
 }
 
 /// One accepted row.
@@ -160,6 +166,13 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
     let last_seen = present(&rec.last_seen)
         .map(|s| timestamp("last_seen", s))
         .transpose()?;
+    let security_labels = security_labels(rec, defaults)?;
+    let external_modified = present(&rec.modified)
+        .map(|s| timestamp("modified", s))
+        .transpose()?;
+    let external_expires = present(&rec.valid_until)
+        .map(|s| timestamp("valid_until", s))
+        .transpose()?;
     Ok(Normalized {
         indicator,
         owner: present(&rec.owner)
@@ -172,8 +185,39 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
             last_seen,
             tags,
             attributes: record_attributes(rec),
+            security_labels,
+            external_id: present(&rec.external_id).map(|i| strip_controls(i, false).into_owned()),
+            external_modified,
+            external_expires,
         },
     })
+}
+
+/// The reject rule of a threat-intel object a reader refused.
+pub fn refusal_rule(r: crate::feed::Refusal) -> RejectRule {
+    use crate::feed::Refusal;
+    match r {
+        Refusal::StixUnsupported => RejectRule::StixUnsupported,
+        Refusal::StixPatternType => RejectRule::StixPatternType,
+        Refusal::StixInvalid => RejectRule::StixInvalid,
+        Refusal::MispInvalid => RejectRule::MispInvalid,
+    }
+}
+
+/// The row's security labels, else the rule's; a TLP level by the
+/// instance's name for it. A label follows the rules of a tag (it is a
+/// path segment of a v2 call too).
+fn security_labels(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Vec<String>, Reject> {
+    let written = if rec.security_labels.is_empty() {
+        &defaults.security_labels
+    } else {
+        &rec.security_labels
+    };
+    let named: Vec<String> = written
+        .iter()
+        .map(|l| defaults.tlp_names.label(&strip_controls(l, false)))
+        .collect();
+    tags(named.iter()).map_err(|r| Reject::new(r.rule, format!("security label: {}", r.message)))
 }
 
 /// A field's value trimmed, when it has one.

@@ -66,6 +66,15 @@ crate::names::named_enum! {
         /// A value or tag of only `.` or `..`: URL parsing resolves such a
         /// path segment away (`%2E` too), so its calls would go elsewhere.
         DotSegment => "dot-segment",
+        /// A STIX pattern construct or object path not turned into
+        /// indicators (`feed::Refusal::StixUnsupported`).
+        StixUnsupported => "stix-unsupported",
+        /// A STIX indicator whose `pattern_type` is not `stix`.
+        StixPatternType => "stix-pattern-type",
+        /// A STIX object that breaks the standard.
+        StixInvalid => "stix-invalid",
+        /// A MISP event or attribute that breaks MISP's format.
+        MispInvalid => "misp-invalid",
     }
 }
 
@@ -123,6 +132,10 @@ mod tests {
                 "file-unreadable",
                 "invalid-registry-key-name",
                 "dot-segment",
+                "stix-unsupported",
+                "stix-pattern-type",
+                "stix-invalid",
+                "misp-invalid",
             ]
         );
         for r in RejectRule::ALL {

@@ -276,6 +276,7 @@ fn record_applies_defaults_under_row_values() {
         tags: vec!["feed".into(), "Shared".into()],
         rating: Some(2.0),
         confidence: Some(50),
+        ..FeedDefaults::default()
     };
     let rec = RawRecord {
         line: 7,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ChunkResult, JobState, NewJob, NewReject, Queue, ms, now_ms, value_list};
+use super::{ChunkResult, FileChunk, JobState, NewJob, NewReject, Queue, ms, now_ms, value_list};
 use crate::indicator::IndicatorType;
 
 /// Rows per multi-row INSERT: 7 binds a row stays well under SQLite's limit of 32766.
@@ -29,6 +29,30 @@ impl Queue {
         last_position: u64,
         dedup_window: Duration,
     ) -> anyhow::Result<ChunkResult> {
+        let chunk = FileChunk {
+            jobs,
+            rejects,
+            skipped: &[],
+            rows_read,
+            last_position,
+        };
+        self.commit_file_chunk(file_id, &chunk, dedup_window).await
+    }
+
+    /// As [`Queue::commit_chunk`], with the rows skipped by reason. Jobs
+    /// from a source object (`payload.external_id`) are mapped to it in
+    /// `external_ids`, and one older than a version of the object already
+    /// seen is dropped as a duplicate.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn commit_file_chunk(
+        &self,
+        file_id: Option<i64>,
+        chunk: &FileChunk<'_>,
+        dedup_window: Duration,
+    ) -> anyhow::Result<ChunkResult> {
+        let FileChunk { jobs, rejects, .. } = *chunk;
         let now = now_ms();
         let window_start = now - ms(dedup_window);
         let mut tx = self
@@ -43,6 +67,9 @@ impl Queue {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let current = super::external::newer_than_seen(&mut tx, jobs).await?;
+        let stale = jobs.len() - current.len();
+        let jobs = &current[..];
         // Repeats within the chunk are dropped here; repeats of earlier
         // chunks and of the queue by the NOT EXISTS of the statement.
         let mut seen: HashSet<(i64, &str, IndicatorType, &str, String)> =
@@ -80,26 +107,54 @@ impl Queue {
                 q.execute(&mut *tx).await.context("inserting rejects")?;
             }
         }
-        let duplicates = jobs.len() as u64 - queued;
+        let duplicates = (jobs.len() + stale) as u64 - queued;
+        super::external::record(&mut tx, jobs, file_id, now).await?;
         if let Some(fid) = file_id {
-            sqlx::query(
-                "UPDATE files SET rows_read = rows_read + ?, rows_queued = rows_queued + ?, \
-                 rows_rejected = rows_rejected + ?, rows_duplicate = rows_duplicate + ?, \
-                 last_position = MAX(last_position, ?) WHERE id = ?",
-            )
-            .bind(rows_read as i64)
-            .bind(queued as i64)
-            .bind(rejects.len() as i64)
-            .bind(duplicates as i64)
-            .bind(last_position as i64)
-            .bind(fid)
-            .execute(&mut *tx)
-            .await
-            .context("recording file progress")?;
+            record_progress(&mut tx, fid, chunk, queued, duplicates).await?;
         }
         tx.commit().await.context("committing a chunk")?;
         Ok(ChunkResult { queued, duplicates })
     }
+}
+
+/// A file's counts and position after a chunk, and its skipped rows by
+/// reason.
+async fn record_progress(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    fid: i64,
+    chunk: &FileChunk<'_>,
+    queued: u64,
+    duplicates: u64,
+) -> anyhow::Result<()> {
+    let skipped_rows: u64 = chunk.skipped.iter().map(|(_, n)| n).sum();
+    sqlx::query(
+        "UPDATE files SET rows_read = rows_read + ?, rows_queued = rows_queued + ?, \
+         rows_rejected = rows_rejected + ?, rows_duplicate = rows_duplicate + ?, \
+         rows_skipped = rows_skipped + ?, last_position = MAX(last_position, ?) WHERE id = ?",
+    )
+    .bind(chunk.rows_read as i64)
+    .bind(queued as i64)
+    .bind(chunk.rejects.len() as i64)
+    .bind(duplicates as i64)
+    .bind(skipped_rows as i64)
+    .bind(chunk.last_position as i64)
+    .bind(fid)
+    .execute(&mut **tx)
+    .await
+    .context("recording file progress")?;
+    for (what, n) in chunk.skipped {
+        sqlx::query(
+            "INSERT INTO file_skips (file_id, what, count) VALUES (?, ?, ?) \
+             ON CONFLICT (file_id, what) DO UPDATE SET count = count + excluded.count",
+        )
+        .bind(fid)
+        .bind(what.as_str())
+        .bind(*n as i64)
+        .execute(&mut **tx)
+        .await
+        .context("counting skipped rows")?;
+    }
+    Ok(())
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;

@@ -318,6 +318,7 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
         rows_queued: r.get::<i64, _>("rows_queued") as u64,
         rows_rejected: r.get::<i64, _>("rows_rejected") as u64,
         rows_duplicate: r.get::<i64, _>("rows_duplicate") as u64,
+        rows_skipped: r.get::<i64, _>("rows_skipped") as u64,
         last_position: r.get::<i64, _>("last_position") as u64,
         error: r.get("error"),
         moved_to: r.get("moved_to"),

@@ -15,6 +15,7 @@ mod batch;
 mod chunk;
 mod claim;
 mod due;
+mod external;
 mod files;
 mod inspect;
 mod lock;

@@ -268,6 +268,7 @@ pub struct FileRow {
     pub rows_queued: u64,
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
+    pub rows_skipped: u64,
     pub last_position: u64,
     pub error: Option<String>,
     /// Where the file was moved when it finished.
@@ -294,6 +295,17 @@ pub struct NewFile<'a> {
     pub sha256: &'a str,
     pub size_bytes: u64,
     pub owner: &'a str,
+}
+
+/// One chunk of a file's rows, as [`Queue::commit_file_chunk`](super::Queue::commit_file_chunk) takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileChunk<'a> {
+    pub jobs: &'a [NewJob],
+    pub rejects: &'a [NewReject],
+    /// Rows skipped, by reason.
+    pub skipped: &'a [(String, u64)],
+    pub rows_read: u64,
+    pub last_position: u64,
 }
 
 /// What one committed chunk did.

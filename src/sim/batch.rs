@@ -308,7 +308,8 @@ fn legacy_errors(ctx: &Ctx<'_>, id: i64) -> Result<Reply, Failure> {
 /// Processes up to `budget` items of the queued jobs, oldest upload first.
 fn process(sim: &Shared, mut budget: usize) {
     let halt_after = sim.faults().batch_halt_after as usize;
-    let refused = sim.faults().batch_refuse.clone();
+    let faults = sim.faults().clone();
+    let refused = faults.batch_refuse.clone();
     let mut b = sim.batches();
     while budget > 0 {
         let Some(job) = b
@@ -336,7 +337,7 @@ fn process(sim: &Shared, mut budget: usize) {
                 break;
             }
             let i = job.next;
-            match apply_item(&mut store, job, &job.items[i], &refused) {
+            match apply_item(&mut store, job, &job.items[i], (&refused, &faults)) {
                 Ok(()) => job.success += 1,
                 Err(reason) => job.errors.push(ItemError {
                     index: Some(i),
@@ -358,7 +359,7 @@ fn apply_item(
     store: &mut Store,
     job: &Job,
     item: &Value,
-    refused: &[String],
+    (refused, faults): (&[String], &super::Faults),
 ) -> Result<(), String> {
     let summary = item["summary"].as_str().unwrap_or("");
     let type_name = item["type"].as_str().unwrap_or("");
@@ -372,6 +373,15 @@ fn apply_item(
         ));
     }
     let (rating, confidence) = rating_and_confidence(kind, item).map_err(|f| f.message)?;
+    let labels: Vec<&str> = item["securityLabel"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    for l in &labels {
+        faults.check_label(l)?;
+    }
     let identifiers: Vec<String> = match kind {
         IndicatorType::File => summary.split(" : ").map(String::from).collect(),
         _ => vec![summary.to_string()],
@@ -394,6 +404,10 @@ fn apply_item(
     if job.tag_write_type == "Replace" {
         ind.tags.clear();
     }
+    if job.security_label_write_type == "Replace" {
+        ind.security_labels.clear();
+    }
+    ind.take_labels_and_dates(item, labels.iter().map(|l| (*l).to_string()));
     for t in item["tag"].as_array().into_iter().flatten() {
         if let Some(name) = t["name"].as_str() {
             ind.tags.insert(name.to_string());

@@ -129,6 +129,43 @@ pub struct Faults {
     /// The configured API token has expired: `TC-Token` requests answer 401
     /// "Unauthorized" (set back to false: it is valid again).
     pub token_expired: bool,
+    /// Security labels the instance lacks, of ThreatConnect's documented
+    /// six (`TLP:CLEAR` on an older instance, say); any other name is
+    /// unknown too.
+    pub missing_security_labels: Vec<String>,
+    /// `GET /v2/securityLabels` and `/v3/securityLabels` answer 404 (the
+    /// client cannot read the list and sends labels as they are).
+    pub security_labels_unlisted: bool,
+}
+
+/// ThreatConnect's documented security labels (tc-api.md section 9).
+pub const DOCUMENTED_LABELS: [&str; 6] = [
+    "TLP:WHITE",
+    "TLP:GREEN",
+    "TLP:AMBER",
+    "TLP:RED",
+    "TLP:CLEAR",
+    "TLP:AMBER+STRICT",
+];
+
+impl Faults {
+    /// The instance's security labels.
+    pub fn security_labels(&self) -> Vec<&'static str> {
+        DOCUMENTED_LABELS
+            .into_iter()
+            .filter(|l| !self.missing_security_labels.iter().any(|m| m == l))
+            .collect()
+    }
+
+    /// ThreatConnect's refusal of a label the instance lacks (the
+    /// simulator's text: the real one is not documented).
+    pub(crate) fn check_label(&self, name: &str) -> Result<(), String> {
+        if self.security_labels().contains(&name) {
+            Ok(())
+        } else {
+            Err(format!("Security Label {name} does not exist"))
+        }
+    }
 }
 
 /// How the simulator is set up.
@@ -200,6 +237,36 @@ pub struct SimIndicator {
     /// How many batch job items created or updated it.
     #[serde(default)]
     pub batch_items: u64,
+    #[serde(default)]
+    pub security_labels: BTreeSet<String>,
+    /// v3 and batch `externalDateExpires` and `externalLastModified`.
+    #[serde(default)]
+    pub external_date_expires: Option<String>,
+    #[serde(default)]
+    pub external_last_modified: Option<String>,
+}
+
+impl SimIndicator {
+    /// Adds the labels a create or batch item carried, and takes its
+    /// `externalDateExpires` and `externalLastModified` when given.
+    pub(crate) fn take_labels_and_dates(
+        &mut self,
+        body: &serde_json::Value,
+        labels: impl Iterator<Item = String>,
+    ) {
+        self.security_labels.extend(labels);
+        let date = |k: &str| {
+            body.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(String::from)
+        };
+        if let Some(t) = date("externalDateExpires") {
+            self.external_date_expires = Some(t);
+        }
+        if let Some(t) = date("externalLastModified") {
+            self.external_last_modified = Some(t);
+        }
+    }
 }
 
 /// An attribute of a [`SimIndicator`]. `id` and `date_added` are given by the

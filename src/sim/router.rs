@@ -160,6 +160,7 @@ fn api(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
     if let Some(rest) = path.and_then(|p| p.strip_prefix("/v3/")) {
         return match (&ctx.req.method, rest) {
             (&Method::POST, "indicators") => v3::create(ctx).map(Reply::from),
+            (&Method::GET, "securityLabels") => v3::security_labels(ctx).map(Reply::from),
             _ => Err(not_found()),
         };
     }
@@ -177,6 +178,10 @@ fn api(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
 fn v2_route(ctx: &Ctx<'_>, segments: &[&str]) -> ApiResult {
     match (&ctx.req.method, segments) {
         (&Method::GET, ["owners"]) => Ok(v2::owners(ctx)),
+        (&Method::GET, ["securityLabels"]) => v2::security_labels(ctx),
+        (&Method::POST, ["indicators", branch, id, "securityLabels", label]) => {
+            v2::security_label(ctx, branch, id, label)
+        }
         (&Method::POST, ["indicators", branch]) => v2::create(ctx, branch),
         (&Method::POST, ["indicators", branch, id, "tags", tag]) => v2::tag(ctx, branch, id, tag),
         (&Method::POST, ["indicators", branch, id, "attributes"]) => {

@@ -76,6 +76,9 @@ impl Store {
                     first_seen: None,
                     last_seen: None,
                     batch_items: 0,
+                    security_labels: BTreeSet::new(),
+                    external_date_expires: None,
+                    external_last_modified: None,
                 });
                 idx
             }

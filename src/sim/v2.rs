@@ -47,6 +47,38 @@ pub(super) fn owners(ctx: &Ctx<'_>) -> (StatusCode, Value) {
     )
 }
 
+/// `GET /v2/securityLabels`: the instance's labels.
+pub(super) fn security_labels(ctx: &Ctx<'_>) -> ApiResult {
+    if ctx.faults.security_labels_unlisted {
+        return Err(not_found());
+    }
+    let labels: Vec<Value> = ctx
+        .faults
+        .security_labels()
+        .into_iter()
+        .map(|name| json!({"name": name}))
+        .collect();
+    Ok((
+        StatusCode::OK,
+        json!({"status": "Success", "data": {"resultCount": labels.len(), "securityLabel": labels}}),
+    ))
+}
+
+/// `POST .../<indicator>/securityLabels/<label>`: a label the instance
+/// lacks answers 404, as the path names nothing.
+pub(super) fn security_label(ctx: &Ctx<'_>, branch: &str, id: &str, label: &str) -> ApiResult {
+    let kind = branch_type(branch)?;
+    let owner = owner_of(ctx)?;
+    let label = decode(label);
+    ctx.faults.check_label(&label).map_err(|_| not_found())?;
+    ctx.sim
+        .store()
+        .get_mut(&owner, kind, &decode(id))?
+        .security_labels
+        .insert(label);
+    Ok((StatusCode::CREATED, json!({"status": "Success"})))
+}
+
 /// `POST /v2/indicators/<branch>`: creates the indicator, or updates the one
 /// already held (a File answers 400 "already exists" under `file_exists_400`).
 pub(super) fn create(ctx: &Ctx<'_>, branch: &str) -> ApiResult {

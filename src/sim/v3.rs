@@ -71,6 +71,14 @@ pub(super) fn create(ctx: &Ctx<'_>) -> ApiResult {
     {
         return Err(fail(400, "validation", "Please enter a valid Attribute"));
     }
+    let labels: Data<Named> = parse_field(&body, "securityLabels")?;
+    if let Some(m) = labels
+        .data
+        .iter()
+        .find_map(|l| ctx.faults.check_label(&l.name).err())
+    {
+        return Err(fail(400, "validation", m));
+    }
     let seen = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
     let mut store = ctx.sim.store();
     let Upsert::Stored(idx) = store.upsert(
@@ -91,6 +99,7 @@ pub(super) fn create(ctx: &Ctx<'_>) -> ApiResult {
         ind.tags.extend(tags.data.into_iter().map(|t| t.name));
         ind.first_seen = seen("firstSeen").or(ind.first_seen.take());
         ind.last_seen = seen("lastSeen").or(ind.last_seen.take());
+        ind.take_labels_and_dates(&body, labels.data.into_iter().map(|l| l.name));
     }
     // Inline attributes append, as v2's do: whether ThreatConnect appends
     // them again on an update is not documented, and this is the harsher.
@@ -104,6 +113,21 @@ pub(super) fn create(ctx: &Ctx<'_>) -> ApiResult {
                "rating": ind.rating, "confidence": ind.confidence},
                "message": "Created", "status": "Success"}),
     ))
+}
+
+/// `GET /v3/securityLabels`: the instance's labels.
+pub(super) fn security_labels(ctx: &Ctx<'_>) -> ApiResult {
+    if ctx.faults.security_labels_unlisted {
+        return Err(super::reply::not_found());
+    }
+    let labels: Vec<Value> = ctx
+        .faults
+        .security_labels()
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| json!({"id": i + 1, "name": name}))
+        .collect();
+    Ok((StatusCode::OK, json!({"data": labels, "status": "Success"})))
 }
 
 /// `body[key]` as `{"data": [...]}`, empty when absent.

@@ -23,7 +23,10 @@ fn read(path: &Path, opts: &ReadOptions) -> Read {
                 Ok(n) => ok.push(n.indicator.summary().to_string()),
                 Err(e) => bad.push((rec.line, e.message)),
             },
-            Item::Bad { line, reason, .. } => bad.push((line, reason)),
+            Item::Bad { line, reason, .. } | Item::Refused { line, reason, .. } => {
+                bad.push((line, reason));
+            }
+            Item::Skipped { line, what, .. } => bad.push((line, format!("skipped: {what}"))),
         }
     }
     (ok, bad, r)
@@ -105,7 +108,7 @@ fn explicit_column_mapping_wins() {
         .into_iter()
         .filter_map(|i| match i {
             Item::Row(r) => Some(r),
-            Item::Bad { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(rows[0].value.as_deref(), Some("1.2.3.4"));
@@ -168,6 +171,7 @@ fn json_batch_style_objects_strings_and_bad_elements() {
             Item::Bad {
                 position, reason, ..
             } => bad.push((position, reason)),
+            other => panic!("neither a row nor a bad row: {other:?}"),
         }
     }
     assert_eq!(r.unwrap(), Format::Json);

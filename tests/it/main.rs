@@ -8,6 +8,7 @@ mod credentials;
 mod deliver;
 mod e2e;
 mod feeds;
+mod formats;
 mod guarantees;
 mod helpers;
 mod hostile;

@@ -113,7 +113,11 @@ impl Batcher {
             }
             Action::Backoff { .. } => self.transient(b, outcome, sent, attempts),
             Action::SplitBatch { limit } => self.split(b, limit),
-            Action::Bury | Action::NotFound => self.refused(b, outcome, &action, sent),
+            // A batch call refused for a label (items carry them, not
+            // calls) is refused like any data.
+            Action::Bury | Action::NotFound | Action::DropLabel { .. } => {
+                self.refused(b, outcome, &action, sent)
+            }
         }
     }
 

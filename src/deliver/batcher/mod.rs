@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use routes::{ModeInUse, RouteMode, Routes};
 
-use super::Delivery;
+use super::{Delivery, Labels};
 use crate::api::{Endpoints, batch as wire};
 use crate::config::{Config, DeliveryMode};
 use crate::queue::{BatchCandidate, BatchJob, Job, Lease, Uncertainty};
@@ -164,6 +164,12 @@ impl Batcher {
             .queue
             .batch_candidates(owner, cfg.batch.max_indicators)
             .await?;
+        if candidates
+            .iter()
+            .any(|c| c.payload.contains("\"security_labels\""))
+        {
+            self.d.read_labels().await;
+        }
         let endpoints = self.d.api.borrow().endpoints.clone();
         let (mut ids, mut sizes, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
         for c in candidates {
@@ -172,7 +178,7 @@ impl Batcher {
             if !seen.insert((c.kind.clone(), c.value.clone())) {
                 continue;
             }
-            let item = match item_bytes(&endpoints, &c) {
+            let item = match item_bytes(&endpoints, &self.d.labels, &c) {
                 Ok(item) => item,
                 Err(message) => {
                     // Batch mode would leave it waiting: bury it as a
@@ -206,7 +212,12 @@ impl Batcher {
 }
 
 /// The data file item of a job; why not when the row does not parse.
-fn item_bytes(endpoints: &Endpoints, c: &BatchCandidate) -> Result<Vec<u8>, String> {
+/// The instance's missing labels are left out.
+fn item_bytes(
+    endpoints: &Endpoints,
+    labels: &Labels,
+    c: &BatchCandidate,
+) -> Result<Vec<u8>, String> {
     let job = Job {
         lease: Lease { id: c.id, token: 0 },
         owner: String::new(),
@@ -218,5 +229,6 @@ fn item_bytes(endpoints: &Endpoints, c: &BatchCandidate) -> Result<Vec<u8>, Stri
         uncertain: Uncertainty::None,
     };
     let (ind, payload) = job.parse()?;
-    serde_json::to_vec(&endpoints.batch_item(&ind, &payload)).map_err(|e| e.to_string())
+    let sendable = labels.sendable(&payload.security_labels);
+    serde_json::to_vec(&endpoints.batch_item(&ind, &payload, &sendable)).map_err(|e| e.to_string())
 }

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use crate::api::batch::{self as wire, ItemError};
+use crate::api::outcome::unknown_security_label;
 use crate::queue::{BatchCandidate, BatchOutcome};
 
 /// What becomes of each job of a completed batch job: refused items are
@@ -32,6 +33,9 @@ pub(super) fn map_results(
     let mut refused: HashSet<usize> = HashSet::new();
     // Items a job-level error stopped at: not refused, not known created.
     let mut stopped_at: HashSet<usize> = HashSet::new();
+    // Items refused only for a security label the instance lacks: they go
+    // back to pending and are sent again without it.
+    let mut relabel: HashSet<usize> = HashSet::new();
     let mut untied = false;
     let mut fatal = None;
     for e in errors {
@@ -49,11 +53,13 @@ pub(super) fn map_results(
         if e.fatal {
             // A job-level error names no item's fault, whatever path it gives.
             stopped_at.insert(i);
+        } else if unknown_security_label(&e.reason).is_some() {
+            relabel.insert(i);
         } else if refused.insert(i) {
             out.refused.push((items[i].id, e.reason.clone()));
         }
     }
-    let open = |i: &usize| !refused.contains(i) && !stopped_at.contains(i);
+    let open = |i: &usize| !refused.contains(i) && !stopped_at.contains(i) && !relabel.contains(i);
     let unprocessed: Vec<usize> = match stopped_at.iter().min() {
         Some(&stop) => (stop + 1..items.len()).filter(open).collect(),
         None => {
@@ -66,7 +72,7 @@ pub(super) fn map_results(
             last
         }
     };
-    let tied = (refused.len() + stopped_at.len()) as u64;
+    let tied = (refused.len() + stopped_at.len() + relabel.len()) as u64;
     let counted = status.success_count + status.error_count + status.unprocess_count;
     let unsure = untied
         || tied < status.error_count
@@ -75,12 +81,17 @@ pub(super) fn map_results(
     if !unsure {
         out.unprocessed = unprocessed.iter().map(|&i| items[i].id).collect();
     }
+    let mut relabel: Vec<usize> = relabel.into_iter().collect();
+    relabel.sort_unstable();
+    out.unprocessed.extend(relabel.iter().map(|&i| items[i].id));
     out.unprocessed_reason = match &fatal {
         Some(r) => format!("batch job {tc_batch_id} stopped before this item: {r}"),
         None => format!("batch job {tc_batch_id} did not process this item"),
     };
     out.uncertain = (0..items.len())
-        .filter(|i| !refused.contains(i) && (unsure || stopped_at.contains(i)))
+        .filter(|i| {
+            !refused.contains(i) && !relabel.contains(i) && (unsure || stopped_at.contains(i))
+        })
         .map(|i| items[i].id)
         .collect();
     out.uncertain_reason = match &fatal {

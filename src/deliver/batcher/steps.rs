@@ -137,7 +137,7 @@ impl Batcher {
         let endpoints = self.d.api.borrow().endpoints.clone();
         let data: Vec<Vec<u8>> = items
             .iter()
-            .map(|c| item_bytes(&endpoints, c).unwrap_or_else(|_| b"{}".to_vec()))
+            .map(|c| item_bytes(&endpoints, &self.d.labels, c).unwrap_or_else(|_| b"{}".to_vec()))
             .collect();
         let data = bytes::Bytes::from(wire::data_file(&data));
         self.d.queue.batch_uploading(b.id).await?;
@@ -222,6 +222,12 @@ impl Batcher {
             Vec::new()
         };
         let items = self.d.queue.batch_items(b.id).await?;
+        for label in errors
+            .iter()
+            .filter_map(|e| crate::api::outcome::unknown_security_label(&e.reason))
+        {
+            self.d.labels.refused(&label);
+        }
         let mut outcome = map_results(&items, &errors, &status, id);
         outcome.retry_in_ms = self.d.config().batch.poll_max.as_millis() as i64;
         self.d.queue.finish_batch(b.id, &outcome).await?;

@@ -1,0 +1,285 @@
+//! STIX 2.1: a bundle (`{"type": "bundle", "objects": [..]}`), a JSON array
+//! of objects, or objects one per line, read in two passes over the file so
+//! that memory stays flat whatever its size and order:
+//!
+//! 1. the small objects indicators refer to (marking definitions and
+//!    identities) are collected, bounded in number;
+//! 2. every object is read again, one at a time, and handed over: an
+//!    indicator as one row per value its pattern gives, anything else
+//!    skipped by type (or, with `stix_observables`, an observable as an
+//!    indicator).
+//!
+//! Positions are `object ordinal << 12 | value index`, so that a resumed
+//! read finds the same position for every row even when an object gives
+//! fewer rows than before (it expired meanwhile).
+
+mod objects;
+pub mod pattern;
+mod refs;
+
+use std::io::{self, BufRead};
+
+use super::jsonscan::{ScanError, Scanner};
+use super::{FeedError, Flow, Item, ReadOptions, read_line_limited};
+
+pub(super) use refs::Refs;
+
+/// Rows one object may give: the low bits of a position.
+pub(super) const ROWS_PER_OBJECT: u64 = 1 << 12;
+
+/// How the objects are laid out in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `{"type": "bundle", "objects": [..]}`.
+    Bundle,
+    /// `[{..}, {..}]`.
+    Array,
+    /// One object a line.
+    Lines,
+}
+
+/// One object of the file, as the walk hands it over.
+pub(super) struct Element<'a> {
+    /// Its ordinal in the file, from 1.
+    pub ordinal: u64,
+    pub line: u64,
+    /// Its bytes; `None` when longer than `max_line_bytes`.
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// Reads a STIX file: `open` gives the file from its start, once per pass.
+pub(super) fn read(
+    open: &dyn Fn() -> io::Result<Box<dyn BufRead>>,
+    opts: &ReadOptions,
+    sink: &mut dyn FnMut(Item) -> Flow,
+) -> Result<(), FeedError> {
+    let unreadable = |e: io::Error| FeedError::Unreadable(e.to_string());
+    let mut first = open().map_err(unreadable)?;
+    let layout = layout(&mut first).map_err(unreadable)?;
+    let mut refs = Refs::default();
+    walk(first, layout, opts.max_line_bytes, &mut |el| {
+        if let Some(bytes) = el.bytes {
+            refs.collect(bytes);
+        }
+        Flow::Continue(())
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+    let input = open().map_err(unreadable)?;
+    walk(input, layout, opts.max_line_bytes, &mut |el| {
+        let base = el.ordinal * ROWS_PER_OBJECT;
+        for (i, item) in objects::items(&el, &refs, opts, now)
+            .into_iter()
+            .enumerate()
+        {
+            let item = with_position(item, base + i as u64);
+            sink(item)?;
+        }
+        Flow::Continue(())
+    })
+}
+
+/// The item at `position`.
+fn with_position(mut item: Item, at: u64) -> Item {
+    match &mut item {
+        Item::Row(r) => r.position = at,
+        Item::Skipped { position, .. }
+        | Item::Refused { position, .. }
+        | Item::Bad { position, .. } => *position = at,
+    }
+    item
+}
+
+/// The layout, from the first bytes: a bundle or an array by its opening
+/// bracket and keys, else one object a line.
+fn layout(input: &mut Box<dyn BufRead>) -> io::Result<Layout> {
+    let head = input.fill_buf()?;
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let mut scan = Scanner::new(head, 1);
+    Ok(match scan.peek()? {
+        Some(b'[') => Layout::Array,
+        Some(b'{') if first_line_is_an_object(head) && !bundle(head) => Layout::Lines,
+        Some(b'{') => Layout::Bundle,
+        _ => Layout::Lines,
+    })
+}
+
+/// Whether the first line holds a whole object (one object a line), as
+/// opposed to the start of a document spread over lines.
+fn first_line_is_an_object(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    let mut scan = Scanner::new(line, 1);
+    scan.value(None, 0).is_ok() && matches!(scan.peek(), Ok(None))
+}
+
+/// Whether a one-line object is a bundle (a bundle on one line).
+fn bundle(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<&'a str>,
+        objects: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Top<'_>>(line)
+        .is_ok_and(|t| t.kind == Some("bundle") || t.objects.is_some())
+}
+
+/// Why a walk ended early.
+enum Stop {
+    Sink,
+    Scan(ScanError),
+}
+
+impl From<ScanError> for Stop {
+    fn from(e: ScanError) -> Self {
+        Stop::Scan(e)
+    }
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Scan(ScanError::Io(e))
+    }
+}
+
+/// Hands every object of the file to `each`, in order.
+fn walk(
+    input: Box<dyn BufRead>,
+    layout: Layout,
+    max: usize,
+    each: &mut dyn FnMut(Element<'_>) -> Flow,
+) -> Result<(), FeedError> {
+    if layout == Layout::Lines {
+        return lines(input, max, each);
+    }
+    let mut w = Walker {
+        scan: Scanner::new(input, 1),
+        buf: Vec::new(),
+        ordinal: 0,
+        max,
+    };
+    let result = match layout {
+        Layout::Bundle => w.bundle(each),
+        _ => w.array(each),
+    };
+    let line = w.scan.line();
+    match result {
+        Ok(()) => Ok(()),
+        Err(Stop::Sink) => Err(FeedError::Stopped),
+        Err(Stop::Scan(e)) => {
+            let (line, reason) = e.into_parts(line);
+            Err(FeedError::Broken { line, reason })
+        }
+    }
+}
+
+/// Objects one a line; blank lines skipped.
+fn lines(
+    mut input: Box<dyn BufRead>,
+    max: usize,
+    each: &mut dyn FnMut(Element<'_>) -> Flow,
+) -> Result<(), FeedError> {
+    let mut buf = Vec::with_capacity(4096);
+    let (mut line, mut ordinal) = (0u64, 0u64);
+    loop {
+        let fits = match read_line_limited(&mut input, &mut buf, max) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(super::broken(line + 1, &e)),
+        };
+        line += 1;
+        let bytes = if line == 1 {
+            buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)
+        } else {
+            &buf[..]
+        };
+        if fits && bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        ordinal += 1;
+        let el = Element {
+            ordinal,
+            line,
+            bytes: fits.then_some(bytes),
+        };
+        if each(el).is_break() {
+            return Err(FeedError::Stopped);
+        }
+    }
+}
+
+struct Walker<R> {
+    scan: Scanner<R>,
+    buf: Vec<u8>,
+    ordinal: u64,
+    max: usize,
+}
+
+impl<R: BufRead> Walker<R> {
+    /// The bundle object: its `objects` array walked, every other value
+    /// skipped unheld.
+    fn bundle(&mut self, each: &mut dyn FnMut(Element<'_>) -> Flow) -> Result<(), Stop> {
+        self.scan.expect(b'{', "to open the bundle")?;
+        let mut found = false;
+        if !self.scan.eat(b'}')? {
+            loop {
+                if self.scan.peek()? != Some(b'"') {
+                    return Err(self.scan.syntax("expected a key (a string)".into()).into());
+                }
+                let fits = self.scan.value(Some(&mut self.buf), 64)?;
+                let objects = fits && self.buf == b"\"objects\"";
+                self.scan.expect(b':', "after a key")?;
+                if objects && !found && self.scan.peek()? == Some(b'[') {
+                    found = true;
+                    self.array(each)?;
+                } else {
+                    self.scan.value(None, 0)?;
+                }
+                if self.scan.eat(b',')? {
+                    continue;
+                }
+                self.scan
+                    .expect(b'}', "or ',' after a value in the bundle")?;
+                break;
+            }
+        }
+        if let Some(b) = self.scan.peek()? {
+            return Err(self
+                .scan
+                .syntax(format!(
+                    "unexpected '{}' after the end of the bundle",
+                    b.escape_ascii()
+                ))
+                .into());
+        }
+        Ok(())
+    }
+
+    /// An array of objects, element by element.
+    fn array(&mut self, each: &mut dyn FnMut(Element<'_>) -> Flow) -> Result<(), Stop> {
+        self.scan.expect(b'[', "to open the array of objects")?;
+        loop {
+            if self.scan.eat(b']')? {
+                return Ok(());
+            }
+            self.scan.peek()?;
+            let line = self.scan.line();
+            let fits = self.scan.value(Some(&mut self.buf), self.max)?;
+            self.ordinal += 1;
+            let el = Element {
+                ordinal: self.ordinal,
+                line,
+                bytes: fits.then_some(&self.buf[..]),
+            };
+            if each(el).is_break() {
+                return Err(Stop::Sink);
+            }
+            if self.scan.eat(b',')? {
+                continue;
+            }
+            self.scan
+                .expect(b']', "or ',' after an object of the array")?;
+            return Ok(());
+        }
+    }
+}

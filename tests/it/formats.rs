@@ -1,0 +1,277 @@
+//! Threat-intel formats (issue 22): STIX 2.1 bundles and MISP events, from
+//! files written outside the project (OASIS's examples, the `stix2` and
+//! PyMISP libraries: `tests/fixtures/`), delivered with their TLP markings
+//! as security labels in every mode.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tc_ingest::sim::{Faults, SimIndicator};
+
+use crate::helpers::*;
+
+/// A fixture file under `tests/fixtures/`.
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The expectations `tests/fixtures/generate.py` wrote beside a file.
+fn expected(name: &str) -> Value {
+    let path = fixture(&format!("{name}.expected.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// `normalize --json`-style lines of `tc-ingest normalize <file>`, and its
+/// summary line.
+async fn normalized(app: &TestApp, file: &Path, extra: &[&str]) -> (Vec<Value>, String) {
+    let path = file.to_string_lossy().into_owned();
+    let mut args = vec!["normalize", path.as_str()];
+    args.extend_from_slice(extra);
+    let out = app.binary(&args).await;
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (rows, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// An app delivering in `mode` with fast batch polls.
+async fn app_in(mode: &str, faults: Faults, extra: &str) -> TestApp {
+    TestApp::builder()
+        .faults(faults)
+        .extra_config(&format!(
+            "{QUICK_DELIVERY}mode = \"{mode}\"\n[batch]\npoll_min_ms = 20\npoll_max_ms = 200\nmin_indicators = 1\n{extra}"
+        ))
+        .start()
+        .await
+}
+
+/// The held indicator of type `kind` whose summary is `value` as a source
+/// wrote it.
+fn held<'a>(all: &'a [SimIndicator], kind: &str, value: &str) -> Option<&'a SimIndicator> {
+    let value = value.to_ascii_lowercase();
+    // An ASN as ThreatConnect writes it, whatever the source wrote.
+    let asn = |v: &str| {
+        v.to_ascii_uppercase()
+            .trim_start_matches("AS")
+            .trim_start_matches('N')
+            .to_string()
+    };
+    // A File by any of its hashes, a Registry Key by its key.
+    let first = value.split(" : ").next().unwrap_or_default().to_string();
+    all.iter().find(|i| {
+        i.kind == kind
+            && (i.value.eq_ignore_ascii_case(&value)
+                || (kind == "File" && i.value.split(" : ").any(|h| h == first))
+                || (kind == "Registry Key"
+                    && i.value
+                        .split(" : ")
+                        .next()
+                        .unwrap_or_default()
+                        .eq_ignore_ascii_case(&first))
+                || (kind == "ASN" && asn(&i.value) == asn(&value)))
+    })
+}
+
+/// Every indicator `expected` lists is held with its labels.
+fn check_held(all: &[SimIndicator], expected: &Value, what: &str) {
+    for e in expected["indicators"].as_array().unwrap() {
+        let (kind, value) = (e["type"].as_str().unwrap(), e["value"].as_str().unwrap());
+        let ind = held(all, kind, value)
+            .unwrap_or_else(|| panic!("{what}: {kind} {value} not delivered: {all:#?}"));
+        let labels: BTreeSet<String> = e["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ind.security_labels, labels, "{what}: {kind} {value}");
+    }
+}
+
+#[tokio::test]
+async fn a_misp_event_is_delivered_with_its_labels_in_every_mode() {
+    let want = expected("misp/pymisp-event.json");
+    for mode in ["v2", "v3", "batch"] {
+        let app = app_in(mode, faults(), "").await;
+        std::fs::create_dir_all(app.incoming()).unwrap();
+        std::fs::copy(
+            fixture("misp/pymisp-event.json"),
+            app.incoming().join("event.json"),
+        )
+        .unwrap();
+        // Two attributes are rejected before the queue: every queued job
+        // is delivered (exit 0).
+        app.run_once_exits(0).await;
+        let all = app.sim.indicators();
+        check_held(&all, &want, mode);
+        // The file object's md5 and sha256 are one File; the 28 expected
+        // values are 27 indicators.
+        assert_eq!(all.len(), 27, "{mode}: {all:#?}");
+        let file = held(&all, "File", "1af98e60e9165dbf0ddc49d657e3ab78").unwrap();
+        assert_eq!(file.value.split(" : ").count(), 2, "{file:?}");
+        // The event's creator is the Source; the comment (else the event's
+        // info) the Description.
+        let ip = held(&all, "Address", "203.0.113.10").unwrap();
+        let kinds: Vec<&str> = ip.attributes.iter().map(|a| a.kind.as_str()).collect();
+        assert!(
+            kinds.contains(&"Source") && kinds.contains(&"Description"),
+            "{ip:?}"
+        );
+        let q = app.queue().await;
+        assert_eq!(
+            number(&q, "SELECT rows_skipped FROM files").await,
+            10,
+            "{mode}"
+        );
+        assert_eq!(
+            number(
+                &q,
+                "SELECT count FROM file_skips WHERE what = 'not-for-detection'"
+            )
+            .await,
+            7
+        );
+        assert_eq!(
+            number(&q, "SELECT COUNT(*) FROM rejects WHERE rule IN ('url-without-scheme', 'invalid-registry-hive')").await,
+            2
+        );
+        assert_eq!(
+            number(&q, "SELECT COUNT(*) FROM external_ids").await,
+            27,
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_misp_form_reads_the_same_attributes_and_a_feed_index_is_skipped() {
+    let app = TestApp::start().await;
+    let (wrapped, _) = normalized(&app, &fixture("misp/pymisp-event.json"), &[]).await;
+    let (bare, summary) = normalized(&app, &fixture("misp/pymisp-bare-event.json"), &[]).await;
+    let summaries =
+        |rows: &[Value]| -> Vec<String> { rows.iter().map(|r| r["summary"].to_string()).collect() };
+    assert_eq!(summaries(&wrapped), summaries(&bare));
+    assert!(summary.contains("10 skipped"), "{summary}");
+    for name in ["misp/restsearch-response.json", "misp/event-list.json"] {
+        let want = expected(name);
+        let (rows, _) = normalized(&app, &fixture(name), &[]).await;
+        assert_eq!(
+            rows.len(),
+            want["indicators"].as_array().unwrap().len(),
+            "{name}"
+        );
+    }
+    for index in ["manifest.json", "hashes.csv"] {
+        let (rows, summary) = normalized(&app, &fixture(&format!("misp/feed/{index}")), &[]).await;
+        assert!(rows.is_empty(), "{index}: {rows:?}");
+        assert!(summary.contains("misp-feed-index 1"), "{index}: {summary}");
+    }
+    // `misp_all_attributes`: what is not for detection too.
+    std::fs::write(
+        app.config_path(),
+        format!(
+            "{}\n[[feeds]]\nmatch = \"*.json\"\nmisp_all_attributes = true\n",
+            std::fs::read_to_string(app.config_path()).unwrap()
+        ),
+    )
+    .unwrap();
+    let (all, summary) = normalized(&app, &fixture("misp/pymisp-event.json"), &[]).await;
+    assert!(
+        all.len() > wrapped.len(),
+        "{} vs {}: {summary}",
+        all.len(),
+        wrapped.len()
+    );
+}
+
+#[tokio::test]
+async fn a_label_the_instance_lacks_is_left_out_and_the_indicator_delivered() {
+    for mode in ["v2", "v3", "batch"] {
+        let lacking = Faults {
+            missing_security_labels: vec!["TLP:GREEN".into()],
+            ..faults()
+        };
+        let app = app_in(mode, lacking, "").await;
+        std::fs::create_dir_all(app.incoming()).unwrap();
+        std::fs::copy(
+            fixture("misp/restsearch-response.json"),
+            app.incoming().join("events.json"),
+        )
+        .unwrap();
+        let stderr = app.run_once_exits(0).await;
+        let all = app.sim.indicators();
+        assert_eq!(all.len(), 7, "{mode}: {all:#?}");
+        assert!(
+            all.iter().all(|i| !i.security_labels.contains("TLP:GREEN")),
+            "{mode}: {all:#?}"
+        );
+        assert!(
+            stderr.contains("no security label of this name"),
+            "{mode}: {stderr}"
+        );
+        let q = app.queue().await;
+        assert_eq!(
+            number(&q, "SELECT COUNT(*) FROM jobs WHERE state != 'delivered'").await,
+            0,
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_label_refused_when_the_list_cannot_be_read_is_dropped_and_delivery_goes_on() {
+    for mode in ["v2", "v3", "batch"] {
+        let unlisted = Faults {
+            missing_security_labels: vec!["TLP:GREEN".into()],
+            security_labels_unlisted: true,
+            ..faults()
+        };
+        let app = app_in(mode, unlisted, "").await;
+        std::fs::create_dir_all(app.incoming()).unwrap();
+        std::fs::copy(
+            fixture("misp/restsearch-response.json"),
+            app.incoming().join("events.json"),
+        )
+        .unwrap();
+        app.run_once_exits(0).await;
+        let all = app.sim.indicators();
+        assert_eq!(all.len(), 7, "{mode}: {all:#?}");
+        let q = app.queue().await;
+        assert_eq!(
+            number(&q, "SELECT COUNT(*) FROM jobs WHERE state != 'delivered'").await,
+            0,
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_feed_rule_names_labels_and_the_instance_names_the_levels() {
+    let app = app_in(
+        "v3",
+        faults(),
+        "[security_labels]\namber = \"TLP:AMBER\"\nclear = \"TLP:WHITE\"\n\
+         [[feeds]]\nmatch = \"*.csv\"\nsecurity_labels = [\"tlp:clear\"]\n",
+    )
+    .await;
+    app.drop_file("plain.csv", b"indicator\nlabelled.example.org\n");
+    app.drop_file("own.csv", b"indicator,tlp\nown.example.org,amber\n");
+    app.run_once_exits(0).await;
+    let all = app.sim.indicators();
+    let labels = |v: &str| held(&all, "Host", v).unwrap().security_labels.clone();
+    assert_eq!(
+        labels("labelled.example.org"),
+        BTreeSet::from(["TLP:WHITE".to_string()])
+    );
+    assert_eq!(
+        labels("own.example.org"),
+        BTreeSet::from(["TLP:AMBER".to_string()])
+    );
+    let why = app.binary(&["why", "own.example.org"]).await;
+    let text = String::from_utf8_lossy(&why.stdout);
+    assert!(text.contains("TLP:AMBER"), "{text}");
+}
