@@ -188,6 +188,48 @@ pub const CASES: &[Case] = &[
         "valid.csv",
         Make::File(Content::Made(valid_csv)),
     ),
+    c(
+        "stix: a bundle cut off inside an object",
+        "truncated-bundle.json",
+        Make::File(Content::Bytes(
+            b"{\"type\": \"bundle\", \"id\": \"bundle--1\", \"objects\": [\n\
+              {\"type\": \"indicator\", \"id\": \"indicator--1\", \"pattern_type\": \"stix\", \"pattern\": \"[ipv4-addr:value = '198.51.100.1']\"},\n\
+              {\"type\": \"indicator\", \"id\": \"indicator--2\", \"pattern\": \"[ipv4-a",
+        )),
+    ),
+    c(
+        "stix: an object without a type",
+        "untyped.json",
+        Make::File(Content::Bytes(
+            b"{\"type\": \"bundle\", \"id\": \"bundle--1\", \"objects\": [\n\
+              {\"id\": \"indicator--1\", \"pattern\": \"[ipv4-addr:value = '198.51.100.2']\"},\n\
+              {\"type\": \"indicator\", \"id\": \"indicator--2\", \"pattern_type\": \"stix\", \"pattern\": \"[ipv4-addr:value = '198.51.100.3']\"}]}\n",
+        )),
+    ),
+    c(
+        "stix: a pattern string of big/2",
+        "long-pattern.json",
+        Make::File(run(
+            b"{\"type\": \"bundle\", \"id\": \"bundle--1\", \"objects\": [\n\
+              {\"type\": \"indicator\", \"id\": \"indicator--1\", \"pattern_type\": \"stix\", \"pattern\": \"[url:value = 'http://x.example/",
+            b'p',
+            |big| big / 2,
+            b"']\"},\n{\"type\": \"indicator\", \"id\": \"indicator--2\", \"pattern_type\": \"stix\", \"pattern\": \"[ipv4-addr:value = '198.51.100.4']\"}]}\n",
+        )),
+    ),
+    c(
+        "stix: a bundle of 4 x big / 40 tiny objects",
+        "many-objects.json",
+        Make::File(Content::Made(many_objects)),
+    ),
+    c(
+        "misp: an event whose Attribute is not a list",
+        "attribute-object.json",
+        Make::File(Content::Bytes(
+            b"{\"Event\": {\"info\": \"x\", \"Attribute\": {\"type\": \"ip-dst\", \"value\": \"198.51.100.5\", \"to_ids\": true},\n\
+              \"Object\": [{\"name\": \"domain-ip\", \"Attribute\": [{\"type\": \"ip-dst\", \"value\": \"198.51.100.6\", \"to_ids\": true}]}]}}\n",
+        )),
+    ),
 ];
 
 const fn c(name: &'static str, file: &'static str, make: Make) -> Case {
@@ -301,6 +343,21 @@ fn wide(w: &mut dyn Write, _big: u64) -> io::Result<()> {
 fn deep(w: &mut dyn Write, _big: u64) -> io::Result<()> {
     repeat(w, b'[', 10_000)?;
     repeat(w, b']', 10_000)
+}
+
+/// A STIX bundle of tiny objects (about 40 bytes each) filling `4 * big`
+/// bytes: 10 million objects at the bench's size.
+fn many_objects(w: &mut dyn Write, big: u64) -> io::Result<()> {
+    w.write_all(b"{\"type\": \"bundle\", \"id\": \"bundle--1\", \"objects\": [")?;
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < 4 * big {
+        let sep = if i == 0 { "" } else { "," };
+        let obj = format!("{sep}{{\"type\":\"x-tiny\",\"id\":\"x-tiny--{i}\"}}\n");
+        w.write_all(obj.as_bytes())?;
+        written += obj.len() as u64;
+        i += 1;
+    }
+    w.write_all(b"]}\n")
 }
 
 /// The first half of a gzipped CSV of 2,000 rows.

@@ -24,8 +24,8 @@ fn expected(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
-/// `normalize --json`-style lines of `tc-ingest normalize <file>`, and its
-/// summary line.
+/// The accepted rows `tc-ingest normalize <file>` prints, and its summary
+/// line.
 async fn normalized(app: &TestApp, file: &Path, extra: &[&str]) -> (Vec<Value>, String) {
     let path = file.to_string_lossy().into_owned();
     let mut args = vec!["normalize", path.as_str()];
@@ -33,7 +33,8 @@ async fn normalized(app: &TestApp, file: &Path, extra: &[&str]) -> (Vec<Value>, 
     let out = app.binary(&args).await;
     let rows = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r.get("summary").is_some())
         .collect();
     (rows, String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -72,8 +73,20 @@ fn held<'a>(all: &'a [SimIndicator], kind: &str, value: &str) -> Option<&'a SimI
                         .next()
                         .unwrap_or_default()
                         .eq_ignore_ascii_case(&first))
-                || (kind == "ASN" && asn(&i.value) == asn(&value)))
+                || (kind == "ASN" && asn(&i.value) == asn(&value))
+                || (matches!(kind, "Address" | "CIDR") && same_network(&i.value, &value)))
     })
+}
+
+/// Two addresses or networks, however an IPv6 one is written.
+fn same_network(a: &str, b: &str) -> bool {
+    let parse = |s: &str| {
+        let (addr, len) = s.split_once('/').unwrap_or((s, ""));
+        addr.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|a| (a, len.to_string()))
+    };
+    parse(a).is_some_and(|x| Some(x) == parse(b))
 }
 
 /// Every indicator `expected` lists is held with its labels.
@@ -274,4 +287,243 @@ async fn a_feed_rule_names_labels_and_the_instance_names_the_levels() {
     let why = app.binary(&["why", "own.example.org"]).await;
     let text = String::from_utf8_lossy(&why.stdout);
     assert!(text.contains("TLP:AMBER"), "{text}");
+}
+
+#[tokio::test]
+async fn a_stix_bundle_is_delivered_with_its_markings_in_every_mode() {
+    let want = expected("stix/stix2-library.json");
+    for mode in ["v2", "v3", "batch"] {
+        let app = app_in(mode, faults(), "").await;
+        std::fs::create_dir_all(app.incoming()).unwrap();
+        // Named as nothing in particular: told by its content.
+        std::fs::copy(
+            fixture("stix/stix2-library.json"),
+            app.incoming().join("bundle.dat"),
+        )
+        .unwrap();
+        app.run_once_exits(0).await;
+        let all = app.sim.indicators();
+        check_held(&all, &want, mode);
+        assert_eq!(all.len(), 23, "{mode}: {all:#?}");
+        // Confidence, labels and indicator_types as tags, the creator's
+        // name as Source, the description (else the name).
+        let ip = held(&all, "Address", "203.0.113.10").unwrap();
+        assert_eq!(ip.confidence, Some(80), "{mode}");
+        assert!(
+            ["c2", "apt-test", "malicious-activity"]
+                .iter()
+                .all(|t| ip.tags.contains(*t)),
+            "{mode}: {ip:?}"
+        );
+        let attribute = |kind: &str| {
+            ip.attributes
+                .iter()
+                .find(|a| a.kind == kind)
+                .map(|a| a.value.clone())
+        };
+        assert_eq!(attribute("Source").as_deref(), Some("ACME CERT"), "{mode}");
+        assert_eq!(
+            attribute("Description").as_deref(),
+            Some("C2 address (name only)"),
+            "{mode}"
+        );
+        if mode != "v2" {
+            assert!(ip.external_last_modified.is_some(), "{mode}: {ip:?}");
+        }
+        let q = app.queue().await;
+        for (rule, n) in [("stix-unsupported", 6), ("stix-pattern-type", 2)] {
+            assert_eq!(
+                number(
+                    &q,
+                    &format!("SELECT COUNT(*) FROM rejects WHERE rule = '{rule}'")
+                )
+                .await,
+                n,
+                "{mode}: {rule}"
+            );
+        }
+        for (what, n) in [
+            ("expired", 1),
+            ("revoked", 1),
+            ("stix malware", 1),
+            ("stix ipv4-addr", 1),
+        ] {
+            assert_eq!(
+                number(
+                    &q,
+                    &format!("SELECT count FROM file_skips WHERE what = '{what}'")
+                )
+                .await,
+                n,
+                "{mode}: {what}"
+            );
+        }
+        // A reject names the object and the construct.
+        let reason = text(
+            &q,
+            "SELECT reason FROM rejects WHERE input = 'indicator--36ce9ba6-b006-46db-865c-8702b2a5efa7'",
+        )
+        .await;
+        assert!(reason.contains("LIKE"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn stix_objects_one_a_line_the_oasis_examples_and_observables_read_as_expected() {
+    let app = TestApp::start().await;
+    let (rows, summary) = normalized(&app, &fixture("stix/stix2-library.ndjson"), &[]).await;
+    assert_eq!(rows.len(), 23, "{summary}");
+    // The OASIS examples, as `tests/fixtures/stix/oasis.expected.md` counts them.
+    for (file, accepted, rejected) in [
+        ("apt1.json", 10, "stix-unsupported 2"),
+        ("poisonivy.json", 64, "invalid-host 1, stix-unsupported 2"),
+        ("indicators-for-C2-with-COA.json", 2, "none"),
+        ("indicator-to-campaign-relationship.json", 1, "none"),
+        ("indicator-for-c2-ip-address.json", 1, "none"),
+        (
+            "malicious-email-indicator-with-attachment.json",
+            0,
+            "stix-unsupported 2",
+        ),
+    ] {
+        let (rows, summary) = normalized(&app, &fixture(&format!("stix/oasis/{file}")), &[]).await;
+        assert_eq!(rows.len(), accepted, "{file}: {summary}");
+        assert!(
+            summary.contains(&format!("rejected ({rejected})")),
+            "{file}: {summary}"
+        );
+    }
+    // Lower-case hash names (apt1.json) are hashes all the same.
+    let (rows, _) = normalized(&app, &fixture("stix/oasis/apt1.json"), &[]).await;
+    assert!(
+        rows.iter()
+            .any(|r| r["summary"] == "001dd76872d80801692ff942308c64e6")
+    );
+    // Observables with the rule's switch, and a rule forcing the format on
+    // a file named otherwise.
+    std::fs::write(
+        app.config_path(),
+        format!(
+            "{}\n[[feeds]]\nmatch = \"*.txt\"\nformat = \"stix\"\nstix_observables = true\n",
+            std::fs::read_to_string(app.config_path()).unwrap()
+        ),
+    )
+    .unwrap();
+    let renamed = app.path().join("objects.txt");
+    std::fs::copy(fixture("stix/stix2-library.ndjson"), &renamed).unwrap();
+    let (rows, summary) = normalized(&app, &renamed, &[]).await;
+    assert_eq!(rows.len(), 27, "{summary}");
+}
+
+/// `object` of `file` (a bundle) with `modified` and `description` set.
+fn version_of(file: &str, id: &str, modified: &str, description: &str) -> Vec<u8> {
+    let bundle: Value = serde_json::from_slice(&std::fs::read(fixture(file)).unwrap()).unwrap();
+    let mut objects: Vec<Value> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["type"] != "indicator" || o["id"] == id)
+        .cloned()
+        .collect();
+    let o = objects.iter_mut().find(|o| o["id"] == id).unwrap();
+    o["modified"] = modified.into();
+    o["description"] = description.into();
+    serde_json::to_vec(
+        &serde_json::json!({"type": "bundle", "id": "bundle--9", "objects": objects}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_newer_version_of_an_object_updates_its_indicator_and_an_older_one_is_dropped() {
+    let app = app_in("v3", faults(), "").await;
+    std::fs::create_dir_all(app.incoming()).unwrap();
+    std::fs::copy(
+        fixture("stix/opencti-style.json"),
+        app.incoming().join("octi.json"),
+    )
+    .unwrap();
+    app.run_once_exits(0).await;
+    let all = app.sim.indicators();
+    check_held(&all, &expected("stix/opencti-style.json"), "octi");
+    assert_eq!(all.len(), 4);
+    let id = "indicator--3a5e8133-dca7-4be4-b66e-3c5b79ab4592";
+    let q = app.queue().await;
+    // The second, older version in the file was dropped.
+    assert_eq!(number(&q, "SELECT rows_duplicate FROM files").await, 1);
+    let newest = format!("SELECT modified FROM external_ids WHERE external_id = '{id}'");
+    assert_eq!(text(&q, &newest).await, "2024-03-05T09:30:00Z");
+    // A later version: an update of the same indicator.
+    app.drop_file(
+        "v3.json",
+        &version_of(
+            "stix/opencti-style.json",
+            id,
+            "2024-04-01T00:00:00.000Z",
+            "third",
+        ),
+    );
+    // The same version again, and an older one: nothing to send.
+    app.drop_file(
+        "v3-again.json",
+        &version_of(
+            "stix/opencti-style.json",
+            id,
+            "2024-04-01T00:00:00.000Z",
+            "third",
+        ),
+    );
+    app.drop_file(
+        "v0.json",
+        &version_of(
+            "stix/opencti-style.json",
+            id,
+            "2023-01-01T00:00:00.000Z",
+            "zeroth",
+        ),
+    );
+    app.run_once_exits(0).await;
+    let all = app.sim.indicators();
+    assert_eq!(all.len(), 4);
+    let ip = held(&all, "Address", "203.0.113.80").unwrap();
+    assert_eq!(ip.create_count, 2, "{ip:?}");
+    assert_eq!(
+        ip.external_last_modified.as_deref(),
+        Some("2024-04-01T00:00:00Z"),
+        "{ip:?}"
+    );
+    assert!(ip.attributes.iter().any(|a| a.value == "third"), "{ip:?}");
+    assert!(!ip.attributes.iter().any(|a| a.value == "zeroth"), "{ip:?}");
+    assert_eq!(text(&q, &newest).await, "2024-04-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn a_pattern_nested_past_the_parsers_depth_and_a_gzipped_bundle_named_anyhow() {
+    let app = TestApp::start().await;
+    let deep = format!(
+        "{{\"type\":\"bundle\",\"id\":\"bundle--1\",\"objects\":[\
+         {{\"type\":\"indicator\",\"id\":\"indicator--deep\",\"pattern_type\":\"stix\",\"pattern\":\"{}[ipv4-addr:value = '198.51.100.9']{}\"}},\
+         {{\"type\":\"indicator\",\"id\":\"indicator--ok\",\"pattern_type\":\"stix\",\"pattern\":\"[ipv4-addr:value = '198.51.100.10']\"}}]}}",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let path = app.path().join("deep.json");
+    std::fs::write(&path, &deep).unwrap();
+    let (rows, summary) = normalized(&app, &path, &[]).await;
+    assert_eq!(rows.len(), 1, "{summary}");
+    assert!(summary.contains("stix-invalid 1"), "{summary}");
+    // Gzipped, named .txt: a bundle all the same.
+    let gz = app.path().join("bundle.txt");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(
+        &mut enc,
+        &std::fs::read(fixture("stix/stix2-library.json")).unwrap(),
+    )
+    .unwrap();
+    enc.finish().unwrap();
+    let (rows, summary) = normalized(&app, &gz, &[]).await;
+    assert_eq!(rows.len(), 23, "{summary}");
 }

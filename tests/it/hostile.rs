@@ -35,13 +35,32 @@ fn small_limits() -> String {
 /// Where a case of the corpus must end (`None`: either place is right).
 fn expected_end(file: &str) -> Option<FileState> {
     match file {
-        "long-header.csv" | "zeros.csv.gz" | "open-quote.csv" | "bomb.txt.gz"
-        | "bomb-lines.csv.gz" | "truncated.csv.gz" | "wide.csv" | "link.csv" | "fifo.csv" => {
-            Some(FileState::Failed)
-        }
-        "long-string.json" | "long-key.json" | "deep.json" | "blank.json" | "long-line.ndjson"
-        | "long-line.txt" | "nul-tags.csv" | "nul-values.txt" | "invalid-utf8.txt"
-        | "empty.csv" | "header-only.csv" | "valid.csv" => Some(FileState::Done),
+        "long-header.csv"
+        | "zeros.csv.gz"
+        | "open-quote.csv"
+        | "bomb.txt.gz"
+        | "bomb-lines.csv.gz"
+        | "truncated.csv.gz"
+        | "wide.csv"
+        | "link.csv"
+        | "fifo.csv"
+        | "truncated-bundle.json" => Some(FileState::Failed),
+        "long-string.json"
+        | "long-key.json"
+        | "deep.json"
+        | "blank.json"
+        | "long-line.ndjson"
+        | "long-line.txt"
+        | "nul-tags.csv"
+        | "nul-values.txt"
+        | "invalid-utf8.txt"
+        | "empty.csv"
+        | "header-only.csv"
+        | "valid.csv"
+        | "untyped.json"
+        | "long-pattern.json"
+        | "many-objects.json"
+        | "attribute-object.json" => Some(FileState::Done),
         _ => None,
     }
 }
@@ -130,6 +149,34 @@ async fn check_the_queue_after_the_corpus(q: &Path) {
         1
     );
     assert_eq!(per_file("deep.json", "rows_rejected").await, 1);
+    // STIX and MISP: the object before the cut is kept; an untyped object,
+    // an oversized one and a non-list `Attribute` are one reject each and
+    // the rest is read; tiny objects of no indicator type are counted.
+    for (file, queued, rejected) in [
+        ("truncated-bundle.json", 1, 0),
+        ("untyped.json", 1, 1),
+        ("long-pattern.json", 1, 1),
+        ("attribute-object.json", 1, 1),
+    ] {
+        assert_eq!(
+            per_file(file, "rows_queued + rows_duplicate").await,
+            queued,
+            "{file}"
+        );
+        assert_eq!(per_file(file, "rows_rejected").await, rejected, "{file}");
+    }
+    assert!(per_file("many-objects.json", "rows_skipped").await > 1000);
+    for (rule, n) in [("stix-invalid", 1), ("misp-invalid", 1)] {
+        assert_eq!(
+            number_at(
+                q,
+                &format!("SELECT COUNT(*) FROM rejects WHERE rule = '{rule}'")
+            )
+            .await,
+            n,
+            "{rule}"
+        );
+    }
     // Echoes of input are cut before they are stored.
     for sql in [
         "SELECT MAX(LENGTH(error)) FROM files",

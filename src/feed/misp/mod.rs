@@ -70,7 +70,9 @@ pub(super) fn read(
     let unreadable = |e: io::Error| FeedError::Unreadable(e.to_string());
     let mut heads = Vec::new();
     let mut w = Walk::new(open().map_err(unreadable)?, opts, Pass::Heads, &mut heads);
-    w.run()?;
+    // A file that breaks is reported by the second pass, at the break,
+    // after the attributes before it.
+    let _ = w.run();
     let mut none = Vec::new();
     let mut w = Walk::new(
         open().map_err(unreadable)?,

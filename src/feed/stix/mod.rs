@@ -57,12 +57,14 @@ pub(super) fn read(
     let mut first = open().map_err(unreadable)?;
     let layout = layout(&mut first).map_err(unreadable)?;
     let mut refs = Refs::default();
-    walk(first, layout, opts.max_line_bytes, &mut |el| {
+    // A file that breaks is reported by the second pass, at the break,
+    // after the objects before it.
+    let _ = walk(first, layout, opts.max_line_bytes, &mut |el| {
         if let Some(bytes) = el.bytes {
             refs.collect(bytes);
         }
         Flow::Continue(())
-    })?;
+    });
     let now = time::OffsetDateTime::now_utc();
     let input = open().map_err(unreadable)?;
     walk(input, layout, opts.max_line_bytes, &mut |el| {

@@ -42,6 +42,15 @@ pub async fn number_at(file: &Path, sql: &str) -> i64 {
     n.unwrap_or(0)
 }
 
+/// The text a `SELECT` of the queue gives (its first column; empty for NULL).
+pub async fn text(queue: &Queue, sql: &str) -> String {
+    let t: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut connect(queue.path()).await)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    t.unwrap_or_default()
+}
+
 /// One number from the queue file as an operator's `sqlite3` gets it: the
 /// system's SQLite library (through python3), in another process, opened and
 /// closed for this one query. `None` when python3 is not installed.

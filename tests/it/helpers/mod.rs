@@ -39,7 +39,7 @@ mod wait;
 
 pub use cli::{assert_contains_all, exited, output_text};
 pub use config::{FAST_POLICY, QUICK_DELIVERY, UNTHROTTLED};
-pub use db::{number, number_at, sql, sqlite3_number};
+pub use db::{number, number_at, sql, sqlite3_number, text};
 pub use dirs::{ended, landed, names};
 pub use jobs::{
     DAY, EMPTY_MD5, EMPTY_SHA256, claim, described, description, enqueue, file_record, hosts, ind,
