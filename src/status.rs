@@ -162,6 +162,7 @@ pub fn json(v: &StatusView) -> Value {
                 "id": f.id, "path": f.path, "state": f.state,
                 "rows_read": f.rows_read, "rows_queued": f.rows_queued,
                 "rows_rejected": f.rows_rejected, "rows_duplicate": f.rows_duplicate,
+                "skipped": f.skipped.iter().map(|(what, n)| (what.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
                 "waiting": f.waiting, "delivered": f.delivered, "dead": f.dead,
                 "error": f.error, "started": iso(f.started_at), "finished": f.finished_at.map(iso),
             })
@@ -412,6 +413,16 @@ fn files(o: &mut String, v: &StatusView) {
         {
             // Why, from its start (the line, the rule, what to do).
             let _ = writeln!(o, "  {}", first(e, 200));
+        }
+        if !f.skipped.is_empty() {
+            let list: Vec<String> = f
+                .skipped
+                .iter()
+                .take(6)
+                .map(|(what, n)| format!("{n} x {what}"))
+                .collect();
+            let more = if f.skipped.len() > 6 { ", ..." } else { "" };
+            let _ = writeln!(o, "  skipped: {}{more}", list.join(", "));
         }
     }
 }

@@ -156,6 +156,7 @@ pub fn unknown_security_label(message: &str) -> Option<String> {
     let name = rest
         .strip_suffix(" does not exist")
         .or_else(|| rest.find(" does not exist").map(|i| &rest[..i]))?;
+    let name = name.trim().trim_matches(['\'', '"']);
     (!name.is_empty()).then(|| name.to_string())
 }
 

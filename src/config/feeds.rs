@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::raw::RawSecurityLabels;
 use super::{FeedRule, RawFeedRule};
 use crate::feed::{Field, Format};
-use crate::indicator::{IndicatorType, Tlp, TlpNames};
+use crate::indicator::IndicatorType;
 
 /// Validates every `[[feeds]]` rule, pushing their problems to `errors`.
 pub(super) fn validate(rules: Vec<RawFeedRule>, errors: &mut Vec<String>) -> Vec<FeedRule> {
@@ -83,28 +82,6 @@ fn rule(key: &str, r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
         stix_observables: r.stix_observables,
         misp_all_attributes: r.misp_all_attributes,
     }
-}
-
-/// `[security_labels]`: a name for each TLP level, the documented one by
-/// default.
-pub(super) fn tlp_names(raw: RawSecurityLabels, errors: &mut Vec<String>) -> TlpNames {
-    let mut names = TlpNames::default();
-    for (t, key, given) in [
-        (Tlp::Clear, "clear", raw.clear),
-        (Tlp::White, "white", raw.white),
-        (Tlp::Green, "green", raw.green),
-        (Tlp::Amber, "amber", raw.amber),
-        (Tlp::AmberStrict, "amber_strict", raw.amber_strict),
-        (Tlp::Red, "red", raw.red),
-    ] {
-        let Some(name) = given else { continue };
-        match crate::indicator::clean_tags(std::iter::once(&name)) {
-            Ok(clean) if clean.len() == 1 => names.set(t, clean[0].clone()),
-            Ok(_) => errors.push(format!("security_labels.{key}: empty")),
-            Err(e) => errors.push(format!("security_labels.{key}: {e}")),
-        }
-    }
-    names
 }
 
 /// `columns`: each key must name a [`Field`]; unknown ones are errors.

@@ -25,7 +25,7 @@ impl RawConfig {
         let batch = super::delivery::validate_batch(self.batch, &mut errors);
         let metrics = metrics(self.metrics, &mut errors);
         let feeds = super::feeds::validate(self.feeds, &mut errors);
-        let security_labels = super::feeds::tlp_names(self.security_labels, &mut errors);
+        let security_labels = tlp_names(self.security_labels, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -74,4 +74,33 @@ fn metrics(m: RawMetrics, errors: &mut Vec<String>) -> MetricsConfig {
             },
         },
     }
+}
+
+/// `[security_labels]`: a name for each TLP level, the documented one by
+/// default.
+fn tlp_names(
+    raw: super::raw::RawSecurityLabels,
+    errors: &mut Vec<String>,
+) -> crate::indicator::TlpNames {
+    let mut names = crate::indicator::TlpNames::default();
+    for (t, key, given) in [
+        (crate::indicator::Tlp::Clear, "clear", raw.clear),
+        (crate::indicator::Tlp::White, "white", raw.white),
+        (crate::indicator::Tlp::Green, "green", raw.green),
+        (crate::indicator::Tlp::Amber, "amber", raw.amber),
+        (
+            crate::indicator::Tlp::AmberStrict,
+            "amber_strict",
+            raw.amber_strict,
+        ),
+        (crate::indicator::Tlp::Red, "red", raw.red),
+    ] {
+        let Some(name) = given else { continue };
+        match crate::indicator::clean_tags(std::iter::once(&name)) {
+            Ok(clean) if clean.len() == 1 => names.set(t, clean[0].clone()),
+            Ok(_) => errors.push(format!("security_labels.{key}: empty")),
+            Err(e) => errors.push(format!("security_labels.{key}: {e}")),
+        }
+    }
+    names
 }

@@ -22,9 +22,10 @@ pub struct Labels {
     known: RwLock<Option<BTreeSet<String>>>,
     /// Labels left out because the instance lacks them.
     missing: Mutex<BTreeSet<String>>,
-    /// The last read: with which client (a reload brings another), when,
-    /// and whether it succeeded. One read at a time.
-    last_read: tokio::sync::Mutex<Option<(usize, Instant, bool)>>,
+    /// The last read: with which client (a reload brings another; held,
+    /// so that no later one can take its place), when, and whether it
+    /// succeeded. One read at a time.
+    last_read: tokio::sync::Mutex<Option<(Arc<Api>, Instant, bool)>>,
 }
 
 impl Labels {
@@ -38,6 +39,15 @@ impl Labels {
             self.note_missing(label);
         }
         allowed
+    }
+
+    /// Whether the instance's list, read, has `label`.
+    pub fn listed(&self, label: &str) -> bool {
+        self.known
+            .read()
+            .expect("labels")
+            .as_ref()
+            .is_some_and(|k| k.contains(label))
     }
 
     /// The labels of `all` that may be sent.
@@ -96,11 +106,10 @@ impl Delivery {
     /// sent. Delivery goes on whatever the read gives.
     pub(super) async fn read_labels(&self) {
         let api: Arc<Api> = self.api.borrow().clone();
-        let client = Arc::as_ptr(&api) as usize;
         let mut last = self.labels.last_read.lock().await;
-        if let Some((by, at, ok)) = *last
-            && by == client
-            && (ok || at.elapsed() < RETRY_READ)
+        if let Some((by, at, ok)) = &*last
+            && Arc::ptr_eq(by, &api)
+            && (*ok || at.elapsed() < RETRY_READ)
         {
             return;
         }
@@ -116,7 +125,7 @@ impl Delivery {
                 false
             }
         };
-        *last = Some((client, Instant::now(), ok));
+        *last = Some((api, Instant::now(), ok));
     }
 }
 

@@ -276,18 +276,27 @@ impl Delivery {
                 );
                 ControlFlow::Continue(())
             }
-            // A label the instance lacks: sent again at once without it.
+            // A label the instance lacks: sent again at once without it
+            // (the refusal names one of the job's labels: else the job is
+            // refused, rather than sent again unchanged).
             Action::DropLabel { label } if call.labels_dropped < MAX_LABELS_DROPPED => {
-                call.labels_dropped += 1;
-                self.labels.refused(&label);
-                ControlFlow::Continue(())
+                match job_label_named(job, &label) {
+                    Some(label) => {
+                        call.labels_dropped += 1;
+                        self.labels.refused(&label);
+                        ControlFlow::Continue(())
+                    }
+                    None => ControlFlow::Break(Some(JobUpdate::Bury { error: error() })),
+                }
             }
-            // v2's label call names the label in its path: 404 there is the
-            // label missing (the indicator was created by step 0).
+            // v2's label call names the label in its path: 404 there, for
+            // a label the instance's list does not show, is the label
+            // missing (the indicator was created by step 0).
             Action::NotFound
                 if !call.v3
                     && call.identifier + 1 >= call.identifiers
-                    && let Some(label) = label_of_step(job, call) =>
+                    && let Some(label) = label_of_step(job, call)
+                    && !self.labels.listed(&label) =>
             {
                 self.labels.refused(&label);
                 self.advance(job, results, call).await
@@ -542,7 +551,6 @@ impl Delivery {
     }
 }
 
-/// Gives a job back unstarted (paused, or shutting down): no attempt counts.
 /// The security label the job's current v2 call adds, if it is a label call.
 fn label_of_step(job: &Job, call: &Call) -> Option<String> {
     let (_, payload) = job.parse().ok()?;
@@ -551,6 +559,18 @@ fn label_of_step(job: &Job, call: &Call) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The job's label that a refusal names (its quotes and case aside: the
+/// refusal's text is not documented).
+fn job_label_named(job: &Job, named: &str) -> Option<String> {
+    let (_, payload) = job.parse().ok()?;
+    let named = named.trim().trim_matches(['\'', '"']);
+    payload
+        .security_labels
+        .into_iter()
+        .find(|l| l.eq_ignore_ascii_case(named))
+}
+
+/// Gives a job back unstarted (paused, or shutting down): no attempt counts.
 fn release(call: &Call) -> JobUpdate {
     JobUpdate::Retry {
         at: now_ms(),

@@ -142,7 +142,7 @@ pub fn field_for_name(name: &str) -> Option<Field> {
         "lastseen" => Field::LastSeen,
         "securitylabel" | "securitylabels" | "tlp" => Field::SecurityLabel,
         "externalid" => Field::ExternalId,
-        "validuntil" | "expires" | "expiration" => Field::ValidUntil,
+        "validuntil" => Field::ValidUntil,
         _ => return None,
     })
 }

@@ -179,6 +179,11 @@ impl Format {
         }
     }
 
+    /// A format as [`Format::name`] writes it (the queue's `files.format`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::parse(name).or((name == "misp-feed-index").then_some(Format::MispFeedIndex))
+    }
+
     /// A feed rule's `format`.
     pub fn parse(name: &str) -> Option<Format> {
         [
@@ -430,6 +435,37 @@ pub fn read_from<F: Read + Seek + 'static>(
         }
     };
     result.map(|()| format)
+}
+
+/// The format `read_from` would read `file` as: forced by `opts`, else
+/// told by its content (under a gzip) and name. The file is left rewound.
+///
+/// # Errors
+/// Read errors.
+pub fn format_of<F: Read + Seek>(
+    file: &mut F,
+    path: &Path,
+    opts: &ReadOptions,
+) -> io::Result<Format> {
+    if let Some(f) = opts.format {
+        return Ok(f);
+    }
+    file.rewind()?;
+    let mut raw = BufReader::with_capacity(256 << 10, &mut *file);
+    let gz = raw.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    if gz {
+        flate2::read::MultiGzDecoder::new(raw)
+            .take(SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .ok();
+    } else {
+        raw.take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
+    }
+    file.rewind()?;
+    Ok(sniff::document(&head)
+        .or_else(|| Format::from_path(path))
+        .unwrap_or_else(|| Format::sniff(&head[..head.len().min(4096)])))
 }
 
 /// How much of a file's start the format is told from.

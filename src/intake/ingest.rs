@@ -94,6 +94,10 @@ pub struct Start {
     /// Keep a read mark beside the file (see `mark`): the daemon's own
     /// reads of `processing/`, not `enqueue`'s of a user's file.
     pub mark: bool,
+    /// The format an earlier read of the file took it as: a resumed read
+    /// takes it as that again, whatever the feed rules say now (positions
+    /// mean different things in different formats).
+    pub format: Option<Format>,
 }
 
 struct Chunk {
@@ -154,8 +158,24 @@ pub async fn ingest(
     start: Start,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Report> {
-    let Input { id, file, name } = input;
+    let Input { id, mut file, name } = input;
     let large = file.metadata().is_ok_and(|m| m.len() >= LARGE_FILE);
+    // The format is settled, and recorded, before the first row: a resumed
+    // read goes on in the same one.
+    let format = match start.format {
+        Some(f) => Ok(f),
+        None => feed::format_of(&mut file, name, &settings.read),
+    };
+    let mut settings = settings.clone();
+    match format {
+        Ok(f) => {
+            settings.read.format = Some(f);
+            queue.file_format(id, f.name()).await?;
+        }
+        // Left to the read, which fails the file saying why.
+        Err(e) => tracing::debug!(file = %name.display(), error = %e, "cannot tell the format"),
+    }
+    let settings = &settings;
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(2);
     let reader = {
         let (settings, name, cancel) = (settings.clone(), name.to_path_buf(), cancel.clone());

@@ -258,6 +258,7 @@ impl Intake {
                 queued = totals.rows_queued,
                 duplicates = totals.rows_duplicate,
                 rejected = totals.rows_rejected,
+                skipped = totals.rows_skipped,
                 "feed file finished"
             ),
             Some(e) => tracing::warn!(

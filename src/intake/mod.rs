@@ -30,6 +30,7 @@ pub use ingest::{
 };
 
 use crate::config::Config;
+use crate::feed::Format;
 use crate::metrics::Metrics;
 use crate::queue::{FileState, Queue};
 use dir::{file_name, move_unique, note_event, prune_finished, walk};
@@ -125,6 +126,7 @@ impl Intake {
                         after: f.last_position,
                         pin: died_at.map(|m| m.position),
                         mark: true,
+                        format: f.format.as_deref().and_then(Format::from_name),
                     },
                 ));
             }
@@ -158,6 +160,7 @@ impl Intake {
                 after: f.last_position,
                 pin: None,
                 mark: true,
+                format: f.format.as_deref().and_then(Format::from_name),
             };
             out.push(
                 self.process(&cfg, Path::new(&f.path), path, Some((f.id, start)), cancel)

@@ -23,14 +23,19 @@ pub(super) async fn newer_than_seen<'a>(
         .filter(|j| j.payload.external_modified.is_some())
         .filter_map(|j| j.payload.external_id.as_deref())
         .collect();
+    // Versions are per owner: an object sent to two owners is two
+    // indicators.
+    let key = |j: &NewJob| -> Option<(String, String)> {
+        Some((j.payload.external_id.clone()?, j.owner.clone()))
+    };
     if versioned.is_empty() {
         return Ok(Cow::Borrowed(jobs));
     }
-    let mut newest: HashMap<String, String> = HashMap::new();
+    let mut newest: HashMap<(String, String), String> = HashMap::new();
     for ids in versioned.chunks(IDS_PER_QUERY) {
         let sql = format!(
-            "SELECT external_id, MAX(modified) FROM external_ids \
-             WHERE external_id IN ({}) AND modified IS NOT NULL GROUP BY external_id",
+            "SELECT external_id, owner, MAX(modified) FROM external_ids \
+             WHERE external_id IN ({}) AND modified IS NOT NULL GROUP BY external_id, owner",
             value_list("?", ids.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -38,19 +43,19 @@ pub(super) async fn newer_than_seen<'a>(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut **tx).await? {
-            newest.insert(row.get(0), row.get(1));
+            newest.insert((row.get(0), row.get(1)), row.get(2));
         }
     }
     // A newer version later in the same chunk wins too.
     for j in jobs {
-        if let (Some(id), Some(m)) = (&j.payload.external_id, &j.payload.external_modified)
-            && newest.get(id).is_none_or(|seen| seen < m)
+        if let (Some(k), Some(m)) = (key(j), &j.payload.external_modified)
+            && newest.get(&k).is_none_or(|seen| seen < m)
         {
-            newest.insert(id.clone(), m.clone());
+            newest.insert(k, m.clone());
         }
     }
-    let is_stale = |j: &NewJob| match (&j.payload.external_id, &j.payload.external_modified) {
-        (Some(id), Some(m)) => newest.get(id).is_some_and(|seen| seen > m),
+    let is_stale = |j: &NewJob| match (key(j), &j.payload.external_modified) {
+        (Some(k), Some(m)) => newest.get(&k).is_some_and(|seen| seen > m),
         _ => false,
     };
     Ok(Cow::Owned(

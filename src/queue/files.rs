@@ -56,6 +56,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Records the format a file is read as, before its first row.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn file_format(&self, id: i64, format: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE files SET format = ? WHERE id = ?")
+            .bind(format)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("recording a file's format")?;
+        Ok(())
+    }
+
     /// The daemon died reading the file: counts the read as stalled if it
     /// committed no row (any progress sets the count back to 0), and
     /// returns the stalled reads in a row (see migration 0007).
@@ -319,6 +333,7 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
         rows_rejected: r.get::<i64, _>("rows_rejected") as u64,
         rows_duplicate: r.get::<i64, _>("rows_duplicate") as u64,
         rows_skipped: r.get::<i64, _>("rows_skipped") as u64,
+        format: r.get("format"),
         last_position: r.get::<i64, _>("last_position") as u64,
         error: r.get("error"),
         moved_to: r.get("moved_to"),

@@ -18,6 +18,8 @@ pub struct FileProgress {
     pub rows_queued: u64,
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
+    /// Rows skipped (no indicator here), by reason, most first.
+    pub skipped: Vec<(String, u64)>,
     /// Its jobs still to deliver (pending, leased or held).
     pub waiting: u64,
     pub delivered: u64,
@@ -101,7 +103,7 @@ impl Queue {
     pub async fn file_progress(&self, limit: u64) -> anyhow::Result<Vec<FileProgress>> {
         let rows = sqlx::query(
             "SELECT id, path, state, rows_read, rows_queued, rows_rejected, rows_duplicate, error, \
-             started_at, finished_at FROM files \
+             started_at, finished_at, rows_skipped FROM files \
              WHERE id IN (SELECT id FROM files ORDER BY id DESC LIMIT ?) OR state = 'processing' \
              ORDER BY id DESC",
         )
@@ -120,6 +122,7 @@ impl Queue {
                 rows_queued: n(4),
                 rows_rejected: n(5),
                 rows_duplicate: n(6),
+                skipped: Vec::new(),
                 waiting: 0,
                 delivered: 0,
                 dead: 0,
@@ -139,6 +142,17 @@ impl Queue {
                     JobState::Dead => p.dead += k,
                     _ => p.waiting += k,
                 }
+            }
+            if n(10) > 0 {
+                p.skipped = sqlx::query(
+                    "SELECT what, count FROM file_skips WHERE file_id = ? ORDER BY count DESC, what",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
+                .collect();
             }
             out.push(p);
         }

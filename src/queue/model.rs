@@ -269,6 +269,8 @@ pub struct FileRow {
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
     pub rows_skipped: u64,
+    /// The format it is read as (`csv`, `stix`...), once reading began.
+    pub format: Option<String>,
     pub last_position: u64,
     pub error: Option<String>,
     /// Where the file was moved when it finished.

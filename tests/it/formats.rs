@@ -157,6 +157,12 @@ async fn a_misp_event_is_delivered_with_its_labels_in_every_mode() {
             27,
             "{mode}"
         );
+        let status = app.binary(&["status"]).await;
+        let status = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            status.contains("skipped: 7 x not-for-detection, 1 x deleted"),
+            "{status}"
+        );
     }
 }
 

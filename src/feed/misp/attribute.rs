@@ -95,7 +95,11 @@ pub(super) fn attribute(
 fn common(a: &Attribute, head: Option<&EventHead>, line: u64) -> RawRecord {
     let event_tags = head.map(|h| h.tags.as_slice()).unwrap_or_default();
     let own_tags: Vec<&str> = a.tags.iter().filter_map(|t| t.name.as_deref()).collect();
-    let is_tlp = |t: &str| t.to_ascii_lowercase().starts_with("tlp:");
+    // A TLP level (`tlp:amber`); other `tlp:` tags (`tlp:ex:chr`) stay tags.
+    let is_tlp = |t: &str| {
+        t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("tlp:"))
+            && crate::indicator::Tlp::parse(t).is_some()
+    };
     let tlp_of = |tags: &[&str]| {
         crate::indicator::Tlp::strictest(
             tags.iter()

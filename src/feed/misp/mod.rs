@@ -32,6 +32,10 @@ const MAX_EVENTS: usize = 100_000;
 /// Tags kept per event.
 const MAX_EVENT_TAGS: usize = 256;
 
+/// The most bytes of event heads (their fields as written) kept for one
+/// file: past it, later events' attributes go without their event's fields.
+const MAX_HEADS_BYTES: usize = 32 << 20;
+
 /// Rows one attribute may give: the low bits of a position.
 const ROWS_PER_ATTRIBUTE: u64 = 4;
 
@@ -113,6 +117,8 @@ struct Walk<'a, R> {
     /// Events entered so far; the current one is the last.
     events: usize,
     attributes: u64,
+    /// Bytes of head fields kept so far.
+    heads_bytes: usize,
 }
 
 impl<'a, R: BufRead> Walk<'a, R> {
@@ -126,6 +132,7 @@ impl<'a, R: BufRead> Walk<'a, R> {
             heads_read: Vec::new(),
             events: 0,
             attributes: 0,
+            heads_bytes: 0,
         }
     }
 
@@ -250,7 +257,8 @@ impl<'a, R: BufRead> Walk<'a, R> {
                 let fits = self
                     .scan
                     .value(Some(&mut self.buf), self.opts.max_line_bytes)?;
-                let value = fits
+                self.heads_bytes += self.buf.len();
+                let value = (fits && self.heads_bytes <= MAX_HEADS_BYTES)
                     .then(|| serde_json::from_slice::<Value>(&self.buf).ok())
                     .flatten();
                 if let (Some(v), Some(head)) = (value, self.heads.get_mut(index)) {
@@ -336,12 +344,12 @@ impl<'a, R: BufRead> Walk<'a, R> {
             {
                 match &mut file {
                     // Merged into the object's File: this attribute gives
-                    // no row of its own.
+                    // no row of its own. Another value for a hash it has:
+                    // a File of its own.
                     Some(f) => {
-                        f.md5 = f.md5.take().or(r.md5.take());
-                        f.sha1 = f.sha1.take().or(r.sha1.take());
-                        f.sha256 = f.sha256.take().or(r.sha256.take());
-                        continue;
+                        if merge_hashes(f, r) {
+                            continue;
+                        }
                     }
                     None => {
                         r.external_id = o.uuid.clone().or(r.external_id.take());
@@ -443,6 +451,31 @@ impl<'a, R: BufRead> Walk<'a, R> {
     }
 }
 
+/// Merges the hashes of `r` into the File `f` of the same MISP object,
+/// with their tags and the stricter TLP; `false` (nothing merged) when `r`
+/// gives another value for a hash `f` has.
+fn merge_hashes(f: &mut RawRecord, r: &mut RawRecord) -> bool {
+    let conflict = |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(x), Some(y)) if !x.eq_ignore_ascii_case(y));
+    if conflict(&f.md5, &r.md5) || conflict(&f.sha1, &r.sha1) || conflict(&f.sha256, &r.sha256) {
+        return false;
+    }
+    f.md5 = f.md5.take().or(r.md5.take());
+    f.sha1 = f.sha1.take().or(r.sha1.take());
+    f.sha256 = f.sha256.take().or(r.sha256.take());
+    f.tags.append(&mut r.tags);
+    let rank = |labels: &[String]| {
+        labels
+            .iter()
+            .filter_map(|l| crate::indicator::Tlp::parse(l))
+            .map(crate::indicator::Tlp::rank)
+            .max()
+    };
+    if rank(&r.security_labels) > rank(&f.security_labels) {
+        f.security_labels = std::mem::take(&mut r.security_labels);
+    }
+    true
+}
+
 fn refused(line: u64, input: String, reason: String) -> Item {
     Item::Refused {
         position: 0,
@@ -472,5 +505,55 @@ impl EventHead {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::feed::{Item, RawRecord, ReadOptions, read};
+
+    fn rows(doc: &str) -> Vec<RawRecord> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, doc).unwrap();
+        let mut out = Vec::new();
+        read(&path, &ReadOptions::default(), &mut |item| {
+            if let Item::Row(r) = item {
+                out.push(r);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_file_objects_hashes_are_one_file_with_the_strictest_label_unless_they_conflict() {
+        let md5 = "0cc175b9c0f1b6a831c399e269772661";
+        let other = "92eb5ffee6ae2fec3ad71c777531578f";
+        let sha256 = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
+        let doc = format!(
+            r#"{{"Event": {{"Object": [{{"name": "file", "uuid": "obj-1", "Attribute": [
+                {{"type": "md5", "value": "{md5}", "to_ids": true}},
+                {{"type": "sha256", "value": "{sha256}", "to_ids": true, "Tag": [{{"name": "tlp:red"}}]}},
+                {{"type": "md5", "value": "{other}", "to_ids": true}}]}}],
+              "Tag": [{{"name": "tlp:green"}}, {{"name": "tlp:ex:chr"}}]}}}}"#
+        );
+        let rows = rows(&doc);
+        assert_eq!(rows.len(), 2, "{rows:#?}");
+        // The conflicting md5 first (its own row, at its place), then the
+        // object's File once its attributes are read.
+        assert_eq!(rows[0].md5.as_deref(), Some(other));
+        assert_eq!(rows[0].security_labels, ["TLP:GREEN"]);
+        let file = &rows[1];
+        assert_eq!(
+            (file.md5.as_deref(), file.sha256.as_deref()),
+            (Some(md5), Some(sha256))
+        );
+        assert_eq!(file.security_labels, ["TLP:RED"]);
+        assert_eq!(file.external_id.as_deref(), Some("obj-1"));
+        // A `tlp:` tag that is no level stays a tag.
+        assert!(file.tags.iter().any(|t| t == "tlp:ex:chr"), "{file:?}");
+        assert!(rows[0].position < file.position);
     }
 }

@@ -54,8 +54,9 @@ pub(super) fn read(
     sink: &mut dyn FnMut(Item) -> Flow,
 ) -> Result<(), FeedError> {
     let unreadable = |e: io::Error| FeedError::Unreadable(e.to_string());
-    let mut first = open().map_err(unreadable)?;
-    let layout = layout(&mut first).map_err(unreadable)?;
+    let layout =
+        layout(&mut *open().map_err(unreadable)?, opts.max_line_bytes).map_err(unreadable)?;
+    let first = open().map_err(unreadable)?;
     let mut refs = Refs::default();
     // A file that breaks is reported by the second pass, at the break,
     // after the objects before it.
@@ -91,39 +92,47 @@ fn with_position(mut item: Item, at: u64) -> Item {
     item
 }
 
-/// The layout, from the first bytes: a bundle or an array by its opening
-/// bracket and keys, else one object a line.
-fn layout(input: &mut Box<dyn BufRead>) -> io::Result<Layout> {
-    let head = input.fill_buf()?;
-    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
-    let mut scan = Scanner::new(head, 1);
-    Ok(match scan.peek()? {
-        Some(b'[') => Layout::Array,
-        Some(b'{') if first_line_is_an_object(head) && !bundle(head) => Layout::Lines,
-        Some(b'{') => Layout::Bundle,
-        _ => Layout::Lines,
-    })
+/// The layout, from the start of the file: an array by its bracket; one
+/// object a line when the first non-blank line (up to `max` bytes) is a
+/// whole object other than a bundle; else a bundle (a bundle on one line
+/// included).
+fn layout(input: &mut dyn BufRead, max: usize) -> io::Result<Layout> {
+    let mut line = Vec::new();
+    loop {
+        match read_line_limited(input, &mut line, max)? {
+            None => return Ok(Layout::Bundle),
+            Some(false) => return Ok(Layout::Bundle),
+            Some(true) => {
+                let text = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&line);
+                let text = text.trim_ascii();
+                if text.is_empty() {
+                    continue;
+                }
+                return Ok(match text.first() {
+                    Some(b'[') => Layout::Array,
+                    Some(b'{') if !bundle(text) && whole_object(text) => Layout::Lines,
+                    _ => Layout::Bundle,
+                });
+            }
+        }
+    }
 }
 
-/// Whether the first line holds a whole object (one object a line), as
-/// opposed to the start of a document spread over lines.
-fn first_line_is_an_object(head: &[u8]) -> bool {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
-    let mut scan = Scanner::new(line, 1);
-    scan.value(None, 0).is_ok() && matches!(scan.peek(), Ok(None))
+/// Whether `line` is one whole JSON object.
+fn whole_object(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
 /// Whether a one-line object is a bundle (a bundle on one line).
-fn bundle(head: &[u8]) -> bool {
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(head);
+fn bundle(line: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Top<'a> {
         #[serde(rename = "type", borrow)]
-        kind: Option<&'a str>,
+        kind: Option<std::borrow::Cow<'a, str>>,
         objects: Option<serde::de::IgnoredAny>,
     }
     serde_json::from_slice::<Top<'_>>(line)
-        .is_ok_and(|t| t.kind == Some("bundle") || t.objects.is_some())
+        .is_ok_and(|t| t.kind.as_deref() == Some("bundle") || t.objects.is_some())
 }
 
 /// Why a walk ended early.
@@ -282,6 +291,34 @@ impl<R: BufRead> Walker<R> {
             self.scan
                 .expect(b']', "or ',' after an object of the array")?;
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_is_told_by_the_first_non_blank_line() {
+        let one =
+            r#"{"type":"indicator","id":"indicator--1","pattern":"[url:value = 'http://x/']"}"#;
+        for (text, want) in [
+            (format!("\n\n{one}\n{one}\n"), Layout::Lines),
+            (format!("\u{feff}{one}\n"), Layout::Lines),
+            (
+                "{\n  \"type\": \"bundle\",\n  \"objects\": []\n}\n".into(),
+                Layout::Bundle,
+            ),
+            (
+                r#"{"type":"bundle","id":"bundle--1","objects":[]}"#.into(),
+                Layout::Bundle,
+            ),
+            (format!("[{one},\n{one}]"), Layout::Array),
+            (String::new(), Layout::Bundle),
+        ] {
+            let mut input = text.as_bytes();
+            assert_eq!(layout(&mut input, 1 << 20).unwrap(), want, "{text:?}");
         }
     }
 }

@@ -45,7 +45,7 @@ mod extraction;
 #[path = "pattern_parse.rs"]
 mod parser;
 
-pub use extraction::{Extraction, Found, extract};
+pub use extraction::{Extraction, Found, MAX_FOUND, extract};
 pub use parser::parse;
 
 /// Deepest nesting of parentheses and brackets that [`parse`] accepts.

@@ -187,10 +187,15 @@ pub fn extract(pattern: &Pattern) -> Extraction {
     }
     for obs in observations {
         match expand(obs) {
-            Some(dnf) => dnf
-                .0
-                .iter()
-                .for_each(|group| extract_group(group, &mut out)),
+            Some(dnf) => {
+                for group in &dnf.0 {
+                    if out.ex.found.len() >= MAX_FOUND {
+                        out.refuse(format!("more than {MAX_FOUND} values in one pattern"));
+                        return out.ex;
+                    }
+                    extract_group(group, &mut out);
+                }
+            }
             None => out.refuse(format!(
                 "more than {MAX_ATOMS} comparisons once OR and IN are expanded"
             )),
@@ -198,6 +203,10 @@ pub fn extract(pattern: &Pattern) -> Extraction {
     }
     out.ex
 }
+
+/// The most values one pattern gives (each may hold a copy of a long
+/// string): past it the rest are refused, not built.
+pub const MAX_FOUND: usize = 4095;
 
 /// An extraction being made: each unsupported construct is named once.
 #[derive(Default)]

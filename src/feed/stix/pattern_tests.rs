@@ -439,16 +439,15 @@ fn deep_nesting_is_an_error_not_a_crash() {
 }
 
 #[test]
-fn megabytes_of_input_parse_in_linear_time() {
-    let started = std::time::Instant::now();
+fn megabytes_of_input_parse_and_the_values_taken_are_bounded() {
     let text = "[ipv4-addr:value = '10.0.0.1'] OR ".repeat(100_000) + "[a:b = 'x']";
     let ex = extract_text(&text);
-    assert_eq!((ex.found.len(), ex.unsupported.len()), (100_000, 1));
+    assert_eq!(ex.found.len(), super::MAX_FOUND);
+    assert_eq!(ex.unsupported, ["more than 4095 values in one pattern"]);
     let ands = format!("[{}]", vec!["file:hashes.MD5 = 'a'"; 100_000].join(" AND "));
     assert_eq!(extract_text(&ands).found.len(), 1);
     let garbage = "[a:b = 'x' ".repeat(100_000);
     assert!(parse(&garbage).is_err());
-    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
 }
 
 const TOKENS: [&str; 44] = [

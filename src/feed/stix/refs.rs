@@ -11,6 +11,9 @@ use serde_json::Value;
 /// millions of them refers to the ones past it without their names.
 const MAX_REFS: usize = 100_000;
 
+/// Longest id kept.
+const MAX_ID_BYTES: usize = 128;
+
 /// Longest identity name kept.
 const MAX_NAME_BYTES: usize = 256;
 
@@ -96,7 +99,12 @@ impl Refs {
         let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(bytes) else {
             return;
         };
-        let Some(id) = o.get("id").and_then(Value::as_str) else {
+        // A standard id is about 60 bytes: a longer one is not kept.
+        let Some(id) = o
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| id.len() <= MAX_ID_BYTES)
+        else {
             return;
         };
         if head.kind == Some("identity") {
