@@ -1,9 +1,10 @@
 //! The instance's security labels (tc-api.md s.9: instance-wide, names
 //! compared exactly): read before the first label is sent, and again after
-//! every reload, so that a label the instance lacks is never sent. An indicator whose label the instance
-//! lacks is delivered without it; the label is named once in the log and
-//! listed in `status` (`labels_missing`). A refusal naming a label (the
-//! list changed, or could not be read) puts the label on the same list.
+//! every reload, so that a label the instance lacks is never sent. An
+//! indicator whose label the instance lacks is delivered without it; the
+//! label is named once in the log and listed in `status`
+//! (`labels_missing`). A refusal naming a label (the list changed, or could
+//! not be read) puts the label on the same list.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
