@@ -35,12 +35,60 @@ proptest! {
 
     #[test]
     fn any_bytes_in_any_format_never_panic_and_positions_increase(bytes in feedish()) {
-        for format in [Format::Csv, Format::Tsv, Format::Json, Format::Ndjson, Format::Text] {
+        for format in [
+            Format::Csv,
+            Format::Tsv,
+            Format::Json,
+            Format::Ndjson,
+            Format::Text,
+            Format::Stix,
+            Format::Misp,
+        ] {
             let (positions, _result) = read_bytes(&bytes, format);
             prop_assert!(positions.windows(2).all(|w| w[0] < w[1]), "{format:?}: {positions:?}");
         }
     }
+
+    /// Real STIX and MISP files cut short and with bytes changed: read as
+    /// what they are, never a panic, positions growing.
+    #[test]
+    fn damaged_stix_and_misp_files_never_panic_and_positions_increase(
+        which in 0..FIXTURES.len(),
+        cut in 0.0f64..1.0,
+        flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..8),
+    ) {
+        let (format, whole) = FIXTURES[which];
+        let mut bytes = whole[..(whole.len() as f64 * cut) as usize].to_vec();
+        for (at, b) in flips {
+            if !bytes.is_empty() {
+                let i = ((bytes.len() - 1) as f64 * at) as usize;
+                bytes[i] = b;
+            }
+        }
+        let (positions, _result) = read_bytes(&bytes, format);
+        prop_assert!(positions.windows(2).all(|w| w[0] < w[1]), "{format:?}: {positions:?}");
+    }
 }
+
+/// Files written outside the project (`tests/fixtures/`).
+const FIXTURES: [(Format, &[u8]); 4] = [
+    (
+        Format::Stix,
+        include_bytes!("../../tests/fixtures/stix/stix2-library.json"),
+    ),
+    (
+        Format::Stix,
+        include_bytes!("../../tests/fixtures/stix/stix2-library.ndjson"),
+    ),
+    (
+        Format::Misp,
+        include_bytes!("../../tests/fixtures/misp/pymisp-event.json"),
+    ),
+    (
+        Format::Misp,
+        include_bytes!("../../tests/fixtures/misp/restsearch-response.json"),
+    ),
+];
 
 #[test]
 fn gzip_magic_with_garbage_is_a_broken_file_not_a_panic() {

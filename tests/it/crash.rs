@@ -57,8 +57,10 @@ async fn an_idle_daemon_rests() {
     assert_eq!(code, Some(0));
 }
 
-/// Feeds of `valid` distinct hosts with one invalid row after every 100th,
-/// as CSV and NDJSON; the valid and invalid counts written.
+/// Feeds of distinct hosts with one invalid row after every 100th, as CSV
+/// and NDJSON (`valid_csv`, `valid_ndjson`), and as a STIX bundle and a
+/// MISP event (`valid_ndjson` each: read in two passes, positions of their
+/// own); the valid and invalid counts written.
 fn write_feeds(dir: &Path, valid_csv: usize, valid_ndjson: usize) -> (usize, usize) {
     use std::io::Write;
     let mut invalid = 0;
@@ -81,16 +83,69 @@ fn write_feeds(dir: &Path, valid_csv: usize, valid_ndjson: usize) -> (usize, usi
         }
     }
     nd.flush().unwrap();
-    (valid_csv + valid_ndjson, invalid)
+    let (stix, misp) = (valid_ndjson, valid_ndjson);
+    invalid += write_stix_and_misp(dir, stix, misp);
+    (valid_csv + valid_ndjson + stix + misp, invalid)
 }
 
-/// Whether both feeds of [`write_feeds`] are done under `root`.
-fn both_feeds_done(root: &Path) -> bool {
-    ended(root, "big.csv", FileState::Done) && ended(root, "more.ndjson", FileState::Done)
+/// A STIX bundle of `stix` indicators and a MISP event of `misp`
+/// attributes (an object each a line), with one the formats refuse after
+/// every 100th of each; how many were refused.
+fn write_stix_and_misp(dir: &Path, stix: usize, misp: usize) -> usize {
+    use std::io::Write;
+    let mut invalid = 0;
+    let mut b = std::io::BufWriter::new(std::fs::File::create(dir.join("bundle.json")).unwrap());
+    writeln!(
+        b,
+        "{{\"type\": \"bundle\", \"id\": \"bundle--1\", \"objects\": ["
+    )
+    .unwrap();
+    for i in 0..stix {
+        let pattern = format!("[domain-name:value = 's{i}.kill-test.net']");
+        writeln!(b, "{{\"type\": \"indicator\", \"id\": \"indicator--{i}\", \"pattern_type\": \"stix\", \"pattern\": \"{pattern}\"}},").unwrap();
+        if i % 100 == 99 {
+            writeln!(b, "{{\"type\": \"indicator\", \"id\": \"indicator--like-{i}\", \"pattern_type\": \"stix\", \"pattern\": \"[url:value LIKE 'http://x{i}/%']\"}},").unwrap();
+            invalid += 1;
+        }
+    }
+    writeln!(
+        b,
+        "{{\"type\": \"identity\", \"id\": \"identity--1\", \"name\": \"kill test\"}}]}}"
+    )
+    .unwrap();
+    b.flush().unwrap();
+    let mut e = std::io::BufWriter::new(std::fs::File::create(dir.join("event.json")).unwrap());
+    writeln!(
+        e,
+        "{{\"Event\": {{\"info\": \"kill test\", \"Attribute\": ["
+    )
+    .unwrap();
+    for i in 0..misp {
+        writeln!(
+            e,
+            "{{\"type\": \"domain\", \"value\": \"m{i}.kill-test.net\", \"to_ids\": true}},"
+        )
+        .unwrap();
+        if i % 100 == 99 {
+            writeln!(e, "{{\"type\": \"url\", \"value\": \"m{i}.kill-test.net/no-scheme\", \"to_ids\": true}},").unwrap();
+            invalid += 1;
+        }
+    }
+    writeln!(e, "{{\"type\": \"comment\", \"value\": \"the end\", \"to_ids\": false}}], \"Tag\": [{{\"name\": \"tlp:green\"}}]}}}}").unwrap();
+    e.flush().unwrap();
+    invalid
+}
+
+/// The feeds [`write_feeds`] writes.
+const FEEDS: [&str; 4] = ["big.csv", "more.ndjson", "bundle.json", "event.json"];
+
+/// Whether every feed of [`write_feeds`] is done under `root`.
+fn every_feed_done(root: &Path) -> bool {
+    FEEDS.iter().all(|f| ended(root, f, FileState::Done))
 }
 
 /// Kills the daemon (the build `bin`) at random moments (of `seed`),
-/// restarting it each time, twenty times or until both feeds are done:
+/// restarting it each time, twenty times or until every feed is done:
 /// the kills, and how many landed mid-file (a file in processing/).
 async fn kill_at_random_moments(app: &TestApp, bin: &str, seed: u64) -> (u32, u32) {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -105,7 +160,7 @@ async fn kill_at_random_moments(app: &TestApp, bin: &str, seed: u64) -> (u32, u3
         }
         daemon.kill().await;
         kills += 1;
-        if both_feeds_done(app.path()) {
+        if every_feed_done(app.path()) {
             break;
         }
     }
@@ -124,7 +179,7 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::create_dir_all(app.incoming()).unwrap();
     let (valid, invalid) = write_feeds(&staging, 200_000, 20_000);
-    for f in ["big.csv", "more.ndjson"] {
+    for f in FEEDS {
         std::fs::rename(staging.join(f), app.incoming().join(f)).unwrap();
     }
     let seed = std::time::SystemTime::now()
@@ -135,12 +190,12 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
     // Left to finish.
     let daemon = app.spawn_daemon_with(&bin, &[]);
     let root = app.path().to_path_buf();
-    let finished = wait_until_or(Duration::from_secs(300), async || both_feeds_done(&root)).await;
+    let finished = wait_until_or(Duration::from_secs(300), async || every_feed_done(&root)).await;
     if !finished {
         let log = daemon.stderr();
         let files = app.binary(&["status"]).await.stdout;
         panic!(
-            "both feeds not in done/ after {kills} kills (seed {seed}):\n{}\n{}",
+            "the feeds not all in done/ after {kills} kills (seed {seed}):\n{}\n{}",
             String::from_utf8_lossy(&files),
             &log[log.len().saturating_sub(4000)..]
         );
