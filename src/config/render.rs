@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{BatchConfig, Config, CredentialKind, FeedRule, SecretSource, TypeNames};
-use crate::indicator::IndicatorType;
+use crate::indicator::{IndicatorType, Tlp, TlpNames};
 
 #[derive(Serialize)]
 struct ApiView<'a> {
@@ -108,6 +108,23 @@ struct FeedView<'a> {
     confidence: Option<u8>,
     /// By field name (fields order by name, so the order is as written).
     columns: BTreeMap<&'static str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    security_labels: &'a [String],
+    stix_observables: bool,
+    misp_all_attributes: bool,
+}
+
+/// `[security_labels]`: the instance's name of each TLP level.
+#[derive(Serialize)]
+struct LabelsView<'a> {
+    clear: &'a str,
+    white: &'a str,
+    green: &'a str,
+    amber: &'a str,
+    amber_strict: &'a str,
+    red: &'a str,
 }
 
 #[derive(Serialize)]
@@ -118,6 +135,7 @@ struct View<'a> {
     delivery: DeliveryView,
     batch: BatchView,
     metrics: MetricsView,
+    security_labels: LabelsView<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     feeds: Vec<FeedView<'a>>,
 }
@@ -188,6 +206,7 @@ pub fn render(cfg: &Config) -> String {
         metrics: MetricsView {
             listen: cfg.metrics.listen.map(|a| a.to_string()),
         },
+        security_labels: labels_view(&cfg.security_labels),
         feeds: cfg.feeds.iter().map(feed_view).collect(),
     };
     let body =
@@ -279,6 +298,21 @@ fn feed_view(f: &FeedRule) -> FeedView<'_> {
             .iter()
             .map(|(field, column)| (field.as_str(), column.as_str()))
             .collect(),
+        format: f.format.map(crate::feed::Format::name),
+        security_labels: &f.security_labels,
+        stix_observables: f.stix_observables,
+        misp_all_attributes: f.misp_all_attributes,
+    }
+}
+
+fn labels_view(names: &TlpNames) -> LabelsView<'_> {
+    LabelsView {
+        clear: names.name(Tlp::Clear),
+        white: names.name(Tlp::White),
+        green: names.name(Tlp::Green),
+        amber: names.name(Tlp::Amber),
+        amber_strict: names.name(Tlp::AmberStrict),
+        red: names.name(Tlp::Red),
     }
 }
 
