@@ -45,6 +45,9 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// List the known public feeds a feed rule can name with `preset`:
+    /// where each is published, its terms, and the keys it sets.
+    Presets,
     /// Validate the config and print it with the secret redacted (exit 2 on errors).
     CheckConfig {
         #[command(flatten)]

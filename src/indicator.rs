@@ -84,13 +84,14 @@ impl IndicatorType {
             .filter(|c| !matches!(c, ' ' | '-' | '_'))
             .collect();
         Some(match squashed.as_str() {
-            "ip" | "ipv4" | "ipv6" | "ipdst" | "ipsrc" | "address" | "ipaddress" => {
+            "ip" | "ipv4" | "ipv6" | "ipdst" | "ipsrc" | "address" | "ipaddress" | "ip:port" => {
                 IndicatorType::Address
             }
             "domain" | "hostname" | "fqdn" | "host" | "domainname" => IndicatorType::Host,
             "url" | "uri" | "link" => IndicatorType::Url,
             "email" | "emailsrc" | "emaildst" | "emailaddress" => IndicatorType::EmailAddress,
-            "md5" | "sha1" | "sha256" | "hash" | "file" | "filehash" => IndicatorType::File,
+            "md5" | "sha1" | "sha256" | "hash" | "file" | "filehash" | "md5hash" | "sha1hash"
+            | "sha256hash" => IndicatorType::File,
             "asn" | "as" | "asnumber" => IndicatorType::Asn,
             "cidr" | "netblock" | "iprange" | "cidrblock" | "subnet" => IndicatorType::Cidr,
             "registry" | "regkey" | "registrykey" => IndicatorType::RegistryKey,

@@ -39,6 +39,7 @@ pub fn main(cli: Cli) -> ExitCode {
             | Command::Retry { .. }
             | Command::Purge { .. }
             | Command::Why { .. }
+            | Command::Presets
     ) {
         // SAFETY: restoring the default disposition of a signal, before any
         // thread is started, has no memory-safety preconditions.
@@ -63,6 +64,10 @@ pub fn main(cli: Cli) -> ExitCode {
 async fn dispatch(cmd: Command) -> u8 {
     let result = match cmd {
         Command::CheckConfig { config } => check_config(&config),
+        Command::Presets => {
+            print!("{}", presets());
+            Ok(exit::OK)
+        }
         Command::Ping { config } => ping(&config).await,
         Command::Sim(args) => sim(args).await,
         Command::Normalize {
@@ -209,4 +214,27 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     tokio::signal::ctrl_c().await?;
     sim.stop().await;
     Ok(exit::OK)
+}
+
+/// What `tc-ingest presets` prints: each known feed, where it is published,
+/// its terms, what to know, and the keys the preset sets.
+fn presets() -> String {
+    use std::fmt::Write;
+    let mut o = String::from(
+        "Known public feeds: name one in a feed rule (preset = \"NAME\"); a key given beside it wins.\n\
+         Check each feed's terms before use.\n",
+    );
+    for p in crate::config::presets::PRESETS {
+        let keys: Vec<&str> = p.keys.lines().collect();
+        let _ = write!(
+            o,
+            "\n{}\n  published at: {}\n  terms:        {}\n  note:         {}\n  sets:         {}\n",
+            p.name,
+            p.url,
+            p.terms,
+            p.note,
+            keys.join("; ")
+        );
+    }
+    o
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::raw::RawColumn;
 use super::{FeedRule, RawFeedRule};
 use crate::feed::{Field, Format};
 use crate::indicator::IndicatorType;
@@ -18,7 +19,7 @@ pub(super) fn validate(rules: Vec<RawFeedRule>, errors: &mut Vec<String>) -> Vec
 }
 
 /// One rule, named `key` (`feeds[0]`) in messages.
-fn rule(key: &str, r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
+fn rule(key: &str, mut r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
     if r.pattern.is_none() && r.dir.is_none() {
         errors.push(format!(
             "{key}: needs `match` (a glob) or `dir` (a subdirectory of watch.dir)"
@@ -51,7 +52,67 @@ fn rule(key: &str, r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
     {
         errors.push(format!("{key}.confidence: {c} is not from 0 to 100"));
     }
-    let columns = columns(key, r.columns, errors);
+    let shape = shape(key, &mut r, errors);
+    FeedRule {
+        pattern,
+        dir: r.dir.map(PathBuf::from),
+        owner: r.owner,
+        kind,
+        tags: r.tags,
+        rating: r.rating,
+        confidence: r.confidence,
+        columns: shape.columns,
+        format: shape.format,
+        security_labels: r.security_labels,
+        stix_observables: r.stix_observables,
+        misp_all_attributes: r.misp_all_attributes,
+        comments: shape.comments,
+        trailing: shape.trailing,
+        header: shape.header,
+        header_in_comment: r.header_in_comment,
+        delimiter: shape.delimiter,
+        line_key: r.line_key,
+        snapshot: r.snapshot,
+    }
+}
+
+/// How a rule's files are read: their format and layout.
+struct Shape {
+    columns: BTreeMap<Field, String>,
+    format: Option<Format>,
+    comments: Vec<String>,
+    trailing: Option<Field>,
+    header: bool,
+    delimiter: Option<u8>,
+}
+
+/// The rule's format and layout keys, checked (taken out of `r`).
+fn shape(key: &str, r: &mut RawFeedRule, errors: &mut Vec<String>) -> Shape {
+    let header = r.header.unwrap_or(true);
+    let columns = columns(key, std::mem::take(&mut r.columns), header, errors);
+    let trailing = r.trailing.as_deref().and_then(|t| {
+        let f = Field::parse(t);
+        if f.is_none() {
+            errors.push(format!("{key}.trailing: unknown field {t:?}"));
+        }
+        f
+    });
+    let delimiter = r.delimiter.as_deref().and_then(|d| match d {
+        "," | ";" | "|" => Some(d.as_bytes()[0]),
+        "tab" | "\t" => Some(b'\t'),
+        other => {
+            errors.push(format!(
+                "{key}.delimiter: {other:?} is not one of \",\", \";\", \"|\", \"tab\""
+            ));
+            None
+        }
+    });
+    let comments = r.comment.take().unwrap_or_default();
+    if comments.iter().any(|c| c.trim().is_empty()) {
+        errors.push(format!(
+            "{key}.comment: an empty prefix would make every line a comment"
+        ));
+    }
     if let Err(e) = crate::indicator::clean_tags(r.tags.iter()) {
         errors.push(format!("{key}.tags: {e}"));
     }
@@ -68,30 +129,49 @@ fn rule(key: &str, r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
         }
         format
     });
-    FeedRule {
-        pattern,
-        dir: r.dir.map(PathBuf::from),
-        owner: r.owner,
-        kind,
-        tags: r.tags,
-        rating: r.rating,
-        confidence: r.confidence,
+    Shape {
         columns,
         format,
-        security_labels: r.security_labels,
-        stix_observables: r.stix_observables,
-        misp_all_attributes: r.misp_all_attributes,
+        comments,
+        trailing,
+        header,
+        delimiter,
     }
 }
 
 /// `columns`: each key must name a [`Field`]; unknown ones are errors.
+/// With a header, each column is a name; without one, a position from 1
+/// (kept as its digits).
 fn columns(
     key: &str,
-    raw: BTreeMap<String, String>,
+    raw: BTreeMap<String, RawColumn>,
+    header: bool,
     errors: &mut Vec<String>,
 ) -> BTreeMap<Field, String> {
     let mut out = BTreeMap::new();
     for (name, column) in raw {
+        let column = match (column, header) {
+            (RawColumn::Name(n), true) => n,
+            (RawColumn::Position(p), false) if p >= 1 => p.to_string(),
+            (RawColumn::Position(p), false) => {
+                errors.push(format!(
+                    "{key}.columns.{name}: position {p} (they count from 1)"
+                ));
+                continue;
+            }
+            (RawColumn::Name(n), false) => {
+                errors.push(format!(
+                    "{key}.columns.{name}: {n:?} is a name, but the rule says header = false: give the column's position (from 1)"
+                ));
+                continue;
+            }
+            (RawColumn::Position(p), true) => {
+                errors.push(format!(
+                    "{key}.columns.{name}: {p} is a position: set header = false for a table without a header, or give the column's name"
+                ));
+                continue;
+            }
+        };
         match Field::parse(&name) {
             Some(field) => {
                 out.insert(field, column);

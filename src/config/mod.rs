@@ -10,6 +10,7 @@
 mod api;
 mod delivery;
 mod feeds;
+pub mod presets;
 mod proxy;
 mod raw;
 mod render;
@@ -284,6 +285,17 @@ pub struct FeedRule {
     pub security_labels: Vec<String>,
     pub stix_observables: bool,
     pub misp_all_attributes: bool,
+    /// Line comment prefixes (empty: the reader's own).
+    pub comments: Vec<String>,
+    pub trailing: Option<Field>,
+    pub header: bool,
+    pub header_in_comment: bool,
+    pub delimiter: Option<u8>,
+    pub line_key: Option<String>,
+    /// Each file is the feed's complete current list (a preset says so
+    /// for full lists); what a file no longer lists is retired once the
+    /// lifecycle work lands.
+    pub snapshot: bool,
 }
 
 impl FeedRule {
@@ -397,3 +409,5 @@ mod humantime_serde_compat {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_feeds;

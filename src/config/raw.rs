@@ -32,6 +32,14 @@ pub struct RawConfig {
     pub feeds: Vec<RawFeedRule>,
 }
 
+/// A column of a feed rule: by name, or by position (from 1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawColumn {
+    Name(String),
+    Position(i64),
+}
+
 /// `[security_labels]`: the instance's label name for each TLP level.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,9 +163,27 @@ pub struct RawFeedRule {
     pub rating: Option<f64>,
     pub confidence: Option<u8>,
     /// Field names as written: checked against [`crate::feed::Field`] by
-    /// validation.
+    /// validation; each to a column name, or a position (from 1) in a table
+    /// without a header.
     #[serde(default)]
-    pub columns: BTreeMap<String, String>,
+    pub columns: BTreeMap<String, RawColumn>,
+    /// Line comment prefixes (default `#`, and `;` for plain lists).
+    pub comment: Option<Vec<String>>,
+    /// The field the rest of a line after a trailing comment fills (plain
+    /// lists: `192.0.2.0/24 ; SBL123`).
+    pub trailing: Option<String>,
+    /// A delimited table's first row names its columns (default true).
+    pub header: Option<bool>,
+    /// The header is the last comment line before the rows (abuse.ch).
+    #[serde(default)]
+    pub header_in_comment: bool,
+    /// A table's delimiter: `,`, `;`, `|`, or `tab` (default: detected).
+    pub delimiter: Option<String>,
+    /// Plain lists of keyed lines: the key whose lines give values.
+    pub line_key: Option<String>,
+    /// Each file is the feed's complete current list.
+    #[serde(default)]
+    pub snapshot: bool,
     /// Forces a format: csv, tsv, json, ndjson, text, stix, misp.
     pub format: Option<String>,
     /// Security labels for rows that carry none (`TLP:AMBER`).
@@ -175,7 +201,18 @@ pub struct RawFeedRule {
 /// reported (not only the first, as serde would): a section that does not
 /// deserialize is tried key by key, and the keys that fail are reported
 /// and left out, so validation still sees (and checks) the rest.
-pub(super) fn from_table(table: toml::Table, errors: &mut Vec<String>) -> RawConfig {
+pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> RawConfig {
+    // A rule's preset: its keys, under the rule's own.
+    if let Some(toml::Value::Array(rules)) = table.get_mut("feeds") {
+        for (i, rule) in rules.iter_mut().enumerate() {
+            if let toml::Value::Table(t) = rule
+                && let Err(e) = super::presets::expand(t)
+            {
+                errors.push(format!("feeds[{i}].preset: {e}"));
+                t.remove("preset");
+            }
+        }
+    }
     if let Ok(raw) = RawConfig::deserialize(toml::Value::Table(table.clone())) {
         return raw;
     }

@@ -107,13 +107,32 @@ struct FeedView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     confidence: Option<u8>,
     /// By field name (fields order by name, so the order is as written).
-    columns: BTreeMap<&'static str, &'a str>,
+    columns: BTreeMap<&'static str, ColumnView<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    comment: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trailing: Option<&'static str>,
+    header: bool,
+    header_in_comment: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delimiter: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line_key: Option<&'a str>,
+    snapshot: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<&'static str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     security_labels: &'a [String],
     stix_observables: bool,
     misp_all_attributes: bool,
+}
+
+/// A column by name, or (in a table without a header) by position.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ColumnView<'a> {
+    Name(&'a str),
+    Position(u64),
 }
 
 /// `[security_labels]`: the instance's name of each TLP level.
@@ -296,8 +315,26 @@ fn feed_view(f: &FeedRule) -> FeedView<'_> {
         columns: f
             .columns
             .iter()
-            .map(|(field, column)| (field.as_str(), column.as_str()))
+            .map(|(field, column)| {
+                let view = match column.parse::<u64>() {
+                    Ok(p) if !f.header => ColumnView::Position(p),
+                    _ => ColumnView::Name(column),
+                };
+                (field.as_str(), view)
+            })
             .collect(),
+        comment: &f.comments,
+        trailing: f.trailing.map(crate::feed::Field::as_str),
+        header: f.header,
+        header_in_comment: f.header_in_comment,
+        delimiter: f.delimiter.map(|d| match d {
+            b'\t' => "tab",
+            b';' => ";",
+            b'|' => "|",
+            _ => ",",
+        }),
+        line_key: f.line_key.as_deref(),
+        snapshot: f.snapshot,
         format: f.format.map(crate::feed::Format::name),
         security_labels: &f.security_labels,
         stix_observables: f.stix_observables,

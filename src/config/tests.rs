@@ -390,7 +390,7 @@ fn columns_name_fields_and_unknown_ones_list_the_known() {
         vec![
             "feeds[0].columns.frist_seen: unknown field; known: value, type, rating, confidence, \
              tags, description, owner, md5, sha1, sha256, key_name, value_name, value_type, \
-             source, first_seen, last_seen, security_label, external_id, valid_until"
+             source, first_seen, last_seen, security_label, external_id, valid_until, range_start, range_end, prefix_length"
         ]
     );
 }
@@ -573,49 +573,4 @@ mod one_run {
         };
         assert_eq!(strip(&first), strip(&second));
     }
-}
-
-#[test]
-fn the_threat_intel_keys_are_validated_and_rendered() {
-    let c = Config::parse(
-        "[api]\nbase_url = \"https://api.threatconnect.com\"\naccess_id = \"a\"\nsecret_key = \"s\"\nowner = \"O\"\n\
-         [security_labels]\nclear = \"TLP:WHITE\"\n\
-         [[feeds]]\nmatch = \"*.json\"\nformat = \"stix\"\nsecurity_labels = [\"TLP:AMBER\"]\nstix_observables = true\nmisp_all_attributes = true\n",
-        Path::new("/etc/tc-ingest/tc-ingest.toml"),
-    )
-    .unwrap();
-    let rule = &c.feeds[0];
-    assert_eq!(rule.format, Some(crate::feed::Format::Stix));
-    assert!(rule.stix_observables && rule.misp_all_attributes);
-    assert_eq!(
-        c.security_labels.name(crate::indicator::Tlp::Clear),
-        "TLP:WHITE"
-    );
-    let shown = render(&c);
-    for line in [
-        "format = \"stix\"",
-        "security_labels = [\"TLP:AMBER\"]",
-        "stix_observables = true",
-        "misp_all_attributes = true",
-        "clear = \"TLP:WHITE\"",
-        "amber_strict = \"TLP:AMBER+STRICT\"",
-    ] {
-        assert!(shown.contains(line), "{line}: {shown}");
-    }
-    let e = Config::parse(
-        "[api]\nbase_url = \"https://api.threatconnect.com\"\naccess_id = \"a\"\nsecret_key = \"s\"\nowner = \"O\"\n\
-         [security_labels]\nred = \"..\"\n[[feeds]]\nmatch = \"*\"\nformat = \"xml\"\n",
-        Path::new("/etc/tc-ingest/tc-ingest.toml"),
-    )
-    .unwrap_err()
-    .0;
-    assert!(
-        e.iter()
-            .any(|m| m.starts_with("feeds[0].format: unknown format \"xml\"")),
-        "{e:?}"
-    );
-    assert!(
-        e.iter().any(|m| m.starts_with("security_labels.red:")),
-        "{e:?}"
-    );
 }

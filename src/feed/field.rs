@@ -27,11 +27,14 @@ pub enum Field {
     SecurityLabel,
     ExternalId,
     ValidUntil,
+    RangeStart,
+    RangeEnd,
+    PrefixLength,
 }
 
 impl Field {
     /// Every field, in the order error messages list them.
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 22] = [
         Field::Value,
         Field::Type,
         Field::Rating,
@@ -51,6 +54,9 @@ impl Field {
         Field::SecurityLabel,
         Field::ExternalId,
         Field::ValidUntil,
+        Field::RangeStart,
+        Field::RangeEnd,
+        Field::PrefixLength,
     ];
 
     /// The field's name as a feed rule's `columns` spells it.
@@ -75,6 +81,9 @@ impl Field {
             Field::SecurityLabel => "security_label",
             Field::ExternalId => "external_id",
             Field::ValidUntil => "valid_until",
+            Field::RangeStart => "range_start",
+            Field::RangeEnd => "range_end",
+            Field::PrefixLength => "prefix_length",
         }
     }
 
@@ -87,7 +96,12 @@ impl Field {
     pub fn is_indicator(self) -> bool {
         matches!(
             self,
-            Field::Value | Field::Md5 | Field::Sha1 | Field::Sha256 | Field::KeyName
+            Field::Value
+                | Field::Md5
+                | Field::Sha1
+                | Field::Sha256
+                | Field::KeyName
+                | Field::RangeStart
         )
     }
 }
@@ -125,6 +139,13 @@ pub fn field_for_name(name: &str) -> Option<Field> {
     Some(match n.as_str() {
         "indicator" | "value" | "ioc" | "summary" | "observable" | "indicatorvalue"
         | "iocvalue" => Field::Value,
+        // Columns named by what they hold (abuse.ch, DataPlane, Spamhaus
+        // JSON): the first such column of a table is its value.
+        // Not `domain`: beside an AS number it is the AS's (Spamhaus's
+        // ASN-DROP), not an indicator.
+        "url" | "ip" | "ipaddr" | "ipaddress" | "dstip" | "srcip" | "saddr" | "daddr" | "cidr" => {
+            Field::Value
+        }
         "type" | "indicatortype" | "ioctype" | "kind" => Field::Type,
         "rating" | "threatrating" => Field::Rating,
         "confidence" | "confidencerating" => Field::Confidence,
@@ -143,6 +164,10 @@ pub fn field_for_name(name: &str) -> Option<Field> {
         "securitylabel" | "securitylabels" | "tlp" => Field::SecurityLabel,
         "externalid" => Field::ExternalId,
         "validuntil" => Field::ValidUntil,
+        // Address ranges (DShield's block list: Start, End, Netblock).
+        "rangestart" | "start" | "startip" | "firstip" | "fromip" => Field::RangeStart,
+        "rangeend" | "end" | "endip" | "lastip" | "toip" => Field::RangeEnd,
+        "prefixlength" | "prefixlen" | "netblock" | "cidrbits" => Field::PrefixLength,
         _ => return None,
     })
 }
@@ -186,6 +211,9 @@ mod tests {
             ("security_label", Some(Field::SecurityLabel)),
             ("external_id", Some(Field::ExternalId)),
             ("valid_until", Some(Field::ValidUntil)),
+            ("range_start", Some(Field::RangeStart)),
+            ("range_end", Some(Field::RangeEnd)),
+            ("prefix_length", Some(Field::PrefixLength)),
             // Exact spelling only: aliases are for feed headers, not config keys.
             ("firstSeen", None),
             ("Value", None),

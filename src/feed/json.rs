@@ -188,6 +188,14 @@ impl<R: BufRead> ArrayReader<'_, R> {
 /// One array element: an object, or a bare string value.
 fn element(v: Value, position: u64, line: u64, opts: &ReadOptions) -> Item {
     match v {
+        // A feed's own metadata record (Spamhaus's JSON lists end with one).
+        Value::Object(m) if m.get("type").and_then(Value::as_str) == Some("metadata") => {
+            Item::Skipped {
+                position,
+                line,
+                what: "metadata".into(),
+            }
+        }
         Value::Object(m) => record(m, position, line, opts),
         Value::String(s) => Item::Row(RawRecord {
             position,

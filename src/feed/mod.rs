@@ -10,6 +10,7 @@
 mod csv;
 mod echo;
 mod field;
+mod format;
 mod json;
 mod jsonscan;
 mod misp;
@@ -20,6 +21,8 @@ mod text;
 pub use echo::{ECHO_BYTES, Echo, cut, echo_bytes, echo_display};
 use echo::{echo_json, floor_char_boundary};
 pub use field::{Field, field_for_name};
+pub use format::{Format, format_of};
+use format::{SNIFF_BYTES, content_format};
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -62,6 +65,11 @@ pub struct RawRecord {
     pub modified: Option<String>,
     /// When the source says the indicator stops being valid.
     pub valid_until: Option<String>,
+    /// An address range's first and last address, or its first address and
+    /// prefix length (DShield's `Start`, `End`, `Netblock`): one CIDR.
+    pub range_start: Option<String>,
+    pub range_end: Option<String>,
+    pub prefix_length: Option<String>,
 }
 
 impl RawRecord {
@@ -81,6 +89,8 @@ impl RawRecord {
         let mut echo = Echo::new();
         let parts = [
             &self.value,
+            &self.range_start,
+            &self.range_end,
             &self.md5,
             &self.sha1,
             &self.sha256,
@@ -119,6 +129,9 @@ impl RawRecord {
             Field::LastSeen => &mut self.last_seen,
             Field::ExternalId => &mut self.external_id,
             Field::ValidUntil => &mut self.valid_until,
+            Field::RangeStart => &mut self.range_start,
+            Field::RangeEnd => &mut self.range_end,
+            Field::PrefixLength => &mut self.prefix_length,
             Field::SecurityLabel => {
                 self.security_labels.extend(split_tags(&v));
                 return;
@@ -144,108 +157,6 @@ pub fn split_tags(s: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_string)
 }
 
-/// File formats: a STIX bundle or MISP event by its content, whatever the
-/// file is named; the rest by extension, with content sniffing as a fallback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Tsv,
-    Json,
-    Ndjson,
-    Text,
-    /// A STIX 2.1 bundle, or STIX objects one per line.
-    Stix,
-    /// MISP events (`{"Event": ..}`, a bare event, a `response`, a list).
-    Misp,
-    /// A MISP feed's `manifest.json` or `hashes.csv`: an index of the
-    /// feed, no indicators: skipped whole.
-    MispFeedIndex,
-}
-
-impl Format {
-    /// The names a feed rule's `format` takes.
-    pub const NAMES: [&'static str; 7] = ["csv", "tsv", "json", "ndjson", "text", "stix", "misp"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Tsv => "tsv",
-            Format::Json => "json",
-            Format::Ndjson => "ndjson",
-            Format::Text => "text",
-            Format::Stix => "stix",
-            Format::Misp => "misp",
-            Format::MispFeedIndex => "misp-feed-index",
-        }
-    }
-
-    /// A format as [`Format::name`] writes it (the queue's `files.format`).
-    pub fn from_name(name: &str) -> Option<Format> {
-        Format::parse(name).or((name == "misp-feed-index").then_some(Format::MispFeedIndex))
-    }
-
-    /// A feed rule's `format`.
-    pub fn parse(name: &str) -> Option<Format> {
-        [
-            Format::Csv,
-            Format::Tsv,
-            Format::Json,
-            Format::Ndjson,
-            Format::Text,
-            Format::Stix,
-            Format::Misp,
-        ]
-        .into_iter()
-        .find(|f| f.name() == name)
-    }
-
-    /// By the extension (under a `.gz`), if it says.
-    pub fn from_path(path: &Path) -> Option<Format> {
-        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-        let name = name.strip_suffix(".gz").unwrap_or(&name);
-        let ext = name.rsplit_once('.')?.1;
-        Some(match ext {
-            "csv" => Format::Csv,
-            "tsv" | "tab" => Format::Tsv,
-            "json" => Format::Json,
-            "ndjson" | "jsonl" => Format::Ndjson,
-            "txt" | "list" | "lst" => Format::Text,
-            _ => return None,
-        })
-    }
-
-    /// By the first bytes of the (decompressed) content.
-    pub fn sniff(head: &[u8]) -> Format {
-        let text = String::from_utf8_lossy(head);
-        let text = text.trim_start_matches('\u{feff}');
-        let first_line = text
-            .lines()
-            .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .unwrap_or("")
-            .trim();
-        if text.trim_start().starts_with('[') {
-            Format::Json
-        } else if first_line.starts_with('{') {
-            // One object per line, or one object holding the array.
-            if first_line.ends_with('}')
-                && serde_json::from_str::<serde_json::Value>(first_line).is_ok()
-            {
-                Format::Ndjson
-            } else {
-                Format::Json
-            }
-        } else if first_line.contains(['\t']) {
-            Format::Tsv
-        } else if first_line.contains([',', ';', '|'])
-            && field_for_name(first_line.split([',', ';', '|']).next().unwrap_or("")).is_some()
-        {
-            Format::Csv
-        } else {
-            Format::Text
-        }
-    }
-}
-
 /// Limits and mapping for one read.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
@@ -261,6 +172,23 @@ pub struct ReadOptions {
     pub stix_observables: bool,
     /// MISP: every attribute, not only those marked for detection (`to_ids`).
     pub misp_all_attributes: bool,
+    /// Line comment prefixes; empty: the reader's own (`#`; `#` and `;`
+    /// for plain lists).
+    pub comments: Vec<String>,
+    /// The field the rest of a plain list's line after a trailing comment
+    /// fills (`192.0.2.0/24 ; SBL123`); `None`: dropped.
+    pub trailing: Option<Field>,
+    /// Whether a table's first row names its columns; without one,
+    /// `columns` gives positions (`"1"`, from 1).
+    pub header: bool,
+    /// A table's header is its last comment line before the rows.
+    pub header_in_comment: bool,
+    /// A table's delimiter; `None`: detected.
+    pub delimiter: Option<u8>,
+    /// A plain list of keyed lines (Tor's `exit-addresses`): only lines
+    /// whose first word is this give a value, the word after it; the
+    /// others are skipped.
+    pub line_key: Option<String>,
 }
 
 impl Default for ReadOptions {
@@ -272,6 +200,12 @@ impl Default for ReadOptions {
             format: None,
             stix_observables: false,
             misp_all_attributes: false,
+            comments: Vec::new(),
+            trailing: None,
+            header: true,
+            header_in_comment: false,
+            delimiter: None,
+            line_key: None,
         }
     }
 }
@@ -403,9 +337,7 @@ pub fn read_from<F: Read + Seek + 'static>(
         None => {
             let head = input.fill_buf().map_err(|e| broken(0, &e))?;
             let head = &head[..head.len().min(SNIFF_BYTES)];
-            sniff::document(head)
-                .or_else(|| Format::from_path(path))
-                .unwrap_or_else(|| Format::sniff(&head[..head.len().min(4096)]))
+            content_format(head, path)
         }
     };
     let result = match format {
@@ -436,40 +368,6 @@ pub fn read_from<F: Read + Seek + 'static>(
     };
     result.map(|()| format)
 }
-
-/// The format `read_from` would read `file` as: forced by `opts`, else
-/// told by its content (under a gzip) and name. The file is left rewound.
-///
-/// # Errors
-/// Read errors.
-pub fn format_of<F: Read + Seek>(
-    file: &mut F,
-    path: &Path,
-    opts: &ReadOptions,
-) -> io::Result<Format> {
-    if let Some(f) = opts.format {
-        return Ok(f);
-    }
-    file.rewind()?;
-    let mut raw = BufReader::with_capacity(256 << 10, &mut *file);
-    let gz = raw.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    if gz {
-        flate2::read::MultiGzDecoder::new(raw)
-            .take(SNIFF_BYTES as u64)
-            .read_to_end(&mut head)
-            .ok();
-    } else {
-        raw.take(SNIFF_BYTES as u64).read_to_end(&mut head)?;
-    }
-    file.rewind()?;
-    Ok(sniff::document(&head)
-        .or_else(|| Format::from_path(path))
-        .unwrap_or_else(|| Format::sniff(&head[..head.len().min(4096)])))
-}
-
-/// How much of a file's start the format is told from.
-const SNIFF_BYTES: usize = 64 << 10;
 
 /// The opened file, which a reader may read again from its start: each
 /// [`Source::open`] rewinds it and decompresses anew (a gzip is told by its

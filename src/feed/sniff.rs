@@ -81,6 +81,22 @@ fn object(scan: &mut Scanner<&[u8]>, top: bool) -> Option<Format> {
     None
 }
 
+/// Whether the content is objects one a line: a first line that is a
+/// whole object, and a second that starts another.
+pub(super) fn object_lines(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty());
+    let (Some(first), Some(second)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    first.starts_with(b"{")
+        && second.starts_with(b"{")
+        && serde_json::from_slice::<serde::de::IgnoredAny>(first).is_ok()
+}
+
 /// `8-4-4-4-12` hex digits.
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();

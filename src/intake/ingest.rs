@@ -537,6 +537,12 @@ impl Settings {
                 format: rule.and_then(|r| r.format),
                 stix_observables: rule.is_some_and(|r| r.stix_observables),
                 misp_all_attributes: rule.is_some_and(|r| r.misp_all_attributes),
+                comments: rule.map(|r| r.comments.clone()).unwrap_or_default(),
+                trailing: rule.and_then(|r| r.trailing),
+                header: rule.is_none_or(|r| r.header),
+                header_in_comment: rule.is_some_and(|r| r.header_in_comment),
+                delimiter: rule.and_then(|r| r.delimiter),
+                line_key: rule.and_then(|r| r.line_key.clone()),
             },
             dedup_window: cfg.queue.dedup_window,
         }

@@ -145,6 +145,19 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
         })?),
         None => defaults.kind,
     };
+    // A feed that says `ip:port` (ThreatFox) gives the address with its
+    // port: the address is the indicator.
+    let without_port;
+    let rec = match (present(&rec.kind), present(&rec.value)) {
+        (Some(k), Some(v)) if k.eq_ignore_ascii_case("ip:port") => {
+            without_port = RawRecord {
+                value: Some(net::without_port(v).to_string()),
+                ..rec.clone()
+            };
+            &without_port
+        }
+        _ => rec,
+    };
     let indicator = record_indicator(rec, kind)?;
     let rating = match present(&rec.rating) {
         Some(r) => Some(rating(r)?),
@@ -306,6 +319,14 @@ fn record_indicator(rec: &RawRecord, kind: Option<IndicatorType>) -> Result<Indi
         ));
     }
     let Some(v) = value else {
+        if let Some(start) = cleaned(&rec.range_start) {
+            let summary = net::range(
+                &start,
+                rec.range_end.as_deref(),
+                rec.prefix_length.as_deref(),
+            )?;
+            return Ok(Indicator::from_normalized(IndicatorType::Cidr, summary));
+        }
         return Err(Reject::new(
             RejectRule::EmptyValue,
             "the row has no indicator value".into(),

@@ -29,6 +29,64 @@ pub fn address(s: &str) -> Result<String, Reject> {
     }
 }
 
+/// An address written with a port (`192.0.2.1:443`, `[2001:db8::1]:443`)
+/// without it; anything else as it is.
+pub fn without_port(s: &str) -> &str {
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split_once(']').map_or(s, |(a, _)| a);
+    }
+    match s.rsplit_once(':') {
+        Some((a, port)) if !a.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => a,
+        _ => s,
+    }
+}
+
+/// The one CIDR block an address range is: `start` with a prefix length,
+/// or `start` to `end` when that is exactly one block; a range that is not
+/// (it would take several blocks, or widen to one) is refused, never
+/// widened.
+pub fn range(start: &str, end: Option<&str>, prefix: Option<&str>) -> Result<String, Reject> {
+    let bad = |why: String| Reject::new(RejectRule::RangeNotOneCidr, why);
+    let first: IpAddr = start
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("range start {start:?} is not an IP address")))?;
+    if let Some(p) = prefix.map(str::trim).filter(|p| !p.is_empty()) {
+        // A column holding the whole block (`192.0.2.0/24`) is one too.
+        return cidr(&if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{first}/{p}")
+        });
+    }
+    let Some(end) = end.map(str::trim).filter(|e| !e.is_empty()) else {
+        return cidr(&format!(
+            "{first}/{}",
+            if first.is_ipv4() { 32 } else { 128 }
+        ));
+    };
+    let last: IpAddr = end
+        .parse()
+        .map_err(|_| bad(format!("range end {end:?} is not an IP address")))?;
+    let blocks: Vec<ipnet::IpNet> = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => ipnet::Ipv4Subnets::new(a, b, 0)
+            .take(2)
+            .map(ipnet::IpNet::V4)
+            .collect(),
+        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => ipnet::Ipv6Subnets::new(a, b, 0)
+            .take(2)
+            .map(ipnet::IpNet::V6)
+            .collect(),
+        _ => return Err(bad(format!("{start} - {end} is not an address range"))),
+    };
+    match blocks.as_slice() {
+        [one] => cidr(&format!("{}/{}", one.network(), one.prefix_len())),
+        _ => Err(bad(format!(
+            "{start} - {end} is not one CIDR block (it takes several): give the blocks, or a prefix length"
+        ))),
+    }
+}
+
 /// A network block. IPv6 is written with all eight groups, no `::`, no
 /// leading zeros and lower case, as ThreatConnect demands; a block with host
 /// bits set is refused rather than silently masked.

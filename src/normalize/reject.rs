@@ -75,6 +75,9 @@ crate::names::named_enum! {
         StixInvalid => "stix-invalid",
         /// A MISP event or attribute that breaks MISP's format.
         MispInvalid => "misp-invalid",
+        /// An address range (start and end) that is not exactly one CIDR
+        /// block: never widened to one.
+        RangeNotOneCidr => "range-not-one-cidr",
     }
 }
 
@@ -136,6 +139,7 @@ mod tests {
                 "stix-pattern-type",
                 "stix-invalid",
                 "misp-invalid",
+                "range-not-one-cidr",
             ]
         );
         for r in RejectRule::ALL {

@@ -528,3 +528,43 @@ fn registry_key_names_holding_the_separator_are_rejected() {
     check_reject("..", Some(T::Mutex), "dot-segment");
     check_reject(".", Some(T::UserAgent), "dot-segment");
 }
+
+#[test]
+fn address_ranges_are_one_cidr_or_refused() {
+    let rec = |start: &str, end: Option<&str>, prefix: Option<&str>| RawRecord {
+        line: 1,
+        range_start: Some(start.into()),
+        range_end: end.map(Into::into),
+        prefix_length: prefix.map(Into::into),
+        ..RawRecord::default()
+    };
+    let summary = |r: RawRecord| {
+        record(&r, &FeedDefaults::default()).map(|n| n.indicator.summary().to_string())
+    };
+    // DShield: start and prefix length (its Netblock column).
+    assert_eq!(
+        summary(rec("192.0.2.0", Some("192.0.2.255"), Some("24"))).unwrap(),
+        "192.0.2.0/24"
+    );
+    assert_eq!(
+        summary(rec("198.51.100.0", Some("198.51.100.127"), None)).unwrap(),
+        "198.51.100.0/25"
+    );
+    assert_eq!(
+        summary(rec("203.0.113.7", None, None)).unwrap(),
+        "203.0.113.7/32"
+    );
+    assert_eq!(
+        summary(rec("2001:db8::", Some("2001:db8::ffff"), None)).unwrap(),
+        "2001:db8:0:0:0:0:0:0/112"
+    );
+    // Never widened: a range of several blocks, or one with host bits.
+    let e = summary(rec("192.0.2.0", Some("192.0.2.129"), None)).unwrap_err();
+    assert_eq!(e.rule, RejectRule::RangeNotOneCidr, "{}", e.message);
+    let e = summary(rec("192.0.2.1", Some("192.0.2.255"), None)).unwrap_err();
+    assert_eq!(e.rule, RejectRule::RangeNotOneCidr);
+    let e = summary(rec("192.0.2.9", None, Some("24"))).unwrap_err();
+    assert_eq!(e.rule, RejectRule::CidrHostBits);
+    let e = summary(rec("192.0.2.9", Some("192.0.2.1"), None)).unwrap_err();
+    assert_eq!(e.rule, RejectRule::RangeNotOneCidr);
+}

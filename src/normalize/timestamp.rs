@@ -1,5 +1,6 @@
 //! Timestamps (`first_seen`, `last_seen`): RFC 3339, `YYYY-MM-DD` (midnight
-//! UTC) or Unix seconds, to RFC 3339 in UTC to the second, the form
+//! UTC), `YYYY-MM-DD HH:MM:SS` (UTC: how abuse.ch and DataPlane write them)
+//! or Unix seconds, to RFC 3339 in UTC to the second, the form
 //! ThreatConnect v3 writes (`2026-10-04T12:34:56Z`).
 
 use time::format_description::well_known::Rfc3339;
@@ -19,7 +20,7 @@ pub fn timestamp(field: &str, s: &str) -> Result<String, Reject> {
             RejectRule::InvalidTimestamp,
             format!(
                 "{field} {s:?} is not a timestamp (RFC 3339 such as \"2026-10-04T12:34:56Z\", \
-                 a date YYYY-MM-DD, or Unix seconds)"
+                 a date YYYY-MM-DD, YYYY-MM-DD HH:MM:SS in UTC, or Unix seconds)"
             ),
         )
     })
@@ -30,6 +31,14 @@ fn parse(s: &str) -> Option<OffsetDateTime> {
         OffsetDateTime::from_unix_timestamp(s.parse().ok()?).ok()?
     } else if let Some(d) = date(s) {
         d.midnight().assume_utc()
+    } else if let Some((d, t)) = s.split_once(' ').filter(|(_, t)| !t.contains(['+', 'Z']))
+        && let Some(d) = date(d)
+        && let Ok(t) = time::Time::parse(
+            t.trim_end_matches(" UTC"),
+            time::macros::format_description!("[hour]:[minute]:[second]"),
+        )
+    {
+        d.with_time(t).assume_utc()
     } else {
         OffsetDateTime::parse(s, &Rfc3339)
             .ok()?

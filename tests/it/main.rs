@@ -15,6 +15,7 @@ mod hostile;
 mod observe;
 mod operate;
 mod pauses;
+mod presets;
 mod proxy;
 mod queue;
 mod sim;

@@ -3,15 +3,22 @@
 
 use std::io::BufRead;
 
-use super::{FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name};
+mod header;
+mod quotes;
 
-/// Picks the delimiter from the header line: the most frequent of `,` `;` tab `|`.
-fn sniff_delimiter(input: &mut dyn BufRead) -> u8 {
+use header::{Columns, columns, comment_byte, leading_comments, split_record};
+use quotes::QuoteAfterSpace;
+
+use super::{FeedError, Field, Flow, Item, RawRecord, ReadOptions};
+
+/// Picks the delimiter from the first line that is no comment: the most
+/// frequent of `,` `;` tab `|`.
+fn sniff_delimiter(input: &mut dyn BufRead, comment: u8) -> u8 {
     let head = input.fill_buf().unwrap_or(&[]);
     let text = String::from_utf8_lossy(&head[..head.len().min(64 << 10)]);
     let header = text
         .lines()
-        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with(comment as char))
         .unwrap_or("");
     [b',', b';', b'\t', b'|']
         .into_iter()
@@ -28,6 +35,8 @@ struct Records {
     input: Box<dyn BufRead>,
     /// The parser's line after the last record: where the next one starts.
     line: u64,
+    /// Lines read before the parser saw any (a header in a comment).
+    offset: u64,
     fields: Vec<u8>,
     ends: Vec<usize>,
     /// Bytes a record's fields may hold, and how many fields it may have
@@ -84,7 +93,7 @@ impl Records {
             if first_out.is_none() && (nout > 0 || nend > 0) {
                 first_out = Some(self.line);
             }
-            self.line = self.core.line();
+            self.line = self.core.line() + self.offset;
             if !over {
                 outlen += nout;
                 endlen += nend;
@@ -100,7 +109,7 @@ impl Records {
                     if first_out.is_none() {
                         first_out = Some(self.line);
                     }
-                    if stop_at_limit || self.core.line() > first_out.unwrap_or(start) {
+                    if stop_at_limit || self.line > first_out.unwrap_or(start) {
                         return Ok(Next::TooLong {
                             line: start,
                             multiline: true,
@@ -108,7 +117,7 @@ impl Records {
                     }
                 }
                 R::Record if over => {
-                    let multiline = self.core.line() > first_out.unwrap_or(start) + 1;
+                    let multiline = self.line > first_out.unwrap_or(start) + 1;
                     return Ok(Next::TooLong {
                         line: start,
                         multiline,
@@ -164,27 +173,50 @@ impl Records {
     }
 }
 
-pub fn read(
+/// The parser over `input` past its byte order mark and leading comment
+/// lines: with the delimiter (given, the rule's, or detected) and the last
+/// of those comments (the header, in some feeds).
+fn open(
     mut input: Box<dyn BufRead>,
     delimiter: Option<u8>,
     opts: &ReadOptions,
-    sink: &mut dyn FnMut(Item) -> Flow,
-) -> Result<(), FeedError> {
+) -> Result<(Records, u8, Option<Vec<u8>>), FeedError> {
     // A UTF-8 BOM before the header would become part of the first column name.
     super::skip_bom(&mut input);
-    let delimiter = delimiter.unwrap_or_else(|| sniff_delimiter(&mut input));
-    let mut records = Records {
+    let comment = comment_byte(opts);
+    let delimiter = delimiter
+        .or(opts.delimiter)
+        .unwrap_or_else(|| sniff_delimiter(&mut input, comment));
+    // The comment lines before the first row: the last may be the header.
+    let (skipped, last_comment) = leading_comments(&mut input, comment, opts.max_line_bytes)
+        .map_err(|e| super::broken(1, &e))?;
+    let input: Box<dyn BufRead> = Box::new(std::io::BufReader::with_capacity(
+        64 << 10,
+        QuoteAfterSpace::new(input, delimiter),
+    ));
+    let records = Records {
         core: ::csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
-            .comment(Some(b'#'))
+            .comment(Some(comment))
             .build(),
         input,
-        line: 1,
+        line: skipped + 1,
+        offset: skipped,
         fields: vec![0; 1024],
         ends: vec![0; 64],
         max_bytes: opts.max_line_bytes,
         max_fields: (opts.max_line_bytes / 8).max(1024),
     };
+    Ok((records, delimiter, last_comment))
+}
+
+pub fn read(
+    input: Box<dyn BufRead>,
+    delimiter: Option<u8>,
+    opts: &ReadOptions,
+    sink: &mut dyn FnMut(Item) -> Flow,
+) -> Result<(), FeedError> {
+    let (mut records, delimiter, last_comment) = open(input, delimiter, opts)?;
     let max_fields = records.max_fields;
     let too_long = |what: &str, line: u64| FeedError::Broken {
         line,
@@ -193,7 +225,10 @@ pub fn read(
             opts.max_line_bytes, max_fields
         ),
     };
-    let Some(fields) = header(&mut records, opts, too_long)? else {
+    let comment_header = last_comment.map(|c| split_record(&c, delimiter));
+    let Some(Columns { fields, first_row }) =
+        columns(&mut records, opts, comment_header, too_long)?
+    else {
         return Ok(());
     };
     // A row's position is its line, except that a lone `\r` ends a record
@@ -205,8 +240,20 @@ pub fn read(
         last_position = line.max(last_position + 1);
         last_position
     };
+    let mut first_row = first_row;
     loop {
-        let item = match records.next(false) {
+        let next = match first_row.take() {
+            Some((line, values)) => {
+                let record: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                let item = row(&record, position_of(line), line, &fields, opts);
+                if sink(item).is_break() {
+                    return Err(FeedError::Stopped);
+                }
+                continue;
+            }
+            None => records.next(false),
+        };
+        let item = match next {
             Err(e) => return Err(super::broken(records.line, &e)),
             Ok(Next::End) => return Ok(()),
             Ok(Next::TooLong {
@@ -240,80 +287,35 @@ pub fn read(
     }
 }
 
-/// The header's fields, or `None` when the file is empty (or its header
-/// is): a header without an indicator column breaks the file.
-fn header(
-    records: &mut Records,
-    opts: &ReadOptions,
-    too_long: impl Fn(&str, u64) -> FeedError,
-) -> Result<Option<Vec<Option<Field>>>, FeedError> {
-    let names: Vec<String> = match records.next(true) {
-        Err(e) => return Err(super::broken(1, &e)),
-        Ok(Next::End) => return Ok(None),
-        Ok(Next::TooLong { line, .. }) => return Err(too_long("the header", line)),
-        Ok(Next::Record { ends, .. }) => records
-            .fields(ends)
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).into_owned())
-            .collect(),
-    };
-    if names.iter().all(String::is_empty) {
-        return Ok(None);
+/// Which field each of a row's `n` values fills, by index. A row of a
+/// table without a header fills what its positions give. A row with more
+/// values than the header has columns holds a stray delimiter in a
+/// free-text column: the first column no field is taken from (else the
+/// first description): columns before it are counted from the left, those
+/// after it from the right, so the indicator column is not shifted. Fewer
+/// values than columns: `None`.
+fn align(n: usize, fields: &[Option<Field>], header: bool) -> Option<Vec<(usize, Field)>> {
+    let mapped = |i: usize| fields[i].map(|f| (i, f));
+    if !header || n == fields.len() {
+        return Some((0..fields.len().min(n)).filter_map(mapped).collect());
     }
-    let fields = map_columns(&names, opts);
-    if !fields.iter().flatten().any(|f| f.is_indicator()) {
-        return Err(no_indicator_column(&names));
+    if n < fields.len() {
+        return None;
     }
-    Ok(Some(fields))
-}
-
-/// A header naming no indicator column, shown cut.
-fn no_indicator_column(names: &[String]) -> FeedError {
-    let mut shown = super::Echo::new();
-    shown.push("[");
-    for (i, n) in names.iter().enumerate() {
-        if i > 0 {
-            shown.push(", ");
-        }
-        shown.push(&format!("{:?}", super::cut(n)));
-    }
-    shown.push("]");
-    FeedError::Broken {
-        line: 1,
-        reason: format!(
-            "no indicator column in the header {} ({} columns): name one indicator, value, ioc \
-             or summary (or md5/sha1/sha256, key_name), or map one with the feed rule's `columns`",
-            shown.into_string(),
-            names.len()
-        ),
-    }
-}
-
-/// For each column, the field it fills: the explicit mapping first, then
-/// common names.
-fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<Field>> {
-    names
+    let extra = n - fields.len();
+    let free = fields
         .iter()
-        .map(|name| {
-            let explicit = opts
-                .columns
-                .iter()
-                .find(|(_, col)| col.trim().eq_ignore_ascii_case(name.trim()))
-                .map(|(field, _)| *field);
-            explicit.or_else(|| {
-                // A column claimed by an explicit mapping is not also guessed.
-                if opts
-                    .columns
-                    .values()
-                    .any(|c| c.eq_ignore_ascii_case(name.trim()))
-                {
-                    None
-                } else {
-                    field_for_name(name).filter(|f| !opts.columns.contains_key(f))
-                }
+        .position(Option::is_none)
+        .or_else(|| fields.iter().position(|f| *f == Some(Field::Description)))?;
+    Some(
+        (0..fields.len())
+            .filter_map(|i| {
+                let at = if i <= free { i } else { i + extra };
+                // The free column keeps its first piece.
+                fields[i].map(|f| (at, f))
             })
-        })
-        .collect()
+            .collect(),
+    )
 }
 
 fn row(
@@ -339,31 +341,31 @@ fn row(
         input: input(),
         reason,
     };
-    if record.len() != fields.len() {
+    let Some(columns) = align(record.len(), fields, opts.header) else {
         return bad(format!(
             "{} fields where the header has {}",
             record.len(),
             fields.len()
         ));
-    }
+    };
     let mut rec = RawRecord {
         position,
         line,
         ..RawRecord::default()
     };
-    for (raw, field) in record.iter().zip(fields) {
-        if raw.len() > opts.max_line_bytes {
-            return bad(format!(
-                "field longer than {} bytes (watch.max_line_bytes)",
-                opts.max_line_bytes
-            ));
-        }
-        let Some(field) = *field else { continue };
+    for (i, field) in columns {
+        let raw = record[i];
         let Ok(s) = std::str::from_utf8(raw) else {
             return bad(format!("invalid UTF-8 in column {field}"));
         };
-        if !s.trim().is_empty() {
-            rec.set(field, s.to_string());
+        // `"a", "b"` (ThreatFox): a quoted value after the delimiter's space.
+        let t = s.trim();
+        let t = t
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(t);
+        if !t.trim().is_empty() {
+            rec.set(field, t.to_string());
         }
     }
     Item::Row(rec)
