@@ -38,6 +38,7 @@ pub async fn run(
         (BenchKind::Deliver, None) => deliver(n, rate.unwrap_or(0), seconds).await?,
         (BenchKind::Hostile, _) => hostile::bench(n.unwrap_or(100_000_000)).await?,
         (BenchKind::Formats, _) => formats::bench(n.unwrap_or(1_000_000) as usize).await?,
+        (BenchKind::Lists, _) => formats::lists(n.unwrap_or(1_000_000) as usize).await?,
         (BenchKind::Deliver, Some(mode)) => {
             let n = n.unwrap_or(20_000) as usize;
             deliver_mode(mode, n, rate.unwrap_or(20), modes).await?;

@@ -200,6 +200,9 @@ pub enum BenchKind {
     /// The same indicators as a CSV, a STIX bundle and a MISP event, file
     /// to queued (`--n`, default 1,000,000).
     Formats,
+    /// The same networks as a plain list and as Spamhaus DROP publishes
+    /// them, file to queued (`--n`, default 1,000,000).
+    Lists,
 }
 
 #[derive(Debug, Args)]

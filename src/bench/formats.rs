@@ -1,4 +1,5 @@
-//! `tc-ingest bench formats`: the same `n` indicators as a CSV, a STIX 2.1
+//! `tc-ingest bench formats` and `bench lists`. Formats: the same `n`
+//! indicators as a CSV, a STIX 2.1
 //! bundle (an indicator object each, with a TLP marking, an identity and
 //! the marking definition after them) and a MISP event (an attribute each,
 //! the event's tags after its attributes, as MISP writes them), each taken
@@ -122,20 +123,77 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+type Writer = fn(&Path, usize) -> std::io::Result<()>;
+
 /// # Errors
 /// When a temporary directory or the queue cannot be set up.
 pub async fn bench(n: usize) -> anyhow::Result<()> {
     println!(
         "formats: the same {n} indicators (6 types, a tag, a description, TLP:AMBER each), file to queued"
     );
-    let mut csv_rate = 0.0;
-    type Writer = fn(&Path, usize) -> std::io::Result<()>;
-    let formats: [(&str, &str, Writer); 3] = [
-        ("csv", "feed.csv", write_csv),
-        ("stix", "bundle.json", write_stix),
-        ("misp", "event.json", write_misp),
-    ];
-    for (name, file, write) in formats {
+    compare(
+        n,
+        &[
+            ("csv", "feed.csv", write_csv),
+            ("stix", "bundle.json", write_stix),
+            ("misp", "event.json", write_misp),
+        ],
+    )
+    .await
+}
+
+/// `tc-ingest bench lists`: the same networks as a plain list and as
+/// Spamhaus DROP publishes it (`;` comment lines, `cidr ; SBLnnn`).
+///
+/// # Errors
+/// As [`bench`].
+pub async fn lists(n: usize) -> anyhow::Result<()> {
+    println!("lists: the same {n} networks as a plain list and DROP-style, file to queued");
+    compare(
+        n,
+        &[
+            ("plain", "plain.txt", write_plain),
+            ("drop", "drop.txt", write_drop),
+        ],
+    )
+    .await
+}
+
+/// The `i`th of the bench's networks.
+fn network(i: usize) -> String {
+    format!(
+        "{}.{}.{}.0/24",
+        11 + (i >> 16) % 200,
+        (i >> 8) % 256,
+        i % 256
+    )
+}
+
+fn write_plain(path: &Path, n: usize) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        writeln!(w, "{}", network(i))?;
+    }
+    w.flush()
+}
+
+fn write_drop(path: &Path, n: usize) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(
+        w,
+        "; Spamhaus DROP List 2026/12/01 - (c) 2026 bench\n; Last-Modified: Tue, 01 Dec 2026 00:00:00 GMT\n; Expires: Tue, 01 Dec 2026 01:00:00 GMT"
+    )?;
+    for i in 0..n {
+        writeln!(w, "{} ; SBL{}", network(i), 100_000 + i)?;
+    }
+    w.flush()
+}
+
+/// Each of `formats` written with `n` rows and taken from `watch.dir` into
+/// a fresh queue in turn; rows/s against the first, peak RSS of each.
+async fn compare(n: usize, formats: &[(&str, &str, Writer)]) -> anyhow::Result<()> {
+    let mut first_rate = 0.0;
+    for &(name, file, write) in formats {
         let dir = tempfile::tempdir()?;
         let root = dir.path();
         std::fs::create_dir_all(root.join("incoming"))?;
@@ -160,16 +218,16 @@ pub async fn bench(n: usize) -> anyhow::Result<()> {
             .await?;
         let secs = start.elapsed().as_secs_f64();
         let rate = n as f64 / secs;
-        if name == "csv" {
-            csv_rate = rate;
+        if first_rate == 0.0 {
+            first_rate = rate;
         }
         let f = &out[0];
         println!(
-            "  {name:<5} {:>6.0} MB: {} queued, {} rejected in {secs:.2} s: {rate:.0} rows/s ({:.2} of CSV), peak RSS {:.0} MiB",
+            "  {name:<5} {:>6.0} MB: {} queued, {} rejected in {secs:.2} s: {rate:.0} rows/s ({:.2} of the first), peak RSS {:.0} MiB",
             size as f64 / 1e6,
             f.queued,
             f.rejected,
-            rate / csv_rate,
+            rate / first_rate,
             super::peak_rss_mib()
         );
         q.close().await;

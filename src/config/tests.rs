@@ -462,7 +462,10 @@ mod example {
     #[test]
     fn the_example_config_is_valid() {
         let text = include_str!("../../config/tc-ingest.example.toml");
-        let raw: RawConfig = toml::from_str(text).unwrap();
+        // As a config is read: presets expanded, then the keys.
+        let mut errors = Vec::new();
+        let raw: RawConfig = super::raw::from_table(text.parse().unwrap(), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
         // Its secret_key_file is not read under systemd: the credential
         // the unit hands over wins.
         let creds = tempfile::tempdir().unwrap();
@@ -472,7 +475,8 @@ mod example {
             ..SecretEnv::default()
         };
         let c = raw.validate(Path::new("/etc/tc-ingest"), &env).unwrap();
-        assert_eq!(c.feeds.len(), 2);
+        assert_eq!(c.feeds.len(), 3);
+        assert!(c.feeds[2].snapshot, "the preset's keys apply");
         assert_eq!(c.api.types, TypeNames::default());
         assert!(c.feeds[0].matches(Path::new("abuse-ch/today.csv")));
     }

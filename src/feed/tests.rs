@@ -70,6 +70,36 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// The public-feed options on any bytes: no panic, positions growing.
+    #[test]
+    fn feed_shape_options_on_any_bytes_never_panic_and_positions_increase(bytes in feedish()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed");
+        std::fs::write(&path, &bytes).unwrap();
+        let positional: BTreeMap<Field, String> =
+            [(Field::Value, "2".to_string()), (Field::Description, "1".to_string())].into();
+        let shapes = [
+            ReadOptions { format: Some(Format::Csv), header: false, columns: positional, ..ReadOptions::default() },
+            ReadOptions { format: Some(Format::Csv), header_in_comment: true, delimiter: Some(b'|'), ..ReadOptions::default() },
+            ReadOptions { format: Some(Format::Csv), comments: vec![";".into()], ..ReadOptions::default() },
+            ReadOptions { format: Some(Format::Text), line_key: Some("ExitAddress".into()), trailing: Some(Field::Tags), ..ReadOptions::default() },
+            ReadOptions { format: Some(Format::Text), comments: vec!["//".into()], ..ReadOptions::default() },
+        ];
+        for opts in shapes {
+            let opts = ReadOptions { max_line_bytes: 256, ..opts };
+            let mut positions = Vec::new();
+            let _ = read(&path, &opts, &mut |item| {
+                positions.push(item.position());
+                ControlFlow::Continue(())
+            });
+            prop_assert!(positions.windows(2).all(|w| w[0] < w[1]), "{opts:?}: {positions:?}");
+        }
+    }
+}
+
 /// Files written outside the project (`tests/fixtures/`).
 const FIXTURES: [(Format, &[u8]); 4] = [
     (

@@ -184,7 +184,10 @@ fn no_indicator_column(names: &[String]) -> FeedError {
         line: 1,
         reason: format!(
             "no indicator column in the header {} ({} columns): name one indicator, value, ioc \
-             or summary (or md5/sha1/sha256, key_name), or map one with the feed rule's `columns`",
+             or summary (or md5/sha1/sha256, key_name), or map one with the feed rule's `columns`; \
+             a feed whose header is a comment line takes `header_in_comment = true`, one without \
+             a header `header = false` with columns by position; a known public feed, its \
+             `preset` (tc-ingest presets)",
             shown.into_string(),
             names.len()
         ),
