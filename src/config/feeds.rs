@@ -152,10 +152,10 @@ fn columns(
     for (name, column) in raw {
         let column = match (column, header) {
             (RawColumn::Name(n), true) => n,
-            (RawColumn::Position(p), false) if p >= 1 => p.to_string(),
+            (RawColumn::Position(p), false) if (1..=4096).contains(&p) => p.to_string(),
             (RawColumn::Position(p), false) => {
                 errors.push(format!(
-                    "{key}.columns.{name}: position {p} (they count from 1)"
+                    "{key}.columns.{name}: position {p} (they count from 1, up to 4096)"
                 ));
                 continue;
             }

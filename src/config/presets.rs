@@ -1,6 +1,6 @@
 //! The catalog of known public feeds: `preset = "NAME"` on a feed rule sets
 //! the keys that read the feed as it is published (format, columns,
-//! comments, type, a tag of the feed's name, `snapshot` for full lists);
+//! comments, type, a tag naming the feed, `snapshot` for full lists);
 //! any key given beside it wins. `tc-ingest presets` lists them with where
 //! each is published and its terms, so that the user can decide.
 //!

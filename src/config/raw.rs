@@ -167,7 +167,8 @@ pub struct RawFeedRule {
     /// without a header.
     #[serde(default)]
     pub columns: BTreeMap<String, RawColumn>,
-    /// Line comment prefixes (default `#`, and `;` for plain lists).
+    /// Line comment prefixes (default `#`, and `;` for plain lists); a
+    /// table takes the first character of the first.
     pub comment: Option<Vec<String>>,
     /// The field the rest of a line after a trailing comment fills (plain
     /// lists: `192.0.2.0/24 ; SBL123`).

@@ -126,26 +126,52 @@ impl fmt::Display for Field {
     }
 }
 
-/// The field a column or JSON key stands for, by common names (case, spaces,
-/// `_` and `-` ignored).
-pub fn field_for_name(name: &str) -> Option<Field> {
-    let n: String = name
-        .trim()
+/// Names of a column by what it holds (abuse.ch, DataPlane, Spamhaus
+/// JSON), squashed: the value, unless the table names one of the value's
+/// own names (`indicator`, `value`, `ioc`...). Not `domain`: beside an AS
+/// number it is the AS's (Spamhaus's ASN-DROP), not an indicator.
+const VALUE_ALIASES: [&str; 9] = [
+    "url",
+    "ip",
+    "ipaddr",
+    "ipaddress",
+    "dstip",
+    "srcip",
+    "saddr",
+    "daddr",
+    "cidr",
+];
+
+fn value_alias(squashed: &str) -> bool {
+    VALUE_ALIASES.contains(&squashed)
+}
+
+/// Whether `name` is the value only by what it holds (see
+/// [`VALUE_ALIASES`]): a column of that name gives way to one named
+/// `indicator`, `value` or `ioc`.
+pub fn is_value_alias(name: &str) -> bool {
+    value_alias(&squash(name))
+}
+
+fn squash(name: &str) -> String {
+    name.trim()
         .trim_start_matches('\u{feff}')
         .chars()
         .filter(|c| !matches!(c, ' ' | '_' | '-'))
         .flat_map(char::to_lowercase)
-        .collect();
+        .collect()
+}
+
+/// The field a column or JSON key stands for, by common names (case, spaces,
+/// `_` and `-` ignored).
+pub fn field_for_name(name: &str) -> Option<Field> {
+    let n = squash(name);
     Some(match n.as_str() {
         "indicator" | "value" | "ioc" | "summary" | "observable" | "indicatorvalue"
         | "iocvalue" => Field::Value,
         // Columns named by what they hold (abuse.ch, DataPlane, Spamhaus
         // JSON): the first such column of a table is its value.
-        // Not `domain`: beside an AS number it is the AS's (Spamhaus's
-        // ASN-DROP), not an indicator.
-        "url" | "ip" | "ipaddr" | "ipaddress" | "dstip" | "srcip" | "saddr" | "daddr" | "cidr" => {
-            Field::Value
-        }
+        n if value_alias(n) => Field::Value,
         "type" | "indicatortype" | "ioctype" | "kind" => Field::Type,
         "rating" | "threatrating" => Field::Rating,
         "confidence" | "confidencerating" => Field::Confidence,

@@ -97,10 +97,15 @@ impl Format {
             } else {
                 Format::Json
             }
-        } else if first_line.contains(['\t']) {
+        } else if first_line.contains(['\t'])
+            && field_for_name(first_line.split('\t').next().unwrap_or("")).is_some()
+        {
+            // A tab table with a header (DShield's `Start ...`); a list
+            // whose values have tab-separated notes stays a list.
             Format::Tsv
         } else if first_line.matches(" | ").count() >= 2 {
-            // A table padded around `|` (DataPlane): values hold no spaces.
+            // A table padded around `|` (DataPlane): a list's values (URLs,
+            // addresses) hold no ` | `.
             Format::Csv
         } else if first_line.contains([',', ';', '|'])
             && field_for_name(first_line.split([',', ';', '|']).next().unwrap_or("")).is_some()

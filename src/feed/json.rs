@@ -230,14 +230,22 @@ fn record(m: Map<String, Value>, position: u64, line: u64, opts: &ReadOptions) -
         ..RawRecord::default()
     };
     let input = || super::echo_json(&m);
+    // A key named by what it holds (`url`, `ip`) gives way to one named as
+    // the value (`indicator`, `value`).
+    let named_value = m
+        .keys()
+        .any(|k| field_for_name(k) == Some(Field::Value) && !super::is_value_alias(k));
     for (k, v) in &m {
         let explicit = opts
             .columns
             .iter()
             .find(|(_, col)| col.as_str() == k)
             .map(|(f, _)| *f);
-        let field =
-            explicit.or_else(|| field_for_name(k).filter(|f| !opts.columns.contains_key(f)));
+        let field = explicit.or_else(|| {
+            field_for_name(k)
+                .filter(|f| !opts.columns.contains_key(f))
+                .filter(|f| !(named_value && *f == Field::Value && super::is_value_alias(k)))
+        });
         match (field, v) {
             (_, Value::Null) => {}
             (Some(Field::Tags), Value::Array(items)) => {

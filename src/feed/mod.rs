@@ -20,7 +20,7 @@ mod text;
 
 pub use echo::{ECHO_BYTES, Echo, cut, echo_bytes, echo_display};
 use echo::{echo_json, floor_char_boundary};
-pub use field::{Field, field_for_name};
+pub use field::{Field, field_for_name, is_value_alias};
 pub use format::{Format, format_of};
 use format::{SNIFF_BYTES, content_format};
 

@@ -476,3 +476,49 @@ fn a_csv_row_past_the_limit_on_one_line_is_skipped_and_reading_goes_on() {
         [(3, true), (4, false), (5, true), (6, false), (7, true)]
     );
 }
+
+#[test]
+fn columns_named_by_what_they_hold_give_way_and_never_shift_a_comma_csv() {
+    let opts = ReadOptions::default();
+    let value = |rows: Vec<RawRecord>| rows[0].value.clone();
+    // A column named as the value wins over one named by what it holds.
+    let rows = rows_of(
+        "a.csv",
+        b"src_ip,dst_ip,indicator\n192.0.2.1,192.0.2.2,evil.example\n",
+        &opts,
+    );
+    assert_eq!(value(rows).as_deref(), Some("evil.example"));
+    let rows = rows_of(
+        "a.ndjson",
+        b"{\"indicator\": \"evil.example\", \"url\": \"https://report.example/1\"}\n",
+        &opts,
+    );
+    assert_eq!(value(rows).as_deref(), Some("evil.example"));
+    // A comma CSV row with a stray comma is refused, not realigned.
+    let (items, _) = read_small(
+        "b.csv",
+        b"url,threat,ref\nhttp://evil.example/a,b,malware,x\n",
+    );
+    assert!(
+        matches!(&items[..], [Item::Bad { reason, .. }] if reason.contains("4 fields")),
+        "{items:?}"
+    );
+    // A `|` table's stray `|` in a free-text column does not shift the value.
+    let rows = rows_of(
+        "dp.txt",
+        b"#  ASN  |  ASname  |  ipaddr  |  category\n64496 | EXAMPLE|AS | 192.0.2.10 | ssh\n",
+        &opts,
+    );
+    assert_eq!(value(rows).as_deref(), Some("192.0.2.10"));
+    // A data row holding the word `url` is no header: the comment line is.
+    let rows = rows_of(
+        "tf.csv",
+        b"# \"ioc_value\",\"ioc_type\"\n\"http://evil.example/x\", \"url\"\n\"192.0.2.7:443\", \"ip:port\"\n",
+        &opts,
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].kind.as_deref(), Some("url"));
+    // A `.txt` list with tab-separated notes stays a list.
+    let (items, format) = read_small("l.txt", b"192.0.2.1\tscanner\n192.0.2.2\n");
+    assert_eq!(format.unwrap(), Format::Text, "{items:?}");
+}

@@ -53,11 +53,21 @@ pub fn range(start: &str, end: Option<&str>, prefix: Option<&str>) -> Result<Str
         .map_err(|_| bad(format!("range start {start:?} is not an IP address")))?;
     if let Some(p) = prefix.map(str::trim).filter(|p| !p.is_empty()) {
         // A column holding the whole block (`192.0.2.0/24`) is one too.
-        return cidr(&if p.contains('/') {
+        let block = cidr(&if p.contains('/') {
             p.to_string()
         } else {
             format!("{first}/{p}")
-        });
+        })?;
+        // With an end too, the block must end there: never widened.
+        if let Some(end) = end.map(str::trim).filter(|e| !e.is_empty()) {
+            let last = block.parse::<ipnet::IpNet>().ok().map(|n| n.broadcast());
+            if end.parse::<IpAddr>().ok() != last {
+                return Err(bad(format!(
+                    "{start} - {end} is not the block {block} (prefix length {p})"
+                )));
+            }
+        }
+        return Ok(block);
     }
     let Some(end) = end.map(str::trim).filter(|e| !e.is_empty()) else {
         return cidr(&format!(

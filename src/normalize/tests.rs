@@ -567,4 +567,7 @@ fn address_ranges_are_one_cidr_or_refused() {
     assert_eq!(e.rule, RejectRule::CidrHostBits);
     let e = summary(rec("192.0.2.9", Some("192.0.2.1"), None)).unwrap_err();
     assert_eq!(e.rule, RejectRule::RangeNotOneCidr);
+    // A prefix length that would widen the range is refused too.
+    let e = summary(rec("192.0.2.0", Some("192.0.2.127"), Some("24"))).unwrap_err();
+    assert_eq!(e.rule, RejectRule::RangeNotOneCidr, "{}", e.message);
 }

@@ -60,9 +60,19 @@ pub(super) fn columns(
         return Ok(None);
     }
     let fields = map_columns(&names, opts);
-    if !has_indicator(&fields)
-        && let Some((comment_fields, _)) = from_comment.filter(|(f, _)| has_indicator(f))
-    {
+    // The comment is the header when it names an indicator column and the
+    // first row does not, or when both do, with as many columns, and the
+    // first row is not the same names again (a data row may hold a word
+    // such as `url`: ThreatFox's type column).
+    let same = |c: &[String]| {
+        c.len() == names.len()
+            && c.iter()
+                .zip(&names)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b.trim()))
+    };
+    if let Some((comment_fields, _)) = from_comment.filter(|(f, c)| {
+        has_indicator(f) && (!has_indicator(&fields) || (c.len() == names.len() && !same(c)))
+    }) {
         // The first row is a row: the header was the comment before it.
         let values = names.into_iter().map(String::into_bytes).collect();
         return Ok(Some(Columns {
@@ -219,6 +229,18 @@ fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<Field>> {
             })
         })
         .collect();
+    // A column named by what it holds gives way to one named as the value.
+    let named_value = names
+        .iter()
+        .zip(&fields)
+        .any(|(n, f)| *f == Some(Field::Value) && !crate::feed::is_value_alias(n));
+    if named_value {
+        for (n, f) in names.iter().zip(fields.iter_mut()) {
+            if *f == Some(Field::Value) && crate::feed::is_value_alias(n) && !explicit(n, opts) {
+                *f = None;
+            }
+        }
+    }
     // One column per field: the first that names it (an explicit mapping
     // is found first, as it names the column exactly).
     let mut seen = std::collections::HashSet::new();
@@ -231,4 +253,11 @@ fn map_columns(names: &[String], opts: &ReadOptions) -> Vec<Option<Field>> {
         }
     }
     fields
+}
+
+/// Whether the rule's `columns` names the column `name`.
+fn explicit(name: &str, opts: &ReadOptions) -> bool {
+    opts.columns
+        .values()
+        .any(|c| c.trim().eq_ignore_ascii_case(name.trim()))
 }

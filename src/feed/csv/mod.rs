@@ -1,5 +1,6 @@
-//! CSV and TSV with a header row: delimiter detected, BOM and CRLF tolerated,
-//! quoted fields with delimiters and newlines, `#` comment lines.
+//! CSV, TSV and `|` tables: delimiter detected, BOM and CRLF tolerated,
+//! quoted fields with delimiters and newlines, comment lines; the columns
+//! from a header row, a header in a comment line, or positions (`header`).
 
 use std::io::BufRead;
 
@@ -190,10 +191,21 @@ fn open(
     // The comment lines before the first row: the last may be the header.
     let (skipped, last_comment) = leading_comments(&mut input, comment, opts.max_line_bytes)
         .map_err(|e| super::broken(1, &e))?;
-    let input: Box<dyn BufRead> = Box::new(std::io::BufReader::with_capacity(
-        64 << 10,
-        QuoteAfterSpace::new(input, delimiter),
-    ));
+    // Quoted fields after a delimiter and a space (ThreatFox's `"a", "b"`),
+    // when the first row shows them: a CSV parser takes a quote only at a
+    // field's first byte.
+    let spaced = input.fill_buf().is_ok_and(|head| {
+        let first = head.split(|&b| b == b'\n').next().unwrap_or(head);
+        memchr::memmem::find(first, &[b'"', delimiter, b' ', b'"']).is_some()
+    });
+    let input: Box<dyn BufRead> = if spaced {
+        Box::new(std::io::BufReader::with_capacity(
+            64 << 10,
+            QuoteAfterSpace::new(input, delimiter),
+        ))
+    } else {
+        input
+    };
     let records = Records {
         core: ::csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -240,12 +252,16 @@ pub fn read(
         last_position = line.max(last_position + 1);
         last_position
     };
+    let table = Table {
+        fields: &fields,
+        realign: matches!(delimiter, b'|' | b'\t'),
+    };
     let mut first_row = first_row;
     loop {
         let next = match first_row.take() {
             Some((line, values)) => {
                 let record: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-                let item = row(&record, position_of(line), line, &fields, opts);
+                let item = row(&record, position_of(line), line, &table, opts);
                 if sink(item).is_break() {
                     return Err(FeedError::Stopped);
                 }
@@ -273,13 +289,9 @@ pub fn read(
                     opts.max_line_bytes, max_fields
                 ),
             },
-            Ok(Next::Record { line, ends }) => row(
-                &records.fields(ends),
-                position_of(line),
-                line,
-                &fields,
-                opts,
-            ),
+            Ok(Next::Record { line, ends }) => {
+                row(&records.fields(ends), position_of(line), line, &table, opts)
+            }
         };
         if sink(item).is_break() {
             return Err(FeedError::Stopped);
@@ -294,12 +306,17 @@ pub fn read(
 /// first description): columns before it are counted from the left, those
 /// after it from the right, so the indicator column is not shifted. Fewer
 /// values than columns: `None`.
-fn align(n: usize, fields: &[Option<Field>], header: bool) -> Option<Vec<(usize, Field)>> {
+fn align(
+    n: usize,
+    fields: &[Option<Field>],
+    header: bool,
+    realign: bool,
+) -> Option<Vec<(usize, Field)>> {
     let mapped = |i: usize| fields[i].map(|f| (i, f));
     if !header || n == fields.len() {
         return Some((0..fields.len().min(n)).filter_map(mapped).collect());
     }
-    if n < fields.len() {
+    if n < fields.len() || !realign {
         return None;
     }
     let extra = n - fields.len();
@@ -318,13 +335,16 @@ fn align(n: usize, fields: &[Option<Field>], header: bool) -> Option<Vec<(usize,
     )
 }
 
-fn row(
-    record: &[&[u8]],
-    position: u64,
-    line: u64,
-    fields: &[Option<Field>],
-    opts: &ReadOptions,
-) -> Item {
+/// A table's columns, and whether a row with a stray delimiter is
+/// realigned (`|` and tab tables, whose free text is not quoted; in a
+/// comma or semicolon CSV it is a quoting mistake: refused).
+struct Table<'a> {
+    fields: &'a [Option<Field>],
+    realign: bool,
+}
+
+fn row(record: &[&[u8]], position: u64, line: u64, table: &Table<'_>, opts: &ReadOptions) -> Item {
+    let fields = table.fields;
     let input = || {
         let mut echo = super::Echo::new();
         for (i, f) in record.iter().enumerate() {
@@ -341,7 +361,7 @@ fn row(
         input: input(),
         reason,
     };
-    let Some(columns) = align(record.len(), fields, opts.header) else {
+    let Some(columns) = align(record.len(), fields, opts.header, table.realign) else {
         return bad(format!(
             "{} fields where the header has {}",
             record.len(),
@@ -358,13 +378,8 @@ fn row(
         let Ok(s) = std::str::from_utf8(raw) else {
             return bad(format!("invalid UTF-8 in column {field}"));
         };
-        // `"a", "b"` (ThreatFox): a quoted value after the delimiter's space.
         let t = s.trim();
-        let t = t
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-            .unwrap_or(t);
-        if !t.trim().is_empty() {
+        if !t.is_empty() {
             rec.set(field, t.to_string());
         }
     }
