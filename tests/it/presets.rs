@@ -134,3 +134,33 @@ async fn presets_are_listed_with_where_they_are_published_and_an_unknown_one_is_
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_preset_feed_dropped_into_the_daemon_is_delivered_with_its_tags() {
+    let app = TestApp::builder()
+        .extra_config(&format!(
+            "{QUICK_DELIVERY}mode = \"v3\"\n[[feeds]]\ndir = \"spamhaus\"\npreset = \"spamhaus-drop\"\nowner = \"Exemplary Organization\"\n"
+        ))
+        .start()
+        .await;
+    app.drop_file(
+        "spamhaus/drop.txt",
+        &std::fs::read(sample("spamhaus-drop.txt")).unwrap(),
+    );
+    app.run_once_exits(0).await;
+    let held = app.sim.indicators();
+    let expected = wanted(
+        &serde_json::from_slice(&std::fs::read(sample("spamhaus-drop.txt.expected.json")).unwrap())
+            .unwrap(),
+    );
+    assert_eq!(held.len(), expected.len(), "{held:#?}");
+    for ind in &held {
+        assert_eq!(
+            (ind.kind.as_str(), ind.owner.as_str()),
+            ("CIDR", "Exemplary Organization")
+        );
+        // The feed's name and the row's SBL id.
+        assert!(ind.tags.contains("spamhaus-drop"), "{ind:?}");
+        assert!(ind.tags.iter().any(|t| t.starts_with("SBL")), "{ind:?}");
+    }
+}
