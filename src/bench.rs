@@ -218,6 +218,30 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An intake of `root/incoming` into a fresh queue `root/queue.db`, with
+/// the default limits; the queue and the config's sender, to keep.
+async fn intake_at(
+    root: &std::path::Path,
+) -> anyhow::Result<(
+    crate::intake::Intake,
+    Queue,
+    tokio::sync::watch::Sender<Arc<crate::config::Config>>,
+)> {
+    let config = format!(
+        "[api]\nbase_url = \"http://127.0.0.1:9\"\naccess_id = \"bench\"\nsecret_key = \"bench\"\nowner = \"Bench Org\"\n\
+         [watch]\ndir = \"{0}/incoming\"\n[queue]\npath = \"{0}/queue.db\"\n",
+        root.display()
+    );
+    let cfg = crate::config::Config::parse(&config, &root.join("c.toml"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::intake::create_dirs(&cfg.watch)?;
+    let q = Queue::open(&cfg.queue.path).await?;
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(cfg));
+    let intake =
+        crate::intake::Intake::new(rx, q.clone(), Arc::new(crate::metrics::Metrics::default()));
+    Ok((intake, q, tx))
+}
+
 async fn intake(n: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
@@ -247,18 +271,7 @@ async fn intake(n: usize) -> anyhow::Result<()> {
         }
     }
     let size = std::fs::metadata(&feed)?.len();
-    let config = format!(
-        "[api]\nbase_url = \"http://127.0.0.1:9\"\naccess_id = \"bench\"\nsecret_key = \"bench\"\nowner = \"Bench Org\"\n\
-         [watch]\ndir = \"{0}/incoming\"\n[queue]\npath = \"{0}/queue.db\"\n",
-        root.display()
-    );
-    let cfg = crate::config::Config::parse(&config, &root.join("c.toml"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::intake::create_dirs(&cfg.watch)?;
-    let q = Queue::open(&cfg.queue.path).await?;
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(cfg));
-    let mut intake =
-        crate::intake::Intake::new(rx, q.clone(), Arc::new(crate::metrics::Metrics::default()));
+    let (mut intake, _q, _cfg) = intake_at(root).await?;
     let rss_before = peak_rss_mib();
     let start = Instant::now();
     let out = intake

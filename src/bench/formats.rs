@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One value of each kind in turn: the STIX path, the MISP type, the
@@ -199,18 +198,7 @@ async fn compare(n: usize, formats: &[(&str, &str, Writer)]) -> anyhow::Result<(
         std::fs::create_dir_all(root.join("incoming"))?;
         write(&root.join("incoming").join(file), n)?;
         let size = std::fs::metadata(root.join("incoming").join(file))?.len();
-        let config = format!(
-            "[api]\nbase_url = \"http://127.0.0.1:9\"\naccess_id = \"bench\"\nsecret_key = \"bench\"\nowner = \"Bench Org\"\n\
-             [watch]\ndir = \"{0}/incoming\"\n[queue]\npath = \"{0}/queue.db\"\n",
-            root.display()
-        );
-        let cfg = crate::config::Config::parse(&config, &root.join("c.toml"))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        crate::intake::create_dirs(&cfg.watch)?;
-        let q = crate::queue::Queue::open(&cfg.queue.path).await?;
-        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(cfg));
-        let mut intake =
-            crate::intake::Intake::new(rx, q.clone(), Arc::new(crate::metrics::Metrics::default()));
+        let (mut intake, q, _cfg) = super::intake_at(root).await?;
         reset_peak_rss();
         let start = Instant::now();
         let out = intake

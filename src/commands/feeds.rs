@@ -80,6 +80,8 @@ struct Normalized {
     by_type: BTreeMap<&'static str, u64>,
     by_rule: BTreeMap<RejectRule, u64>,
     skipped: BTreeMap<String, u64>,
+    /// Bounds the reasons counted (a file may name millions of types).
+    skip_names: intake::SkipNames,
     /// Whether rows show their owner and payload (with --config).
     with_owner: bool,
 }
@@ -93,6 +95,7 @@ impl Normalized {
             by_type: BTreeMap::new(),
             by_rule: BTreeMap::new(),
             skipped: BTreeMap::new(),
+            skip_names: intake::SkipNames::default(),
             with_owner,
         }
     }
@@ -123,7 +126,9 @@ impl Normalized {
     /// reject (counted by rule).
     fn item(&mut self, item: feed::Item, settings: &Settings, name: &str) {
         match intake::classify(item, settings) {
-            intake::Classified::Skip(what) => *self.skipped.entry(what).or_default() += 1,
+            intake::Classified::Skip(what) => {
+                *self.skipped.entry(self.skip_names.name(what)).or_default() += 1;
+            }
             intake::Classified::Job(job) => {
                 let kind = job.indicator.kind().tc_name();
                 *self.by_type.entry(kind).or_default() += 1;

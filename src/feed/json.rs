@@ -6,32 +6,13 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use super::jsonscan::{ScanError, Scanner};
+use super::jsonscan::{Scanner, Stop};
 use super::{
     FeedError, Field, Flow, Item, RawRecord, ReadOptions, field_for_name, read_line_limited,
 };
 
 /// Keys of a top-level object under which the array of indicators may be.
 const ARRAY_KEYS: [&str; 4] = ["indicator", "indicators", "data", "items"];
-
-/// Why reading an array ended early.
-enum Stop {
-    /// The sink asked to stop.
-    Sink,
-    Scan(ScanError),
-}
-
-impl From<ScanError> for Stop {
-    fn from(e: ScanError) -> Self {
-        Stop::Scan(e)
-    }
-}
-
-impl From<std::io::Error> for Stop {
-    fn from(e: std::io::Error) -> Self {
-        Stop::Scan(ScanError::Io(e))
-    }
-}
 
 /// One JSON document read element by element: the array of indicators at
 /// its top, or under one of [`ARRAY_KEYS`] of its top-level object. Each
@@ -62,15 +43,7 @@ pub fn read_array(
         found_array: false,
     };
     let result = r.document();
-    let line = r.scan.line();
-    match result {
-        Ok(()) => Ok(()),
-        Err(Stop::Sink) => Err(FeedError::Stopped),
-        Err(Stop::Scan(e)) => {
-            let (line, reason) = e.into_parts(line);
-            Err(FeedError::Broken { line, reason })
-        }
-    }
+    Stop::ended(result, r.scan.line())
 }
 
 impl<R: BufRead> ArrayReader<'_, R> {

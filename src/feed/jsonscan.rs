@@ -42,6 +42,39 @@ impl From<io::Error> for ScanError {
     }
 }
 
+/// Why a walk over a document ended early: the sink asked to stop, or the
+/// structure could not be followed.
+pub(super) enum Stop {
+    Sink,
+    Scan(ScanError),
+}
+
+impl From<ScanError> for Stop {
+    fn from(e: ScanError) -> Self {
+        Stop::Scan(e)
+    }
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Scan(ScanError::Io(e))
+    }
+}
+
+impl Stop {
+    /// A walk's end as a reader reports it; `line` is where the walk was.
+    pub(super) fn ended(result: Result<(), Stop>, line: u64) -> Result<(), super::FeedError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Stop::Sink) => Err(super::FeedError::Stopped),
+            Err(Stop::Scan(e)) => {
+                let (line, reason) = e.into_parts(line);
+                Err(super::FeedError::Broken { line, reason })
+            }
+        }
+    }
+}
+
 /// A byte as an error message shows it.
 fn shown(b: u8) -> String {
     if b.is_ascii_graphic() {

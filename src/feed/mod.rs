@@ -246,6 +246,18 @@ pub enum Item {
 }
 
 impl Item {
+    /// The item at position `at` (readers that give several items per
+    /// object number them from the object's base).
+    pub(crate) fn at(mut self, at: u64) -> Self {
+        match &mut self {
+            Item::Row(r) => r.position = at,
+            Item::Skipped { position, .. }
+            | Item::Refused { position, .. }
+            | Item::Bad { position, .. } => *position = at,
+        }
+        self
+    }
+
     pub fn position(&self) -> u64 {
         match self {
             Item::Row(r) => r.position,

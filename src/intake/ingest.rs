@@ -416,13 +416,14 @@ fn read_chunks(
 
 /// The reasons a file's rows are skipped for, bounded: a file naming
 /// thousands of object types counts the ones past [`SkipNames::MAX`] as one.
-#[derive(Default)]
-struct SkipNames(std::collections::HashSet<String>);
+#[derive(Debug, Default)]
+pub struct SkipNames(std::collections::HashSet<String>);
 
 impl SkipNames {
     const MAX: usize = 64;
 
-    fn name(&mut self, what: String) -> String {
+    /// The reason `what` is counted under.
+    pub fn name(&mut self, what: String) -> String {
         if self.0.contains(&what) {
             return what;
         }

@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use dir::{create_dirs, is_ignored};
 pub use ingest::{
-    CHUNK_ROWS, Classified, End, Input, Report, Settings, Start, classify, ingest, sha256_of,
+    CHUNK_ROWS, Classified, End, Input, Report, Settings, SkipNames, Start, classify, ingest,
+    sha256_of,
 };
 
 use crate::config::Config;

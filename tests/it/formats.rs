@@ -110,12 +110,10 @@ async fn a_misp_event_is_delivered_with_its_labels_in_every_mode() {
     let want = expected("misp/pymisp-event.json");
     for mode in ["v2", "v3", "batch"] {
         let app = app_in(mode, faults(), "").await;
-        std::fs::create_dir_all(app.incoming()).unwrap();
-        std::fs::copy(
-            fixture("misp/pymisp-event.json"),
-            app.incoming().join("event.json"),
-        )
-        .unwrap();
+        app.drop_file(
+            "event.json",
+            &std::fs::read(fixture("misp/pymisp-event.json")).unwrap(),
+        );
         // Two attributes are rejected before the queue: every queued job
         // is delivered (exit 0).
         app.run_once_exits(0).await;
@@ -215,12 +213,10 @@ async fn a_label_the_instance_lacks_is_left_out_and_the_indicator_delivered() {
             ..faults()
         };
         let app = app_in(mode, lacking, "").await;
-        std::fs::create_dir_all(app.incoming()).unwrap();
-        std::fs::copy(
-            fixture("misp/restsearch-response.json"),
-            app.incoming().join("events.json"),
-        )
-        .unwrap();
+        app.drop_file(
+            "events.json",
+            &std::fs::read(fixture("misp/restsearch-response.json")).unwrap(),
+        );
         let stderr = app.run_once_exits(0).await;
         let all = app.sim.indicators();
         assert_eq!(all.len(), 7, "{mode}: {all:#?}");
@@ -250,12 +246,10 @@ async fn a_label_refused_when_the_list_cannot_be_read_is_dropped_and_delivery_go
             ..faults()
         };
         let app = app_in(mode, unlisted, "").await;
-        std::fs::create_dir_all(app.incoming()).unwrap();
-        std::fs::copy(
-            fixture("misp/restsearch-response.json"),
-            app.incoming().join("events.json"),
-        )
-        .unwrap();
+        app.drop_file(
+            "events.json",
+            &std::fs::read(fixture("misp/restsearch-response.json")).unwrap(),
+        );
         app.run_once_exits(0).await;
         let all = app.sim.indicators();
         assert_eq!(all.len(), 7, "{mode}: {all:#?}");
@@ -300,13 +294,11 @@ async fn a_stix_bundle_is_delivered_with_its_markings_in_every_mode() {
     let want = expected("stix/stix2-library.json");
     for mode in ["v2", "v3", "batch"] {
         let app = app_in(mode, faults(), "").await;
-        std::fs::create_dir_all(app.incoming()).unwrap();
         // Named as nothing in particular: told by its content.
-        std::fs::copy(
-            fixture("stix/stix2-library.json"),
-            app.incoming().join("bundle.dat"),
-        )
-        .unwrap();
+        app.drop_file(
+            "bundle.dat",
+            &std::fs::read(fixture("stix/stix2-library.json")).unwrap(),
+        );
         app.run_once_exits(0).await;
         let all = app.sim.indicators();
         check_held(&all, &want, mode);
@@ -443,12 +435,10 @@ fn version_of(file: &str, id: &str, modified: &str, description: &str) -> Vec<u8
 #[tokio::test]
 async fn a_newer_version_of_an_object_updates_its_indicator_and_an_older_one_is_dropped() {
     let app = app_in("v3", faults(), "").await;
-    std::fs::create_dir_all(app.incoming()).unwrap();
-    std::fs::copy(
-        fixture("stix/opencti-style.json"),
-        app.incoming().join("octi.json"),
-    )
-    .unwrap();
+    app.drop_file(
+        "octi.json",
+        &std::fs::read(fixture("stix/opencti-style.json")).unwrap(),
+    );
     app.run_once_exits(0).await;
     let all = app.sim.indicators();
     check_held(&all, &expected("stix/opencti-style.json"), "octi");

@@ -22,7 +22,7 @@ mod types;
 
 use attribute::{Attribute, attribute, text};
 
-use super::jsonscan::{ScanError, Scanner};
+use super::jsonscan::{Scanner, Stop};
 use super::{FeedError, Flow, Item, RawRecord, ReadOptions, Refusal, echo_bytes};
 
 /// Events whose heads are kept; attributes of later events in one file
@@ -88,23 +88,6 @@ pub(super) fn read(
     w.run()
 }
 
-enum Stop {
-    Sink,
-    Scan(ScanError),
-}
-
-impl From<ScanError> for Stop {
-    fn from(e: ScanError) -> Self {
-        Stop::Scan(e)
-    }
-}
-
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Self {
-        Stop::Scan(ScanError::Io(e))
-    }
-}
-
 struct Walk<'a, R> {
     scan: Scanner<R>,
     buf: Vec<u8>,
@@ -138,15 +121,7 @@ impl<'a, R: BufRead> Walk<'a, R> {
 
     fn run(&mut self) -> Result<(), FeedError> {
         let result = self.document();
-        let line = self.scan.line();
-        match result {
-            Ok(()) => Ok(()),
-            Err(Stop::Sink) => Err(FeedError::Stopped),
-            Err(Stop::Scan(e)) => {
-                let (line, reason) = e.into_parts(line);
-                Err(FeedError::Broken { line, reason })
-            }
-        }
+        Stop::ended(result, self.scan.line())
     }
 
     fn document(&mut self) -> Result<(), Stop> {
@@ -402,42 +377,7 @@ impl<'a, R: BufRead> Walk<'a, R> {
             .take(ROWS_PER_ATTRIBUTE as usize)
             .enumerate()
         {
-            let at = base + i as u64;
-            let item = match item {
-                Item::Row(mut r) => {
-                    r.position = at;
-                    Item::Row(r)
-                }
-                Item::Skipped { line, what, .. } => Item::Skipped {
-                    position: at,
-                    line,
-                    what,
-                },
-                Item::Refused {
-                    line,
-                    input,
-                    rule,
-                    reason,
-                    ..
-                } => Item::Refused {
-                    position: at,
-                    line,
-                    input,
-                    rule,
-                    reason,
-                },
-                Item::Bad {
-                    line,
-                    input,
-                    reason,
-                    ..
-                } => Item::Bad {
-                    position: at,
-                    line,
-                    input,
-                    reason,
-                },
-            };
+            let item = item.at(base + i as u64);
             if sink(item).is_break() {
                 return Err(Stop::Sink);
             }

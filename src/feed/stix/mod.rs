@@ -19,7 +19,7 @@ mod refs;
 
 use std::io::{self, BufRead};
 
-use super::jsonscan::{ScanError, Scanner};
+use super::jsonscan::{Scanner, Stop};
 use super::{FeedError, Flow, Item, ReadOptions, read_line_limited};
 
 pub(super) use refs::Refs;
@@ -74,22 +74,11 @@ pub(super) fn read(
             .into_iter()
             .enumerate()
         {
-            let item = with_position(item, base + i as u64);
+            let item = item.at(base + i as u64);
             sink(item)?;
         }
         Flow::Continue(())
     })
-}
-
-/// The item at `position`.
-fn with_position(mut item: Item, at: u64) -> Item {
-    match &mut item {
-        Item::Row(r) => r.position = at,
-        Item::Skipped { position, .. }
-        | Item::Refused { position, .. }
-        | Item::Bad { position, .. } => *position = at,
-    }
-    item
 }
 
 /// The layout, from the start of the file: an array by its bracket; one
@@ -135,24 +124,6 @@ fn bundle(line: &[u8]) -> bool {
         .is_ok_and(|t| t.kind.as_deref() == Some("bundle") || t.objects.is_some())
 }
 
-/// Why a walk ended early.
-enum Stop {
-    Sink,
-    Scan(ScanError),
-}
-
-impl From<ScanError> for Stop {
-    fn from(e: ScanError) -> Self {
-        Stop::Scan(e)
-    }
-}
-
-impl From<io::Error> for Stop {
-    fn from(e: io::Error) -> Self {
-        Stop::Scan(ScanError::Io(e))
-    }
-}
-
 /// Hands every object of the file to `each`, in order.
 fn walk(
     input: Box<dyn BufRead>,
@@ -173,15 +144,7 @@ fn walk(
         Layout::Bundle => w.bundle(each),
         _ => w.array(each),
     };
-    let line = w.scan.line();
-    match result {
-        Ok(()) => Ok(()),
-        Err(Stop::Sink) => Err(FeedError::Stopped),
-        Err(Stop::Scan(e)) => {
-            let (line, reason) = e.into_parts(line);
-            Err(FeedError::Broken { line, reason })
-        }
-    }
+    Stop::ended(result, w.scan.line())
 }
 
 /// Objects one a line; blank lines skipped.
