@@ -443,10 +443,17 @@ pub async fn drive_once(
             progress(&daemon.queue.state_counts(started).await?);
         }
         if let Some(p) = daemon.delivery.gate.paused() {
-            // A circuit that stays open longer than the longest backoff is
-            // a server that is not coming back soon: stop, as for a pause.
+            // A circuit that stays open longer than the longest backoff, and
+            // through several failed probes, is a server that is not coming
+            // back soon: stop, as for a pause. (One failed probe is not
+            // enough: under a 30% error rate a probe fails 30% of the time.)
             let open_for = Duration::from_millis((now_ms() - p.since_ms).max(0) as u64);
-            let limit = daemon.cfg_tx.borrow().delivery.backoff_max;
+            let limit = daemon
+                .cfg_tx
+                .borrow()
+                .delivery
+                .backoff_max
+                .max(crate::deliver::ONCE_CIRCUIT_PATIENCE);
             if p.class != ErrorClass::CircuitOpen || open_for > limit {
                 paused = Some(format!("{}: {}", p.class, p.reason));
                 break;

@@ -37,6 +37,7 @@ pub use batcher::{ModeInUse, RouteMode, Routes};
 pub use gate::{Gate, Paused};
 pub use labels::Labels;
 pub use policy::{Action, backoff, policy};
+pub use prober::ONCE_CIRCUIT_PATIENCE;
 pub use throttle::Throttle;
 
 use crate::api::{Client, Endpoints};

@@ -17,6 +17,10 @@ use crate::names::ErrorClass;
 /// How often an open circuit is probed after its open period.
 pub const CIRCUIT_PROBE_EVERY: Duration = Duration::from_secs(2);
 
+/// How long `run --once` waits on an open circuit at the least (three failed
+/// probes), however short `delivery.backoff_max_secs` is.
+pub const ONCE_CIRCUIT_PATIENCE: Duration = CIRCUIT_PROBE_EVERY.saturating_mul(3);
+
 impl Delivery {
     pub(super) async fn prober(self, cancel: CancellationToken) {
         let mut interval = self.config().delivery.probe_min;
