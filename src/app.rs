@@ -1,7 +1,7 @@
 //! The running daemon: wiring, supervision, signals and shutdown order.
 //!
-//! `run` starts intake (the watched directory), delivery and maintenance as
-//! tasks under one supervisor. A task that stops on its own is a failure: the
+//! `run` starts intake (the watched directory), pull sources, delivery and
+//! maintenance as tasks under one supervisor. A task that stops on its own is a failure: the
 //! daemon logs which and why, shuts the rest down, and exits non-zero so
 //! systemd restarts it. SIGTERM/SIGINT shut down in order; a second signal
 //! exits at once. SIGHUP reloads the config, keeping the old one if the new
@@ -26,6 +26,7 @@ use crate::intake::{FileOutcome, Intake};
 use crate::metrics::Metrics;
 use crate::names::ErrorClass;
 use crate::queue::{DaemonLock, FileState, JobState, Queue, StateCounts, Stats, now_ms};
+use crate::sources::Sources;
 
 /// How often `run --once` says what it is still waiting for.
 const ONCE_WAIT_NOTICE: Duration = Duration::from_secs(30);
@@ -88,6 +89,15 @@ impl Daemon {
             clock,
             _lock: lock,
         })
+    }
+
+    /// The pull sources, following the running config.
+    pub fn sources(&self) -> Sources {
+        Sources::new(
+            self.cfg_tx.subscribe(),
+            self.queue.clone(),
+            self.metrics.clone(),
+        )
     }
 
     /// Re-reads the config file. An invalid one is refused and the old one
@@ -213,6 +223,8 @@ async fn run_daemon(
     tasks.spawn(async move { ("delivery", d.run(c).await) });
     let (d, c) = (daemon.delivery.clone(), cancel.clone());
     tasks.spawn(async move { ("maintenance", maintenance(d, c).await) });
+    let (sources, c) = (daemon.sources(), cancel.clone());
+    tasks.spawn(async move { ("sources", sources.run(c).await) });
     if let Some(addr) = daemon.cfg_tx.borrow().metrics.listen {
         let (m, c) = (daemon.metrics.clone(), cancel.clone());
         tasks.spawn(async move { ("metrics", crate::metrics::serve(addr, m, c).await) });
@@ -370,11 +382,13 @@ pub struct OnceReport {
     pub delivered: u64,
     /// Jobs this run buried.
     pub buried: u64,
+    /// Pull sources whose poll failed.
+    pub sources_failed: Vec<String>,
 }
 
 impl OnceReport {
     /// 0 when everything was delivered; 1 when something was buried, held,
-    /// paused, left pending or a file failed.
+    /// paused, left pending, or a file or a pull source failed.
     pub fn exit_code(&self) -> u8 {
         let n = |s| self.stats.jobs(s);
         let unfinished = self.paused.is_some()
@@ -383,7 +397,8 @@ impl OnceReport {
             || !self.stats.held_owners.is_empty()
             || n(JobState::Pending) > 0
             || n(JobState::Leased) > 0
-            || self.files.iter().any(|f| f.state == FileState::Failed);
+            || self.files.iter().any(|f| f.state == FileState::Failed)
+            || !self.sources_failed.is_empty();
         if unfinished { exit::PARTIAL } else { exit::OK }
     }
 }
@@ -398,6 +413,7 @@ async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Res
         buried = report.buried,
         pending = n(JobState::Pending),
         held = n(JobState::Held),
+        sources_failed = report.sources_failed.len(),
         dead_in_queue = n(JobState::Dead),
         paused = report.paused.as_deref().unwrap_or("no"),
         "run --once finished"
@@ -424,6 +440,7 @@ pub async fn drive_once(
     let d = daemon.delivery.clone();
     let dc = delivery_cancel.clone();
     let mut delivery = tokio::spawn(async move { d.run(dc).await });
+    let sources_failed = daemon.sources().poll_all(cancel).await?;
     let intake = daemon.intake.as_mut().expect("intake");
     let mut files = intake.resume(cancel).await?;
     files.extend(intake.scan(cancel, false).await?);
@@ -493,6 +510,7 @@ pub async fn drive_once(
     Ok(OnceReport {
         files,
         paused,
+        sources_failed,
         buried: stats.jobs(JobState::Dead).saturating_sub(dead_before),
         delivered: last.delivered_since,
         stats,

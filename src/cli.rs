@@ -35,6 +35,28 @@ pub struct ConfigArg {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SourcesAction {
+    /// List a TAXII 2.1 server's API roots and collections (id, title,
+    /// can_read), to write a `[[sources]]` table.
+    Discover {
+        /// The discovery URL (`https://host/taxii2/`) or an API root.
+        url: String,
+        /// HTTP basic auth user (with --password-file).
+        #[arg(long, requires = "password_file")]
+        username: Option<String>,
+        /// A file holding the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// A file with one `Name: value` header line (API keys, bearer tokens).
+        #[arg(long)]
+        header_file: Option<PathBuf>,
+        /// PEM certificates to trust besides the system's.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: watch the directory, queue feeds, deliver to ThreatConnect.
     Run {
@@ -48,6 +70,17 @@ pub enum Command {
     /// List the known public feeds a feed rule can name with `preset`:
     /// where each is published, its terms, and the keys it sets.
     Presets,
+    /// Pull sources: each one's kind, health (STALE, FAILING), last success,
+    /// last error, cursor and what it fetched; or `discover` a TAXII server.
+    Sources {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the sources as JSON (as in `status --json`).
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<SourcesAction>,
+    },
     /// Validate the config and print it with the secret redacted (exit 2 on errors).
     CheckConfig {
         #[command(flatten)]

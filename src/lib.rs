@@ -16,6 +16,8 @@
 //! - [`metrics`], [`status`], [`sim`] (the ThreatConnect simulator),
 //!   [`cli`], [`logs`].
 //! - [`intake`]: the watched directory into the queue.
+//! - [`sources`]: pull sources (TAXII 2.1, HTTP(S), MISP feeds) fetched
+//!   into the watched directory.
 //! - [`deliver`]: the queue to ThreatConnect: workers, the batcher, one
 //!   policy for every answer.
 //! - [`why`], [`app`] (the daemon), [`demo`], [`bench`], [`commands`]
@@ -41,5 +43,6 @@ pub mod names;
 pub mod normalize;
 pub mod queue;
 pub mod sim;
+pub mod sources;
 pub mod status;
 pub mod why;

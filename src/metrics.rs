@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::queue::{ErrorClass, FileState, JobState};
+use crate::queue::{ErrorClass, FileState, JobState, SourceHealth};
 
 /// Upper bounds (seconds) of the request latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -47,7 +47,96 @@ pub struct Metrics {
     oldest_pending: Gauge<f64, AtomicU64>,
     batch_jobs: Family<One, Counter>,
     batch_items: Family<One, Counter>,
+    sources: SourceMetrics,
     queue_open: AtomicBool,
+}
+
+/// The pull sources' series, labelled by source.
+#[derive(Debug)]
+struct SourceMetrics {
+    fetches: Family<Two, Counter>,
+    files: Family<One, Counter>,
+    objects: Family<One, Counter>,
+    bytes: Family<One, Counter>,
+    last_success: Family<One, Gauge>,
+    stale: Family<One, Gauge>,
+    failing: Family<One, Gauge>,
+}
+
+impl SourceMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            fetches: registered(
+                r,
+                "tc_ingest_source_fetches",
+                "Polls of pull sources by source and result (ok, unchanged, or the failure's class)",
+                Family::default(),
+            ),
+            files: registered(
+                r,
+                "tc_ingest_source_files",
+                "Files pull sources wrote into the watched directory",
+                Family::default(),
+            ),
+            objects: registered(
+                r,
+                "tc_ingest_source_objects",
+                "Objects pull sources fetched (TAXII objects, MISP events)",
+                Family::default(),
+            ),
+            bytes: registered(
+                r,
+                "tc_ingest_source_bytes",
+                "Bytes pull sources fetched",
+                Family::default(),
+            ),
+            last_success: registered(
+                r,
+                "tc_ingest_source_last_success_timestamp_seconds",
+                "When a source's last poll succeeded (Unix time; 0: never)",
+                Family::default(),
+            ),
+            stale: registered(
+                r,
+                "tc_ingest_source_stale",
+                "Whether a source brought nothing new within its stale_after (1) or not (0)",
+                Family::default(),
+            ),
+            failing: registered(
+                r,
+                "tc_ingest_source_failing",
+                "Whether a source's last poll failed (1) or not (0)",
+                Family::default(),
+            ),
+        }
+    }
+
+    /// A configured source's series, at zero.
+    fn create(&self, source: &str) {
+        let one = [("source", source.to_string())];
+        let _ = self
+            .fetches
+            .get_or_create(&[("source", source.into()), ("result", "ok".into())]);
+        let _ = self.files.get_or_create(&one);
+        let _ = self.objects.get_or_create(&one);
+        let _ = self.bytes.get_or_create(&one);
+        let _ = self.last_success.get_or_create(&one);
+        let _ = self.stale.get_or_create(&one);
+        let _ = self.failing.get_or_create(&one);
+    }
+}
+
+/// One poll of a pull source, for its series.
+#[derive(Debug)]
+pub struct SourcePoll<'a> {
+    pub source: &'a str,
+    /// `ok`, `unchanged`, or the failure's class.
+    pub result: &'a str,
+    pub files: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    pub last_success_ms: Option<i64>,
+    pub health: SourceHealth,
 }
 
 impl Default for Metrics {
@@ -106,8 +195,7 @@ impl Metrics {
     /// are the feed rules' labels ([`rule_label`]). Long because it is the
     /// one list of every family: one registration each.
     pub fn new(rules: &[String]) -> Self {
-        let mut r = Registry::default();
-        let r = &mut r;
+        let r = &mut Registry::default();
         let m = Self {
             requests: registered(
                 r,
@@ -181,6 +269,7 @@ impl Metrics {
                 "Jobs of batch jobs by what became of them (delivered, refused, returned)",
                 Family::default(),
             ),
+            sources: SourceMetrics::register(r),
             registry: std::mem::take(r),
             queue_open: AtomicBool::new(false),
         };
@@ -225,10 +314,35 @@ impl Metrics {
         }
     }
 
-    /// The metrics for a config's feed rules.
+    /// The metrics for a config's feed rules and sources.
     pub fn for_config(cfg: &Config) -> Self {
         let rules: Vec<String> = (0..cfg.feeds.len()).map(|i| rule_label(Some(i))).collect();
-        Self::new(&rules)
+        let m = Self::new(&rules);
+        for s in &cfg.sources {
+            m.sources.create(&s.name);
+        }
+        m
+    }
+
+    /// One poll of a pull source.
+    pub fn source_poll(&self, p: &SourcePoll<'_>) {
+        let m = &self.sources;
+        let one = [("source", p.source.to_string())];
+        m.fetches
+            .get_or_create(&[("source", p.source.into()), ("result", p.result.into())])
+            .inc();
+        m.files.get_or_create(&one).inc_by(p.files);
+        m.objects.get_or_create(&one).inc_by(p.objects);
+        m.bytes.get_or_create(&one).inc_by(p.bytes);
+        if let Some(ms) = p.last_success_ms {
+            m.last_success.get_or_create(&one).set(ms / 1000);
+        }
+        m.stale
+            .get_or_create(&one)
+            .set(i64::from(p.health == SourceHealth::Stale));
+        m.failing
+            .get_or_create(&one)
+            .set(i64::from(p.health == SourceHealth::Failing));
     }
 
     /// One API request of a job of `owner` and `kind`, and how it ended.

@@ -14,6 +14,7 @@ use crate::sim::{SimConfig, SimOwner, Simulator};
 mod feeds;
 mod ping;
 mod queue;
+mod sources;
 
 use feeds::{enqueue, normalize_files};
 use ping::ping;
@@ -40,6 +41,7 @@ pub fn main(cli: Cli) -> ExitCode {
             | Command::Purge { .. }
             | Command::Why { .. }
             | Command::Presets
+            | Command::Sources { .. }
     ) {
         // SAFETY: restoring the default disposition of a signal, before any
         // thread is started, has no memory-safety preconditions.
@@ -68,6 +70,11 @@ async fn dispatch(cmd: Command) -> u8 {
             print!("{}", presets());
             Ok(exit::OK)
         }
+        Command::Sources {
+            config,
+            json,
+            action,
+        } => sources::run(&config, json, action).await,
         Command::Ping { config } => ping(&config).await,
         Command::Sim(args) => sim(args).await,
         Command::Normalize {

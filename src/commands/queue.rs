@@ -21,8 +21,16 @@ pub(super) fn counts<K: std::fmt::Display>(m: &BTreeMap<K, u64>) -> String {
         .join(", ")
 }
 
+/// The configured sources' `stale_after`, for their health.
+pub(super) fn source_limits(cfg: &Config) -> Vec<(String, std::time::Duration)> {
+    cfg.sources
+        .iter()
+        .map(|s| (s.name.clone(), s.stale_after))
+        .collect()
+}
+
 /// Opens an existing queue (commands that only read or repair it).
-async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
+pub(super) async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
     if !cfg.queue.path.exists() {
         anyhow::bail!(
             "no queue at {} (queue.path): the daemon has not run yet",
@@ -35,7 +43,9 @@ async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
 pub(super) async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let queue = open_existing(&cfg).await?;
-    let view = crate::status::StatusView::read(&queue).await?;
+    let view = crate::status::StatusView::read(&queue)
+        .await?
+        .with_sources(&source_limits(&cfg));
     if as_json {
         println!(
             "{}",
@@ -61,7 +71,9 @@ pub(super) async fn status_watch(
     let mut prev: Option<crate::status::StatusView> = None;
     let mut frames = 0u64;
     loop {
-        let view = crate::status::StatusView::read(&queue).await?;
+        let view = crate::status::StatusView::read(&queue)
+            .await?
+            .with_sources(&source_limits(&cfg));
         let frame = crate::status::watch_frame(&view, prev.as_ref());
         {
             let mut out = std::io::stdout().lock();

@@ -114,7 +114,7 @@ fn check_base_url(base_url: &str, allow_insecure_http: bool, errors: &mut Vec<St
     }
 }
 
-fn is_loopback(u: &url::Url) -> bool {
+pub(super) fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

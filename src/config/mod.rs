@@ -12,6 +12,7 @@ mod delivery;
 mod feeds;
 pub mod presets;
 mod proxy;
+mod pull;
 mod raw;
 mod render;
 mod secret;
@@ -32,8 +33,10 @@ use crate::indicator::{IndicatorType, TlpNames};
 pub use types::{CustomType, RegistryKeyType, TypeNames};
 
 pub use proxy::ApiProxy;
+pub use pull::{SourceConfig, SourceKind};
 pub use raw::{
-    RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawWatch,
+    RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawSize,
+    RawSource, RawWatch,
 };
 pub use render::render;
 pub use secret::{
@@ -57,6 +60,8 @@ pub struct Config {
     /// The instance's security label name for each TLP level.
     pub security_labels: TlpNames,
     pub feeds: Vec<FeedRule>,
+    /// What the daemon fetches itself, into `watch.dir/<name>/`.
+    pub sources: Vec<SourceConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -357,6 +362,14 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with(text, path, &SecretEnv::from_process())
+    }
+
+    /// As [`Config::parse`], with the environment given (tests).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse_with(text: &str, path: &Path, env: &SecretEnv) -> Result<Config, ConfigError> {
         let table: toml::Table = toml::from_str(text).map_err(|e| {
             ConfigError(vec![format!(
                 "{}: {}",
@@ -367,7 +380,7 @@ impl Config {
         let mut errors = Vec::new();
         let raw = raw::from_table(table, &mut errors);
         let base = path.parent().unwrap_or(Path::new("."));
-        match raw.validate(base, &SecretEnv::from_process()) {
+        match raw.validate(base, env) {
             Ok(cfg) if errors.is_empty() => Ok(cfg),
             Ok(_) => Err(ConfigError(errors)),
             Err(ConfigError(more)) => {

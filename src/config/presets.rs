@@ -21,6 +21,10 @@ pub struct Preset {
     pub note: &'static str,
     /// The rule's keys, TOML.
     pub keys: &'static str,
+    /// What a source naming it fetches (empty: the source gives `url`).
+    pub fetch: &'static str,
+    /// A polite interval for a source naming it.
+    pub interval: &'static str,
 }
 
 /// Every preset, by name.
@@ -32,6 +36,8 @@ pub const PRESETS: &[Preset] = &[
         note: "reads the text form (`192.0.2.0/24 ; SBL123`) and the JSON-lines form; the SBL id becomes a tag",
         keys: "type = \"cidr\"\ntags = [\"spamhaus-drop\"]\ncomment = [\";\", \"#\"]\ntrailing = \"tags\"\n\
                columns = { value = \"cidr\", tags = \"sblid\" }\nsnapshot = true\n",
+        fetch: "https://www.spamhaus.org/drop/drop.txt",
+        interval: "12h",
     },
     Preset {
         name: "spamhaus-edrop",
@@ -40,6 +46,8 @@ pub const PRESETS: &[Preset] = &[
         note: "Spamhaus merged EDROP into DROP in 2024: use spamhaus-drop for new rules",
         keys: "type = \"cidr\"\ntags = [\"spamhaus-edrop\"]\ncomment = [\";\", \"#\"]\ntrailing = \"tags\"\n\
                columns = { value = \"cidr\", tags = \"sblid\" }\nsnapshot = true\n",
+        fetch: "https://www.spamhaus.org/drop/edrop.txt",
+        interval: "12h",
     },
     Preset {
         name: "spamhaus-asndrop",
@@ -48,6 +56,8 @@ pub const PRESETS: &[Preset] = &[
         note: "reads the text form (`AS64496 ; EX | NAME`) and the JSON-lines form; the AS's country and name become the description, its domain nothing",
         keys: "type = \"asn\"\ntags = [\"spamhaus-asndrop\"]\ncomment = [\";\", \"#\"]\ntrailing = \"description\"\n\
                columns = { value = \"asn\", description = \"asname\" }\nsnapshot = true\n",
+        fetch: "https://www.spamhaus.org/drop/asndrop.txt",
+        interval: "12h",
     },
     Preset {
         name: "dshield-block",
@@ -55,6 +65,8 @@ pub const PRESETS: &[Preset] = &[
         terms: "CC BY-NC-SA 2.5, as its header says",
         note: "Start and Netblock (the prefix length) give the CIDR; name, country and e-mail are not indicators",
         keys: "format = \"tsv\"\ntype = \"cidr\"\ntags = [\"dshield-block\"]\nsnapshot = true\n",
+        fetch: "https://feeds.dshield.org/block.txt",
+        interval: "1h",
     },
     Preset {
         name: "dataplane",
@@ -63,6 +75,8 @@ pub const PRESETS: &[Preset] = &[
         note: "the address column (ipaddr or saddr), by name; the AS number and name beside it are not indicators",
         keys: "format = \"csv\"\ndelimiter = \"|\"\nheader_in_comment = true\ntype = \"address\"\n\
                tags = [\"dataplane\"]\nsnapshot = true\n",
+        fetch: "",
+        interval: "1h",
     },
     Preset {
         name: "bambenek-c2-ip",
@@ -71,6 +85,8 @@ pub const PRESETS: &[Preset] = &[
         note: "header-less CSV: the address, its description; the date and the reference URL are not indicators",
         keys: "format = \"csv\"\nheader = false\ncolumns = { value = 1, description = 2 }\ntype = \"address\"\n\
                tags = [\"bambenek-c2\"]\nsnapshot = true\n",
+        fetch: "https://osint.bambenekconsulting.com/feeds/c2-ipmasterlist.txt",
+        interval: "1h",
     },
     Preset {
         name: "bambenek-c2-domain",
@@ -79,6 +95,8 @@ pub const PRESETS: &[Preset] = &[
         note: "header-less CSV: the domain, its description",
         keys: "format = \"csv\"\nheader = false\ncolumns = { value = 1, description = 2 }\ntype = \"host\"\n\
                tags = [\"bambenek-c2\"]\nsnapshot = true\n",
+        fetch: "https://osint.bambenekconsulting.com/feeds/c2-dommasterlist.txt",
+        interval: "1h",
     },
     Preset {
         name: "urlhaus-csv",
@@ -87,6 +105,8 @@ pub const PRESETS: &[Preset] = &[
         note: "the header is a comment line; the URL, its tags, its threat as description",
         keys: "format = \"csv\"\nheader_in_comment = true\ntype = \"url\"\ntags = [\"urlhaus\"]\n\
                columns = { value = \"url\", tags = \"tags\", description = \"threat\" }\n",
+        fetch: "https://urlhaus.abuse.ch/downloads/csv_recent/",
+        interval: "15m",
     },
     Preset {
         name: "feodo-ipblocklist-csv",
@@ -95,6 +115,8 @@ pub const PRESETS: &[Preset] = &[
         note: "the header is a comment line; the C2 address (not its port), the malware as description",
         keys: "format = \"csv\"\nheader_in_comment = true\ntype = \"address\"\ntags = [\"feodotracker\"]\n\
                columns = { value = \"dst_ip\", description = \"malware\" }\nsnapshot = true\n",
+        fetch: "https://feodotracker.abuse.ch/downloads/ipblocklist.csv",
+        interval: "15m",
     },
     Preset {
         name: "threatfox-csv",
@@ -103,6 +125,8 @@ pub const PRESETS: &[Preset] = &[
         note: "the header is a comment line; each IOC by its own type (ip:port gives the address)",
         keys: "format = \"csv\"\nheader_in_comment = true\ntags = [\"threatfox\"]\n\
                columns = { value = \"ioc_value\", type = \"ioc_type\", tags = \"tags\", confidence = \"confidence_level\", description = \"malware_printable\" }\n",
+        fetch: "https://threatfox.abuse.ch/export/csv/recent/",
+        interval: "1h",
     },
     Preset {
         name: "openphish",
@@ -110,6 +134,8 @@ pub const PRESETS: &[Preset] = &[
         terms: "community feed free; commercial use licensed",
         note: "one URL a line",
         keys: "format = \"text\"\ntype = \"url\"\ntags = [\"openphish\"]\nsnapshot = true\n",
+        fetch: "https://openphish.com/feed.txt",
+        interval: "1h",
     },
     Preset {
         name: "blocklist-de",
@@ -117,6 +143,8 @@ pub const PRESETS: &[Preset] = &[
         terms: "free, check the site",
         note: "one address a line",
         keys: "format = \"text\"\ntype = \"address\"\ntags = [\"blocklist-de\"]\nsnapshot = true\n",
+        fetch: "https://lists.blocklist.de/lists/all.txt",
+        interval: "1h",
     },
     Preset {
         name: "cins-army",
@@ -124,6 +152,8 @@ pub const PRESETS: &[Preset] = &[
         terms: "free, check the site",
         note: "one address a line",
         keys: "format = \"text\"\ntype = \"address\"\ntags = [\"cins-army\"]\nsnapshot = true\n",
+        fetch: "https://cinsscore.com/list/ci-badguys.txt",
+        interval: "1h",
     },
     Preset {
         name: "emerging-threats-compromised",
@@ -131,6 +161,8 @@ pub const PRESETS: &[Preset] = &[
         terms: "ET Open, free",
         note: "one address a line",
         keys: "format = \"text\"\ntype = \"address\"\ntags = [\"et-compromised\"]\nsnapshot = true\n",
+        fetch: "https://rules.emergingthreats.net/blockrules/compromised-ips.txt",
+        interval: "6h",
     },
     Preset {
         name: "tor-exit-nodes",
@@ -138,6 +170,8 @@ pub const PRESETS: &[Preset] = &[
         terms: "public Tor Project data",
         note: "reads the bulk list (an address a line) and the exit-addresses records (their ExitAddress lines); relay fingerprints are not indicators",
         keys: "format = \"text\"\ntype = \"address\"\nline_key = \"ExitAddress\"\ntags = [\"tor-exit\"]\nsnapshot = true\n",
+        fetch: "https://check.torproject.org/torbulkexitlist",
+        interval: "1h",
     },
 ];
 

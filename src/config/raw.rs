@@ -30,6 +30,40 @@ pub struct RawConfig {
     pub security_labels: RawSecurityLabels,
     #[serde(default)]
     pub feeds: Vec<RawFeedRule>,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+}
+
+/// `[[sources]]`: one source the daemon fetches.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub collection: Option<String>,
+    pub interval: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub header_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub max_bytes: Option<RawSize>,
+    pub stale_after: Option<String>,
+    pub initial_lookback: Option<String>,
+    pub page_size: Option<i64>,
+    pub read_timeout: Option<String>,
+    pub proxy: Option<String>,
+    pub preset: Option<String>,
+}
+
+/// A size: bytes, or text such as `"1GB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 /// A column of a feed rule: by name, or by position (from 1).
@@ -214,6 +248,7 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
             }
         }
     }
+    super::pull::expand_presets(&mut table, errors);
     if let Ok(raw) = RawConfig::deserialize(toml::Value::Table(table.clone())) {
         return raw;
     }
@@ -236,23 +271,18 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
                 errors,
             )),
             ("feeds", toml::Value::Array(rules)) => {
-                let rules = rules
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, rule)| match rule {
-                        toml::Value::Table(t) => toml::Value::Table(keep_valid::<RawFeedRule>(
-                            &format!("feeds[{i}]"),
-                            t,
-                            errors,
-                        )),
-                        _ => {
-                            errors.push(format!("feeds[{i}]: must be a table ([[feeds]])"));
-                            toml::Value::Table(toml::Table::new())
-                        }
-                    })
-                    .collect();
-                good.insert(section, toml::Value::Array(rules));
+                let rules = keep_valid_tables::<RawFeedRule>("feeds", rules, errors);
+                good.insert(section, rules);
                 continue;
+            }
+            ("sources", toml::Value::Array(sources)) => {
+                let sources = keep_valid_tables::<RawSource>("sources", sources, errors);
+                good.insert(section, sources);
+                continue;
+            }
+            ("sources", _) => {
+                errors.push("sources: must be an array of tables ([[sources]])".into());
+                None
             }
             (
                 "api" | "watch" | "queue" | "delivery" | "batch" | "metrics" | "security_labels",
@@ -267,7 +297,7 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
             }
             _ => {
                 errors.push(format!(
-                    "{section}: unknown key (known: api, watch, queue, delivery, batch, metrics, security_labels, feeds)"
+                    "{section}: unknown key (known: api, watch, queue, delivery, batch, metrics, security_labels, feeds, sources)"
                 ));
                 None
             }
@@ -280,6 +310,29 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
         errors.push(e.to_string().trim().to_string());
         RawConfig::default()
     })
+}
+
+/// An array of tables (`[[feeds]]`, `[[sources]]`), each kept as
+/// [`keep_valid`] keeps a table.
+fn keep_valid_tables<T: DeserializeOwned>(
+    section: &str,
+    tables: Vec<toml::Value>,
+    errors: &mut Vec<String>,
+) -> toml::Value {
+    let tables = tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            toml::Value::Table(t) => {
+                toml::Value::Table(keep_valid::<T>(&format!("{section}[{i}]"), t, errors))
+            }
+            _ => {
+                errors.push(format!("{section}[{i}]: must be a table ([[{section}]])"));
+                toml::Value::Table(toml::Table::new())
+            }
+        })
+        .collect();
+    toml::Value::Array(tables)
 }
 
 /// The keys of `t` that deserialize as part of a `T`; the others are

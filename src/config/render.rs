@@ -157,6 +157,61 @@ struct View<'a> {
     security_labels: LabelsView<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     feeds: Vec<FeedView<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<SourceView<'a>>,
+}
+
+/// A `[[sources]]` table, its preset expanded (the feed rule it implied
+/// is among `feeds`).
+#[derive(Serialize)]
+struct SourceView<'a> {
+    name: &'a str,
+    kind: &'a str,
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collection: Option<&'a str>,
+    interval: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_key_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<&'a Path>,
+    max_bytes: u64,
+    stale_after: String,
+    initial_lookback: String,
+    page_size: u32,
+    read_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy: Option<&'a str>,
+}
+
+fn source_view(s: &super::SourceConfig) -> SourceView<'_> {
+    SourceView {
+        name: &s.name,
+        kind: s.kind.as_str(),
+        url: &s.url,
+        collection: s.collection.as_deref(),
+        interval: duration(s.interval),
+        username: s.username.as_deref(),
+        password_file: s.password_file.as_deref(),
+        header_file: s.header_file.as_deref(),
+        client_cert_file: s.client_cert_file.as_deref(),
+        client_key_file: s.client_key_file.as_deref(),
+        ca_file: s.ca_file.as_deref(),
+        max_bytes: s.max_bytes,
+        stale_after: duration(s.stale_after),
+        initial_lookback: s.initial_lookback.map_or("all".into(), duration),
+        page_size: s.page_size,
+        read_timeout: duration(s.read_timeout),
+        proxy: s.proxy.as_deref(),
+    }
 }
 
 /// The effective config as `check-config` prints it: TOML that reads back
@@ -227,6 +282,7 @@ pub fn render(cfg: &Config) -> String {
         },
         security_labels: labels_view(&cfg.security_labels),
         feeds: cfg.feeds.iter().map(feed_view).collect(),
+        sources: cfg.sources.iter().map(source_view).collect(),
     };
     let body =
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render config: {e}\n"));

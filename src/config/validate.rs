@@ -26,6 +26,13 @@ impl RawConfig {
         let metrics = metrics(self.metrics, &mut errors);
         let feeds = super::feeds::validate(self.feeds, &mut errors);
         let security_labels = tlp_names(self.security_labels, &mut errors);
+        let sources = super::pull::validate(
+            self.sources,
+            base,
+            env,
+            api.allow_insecure_http,
+            &mut errors,
+        );
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -38,6 +45,7 @@ impl RawConfig {
             metrics,
             security_labels,
             feeds,
+            sources,
         })
     }
 }

@@ -22,6 +22,7 @@ mod lock;
 mod model;
 mod owners;
 mod reports;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -36,6 +37,7 @@ pub use batch::{BatchCandidate, BatchJob, BatchOutcome, BatchState};
 pub use inspect::{FileProgress, JobDetail, RejectDetail};
 pub use lock::{DaemonLock, LockHolder};
 pub use model::*;
+pub use sources::{SourceAdvance, SourceHealth, SourceState, Validators};
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

@@ -19,5 +19,7 @@ mod presets;
 mod proxy;
 mod queue;
 mod sim;
+mod sources;
+mod taxii;
 mod tls;
 mod watch;

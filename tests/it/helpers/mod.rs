@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tc_ingest::api::{Client, Clock};
 use tc_ingest::app::{Daemon, OnceReport, drive_once};
-use tc_ingest::config::{Config, RawConfig, SecretEnv};
+use tc_ingest::config::{Config, SecretEnv};
 use tc_ingest::intake::Intake;
 use tc_ingest::queue::{NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
@@ -34,6 +34,7 @@ mod db;
 mod dirs;
 mod jobs;
 mod net;
+mod taxii;
 mod tls;
 mod wait;
 
@@ -46,7 +47,8 @@ pub use jobs::{
     ips, job,
 };
 pub use net::{connections_to, free_port, http, http_get, post_sim_faults};
-pub use tls::{https_sim, private_ca};
+pub use taxii::{COLLECTION as TAXII_COLLECTION, Medallion, domains, taxii_source};
+pub use tls::{https_serve, https_sim, private_ca};
 pub use wait::{clock_past, hold_for, poll_every, wait_until, wait_until_or};
 
 /// The binary under test.
@@ -225,9 +227,14 @@ lease_secs = {lease}
     }
 
     fn parse_config(&self, text: &str) -> Config {
-        let raw: RawConfig = toml::from_str(text).expect("test config parses");
-        raw.validate(self.path(), &SecretEnv::default())
-            .unwrap_or_else(|e| panic!("test config invalid: {e}"))
+        // Read as the daemon reads it (presets expanded), with an empty
+        // environment; relative paths against the state directory.
+        Config::parse_with(
+            text,
+            &self.path().join("config.toml"),
+            &SecretEnv::default(),
+        )
+        .unwrap_or_else(|e| panic!("test config invalid: {e}"))
     }
 
     /// (Re)writes the config file with `secret`.
@@ -329,6 +336,17 @@ lease_secs = {lease}
             "the daemon opened its queue",
             async || queue.exists(),
         )
+        .await;
+        daemon
+    }
+
+    /// Starts `tc-ingest run` and waits until it says it runs (its queue
+    /// migrated: another connection may open it).
+    pub async fn spawn_daemon_running(&self) -> DaemonProcess {
+        let daemon = self.spawn_daemon();
+        wait_until(Duration::from_secs(20), "the daemon runs", async || {
+            daemon.stderr().contains("tc-ingest running")
+        })
         .await;
         daemon
     }

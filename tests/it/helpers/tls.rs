@@ -70,3 +70,23 @@ pub async fn https_sim(cert: CertificateDer<'static>, key: PrivateKeyDer<'static
     };
     Simulator::start_on(SimConfig::default(), listener, "https").unwrap()
 }
+
+/// `router` over HTTPS with `cert` and `key`, on a loopback port.
+pub async fn https_serve(
+    router: axum::Router,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> SocketAddr {
+    tc_ingest::api::client::install_crypto_provider();
+    let server = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let listener = TlsListener {
+        tcp: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        acceptor: TlsAcceptor::from(Arc::new(server)),
+    };
+    let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}

@@ -6,12 +6,19 @@
 //! sections ([`SECTIONS`]) and the JSON a list of parts ([`json`]): a new
 //! part of the status (say, batch jobs) is one function and one entry in each.
 
-use std::fmt::Write as _;
+mod json;
+mod sources;
 
-use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use json::json;
+pub use sources::{SourceView, table as sources_table};
 
 use crate::queue::{
-    DaemonLock, FileProgress, FileState, JobState, LockHolder, Queue, Stats, now_ms,
+    DaemonLock, FileProgress, FileState, JobState, LockHolder, Queue, SourceState, Stats, now_ms,
 };
 
 const STATES: [JobState; 6] = [
@@ -48,6 +55,8 @@ pub struct StatusView {
     pub stats: Stats,
     pub files: Vec<FileProgress>,
     pub daemon: DaemonView,
+    /// Pull sources, by name.
+    pub sources: Vec<SourceView>,
     /// Unix ms when it was read.
     pub at: i64,
 }
@@ -74,13 +83,45 @@ impl StatusView {
             rate_fraction: field("rate_fraction").and_then(|v| v.as_f64()),
             clock_offset_secs: field("clock_offset_secs").and_then(|v| v.as_i64()),
         };
+        let sources = queue
+            .source_states()
+            .await?
+            .into_iter()
+            .map(|state| SourceView {
+                state,
+                stale_after: None,
+            })
+            .collect();
         Ok(Self {
             queue_path: queue.path().display().to_string(),
             stats,
             files,
             daemon,
+            sources,
             at: now_ms(),
         })
+    }
+
+    /// The configured sources' `stale_after` (name, limit): their health
+    /// can be told; one never polled is listed too.
+    #[must_use]
+    pub fn with_sources(mut self, configured: &[(String, Duration)]) -> Self {
+        for (name, stale_after) in configured {
+            match self.sources.iter_mut().find(|s| &s.state.name == name) {
+                Some(s) => s.stale_after = Some(*stale_after),
+                None => self.sources.push(SourceView {
+                    state: SourceState {
+                        name: name.clone(),
+                        kind: "-".into(),
+                        created_at: self.at,
+                        ..SourceState::default()
+                    },
+                    stale_after: Some(*stale_after),
+                }),
+            }
+        }
+        self.sources.sort_by(|a, b| a.state.name.cmp(&b.state.name));
+        self
     }
 
     /// A view of counts alone (no file list; no daemon: the lock is not
@@ -91,6 +132,7 @@ impl StatusView {
             stats,
             files: Vec::new(),
             daemon: DaemonView::default(),
+            sources: Vec::new(),
             at: now_ms(),
         }
     }
@@ -139,62 +181,6 @@ pub fn all_owners_held(s: &Stats) -> bool {
             .all(|o| s.held_owners.iter().any(|h| &&h.owner == o))
 }
 
-/// The stable JSON form.
-pub fn json(v: &StatusView) -> Value {
-    let s = &v.stats;
-    let d = &v.daemon;
-    let daemon = (d.running || d.heartbeat_at.is_some()).then(|| {
-        let at = d.heartbeat_at.unwrap_or(0);
-        json!({
-            "running": d.running,
-            "pid": d.pid,
-            "last_heartbeat": d.heartbeat_at.map(iso),
-            "seconds_since_heartbeat": d.heartbeat_at.map(|_| (v.at - at).max(0) / 1000),
-            "rate_fraction": d.rate_fraction,
-            "clock_offset_secs": d.clock_offset_secs,
-        })
-    });
-    let files: Vec<Value> = v
-        .files
-        .iter()
-        .map(|f| {
-            json!({
-                "id": f.id, "path": f.path, "state": f.state,
-                "rows_read": f.rows_read, "rows_queued": f.rows_queued,
-                "rows_rejected": f.rows_rejected, "rows_duplicate": f.rows_duplicate,
-                "skipped": f.skipped.iter().map(|(what, n)| (what.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
-                "waiting": f.waiting, "delivered": f.delivered, "dead": f.dead,
-                "error": f.error, "started": iso(f.started_at), "finished": f.finished_at.map(iso),
-            })
-        })
-        .collect();
-    json!({
-        "queue": v.queue_path,
-        "daemon_running": d.running,
-        "delivery": delivery_word(v),
-        "jobs": STATES.iter().map(|k| (k.to_string(), json!(s.jobs(*k)))).collect::<serde_json::Map<_, _>>(),
-        "by_owner": s.by_owner,
-        "by_type": s.by_type,
-        "dead_by_class": s.dead_by_class,
-        "held_owners": s.held_owners.iter().map(|h| json!({"owner": h.owner, "class": h.class, "reason": h.reason, "since": iso(h.held_at)})).collect::<Vec<_>>(),
-        "all_owners_held": all_owners_held(s),
-        "paused": s.pause.as_ref().map(|p| json!({"class": p.class, "reason": p.reason, "since": iso(p.since)})),
-        "oldest_pending_secs": s.oldest_pending_secs,
-        "delivered_last_minute": s.delivered_last_minute,
-        "delivered_last_hour": s.delivered_last_hour,
-        "files": s.files_by_state,
-        "recent_files": files,
-        "rows_rejected": s.rows_rejected,
-        "daemon": daemon,
-        "modes": s.heartbeat.as_ref().and_then(|h| h.get("modes")),
-        "labels_missing": s.heartbeat.as_ref().and_then(|h| h.get("labels_missing")),
-        "batches": s.batches.iter().map(|b| json!({
-            "id": b.id, "tc_batch_id": b.tc_batch_id, "owner": b.owner, "items": b.items,
-            "state": b.state, "tc_status": b.tc_status, "age_secs": (now_ms() - b.created_at).max(0) / 1000,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 /// `running`, `paused` or `stopped` (no daemon).
 fn delivery_word(v: &StatusView) -> &'static str {
     match (v.daemon.running, &v.stats.pause) {
@@ -207,7 +193,15 @@ fn delivery_word(v: &StatusView) -> &'static str {
 type Section = fn(&mut String, &StatusView);
 
 /// The table's sections, in order.
-const SECTIONS: &[Section] = &[overview, counts, breakdown, bulk, files, problems];
+const SECTIONS: &[Section] = &[
+    overview,
+    counts,
+    breakdown,
+    bulk,
+    files,
+    sources::section,
+    problems,
+];
 
 /// The table for people.
 pub fn table(v: &StatusView) -> String {

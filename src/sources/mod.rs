@@ -1,0 +1,354 @@
+//! Pull sources: what the daemon fetches itself (`[[sources]]`: TAXII 2.1
+//! collections, HTTP(S) documents, MISP feeds). Whatever a source fetches
+//! is written into `watch.dir/<name>/` (temporary name, sync, rename, sync
+//! of the directory) where intake takes it as any dropped file; the
+//! source's state (cursor, validators, events, health) lives in the queue
+//! and moves only after the file is in place. One task per source: a
+//! failing source backs off alone and never stops the others, intake or
+//! delivery; only a queue error stops the daemon.
+
+mod document;
+mod fetch;
+mod misp;
+mod spool;
+mod taxii;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use fetch::{FetchClass, FetchError, Fetcher};
+pub use taxii::{ApiRoot, Collection, MEDIA_TYPE, discover};
+
+use crate::config::{Config, SourceConfig, SourceKind};
+use crate::metrics::{Metrics, SourcePoll};
+use crate::queue::{Queue, SourceAdvance, SourceHealth, SourceState, now_ms};
+use spool::Spool;
+
+/// The first wait after a failure; it doubles up to the source's interval.
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a poll stopped: the source's failure (data: recorded, backed off),
+/// or the queue's (the daemon's: it stops).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Fetch(FetchError),
+    Queue(anyhow::Error),
+}
+
+impl From<FetchError> for Failure {
+    fn from(e: FetchError) -> Self {
+        Failure::Fetch(e)
+    }
+}
+
+/// What one poll brought.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Polled {
+    pub files: u64,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Nothing new (a 304, or the same content again).
+    pub unchanged: bool,
+    /// MISP events that left the manifest.
+    pub removed: u64,
+}
+
+impl Polled {
+    fn unchanged() -> Self {
+        Self {
+            unchanged: true,
+            ..Self::default()
+        }
+    }
+
+    fn add(&mut self, a: &SourceAdvance) {
+        self.files += a.files;
+        self.objects += a.objects;
+        self.bytes += a.bytes;
+    }
+}
+
+/// What one poll needs.
+pub(crate) struct Ctx<'a> {
+    cfg: &'a SourceConfig,
+    fetcher: &'a Fetcher,
+    spool: &'a Spool,
+    queue: &'a Queue,
+}
+
+impl Ctx<'_> {
+    async fn state(&self) -> Result<SourceState, Failure> {
+        self.queue
+            .source_open(&self.cfg.name, self.cfg.kind.as_str())
+            .await
+            .map_err(Failure::Queue)
+    }
+
+    /// Records a step once what it wrote is durable.
+    async fn advance(&self, a: &SourceAdvance) -> Result<(), Failure> {
+        self.queue
+            .source_advance(&self.cfg.name, a)
+            .await
+            .map_err(Failure::Queue)
+    }
+}
+
+/// One poll of `cfg`, recorded in the queue and the metrics.
+///
+/// # Errors
+/// Queue errors only; the source's own failure is the inner result.
+pub async fn poll(
+    cfg: &SourceConfig,
+    watch_dir: &Path,
+    queue: &Queue,
+    metrics: &Metrics,
+) -> anyhow::Result<Result<Polled, FetchError>> {
+    let outcome = async {
+        let fetcher = Fetcher::new(cfg)?;
+        let spool = Spool::new(watch_dir, &cfg.name)?;
+        let ctx = Ctx {
+            cfg,
+            fetcher: &fetcher,
+            spool: &spool,
+            queue,
+        };
+        match cfg.kind {
+            SourceKind::Taxii => taxii::poll(&ctx).await,
+            SourceKind::Http => document::poll(&ctx).await,
+            SourceKind::Misp => misp::poll(&ctx).await,
+        }
+    }
+    .await;
+    let result = match outcome {
+        Ok(p) => Ok(p),
+        Err(Failure::Fetch(e)) => Err(e),
+        Err(Failure::Queue(e)) => return Err(e),
+    };
+    // A source removed from the queue meanwhile has no row to update.
+    queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+    queue
+        .source_polled(
+            &cfg.name,
+            result
+                .as_ref()
+                .err()
+                .map(|e| (e.class.as_str(), e.message.as_str())),
+        )
+        .await?;
+    let state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+    let health = state.health(cfg.stale_after, now_ms());
+    let polled = result.as_ref().ok();
+    metrics.source_poll(&SourcePoll {
+        source: &cfg.name,
+        result: match &result {
+            Ok(p) if p.files == 0 => "unchanged",
+            Ok(_) => "ok",
+            Err(e) => e.class.as_str(),
+        },
+        files: polled.map_or(0, |p| p.files),
+        objects: polled.map_or(0, |p| p.objects),
+        bytes: polled.map_or(0, |p| p.bytes),
+        last_success_ms: state.last_success_at,
+        health,
+    });
+    Ok(result)
+}
+
+/// The wait before the next poll after a failure: the server's
+/// `Retry-After`, else doubling from [`BACKOFF_BASE`] with jitter, never
+/// over the interval.
+fn retry_wait(e: &FetchError, failures: u32, interval: Duration) -> Duration {
+    if let Some(after) = e.retry_after {
+        return after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER);
+    }
+    let full = BACKOFF_BASE
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(interval);
+    full.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// The sources of the running config, each in its own task, restarted
+/// when its config changes (SIGHUP).
+pub struct Sources {
+    cfg: watch::Receiver<Arc<Config>>,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+}
+
+impl Sources {
+    pub fn new(cfg: watch::Receiver<Arc<Config>>, queue: Queue, metrics: Arc<Metrics>) -> Self {
+        Self {
+            cfg,
+            queue,
+            metrics,
+        }
+    }
+
+    /// Polls every source once, in turn (`run --once`); the names of those
+    /// that failed.
+    ///
+    /// # Errors
+    /// Queue errors.
+    pub async fn poll_all(&self, cancel: &CancellationToken) -> anyhow::Result<Vec<String>> {
+        let cfg = self.cfg.borrow().clone();
+        let mut failed = Vec::new();
+        for source in &cfg.sources {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let result = poll(source, &cfg.watch.dir, &self.queue, &self.metrics).await?;
+            if let Err(e) = &result {
+                tracing::warn!(source = %source.name, class = %e.class, error = %e.message, "source failed");
+                failed.push(source.name.clone());
+            }
+            log_poll(source, &result);
+        }
+        Ok(failed)
+    }
+
+    /// Runs until `cancel`.
+    ///
+    /// # Errors
+    /// A source's queue error.
+    pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let mut running: HashMap<String, (SourceConfig, CancellationToken)> = HashMap::new();
+        let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        loop {
+            let cfg = self.cfg.borrow_and_update().clone();
+            running.retain(|name, (old, stop)| {
+                let keep = cfg.sources.iter().any(|s| s == old);
+                if !keep {
+                    tracing::info!(source = %name, "source stopped (configuration changed)");
+                    stop.cancel();
+                }
+                keep
+            });
+            for source in &cfg.sources {
+                if running.contains_key(&source.name) {
+                    continue;
+                }
+                let stop = cancel.child_token();
+                running.insert(source.name.clone(), (source.clone(), stop.clone()));
+                let (s, dir, q, m) = (
+                    source.clone(),
+                    cfg.watch.dir.clone(),
+                    self.queue.clone(),
+                    self.metrics.clone(),
+                );
+                tasks.spawn(source_loop(s, dir, q, m, stop));
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    while let Some(joined) = tasks.join_next().await {
+                        joined.map_err(|e| anyhow::anyhow!("a source task panicked: {e}"))??;
+                    }
+                    return Ok(());
+                }
+                changed = self.cfg.changed() => {
+                    if changed.is_err() {
+                        cancel.cancelled().await;
+                    }
+                }
+                Some(joined) = tasks.join_next() => {
+                    joined.map_err(|e| anyhow::anyhow!("a source task panicked: {e}"))??;
+                }
+            }
+        }
+    }
+}
+
+/// One source: polls when due (a restart does not poll again before the
+/// interval since the last poll is over), logs when its health changes.
+async fn source_loop(
+    cfg: SourceConfig,
+    watch_dir: PathBuf,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+    let mut health = state.health(cfg.stale_after, now_ms());
+    let mut wait = match (state.last_attempt_at, state.consecutive_failures) {
+        (Some(at), 0) => {
+            let due = at + i64::try_from(cfg.interval.as_millis()).unwrap_or(i64::MAX);
+            Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+        }
+        _ => Duration::ZERO,
+    };
+    tracing::info!(source = %cfg.name, kind = %cfg.kind, url = %cfg.url, first_poll_in_secs = wait.as_secs(), "source started");
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+        let result = poll(&cfg, &watch_dir, &queue, &metrics).await?;
+        log_poll(&cfg, &result);
+        let state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+        let now = state.health(cfg.stale_after, now_ms());
+        if now != health {
+            match (now, &result) {
+                (SourceHealth::Ok, _) => {
+                    tracing::info!(source = %cfg.name, was = %health, "source recovered");
+                }
+                (SourceHealth::Failing, Err(e)) => {
+                    tracing::warn!(source = %cfg.name, class = %e.class, error = %e.message, failures = state.consecutive_failures, "source failing");
+                }
+                _ => tracing::warn!(
+                    source = %cfg.name,
+                    stale_after_secs = cfg.stale_after.as_secs(),
+                    "source stale: nothing new within stale_after"
+                ),
+            }
+            health = now;
+        }
+        wait = match &result {
+            Ok(_) => cfg.interval,
+            Err(e) => retry_wait(e, state.consecutive_failures, cfg.interval),
+        };
+    }
+}
+
+fn log_poll(cfg: &SourceConfig, result: &Result<Polled, FetchError>) {
+    match result {
+        Ok(p) if p.files > 0 => tracing::info!(
+            source = %cfg.name,
+            files = p.files,
+            objects = p.objects,
+            bytes = p.bytes,
+            unchanged = p.unchanged,
+            "source fetched"
+        ),
+        Ok(_) => tracing::debug!(source = %cfg.name, "source polled: nothing new"),
+        Err(e) => {
+            tracing::debug!(source = %cfg.name, class = %e.class, error = %e.message, "poll failed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_to_the_interval_and_retry_after_wins() {
+        let e = FetchError::new(FetchClass::ServerError, "x");
+        let hour = Duration::from_secs(3600);
+        let first = retry_wait(&e, 1, hour);
+        assert!(first >= Duration::from_millis(2500) && first <= BACKOFF_BASE);
+        assert!(retry_wait(&e, 30, hour) <= hour);
+        assert!(retry_wait(&e, 30, hour) >= hour / 2);
+        let throttled = FetchError {
+            retry_after: Some(Duration::from_secs(120)),
+            ..FetchError::new(FetchClass::Throttled, "x")
+        };
+        assert_eq!(retry_wait(&throttled, 1, hour), Duration::from_secs(120));
+    }
+}
