@@ -324,6 +324,18 @@ impl Metrics {
         m
     }
 
+    /// A pull source's health (its stale and failing gauges).
+    pub fn source_health(&self, source: &str, health: SourceHealth) {
+        let one = [("source", source.to_string())];
+        let m = &self.sources;
+        m.stale
+            .get_or_create(&one)
+            .set(i64::from(health == SourceHealth::Stale));
+        m.failing
+            .get_or_create(&one)
+            .set(i64::from(health == SourceHealth::Failing));
+    }
+
     /// One poll of a pull source.
     pub fn source_poll(&self, p: &SourcePoll<'_>) {
         let m = &self.sources;
@@ -337,12 +349,7 @@ impl Metrics {
         if let Some(ms) = p.last_success_ms {
             m.last_success.get_or_create(&one).set(ms / 1000);
         }
-        m.stale
-            .get_or_create(&one)
-            .set(i64::from(p.health == SourceHealth::Stale));
-        m.failing
-            .get_or_create(&one)
-            .set(i64::from(p.health == SourceHealth::Failing));
+        self.source_health(p.source, p.health);
     }
 
     /// One API request of a job of `owner` and `kind`, and how it ended.

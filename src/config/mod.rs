@@ -424,3 +424,5 @@ mod humantime_serde_compat {
 mod tests;
 #[cfg(test)]
 mod tests_feeds;
+#[cfg(test)]
+mod tests_sources;

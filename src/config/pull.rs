@@ -347,6 +347,9 @@ fn check_url(key: &str, url: &str, allow_insecure_http: bool, errors: &mut Vec<S
     match url::Url::parse(url) {
         Err(e) if url.is_empty() => errors.push(format!("{key}.url: missing ({e})")),
         Err(e) => errors.push(format!("{key}.url: {url:?} is not a URL ({e})")),
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => errors.push(format!(
+            "{key}.url: credentials in the URL are refused; use username and password_file"
+        )),
         Ok(u) => match u.scheme() {
             "https" => {}
             "http" if super::api::is_loopback(&u) || allow_insecure_http => {}

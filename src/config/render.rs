@@ -190,6 +190,9 @@ struct SourceView<'a> {
     read_timeout: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     proxy: Option<&'a str>,
+    /// Shown for what it set; the keys it set are written out beside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preset: Option<&'a str>,
 }
 
 fn source_view(s: &super::SourceConfig) -> SourceView<'_> {
@@ -211,6 +214,7 @@ fn source_view(s: &super::SourceConfig) -> SourceView<'_> {
         page_size: s.page_size,
         read_timeout: duration(s.read_timeout),
         proxy: s.proxy.as_deref(),
+        preset: s.preset.as_deref(),
     }
 }
 

@@ -274,7 +274,7 @@ async fn source_loop(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+    let mut state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
     let mut health = state.health(cfg.stale_after, now_ms());
     let mut wait = match (state.last_attempt_at, state.consecutive_failures) {
         (Some(at), 0) => {
@@ -285,35 +285,76 @@ async fn source_loop(
     };
     tracing::info!(source = %cfg.name, kind = %cfg.kind, url = %cfg.url, first_poll_in_secs = wait.as_secs(), "source started");
     loop {
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            () = tokio::time::sleep(wait) => {}
-        }
-        let result = poll(&cfg, &watch_dir, &queue, &metrics).await?;
-        log_poll(&cfg, &result);
-        let state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
-        let now = state.health(cfg.stale_after, now_ms());
-        if now != health {
-            match (now, &result) {
-                (SourceHealth::Ok, _) => {
-                    tracing::info!(source = %cfg.name, was = %health, "source recovered");
-                }
-                (SourceHealth::Failing, Err(e)) => {
-                    tracing::warn!(source = %cfg.name, class = %e.class, error = %e.message, failures = state.consecutive_failures, "source failing");
-                }
-                _ => tracing::warn!(
-                    source = %cfg.name,
-                    stale_after_secs = cfg.stale_after.as_secs(),
-                    "source stale: nothing new within stale_after"
-                ),
+        // Until the poll is due, waking when the source turns stale (an
+        // error-free source bringing nothing new is what users miss).
+        let due = tokio::time::Instant::now() + wait;
+        loop {
+            let until = match health {
+                SourceHealth::Ok => stale_deadline(&state, cfg.stale_after).min(due),
+                _ => due,
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(until) => {}
             }
-            health = now;
+            if tokio::time::Instant::now() >= due {
+                break;
+            }
+            state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+            note_health(&cfg, &metrics, &mut health, &state, None);
         }
+        // A reload or shutdown ends a poll where it is: what it made
+        // durable is recorded, the rest is fetched again.
+        let result = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            r = poll(&cfg, &watch_dir, &queue, &metrics) => r?,
+        };
+        log_poll(&cfg, &result);
+        state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+        note_health(&cfg, &metrics, &mut health, &state, result.as_ref().err());
         wait = match &result {
             Ok(_) => cfg.interval,
             Err(e) => retry_wait(e, state.consecutive_failures, cfg.interval),
         };
     }
+}
+
+/// When `state` turns stale if nothing new comes.
+fn stale_deadline(state: &SourceState, stale_after: Duration) -> tokio::time::Instant {
+    let since = state.newest_data_at.unwrap_or(state.created_at);
+    let at = since.saturating_add(i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX));
+    let left = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_millis(left.saturating_add(1))
+}
+
+/// A change of health: a WARN line turning failing or stale, an INFO line
+/// recovering (never a line per poll); the gauges follow.
+fn note_health(
+    cfg: &SourceConfig,
+    metrics: &Metrics,
+    was: &mut SourceHealth,
+    state: &SourceState,
+    error: Option<&FetchError>,
+) {
+    let now = state.health(cfg.stale_after, now_ms());
+    metrics.source_health(&cfg.name, now);
+    if now == *was {
+        return;
+    }
+    match (now, error) {
+        (SourceHealth::Ok, _) => {
+            tracing::info!(source = %cfg.name, was = %was, "source recovered");
+        }
+        (SourceHealth::Failing, Some(e)) => {
+            tracing::warn!(source = %cfg.name, class = %e.class, error = %e.message, failures = state.consecutive_failures, "source failing");
+        }
+        _ => tracing::warn!(
+            source = %cfg.name,
+            stale_after_secs = cfg.stale_after.as_secs(),
+            "source stale: nothing new within stale_after"
+        ),
+    }
+    *was = now;
 }
 
 fn log_poll(cfg: &SourceConfig, result: &Result<Polled, FetchError>) {

@@ -28,6 +28,8 @@ struct Served {
     not_modified: u64,
     /// Paths asked for, in order.
     asked: Vec<String>,
+    /// The last `Authorization` header of `/list.txt`.
+    auth: Option<String>,
     https_port: u16,
     http_port: u16,
 }
@@ -49,6 +51,7 @@ async fn list(State(s): State<Shared>, headers: HeaderMap) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    s.auth = asked(header::AUTHORIZATION);
     let fresh = (s.etag.is_some() && asked(header::IF_NONE_MATCH) == s.etag)
         || (s.last_modified.is_some() && asked(header::IF_MODIFIED_SINCE) == s.last_modified);
     if fresh {
@@ -420,4 +423,83 @@ async fn a_preset_source_fetches_its_feed_and_reads_it_with_the_presets_rule() {
             .all(|i| i.kind == "CIDR" && i.tags.contains("spamhaus-drop")),
         "{got:?}"
     );
+}
+
+#[tokio::test]
+async fn a_source_added_on_sighup_is_polled_and_turns_stale_when_nothing_new_comes() {
+    let (srv, _) = serve(false).await;
+    let port = srv.lock().unwrap().http_port;
+    {
+        let mut s = srv.lock().unwrap();
+        s.body = b"192.0.2.77\n".to_vec();
+        s.etag = Some("\"same\"".into());
+    }
+    let metrics = free_port();
+    let app = TestApp::builder()
+        .extra_config(&format!(
+            "{UNTHROTTLED}[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
+        ))
+        .start()
+        .await;
+    let password = app.path().join("late.password");
+    std::fs::write(&password, "hunter2-secret\n").unwrap();
+    let daemon = app.spawn_daemon_running().await;
+    app.edit_config(|text| {
+        text + &http_source(
+            "late",
+            port,
+            "/list.txt",
+            &format!(
+                "interval = \"1s\"\nstale_after = \"2s\"\nusername = \"reader\"\npassword_file = \"{}\"\n",
+                password.display()
+            ),
+        )
+    });
+    daemon.signal(libc::SIGHUP);
+    wait_until(
+        Duration::from_secs(20),
+        "the new source delivered",
+        async || values(&app) == set(&["192.0.2.77"]),
+    )
+    .await;
+    assert_eq!(
+        srv.lock().unwrap().auth.as_deref(),
+        Some("Basic cmVhZGVyOmh1bnRlcjItc2VjcmV0"),
+        "reader:hunter2-secret, the file's newline left out"
+    );
+    // Every later poll is a 304: nothing new, so stale after 2 s.
+    wait_until(
+        Duration::from_secs(20),
+        "the source shown stale",
+        async || {
+            let out = app.binary(&["sources", "--json"]).await;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v[0]["health"] == "stale"
+        },
+    )
+    .await;
+    let scrape = http_get(&format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .unwrap()
+        .1;
+    assert!(
+        scrape.contains("tc_ingest_source_stale{source=\"late\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("tc_ingest_source_fetches_total{source=\"late\",result=\"unchanged\"}"),
+        "{scrape}"
+    );
+    let text = output_text(&app.binary(&["sources"]).await);
+    assert!(text.contains("STALE"), "{text}");
+    let (code, log) = daemon.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        log.matches("source stale").count(),
+        1,
+        "one line per change: {log}"
+    );
+    // The password is in no log line and in no file but its own.
+    assert!(!log.contains("hunter2"), "{log}");
+    app.assert_secret_in_no_file("hunter2", &["late.password"]);
 }

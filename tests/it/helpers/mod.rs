@@ -340,6 +340,24 @@ lease_secs = {lease}
         daemon
     }
 
+    /// Asserts that `secret` is in no file of the state directory (the
+    /// queue, its WAL, reports) but those named in `except`.
+    #[track_caller]
+    pub fn assert_secret_in_no_file(&self, secret: &str, except: &[&str]) {
+        for f in std::fs::read_dir(self.path()).unwrap() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if p.is_file() && !except.contains(&name.as_str()) {
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "secret found in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+
     /// Starts `tc-ingest run` and waits until it says it runs (its queue
     /// migrated: another connection may open it).
     pub async fn spawn_daemon_running(&self) -> DaemonProcess {
