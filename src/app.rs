@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::deliver::{Api, Delivery, ModeInUse};
 use crate::exit;
 use crate::intake::{FileOutcome, Intake};
+use crate::lifecycle::Allowlist;
 use crate::metrics::Metrics;
 use crate::names::ErrorClass;
 use crate::queue::{DaemonLock, FileState, JobState, Queue, StateCounts, Stats, now_ms};
@@ -37,6 +38,8 @@ pub struct Daemon {
     pub queue: Queue,
     pub cfg_tx: watch::Sender<Arc<Config>>,
     pub api_tx: watch::Sender<Arc<Api>>,
+    /// The allowlist of the running config, its lists loaded.
+    pub allowlist_tx: watch::Sender<Arc<Allowlist>>,
     pub delivery: Delivery,
     pub intake: Option<Intake>,
     pub metrics: Arc<Metrics>,
@@ -74,15 +77,18 @@ impl Daemon {
         metrics.set_jobs(&queue.state_counts(now_ms()).await?.by_state());
         metrics.set_oldest_pending(queue.oldest_pending().await?);
         metrics.set_queue_open(true);
+        let allowlist = load_allowlist(&cfg).map_err(anyhow::Error::msg)?;
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (api_tx, api_rx) = watch::channel(Arc::new(api));
+        let (allowlist_tx, allowlist_rx) = watch::channel(Arc::new(allowlist));
         let delivery = Delivery::new(queue.clone(), api_rx, cfg_rx.clone(), metrics.clone());
-        let intake = Intake::new(cfg_rx, queue.clone(), metrics.clone());
+        let intake = Intake::new(cfg_rx, allowlist_rx, queue.clone(), metrics.clone());
         Ok(Self {
             config_path: config_path.to_path_buf(),
             queue,
             cfg_tx,
             api_tx,
+            allowlist_tx,
             delivery,
             intake: Some(intake),
             metrics,
@@ -117,6 +123,14 @@ impl Daemon {
                 return false;
             }
         };
+        let allowlist = match load_allowlist(&new) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(errors = %e.replace('\n', "; "), "invalid allowlist: keeping the running configuration");
+                return false;
+            }
+        };
+        let _ = self.allowlist_tx.send(Arc::new(allowlist));
         let old = self.cfg_tx.borrow().clone();
         if old.queue.path != new.queue.path || old.watch.dir != new.watch.dir {
             tracing::warn!("queue.path and watch.dir changes take effect after a restart");
@@ -133,6 +147,20 @@ impl Daemon {
         tracing::info!(config = %self.config_path.display(), "configuration reloaded");
         true
     }
+}
+
+/// `cfg`'s allowlist, its lists loaded and logged.
+fn load_allowlist(cfg: &Config) -> Result<Allowlist, String> {
+    let (list, warnings) = Allowlist::build(&cfg.allowlist)
+        .map_err(|e| format!("invalid allowlist:\n{}", e.join("\n")))?;
+    for w in warnings {
+        tracing::warn!("allowlist: {w}");
+    }
+    if !list.is_empty() {
+        let (entries, lists) = list.size();
+        tracing::info!(entries, lists, "allowlist loaded");
+    }
+    Ok(list)
 }
 
 /// `tc-ingest run`: loads the config and runs until stopped (or, with

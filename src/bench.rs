@@ -1,6 +1,7 @@
 //! `tc-ingest bench`: the measurements behind the README's performance
 //! figures. Each prints what it measured and how; none asserts anything.
 
+pub mod allowlist;
 pub mod formats;
 pub mod hostile;
 
@@ -39,6 +40,7 @@ pub async fn run(
         (BenchKind::Hostile, _) => hostile::bench(n.unwrap_or(100_000_000)).await?,
         (BenchKind::Formats, _) => formats::bench(n.unwrap_or(1_000_000) as usize).await?,
         (BenchKind::Lists, _) => formats::lists(n.unwrap_or(1_000_000) as usize).await?,
+        (BenchKind::Allowlist, _) => allowlist::bench(n.unwrap_or(1_000_000) as usize).await?,
         (BenchKind::Deliver, Some(mode)) => {
             let n = n.unwrap_or(20_000) as usize;
             deliver_mode(mode, n, rate.unwrap_or(20), modes).await?;
@@ -219,9 +221,11 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// An intake of `root/incoming` into a fresh queue `root/queue.db`, with
-/// the default limits; the queue and the config's sender, to keep.
+/// the default limits and `allowlist`; the queue and the config's sender,
+/// to keep.
 async fn intake_at(
     root: &std::path::Path,
+    allowlist: Arc<crate::lifecycle::Allowlist>,
 ) -> anyhow::Result<(
     crate::intake::Intake,
     Queue,
@@ -237,8 +241,9 @@ async fn intake_at(
     crate::intake::create_dirs(&cfg.watch)?;
     let q = Queue::open(&cfg.queue.path).await?;
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(cfg));
-    let intake =
-        crate::intake::Intake::new(rx, q.clone(), Arc::new(crate::metrics::Metrics::default()));
+    let (_, allowlist) = tokio::sync::watch::channel(allowlist);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let intake = crate::intake::Intake::new(rx, allowlist, q.clone(), metrics);
     Ok((intake, q, tx))
 }
 
@@ -271,7 +276,7 @@ async fn intake(n: usize) -> anyhow::Result<()> {
         }
     }
     let size = std::fs::metadata(&feed)?.len();
-    let (mut intake, _q, _cfg) = intake_at(root).await?;
+    let (mut intake, _q, _cfg) = intake_at(root, Arc::default()).await?;
     let rss_before = peak_rss_mib();
     let start = Instant::now();
     let out = intake

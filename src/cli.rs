@@ -166,12 +166,20 @@ pub enum Command {
         dry_run: bool,
     },
     /// Delete delivered jobs older than a duration (e.g. 7d).
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["delivered_before", "allowlisted"]))]
     Purge {
         #[command(flatten)]
         config: ConfigArg,
         /// Delete jobs delivered longer ago than this (e.g. 30d, 12h).
         #[arg(long, value_parser = humantime::parse_duration)]
-        delivered_before: std::time::Duration,
+        delivered_before: Option<std::time::Duration>,
+        /// Waiting jobs (pending, held) the allowlist now filters: listed,
+        /// and deleted with --confirm.
+        #[arg(long)]
+        allowlisted: bool,
+        /// With --allowlisted: delete them.
+        #[arg(long, requires = "allowlisted")]
+        confirm: bool,
         /// Show how many would be deleted, change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -236,6 +244,10 @@ pub enum BenchKind {
     /// The same networks as a plain list and as Spamhaus DROP publishes
     /// them, file to queued (`--n`, default 1,000,000).
     Lists,
+    /// A mixed feed with no allowlist and with every MISP warninglist of
+    /// `$TC_INGEST_WARNINGLISTS` (default /usr/share/misp-warninglists/lists)
+    /// loaded, file to queued (`--n`, default 1,000,000).
+    Allowlist,
 }
 
 #[derive(Debug, Args)]

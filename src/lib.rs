@@ -10,6 +10,9 @@
 //! - [`normalize`]: a raw value to ThreatConnect's exact form, or a reject
 //!   with its rule. Pure.
 //! - [`config`]: the TOML config, validated into typed sections.
+//! - [`lifecycle`]: the allowlist applied before the queue (values that
+//!   must never become indicators); later snapshot reconciliation and
+//!   expiry.
 //! - [`queue`]: the SQLite queue, the only room with SQL.
 //! - [`api`]: ThreatConnect's wire format as a client: requests, signing,
 //!   the client, what an answer is ([`api::Outcome`]).
@@ -37,6 +40,7 @@ pub mod indicator;
 pub mod intake;
 #[cfg(test)]
 mod layout;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod names;

@@ -176,6 +176,8 @@ crate::names::named_enum! {
         Queued => "queued",
         Duplicate => "duplicate",
         Rejected => "rejected",
+        /// Filtered by the allowlist.
+        Filtered => "filtered",
     }
 }
 
@@ -395,6 +397,7 @@ impl Metrics {
         queued: u64,
         duplicates: u64,
         rejected: u64,
+        filtered: u64,
     ) {
         self.feed_files
             .get_or_create(&[("rule", rule.into()), ("outcome", state.as_str().into())])
@@ -403,6 +406,7 @@ impl Metrics {
             (RowOutcome::Queued, queued),
             (RowOutcome::Duplicate, duplicates),
             (RowOutcome::Rejected, rejected),
+            (RowOutcome::Filtered, filtered),
         ] {
             self.feed_rows
                 .get_or_create(&[("rule", rule.into()), ("outcome", o.as_str().into())])

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::lifecycle::Allowlist;
 use crate::names::ErrorClass;
 use crate::queue::{JobDetail, JobState, Queue, RejectDetail, now_ms};
 use crate::status::iso;
@@ -24,11 +25,53 @@ enum Question {
     Value(String),
 }
 
+/// What a value normalizes to, and whether the allowlist filters it.
+fn describe_value(
+    o: &mut String,
+    what: &str,
+    n: &Result<crate::indicator::Indicator, crate::normalize::Reject>,
+    allowlist: &Allowlist,
+) -> bool {
+    match n {
+        Ok(i) => {
+            let _ = writeln!(
+                o,
+                "{what:?} normalizes to {} {:?}",
+                i.kind().tc_name(),
+                i.summary()
+            );
+            let by = allowlist.check(i);
+            if let Some(by) = by {
+                let _ = writeln!(
+                    o,
+                    "filtered by the allowlist ({:?}): rows with it are counted as filtered, \
+                     never queued; `tc-ingest purge --allowlisted` removes jobs queued before",
+                    &*by.0
+                );
+            }
+            by.is_some()
+        }
+        Err(r) => {
+            let _ = writeln!(
+                o,
+                "{what:?} does not normalize without a type: {} ({})",
+                r.message, r.rule
+            );
+            false
+        }
+    }
+}
+
 /// The answer as text, and whether anything was found.
 ///
 /// # Errors
 /// Database errors.
-pub async fn explain(queue: &Queue, cfg: &Config, what: &str) -> anyhow::Result<(String, bool)> {
+pub async fn explain(
+    queue: &Queue,
+    cfg: &Config,
+    allowlist: &Allowlist,
+    what: &str,
+) -> anyhow::Result<(String, bool)> {
     let what = what.trim();
     let question = understand(queue, what).await?;
     let mut o = String::new();
@@ -65,25 +108,9 @@ pub async fn explain(queue: &Queue, cfg: &Config, what: &str) -> anyhow::Result<
             )
         }
     };
-    if let Some(n) = &normalized {
-        match n {
-            Ok(i) => {
-                let _ = writeln!(
-                    o,
-                    "{what:?} normalizes to {} {:?}",
-                    i.kind().tc_name(),
-                    i.summary()
-                );
-            }
-            Err(r) => {
-                let _ = writeln!(
-                    o,
-                    "{what:?} does not normalize without a type: {} ({})",
-                    r.message, r.rule
-                );
-            }
-        }
-    }
+    let filtered = normalized
+        .as_ref()
+        .is_some_and(|n| describe_value(&mut o, what, n, allowlist));
     for j in &jobs {
         let _ = writeln!(o);
         job(&mut o, j, cfg);
@@ -92,7 +119,7 @@ pub async fn explain(queue: &Queue, cfg: &Config, what: &str) -> anyhow::Result<
         let _ = writeln!(o);
         reject(&mut o, r, cfg);
     }
-    let found = !jobs.is_empty() || !rejects.is_empty();
+    let found = filtered || !jobs.is_empty() || !rejects.is_empty();
     if !found {
         let _ = writeln!(
             o,

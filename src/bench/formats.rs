@@ -198,7 +198,7 @@ async fn compare(n: usize, formats: &[(&str, &str, Writer)]) -> anyhow::Result<(
         std::fs::create_dir_all(root.join("incoming"))?;
         write(&root.join("incoming").join(file), n)?;
         let size = std::fs::metadata(root.join("incoming").join(file))?.len();
-        let (mut intake, q, _cfg) = super::intake_at(root).await?;
+        let (mut intake, q, _cfg) = super::intake_at(root, std::sync::Arc::default()).await?;
         reset_peak_rss();
         let start = Instant::now();
         let out = intake

@@ -31,10 +31,14 @@ pub(super) fn normalize_files(
             })
         })
         .transpose()?;
+    let allowlist = cfg.as_ref().map(super::allowlist).transpose()?;
     let mut normalized = Normalized::new(cfg.is_some());
     let mut code = exit::OK;
     for path in files {
-        let settings = normalize_settings(cfg.as_ref(), kind, path);
+        let mut settings = normalize_settings(cfg.as_ref(), kind, path);
+        if let Some(a) = &allowlist {
+            settings.allowlist = a.clone();
+        }
         if let Err(e) = normalized.read(path, &settings) {
             eprintln!("error: {}: {e}", path.display());
             code = exit::ERROR;
@@ -67,6 +71,7 @@ fn normalize_settings(
             },
             read: ReadOptions::default(),
             dedup_window: std::time::Duration::ZERO,
+            allowlist: std::sync::Arc::new(crate::lifecycle::Allowlist::empty()),
         },
     }
 }
@@ -80,6 +85,8 @@ struct Normalized {
     by_type: BTreeMap<&'static str, u64>,
     by_rule: BTreeMap<RejectRule, u64>,
     skipped: BTreeMap<String, u64>,
+    /// Rows the allowlist filtered, by what matched (lists are few).
+    filtered: BTreeMap<String, u64>,
     /// Bounds the reasons counted (a file may name millions of types).
     skip_names: intake::SkipNames,
     /// Whether rows show their owner and payload (with --config).
@@ -95,6 +102,7 @@ impl Normalized {
             by_type: BTreeMap::new(),
             by_rule: BTreeMap::new(),
             skipped: BTreeMap::new(),
+            filtered: BTreeMap::new(),
             skip_names: intake::SkipNames::default(),
             with_owner,
         }
@@ -139,6 +147,13 @@ impl Normalized {
                 }
                 self.emit(row);
             }
+            intake::Classified::Filtered(job, by) => {
+                *self.filtered.entry(by.0.to_string()).or_default() += 1;
+                self.emit(
+                    json!({"file": name, "line": job.line, "type": job.indicator.kind().tc_name(),
+                    "summary": job.indicator.summary(), "filtered": &*by.0}),
+                );
+            }
             intake::Classified::Reject(r) => {
                 self.emit(
                     json!({"file": name, "line": r.line, "input": r.input, "error": r.reason}),
@@ -174,8 +189,17 @@ impl Normalized {
         } else {
             format!(", {skipped} skipped ({})", counts(&self.skipped))
         };
+        let filtered: u64 = self.filtered.values().sum();
+        let filtered = if filtered == 0 {
+            String::new()
+        } else {
+            format!(
+                ", {filtered} filtered by the allowlist ({})",
+                counts(&self.filtered)
+            )
+        };
         eprintln!(
-            "normalize: {accepted} accepted ({}), {rejected} rejected ({}){skipped}",
+            "normalize: {accepted} accepted ({}), {rejected} rejected ({}){skipped}{filtered}",
             counts(&self.by_type),
             counts(&self.by_rule)
         );
@@ -234,6 +258,7 @@ pub(super) async fn enqueue(
     files: &[std::path::PathBuf],
 ) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
+    let allowlist = super::allowlist(&cfg)?;
     let queue = Queue::open(&cfg.queue.path).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut code = exit::OK;
@@ -242,7 +267,8 @@ pub(super) async fn enqueue(
             .file_name()
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| path.clone());
-        let settings = Settings::for_file(&cfg, &name, owner, kind);
+        let mut settings = Settings::for_file(&cfg, &name, owner, kind);
+        settings.allowlist = allowlist.clone();
         let error = match open_to_enqueue(path, cfg.watch.max_decompressed_bytes) {
             Ok(file) => enqueue_file(&queue, file, path, &settings, &cancel).await?,
             Err(e) => Some(e),

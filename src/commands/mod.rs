@@ -18,7 +18,7 @@ mod sources;
 
 use feeds::{enqueue, normalize_files};
 use ping::ping;
-use queue::{counts, purge, retry, status, status_watch, why};
+use queue::{counts, retry, status, status_watch, why};
 
 pub fn main(cli: Cli) -> ExitCode {
     // The demo prints its own report: only warnings and errors go beside it.
@@ -112,11 +112,7 @@ async fn dispatch(cmd: Command) -> u8 {
             file,
             dry_run,
         } => retry(&config, RetryFilter { class, owner, file }, dry_run).await,
-        Command::Purge {
-            config,
-            delivered_before,
-            dry_run,
-        } => purge(&config, delivered_before, dry_run).await,
+        cmd @ Command::Purge { .. } => queue::purge_cmd(cmd).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Generate { out } => generate(&out),
         Command::Bench {
@@ -151,8 +147,30 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
 
 fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
+    // The allowlist's lists are loaded too: one that fails is named.
+    let allowlist = allowlist(&cfg)?;
     print!("{}", config::render(&cfg));
+    if !allowlist.is_empty() {
+        let (entries, lists) = allowlist.size();
+        println!("# allowlist: {entries} entries in {lists} lists loaded");
+    }
     Ok(exit::OK)
+}
+
+/// The config's allowlist, its lists loaded (warnings on standard error).
+///
+/// # Errors
+/// Every entry or list that fails, by key.
+pub fn allowlist(cfg: &Config) -> anyhow::Result<std::sync::Arc<crate::lifecycle::Allowlist>> {
+    match crate::lifecycle::Allowlist::build(&cfg.allowlist) {
+        Ok((list, warnings)) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(std::sync::Arc::new(list))
+        }
+        Err(errors) => anyhow::bail!("invalid allowlist:\n{}", errors.join("\n")),
+    }
 }
 
 /// `generate --out DIR`: shell completions under `DIR/completions`

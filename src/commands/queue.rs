@@ -102,7 +102,8 @@ pub(super) async fn status_watch(
 pub(super) async fn why(arg: &ConfigArg, what: &str) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let queue = open_existing(&cfg).await?;
-    let (text, found) = crate::why::explain(&queue, &cfg, what).await?;
+    let allowlist = super::allowlist(&cfg)?;
+    let (text, found) = crate::why::explain(&queue, &cfg, &allowlist, what).await?;
     print!("{text}");
     queue.close().await;
     Ok(if found { exit::OK } else { exit::PARTIAL })
@@ -170,11 +171,69 @@ async fn put_back_given_up(queue: &Queue, name: &str, dry_run: bool) -> anyhow::
     Ok(())
 }
 
-pub(super) async fn purge(
-    arg: &ConfigArg,
-    before: std::time::Duration,
-    dry_run: bool,
-) -> anyhow::Result<u8> {
+/// `purge`: delivered jobs past an age, or waiting jobs the allowlist
+/// now filters.
+pub(super) async fn purge_cmd(cmd: crate::cli::Command) -> anyhow::Result<u8> {
+    let crate::cli::Command::Purge {
+        config,
+        delivered_before,
+        allowlisted,
+        confirm,
+        dry_run,
+    } = cmd
+    else {
+        unreachable!("purge_cmd is given a purge");
+    };
+    match delivered_before {
+        Some(before) if !allowlisted => purge(&config, before, dry_run).await,
+        _ => purge_allowlisted(&config, confirm && !dry_run).await,
+    }
+}
+
+/// `purge --allowlisted`: the waiting jobs the allowlist now filters,
+/// listed (by what matched), and deleted when `delete`.
+async fn purge_allowlisted(arg: &ConfigArg, delete: bool) -> anyhow::Result<u8> {
+    let cfg = load_config(arg)?;
+    let allowlist = super::allowlist(&cfg)?;
+    let queue = open_existing(&cfg).await?;
+    let mut by: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut after, mut deleted) = (0, 0);
+    loop {
+        let page = queue.waiting_values(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        let mut ids = Vec::new();
+        for (id, kind, value) in page {
+            let Some(kind) = crate::indicator::IndicatorType::from_tc_name(&kind) else {
+                continue;
+            };
+            let ind = crate::indicator::Indicator::from_normalized(kind, value);
+            if let Some(m) = allowlist.check(&ind) {
+                *by.entry(m.0.to_string()).or_default() += 1;
+                ids.push(id);
+            }
+        }
+        if delete {
+            deleted += queue.delete_waiting(&ids).await?;
+        }
+    }
+    let found: u64 = by.values().sum();
+    if delete {
+        println!(
+            "deleted {deleted} waiting job(s) the allowlist filters ({})",
+            counts(&by)
+        );
+    } else {
+        println!(
+            "would delete {found} waiting job(s) the allowlist filters ({}); add --confirm to delete them",
+            counts(&by)
+        );
+    }
+    queue.close().await;
+    Ok(exit::OK)
+}
+
+async fn purge(arg: &ConfigArg, before: std::time::Duration, dry_run: bool) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let queue = open_existing(&cfg).await?;
     let age = humantime::format_duration(before);

@@ -35,8 +35,8 @@ pub use types::{CustomType, RegistryKeyType, TypeNames};
 pub use proxy::ApiProxy;
 pub use pull::{SourceConfig, SourceKind};
 pub use raw::{
-    RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue, RawSize,
-    RawSource, RawWatch,
+    RawAllowlist, RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue,
+    RawSize, RawSource, RawWatch,
 };
 pub use render::render;
 pub use secret::{
@@ -62,6 +62,27 @@ pub struct Config {
     pub feeds: Vec<FeedRule>,
     /// What the daemon fetches itself, into `watch.dir/<name>/`.
     pub sources: Vec<SourceConfig>,
+    /// Values that never become indicators (checked when the allowlist is
+    /// built: `lifecycle::Allowlist::build`).
+    pub allowlist: AllowlistConfig,
+}
+
+/// `[allowlist]`, its paths resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AllowlistConfig {
+    /// Reserved, private, loopback, link-local, multicast and documentation
+    /// networks, the empty input's hashes, reserved names.
+    pub builtin: bool,
+    /// Exact values, normalized as rows are.
+    pub values: Vec<String>,
+    /// Networks: addresses and CIDRs inside them.
+    pub cidrs: Vec<String>,
+    /// Domains and their subdomains (hosts, URL hosts, e-mail domains).
+    pub domains: Vec<String>,
+    /// Regular expressions on the indicator's summary.
+    pub regex: Vec<String>,
+    /// MISP warninglists: `list.json` files, or directories holding them.
+    pub misp_warninglists: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

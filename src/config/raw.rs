@@ -32,6 +32,25 @@ pub struct RawConfig {
     pub feeds: Vec<RawFeedRule>,
     #[serde(default)]
     pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub allowlist: RawAllowlist,
+}
+
+/// `[allowlist]`: values that never become indicators.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowlist {
+    pub builtin: Option<bool>,
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub regex: Vec<String>,
+    #[serde(default)]
+    pub misp_warninglists: Vec<PathBuf>,
 }
 
 /// `[[sources]]`: one source the daemon fetches.
@@ -270,6 +289,9 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
                 t,
                 errors,
             )),
+            ("allowlist", toml::Value::Table(t)) => {
+                Some(keep_valid::<RawAllowlist>("allowlist", t, errors))
+            }
             ("feeds", toml::Value::Array(rules)) => {
                 let rules = keep_valid_tables::<RawFeedRule>("feeds", rules, errors);
                 good.insert(section, rules);
@@ -285,7 +307,8 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
                 None
             }
             (
-                "api" | "watch" | "queue" | "delivery" | "batch" | "metrics" | "security_labels",
+                "api" | "watch" | "queue" | "delivery" | "batch" | "metrics" | "security_labels"
+                | "allowlist",
                 _,
             ) => {
                 errors.push(format!("{section}: must be a table ([{section}])"));
@@ -297,7 +320,7 @@ pub(super) fn from_table(mut table: toml::Table, errors: &mut Vec<String>) -> Ra
             }
             _ => {
                 errors.push(format!(
-                    "{section}: unknown key (known: api, watch, queue, delivery, batch, metrics, security_labels, feeds, sources)"
+                    "{section}: unknown key (known: api, watch, queue, delivery, batch, metrics, security_labels, allowlist, feeds, sources)"
                 ));
                 None
             }

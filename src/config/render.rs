@@ -155,6 +155,8 @@ struct View<'a> {
     batch: BatchView,
     metrics: MetricsView,
     security_labels: LabelsView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowlist: Option<&'a super::AllowlistConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     feeds: Vec<FeedView<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -285,6 +287,7 @@ pub fn render(cfg: &Config) -> String {
             listen: cfg.metrics.listen.map(|a| a.to_string()),
         },
         security_labels: labels_view(&cfg.security_labels),
+        allowlist: (cfg.allowlist != super::AllowlistConfig::default()).then_some(&cfg.allowlist),
         feeds: cfg.feeds.iter().map(feed_view).collect(),
         sources: cfg.sources.iter().map(source_view).collect(),
     };

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
-    Config, ConfigError, MetricsConfig, QueueConfig, RawConfig, RawMetrics, RawQueue, SecretEnv,
-    duration, resolve,
+    AllowlistConfig, Config, ConfigError, MetricsConfig, QueueConfig, RawConfig, RawMetrics,
+    RawQueue, SecretEnv, duration, resolve,
 };
 
 impl RawConfig {
@@ -26,6 +26,16 @@ impl RawConfig {
         let metrics = metrics(self.metrics, &mut errors);
         let feeds = super::feeds::validate(self.feeds, &mut errors);
         let security_labels = tlp_names(self.security_labels, &mut errors);
+        let allowlist = AllowlistConfig {
+            builtin: self.allowlist.builtin.unwrap_or(false),
+            misp_warninglists: (self.allowlist.misp_warninglists.into_iter())
+                .map(|p| resolve(base, p))
+                .collect(),
+            values: self.allowlist.values,
+            cidrs: self.allowlist.cidrs,
+            domains: self.allowlist.domains,
+            regex: self.allowlist.regex,
+        };
         let sources = super::pull::validate(
             self.sources,
             base,
@@ -46,6 +56,7 @@ impl RawConfig {
             security_labels,
             feeds,
             sources,
+            allowlist,
         })
     }
 }

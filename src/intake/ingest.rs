@@ -10,11 +10,13 @@ use std::io::{Read, Seek};
 
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::feed::{self, FeedError, Format, Item, ReadOptions};
+use crate::lifecycle::{Allowlist, Matched};
 use crate::normalize::{self, FeedDefaults, RejectRule};
 use crate::queue::{FileChunk, FileState, NewJob, NewReject, Queue};
 
@@ -35,6 +37,8 @@ pub struct Settings {
     pub defaults: FeedDefaults,
     pub read: ReadOptions,
     pub dedup_window: Duration,
+    /// What never becomes an indicator.
+    pub allowlist: Arc<Allowlist>,
 }
 
 /// What reading a file came to.
@@ -47,6 +51,7 @@ pub struct Report {
     pub duplicates: u64,
     pub rejected: u64,
     pub skipped: u64,
+    pub filtered: u64,
     pub end: End,
 }
 
@@ -105,6 +110,8 @@ struct Chunk {
     rejects: Vec<NewReject>,
     /// Rows skipped, by reason.
     skipped: Vec<(String, u64)>,
+    /// Rows the allowlist filtered, by what matched.
+    filtered: Vec<(String, u64)>,
     rows: u64,
     last_position: u64,
     /// Told once the chunk is committed, for a reader that waits for that.
@@ -114,11 +121,11 @@ struct Chunk {
 }
 
 impl Chunk {
-    /// Counts a skipped row under `what`.
-    fn skip(&mut self, what: String) {
-        match self.skipped.iter_mut().find(|(w, _)| *w == what) {
+    /// Counts one row under `what` in `counts` (skipped, filtered).
+    fn count(counts: &mut Vec<(String, u64)>, what: &str) {
+        match counts.iter_mut().find(|(w, _)| w == what) {
             Some((_, n)) => *n += 1,
-            None => self.skipped.push((what, 1)),
+            None => counts.push((what.to_string(), 1)),
         }
     }
 
@@ -127,6 +134,7 @@ impl Chunk {
             jobs: Vec::with_capacity(CHUNK_ROWS),
             rejects: Vec::new(),
             skipped: Vec::new(),
+            filtered: Vec::new(),
             rows: 0,
             last_position: 0,
             committed: None,
@@ -195,6 +203,7 @@ pub async fn ingest(
         duplicates: 0,
         rejected: 0,
         skipped: 0,
+        filtered: 0,
         end: End::Complete,
     };
     let committed = commit_chunks(queue, rx, name, settings, &mut report).await;
@@ -238,6 +247,7 @@ async fn commit_chunks(
                 jobs: &chunk.jobs,
                 rejects: &chunk.rejects,
                 skipped: &chunk.skipped,
+                filtered: &chunk.filtered,
                 rows_read: chunk.rows,
                 last_position: chunk.last_position,
             };
@@ -249,6 +259,7 @@ async fn commit_chunks(
             report.duplicates += r.duplicates;
             report.rejected += chunk.rejects.len() as u64;
             report.skipped += chunk.skipped.iter().map(|(_, n)| n).sum::<u64>();
+            report.filtered += chunk.filtered.iter().map(|(_, n)| n).sum::<u64>();
         }
         if let Some(tell) = chunk.committed.take() {
             let _ = tell.send(());
@@ -397,7 +408,8 @@ fn read_chunks(
         match classify(item, settings) {
             Classified::Job(job) => chunk.jobs.push(job),
             Classified::Reject(reject) => chunk.rejects.push(reject),
-            Classified::Skip(what) => chunk.skip(skips.name(what)),
+            Classified::Skip(what) => Chunk::count(&mut chunk.skipped, &skips.name(what)),
+            Classified::Filtered(_, by) => Chunk::count(&mut chunk.filtered, &by.0),
         }
         if chunk.rows as usize >= chunk_rows {
             chunk_rows = (chunk_rows * 2).min(CHUNK_ROWS);
@@ -467,6 +479,9 @@ pub enum Classified {
     Reject(NewReject),
     /// Counted under this reason, neither queued nor rejected.
     Skip(String),
+    /// A valid indicator the allowlist keeps out: counted under what
+    /// matched, not queued.
+    Filtered(NewJob, Matched),
 }
 
 /// One item a reader handed over: a job to queue, the reject that says
@@ -482,12 +497,19 @@ pub fn classify(item: Item, settings: &Settings) -> Classified {
     };
     match item {
         Item::Row(rec) => match normalize::record(&rec, &settings.defaults) {
-            Ok(n) => Classified::Job(NewJob {
-                owner: n.owner.unwrap_or_else(|| settings.owner.clone()),
-                indicator: n.indicator,
-                payload: n.payload,
-                line: Some(rec.line),
-            }),
+            Ok(n) => {
+                let by = settings.allowlist.check(&n.indicator).cloned();
+                let job = NewJob {
+                    owner: n.owner.unwrap_or_else(|| settings.owner.clone()),
+                    indicator: n.indicator,
+                    payload: n.payload,
+                    line: Some(rec.line),
+                };
+                match by {
+                    Some(by) => Classified::Filtered(job, by),
+                    None => Classified::Job(job),
+                }
+            }
             Err(r) => reject(rec.line, rec.input(), r.rule, r.message),
         },
         Item::Skipped { what, .. } => Classified::Skip(what),
@@ -546,6 +568,7 @@ impl Settings {
                 line_key: rule.and_then(|r| r.line_key.clone()),
             },
             dedup_window: cfg.queue.dedup_window,
+            allowlist: Arc::new(Allowlist::empty()),
         }
     }
 }

@@ -66,7 +66,8 @@ impl Intake {
                 return Ok(self.fail_whole(cfg, rel, &processing, &name, reason).await);
             }
         };
-        let settings = Settings::for_file(cfg, rel, None, None);
+        let mut settings = Settings::for_file(cfg, rel, None, None);
+        settings.allowlist = self.allowlist.borrow().clone();
         let (file_id, start) = match resume {
             Some(r) => r,
             None => match self
@@ -146,7 +147,7 @@ impl Intake {
         }
         self.metrics.file_outcome(FileState::Skipped);
         self.metrics
-            .feed_file(&rule_of(cfg, rel), FileState::Skipped, 0, 0, 0);
+            .feed_file(&rule_of(cfg, rel), FileState::Skipped, 0, 0, 0, 0);
         Ok(Err(FileOutcome {
             rel: rel.to_path_buf(),
             state: FileState::Skipped,
@@ -248,6 +249,7 @@ impl Intake {
             totals.rows_queued,
             totals.rows_duplicate,
             totals.rows_rejected,
+            totals.rows_filtered,
         );
         match error {
             None => tracing::info!(
@@ -259,6 +261,7 @@ impl Intake {
                 duplicates = totals.rows_duplicate,
                 rejected = totals.rows_rejected,
                 skipped = totals.rows_skipped,
+                filtered = totals.rows_filtered,
                 "feed file finished"
             ),
             Some(e) => tracing::warn!(
@@ -343,6 +346,7 @@ impl Intake {
             duplicates: f.rows_duplicate,
             rejected: f.rows_rejected,
             skipped: f.rows_skipped,
+            filtered: f.rows_filtered,
             end: End::GivenUp { reason },
         };
         self.finish(cfg, rel, processing, report).await
@@ -364,7 +368,7 @@ impl Intake {
         }
         self.metrics.file_outcome(FileState::Failed);
         self.metrics
-            .feed_file(&rule_of(cfg, rel), FileState::Failed, 0, 0, 0);
+            .feed_file(&rule_of(cfg, rel), FileState::Failed, 0, 0, 0, 0);
         FileOutcome {
             rel: rel.to_path_buf(),
             state: FileState::Failed,

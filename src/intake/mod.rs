@@ -32,6 +32,7 @@ pub use ingest::{
 
 use crate::config::Config;
 use crate::feed::Format;
+use crate::lifecycle::Allowlist;
 use crate::metrics::Metrics;
 use crate::queue::{FileState, Queue};
 use dir::{file_name, move_unique, note_event, prune_finished, walk};
@@ -51,6 +52,8 @@ pub struct FileOutcome {
 /// The directory watcher and file lifecycle.
 pub struct Intake {
     cfg: watch::Receiver<Arc<Config>>,
+    /// The allowlist of the running config (built where it is loaded).
+    allowlist: watch::Receiver<Arc<Allowlist>>,
     queue: Queue,
     metrics: Arc<Metrics>,
     /// A file was seen that has not settled yet: scan again next tick.
@@ -62,9 +65,15 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn new(cfg: watch::Receiver<Arc<Config>>, queue: Queue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cfg: watch::Receiver<Arc<Config>>,
+        allowlist: watch::Receiver<Arc<Allowlist>>,
+        queue: Queue,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             cfg,
+            allowlist,
             queue,
             metrics,
             waiting: false,

@@ -33,6 +33,7 @@ impl Queue {
             jobs,
             rejects,
             skipped: &[],
+            filtered: &[],
             rows_read,
             last_position,
         };
@@ -117,8 +118,8 @@ impl Queue {
     }
 }
 
-/// A file's counts and position after a chunk, and its skipped rows by
-/// reason.
+/// A file's counts and position after a chunk, and its skipped and
+/// filtered rows by reason.
 async fn record_progress(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     fid: i64,
@@ -126,33 +127,41 @@ async fn record_progress(
     queued: u64,
     duplicates: u64,
 ) -> anyhow::Result<()> {
-    let skipped_rows: u64 = chunk.skipped.iter().map(|(_, n)| n).sum();
+    let sum = |counts: &[(String, u64)]| counts.iter().map(|(_, n)| n).sum::<u64>() as i64;
     sqlx::query(
         "UPDATE files SET rows_read = rows_read + ?, rows_queued = rows_queued + ?, \
          rows_rejected = rows_rejected + ?, rows_duplicate = rows_duplicate + ?, \
-         rows_skipped = rows_skipped + ?, last_position = MAX(last_position, ?) WHERE id = ?",
+         rows_skipped = rows_skipped + ?, rows_filtered = rows_filtered + ?, \
+         last_position = MAX(last_position, ?) WHERE id = ?",
     )
     .bind(chunk.rows_read as i64)
     .bind(queued as i64)
     .bind(chunk.rejects.len() as i64)
     .bind(duplicates as i64)
-    .bind(skipped_rows as i64)
+    .bind(sum(chunk.skipped))
+    .bind(sum(chunk.filtered))
     .bind(chunk.last_position as i64)
     .bind(fid)
     .execute(&mut **tx)
     .await
     .context("recording file progress")?;
-    for (what, n) in chunk.skipped {
-        sqlx::query(
-            "INSERT INTO file_skips (file_id, what, count) VALUES (?, ?, ?) \
-             ON CONFLICT (file_id, what) DO UPDATE SET count = count + excluded.count",
-        )
-        .bind(fid)
-        .bind(what.as_str())
-        .bind(*n as i64)
-        .execute(&mut **tx)
-        .await
-        .context("counting skipped rows")?;
+    for (table, counts) in [
+        ("file_skips", chunk.skipped),
+        ("file_filters", chunk.filtered),
+    ] {
+        for (what, n) in counts {
+            let sql = format!(
+                "INSERT INTO {table} (file_id, what, count) VALUES (?, ?, ?) \
+                 ON CONFLICT (file_id, what) DO UPDATE SET count = count + excluded.count"
+            );
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(fid)
+                .bind(what.as_str())
+                .bind(*n as i64)
+                .execute(&mut **tx)
+                .await
+                .with_context(|| format!("counting rows in {table}"))?;
+        }
     }
     Ok(())
 }

@@ -333,6 +333,7 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
         rows_rejected: r.get::<i64, _>("rows_rejected") as u64,
         rows_duplicate: r.get::<i64, _>("rows_duplicate") as u64,
         rows_skipped: r.get::<i64, _>("rows_skipped") as u64,
+        rows_filtered: r.get::<i64, _>("rows_filtered") as u64,
         format: r.get("format"),
         last_position: r.get::<i64, _>("last_position") as u64,
         error: r.get("error"),

@@ -20,6 +20,8 @@ pub struct FileProgress {
     pub rows_duplicate: u64,
     /// Rows skipped (no indicator here), by reason, most first.
     pub skipped: Vec<(String, u64)>,
+    /// Rows the allowlist filtered, by what matched, most first.
+    pub filtered: Vec<(String, u64)>,
     /// Its jobs still to deliver (pending, leased or held).
     pub waiting: u64,
     pub delivered: u64,
@@ -95,6 +97,20 @@ fn job_detail(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<JobDetail> {
 }
 
 impl Queue {
+    /// A file's counts by reason in `table` (`file_skips`,
+    /// `file_filters`), most first.
+    async fn reasons(&self, table: &str, file_id: i64) -> anyhow::Result<Vec<(String, u64)>> {
+        let sql =
+            format!("SELECT what, count FROM {table} WHERE file_id = ? ORDER BY count DESC, what");
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(file_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
+            .collect())
+    }
+
     /// The newest `limit` files and every file still being read, newest
     /// first, with their jobs counted by state.
     ///
@@ -103,7 +119,7 @@ impl Queue {
     pub async fn file_progress(&self, limit: u64) -> anyhow::Result<Vec<FileProgress>> {
         let rows = sqlx::query(
             "SELECT id, path, state, rows_read, rows_queued, rows_rejected, rows_duplicate, error, \
-             started_at, finished_at, rows_skipped FROM files \
+             started_at, finished_at, rows_skipped, rows_filtered FROM files \
              WHERE id IN (SELECT id FROM files ORDER BY id DESC LIMIT ?) OR state = 'processing' \
              ORDER BY id DESC",
         )
@@ -123,6 +139,7 @@ impl Queue {
                 rows_rejected: n(5),
                 rows_duplicate: n(6),
                 skipped: Vec::new(),
+                filtered: Vec::new(),
                 waiting: 0,
                 delivered: 0,
                 dead: 0,
@@ -144,15 +161,10 @@ impl Queue {
                 }
             }
             if n(10) > 0 {
-                p.skipped = sqlx::query(
-                    "SELECT what, count FROM file_skips WHERE file_id = ? ORDER BY count DESC, what",
-                )
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get::<i64, _>(1) as u64))
-                .collect();
+                p.skipped = self.reasons("file_skips", id).await?;
+            }
+            if n(11) > 0 {
+                p.filtered = self.reasons("file_filters", id).await?;
             }
             out.push(p);
         }

@@ -269,6 +269,7 @@ pub struct FileRow {
     pub rows_rejected: u64,
     pub rows_duplicate: u64,
     pub rows_skipped: u64,
+    pub rows_filtered: u64,
     /// The format it is read as (`csv`, `stix`...), once reading began.
     pub format: Option<String>,
     pub last_position: u64,
@@ -306,6 +307,8 @@ pub struct FileChunk<'a> {
     pub rejects: &'a [NewReject],
     /// Rows skipped, by reason.
     pub skipped: &'a [(String, u64)],
+    /// Rows the allowlist filtered, by what matched.
+    pub filtered: &'a [(String, u64)],
     pub rows_read: u64,
     pub last_position: u64,
 }

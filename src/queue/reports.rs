@@ -225,3 +225,48 @@ impl Queue {
         )
     }
 }
+
+impl Queue {
+    /// Waiting jobs (pending or held) after job `after`, at most `limit`,
+    /// in id order: id, type and value (`purge --allowlisted` walks them).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn waiting_values(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<(i64, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, type, value FROM jobs WHERE id > ? AND state IN ('pending', 'held') \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Deletes those of `ids` still waiting (a job claimed meanwhile is
+    /// left to finish); how many.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn delete_waiting(&self, ids: &[i64]) -> anyhow::Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query("DELETE FROM jobs WHERE id = ? AND state IN ('pending', 'held')")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+}

@@ -29,6 +29,7 @@ pub fn json(v: &StatusView) -> Value {
                 "rows_read": f.rows_read, "rows_queued": f.rows_queued,
                 "rows_rejected": f.rows_rejected, "rows_duplicate": f.rows_duplicate,
                 "skipped": f.skipped.iter().map(|(what, n)| (what.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+                "filtered": f.filtered.iter().map(|(what, n)| (what.clone(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
                 "waiting": f.waiting, "delivered": f.delivered, "dead": f.dead,
                 "error": f.error, "started": iso(f.started_at), "finished": f.finished_at.map(iso),
             })

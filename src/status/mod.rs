@@ -408,15 +408,20 @@ fn files(o: &mut String, v: &StatusView) {
             // Why, from its start (the line, the rule, what to do).
             let _ = writeln!(o, "  {}", first(e, 200));
         }
-        if !f.skipped.is_empty() {
-            let list: Vec<String> = f
-                .skipped
+        for (label, counts) in [("skipped", &f.skipped), ("filtered", &f.filtered)] {
+            if counts.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = counts
                 .iter()
                 .take(6)
-                .map(|(what, n)| format!("{n} x {what}"))
+                .map(|(what, n)| match label {
+                    "skipped" => format!("{n} x {what}"),
+                    _ => format!("{n} by {what:?}"),
+                })
                 .collect();
-            let more = if f.skipped.len() > 6 { ", ..." } else { "" };
-            let _ = writeln!(o, "  skipped: {}{more}", list.join(", "));
+            let more = if counts.len() > 6 { ", ..." } else { "" };
+            let _ = writeln!(o, "  {label}: {}{more}", list.join(", "));
         }
     }
 }

@@ -147,9 +147,12 @@ async fn an_expired_token_pauses_delivery_saying_to_issue_a_new_one() {
     let d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 4, 0)).await;
     let delivering = d.deliver_in_background();
-    wait_until(Duration::from_secs(5), "delivery paused", async || {
-        d.delivery.gate.paused().is_some()
-    })
+    // The gate pauses first, then the pause is written: wait for the row.
+    wait_until(
+        Duration::from_secs(5),
+        "delivery paused and recorded",
+        async || d.delivery.gate.paused().is_some() && d.queue.pause().await.unwrap().is_some(),
+    )
     .await;
     let pause = d.queue.pause().await.unwrap().expect("pause recorded");
     assert_eq!(pause.class, ErrorClass::Unauthorized);

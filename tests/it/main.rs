@@ -1,5 +1,6 @@
 //! Integration tests in one binary (faster to build and link than one per file).
 
+mod allowlist;
 mod bulk;
 mod client;
 mod compat;

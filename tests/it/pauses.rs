@@ -50,9 +50,12 @@ async fn signature_mismatch_pauses_everything_until_the_secret_is_fixed() {
     let d = app.daemon().await;
     d.enqueue(&hosts("Common Community", 5, 1)).await;
     let delivering = d.deliver_in_background();
-    wait_until(Duration::from_secs(5), "delivery paused", async || {
-        d.delivery.gate.paused().is_some()
-    })
+    // The gate pauses first, then the pause is written: wait for the row.
+    wait_until(
+        Duration::from_secs(5),
+        "delivery paused and recorded",
+        async || d.delivery.gate.paused().is_some() && d.queue.pause().await.unwrap().is_some(),
+    )
     .await;
     let p = d
         .queue
