@@ -129,6 +129,16 @@ async fn serve(tls: bool) -> (Shared, Option<String>) {
         .route("/big.txt", get(big))
         .route("/stall.txt", get(stall))
         .route("/to-http", get(to_http))
+        .route(
+            "/busy.txt",
+            get(|| async {
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "120")],
+                    "slow down",
+                )
+            }),
+        )
         .route("/feed/{name}", get(feed_file))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -242,7 +252,8 @@ async fn the_size_cap_a_stalled_body_and_a_redirect_to_http_are_failures_that_wr
             "{}{}[[sources]]\nname = \"downgrade\"\nkind = \"http\"\n\
              url = \"https://127.0.0.1:{https}/to-http\"\nca_file = \"{}\"\n",
             http_source("big", port, "/big.txt", "max_bytes = \"100KB\"\n"),
-            http_source("stalled", port, "/stall.txt", "read_timeout = \"1s\"\n"),
+            http_source("stalled", port, "/stall.txt", "read_timeout = \"1s\"\n")
+                + &http_source("busy", port, "/busy.txt", ""),
             ca_file.path().display()
         ))
         .start()
@@ -263,11 +274,14 @@ async fn the_size_cap_a_stalled_body_and_a_redirect_to_http_are_failures_that_wr
     let (c, m) = class("stalled");
     assert_eq!(c, "transport", "{m}");
     assert!(m.contains("timed out"), "{m}");
+    let (c, m) = class("busy");
+    assert_eq!(c, "throttled", "{m}");
+    assert!(m.contains("429") && m.contains("slow down"), "{m}");
     let (c, m) = class("downgrade");
     assert_eq!(c, "transport", "{m}");
     assert!(m.contains("https to http"), "{m}");
     // Nothing reached the directories, not even a temporary file.
-    for name in ["big", "stalled", "downgrade"] {
+    for name in ["big", "stalled", "busy", "downgrade"] {
         assert!(names(&app.incoming().join(name)).is_empty(), "{name}");
     }
     assert!(!srv.lock().unwrap().asked.contains(&"/list.txt".to_string()));
