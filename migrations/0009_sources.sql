@@ -9,6 +9,9 @@
 CREATE TABLE sources (
     name                 TEXT    NOT NULL PRIMARY KEY,
     kind                 TEXT    NOT NULL,
+    -- What the state is of (the URL, and a TAXII collection): another
+    -- origin starts the state over.
+    origin               TEXT    NOT NULL DEFAULT '',
     cursor               TEXT,
     etag                 TEXT,
     last_modified        TEXT,

@@ -327,9 +327,12 @@ impl Metrics {
     }
 
     /// A pull source's health (its stale and failing gauges).
-    pub fn source_health(&self, source: &str, health: SourceHealth) {
+    pub fn source_health(&self, source: &str, health: SourceHealth, last_success_ms: Option<i64>) {
         let one = [("source", source.to_string())];
         let m = &self.sources;
+        if let Some(ms) = last_success_ms {
+            m.last_success.get_or_create(&one).set(ms / 1000);
+        }
         m.stale
             .get_or_create(&one)
             .set(i64::from(health == SourceHealth::Stale));
@@ -348,10 +351,7 @@ impl Metrics {
         m.files.get_or_create(&one).inc_by(p.files);
         m.objects.get_or_create(&one).inc_by(p.objects);
         m.bytes.get_or_create(&one).inc_by(p.bytes);
-        if let Some(ms) = p.last_success_ms {
-            m.last_success.get_or_create(&one).set(ms / 1000);
-        }
-        self.source_health(p.source, p.health);
+        self.source_health(p.source, p.health, p.last_success_ms);
     }
 
     /// One API request of a job of `owner` and `kind`, and how it ended.

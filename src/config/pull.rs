@@ -258,12 +258,15 @@ fn kind(key: &str, kind: Option<&str>, errors: &mut Vec<String>) -> SourceKind {
 }
 
 fn check_proxy(key: &str, proxy: Option<&str>, errors: &mut Vec<String>) {
-    if let Some(p) = proxy
-        && !url::Url::parse(p).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-    {
-        errors.push(format!(
+    let Some(p) = proxy else { return };
+    match url::Url::parse(p) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => errors.push(format!(
+            "{key}.proxy: credentials in the proxy URL are refused (they would be shown and logged)"
+        )),
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => errors.push(format!(
             "{key}.proxy: {p:?} is not an http:// or https:// URL"
-        ));
+        )),
     }
 }
 

@@ -81,6 +81,12 @@ fn every_mistake_is_named_by_its_key() {
     has(&e, "sources[1].page_size: 0 is not between 1 and 10000");
     has(&e, "sources[1].max_bytes: \"lots\" is not a size");
     has(&e, "sources[1].proxy: \"socks5://p:1080\" is not an http");
+    has(
+        &errors(
+            "[[sources]]\nname = \"p\"\nkind = \"http\"\nurl = \"https://x.example/\"\nproxy = \"http://u:secret@proxy:3128\"\n",
+        ),
+        "sources[0].proxy: credentials in the proxy URL are refused",
+    );
     has(&e, "sources[2].collection: only for kind = \"taxii\"");
     has(
         &e,

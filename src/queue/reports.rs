@@ -227,8 +227,10 @@ impl Queue {
 }
 
 impl Queue {
-    /// Waiting jobs (pending or held) after job `after`, at most `limit`,
-    /// in id order: id, type and value (`purge --allowlisted` walks them).
+    /// Waiting jobs (pending or held) not begun (no call done, none of
+    /// unknown outcome: their indicator may exist already) after job
+    /// `after`, at most `limit`, in id order: id, type and value (`purge
+    /// --allowlisted` walks them).
     ///
     /// # Errors
     /// Database errors.
@@ -239,7 +241,7 @@ impl Queue {
     ) -> anyhow::Result<Vec<(i64, String, String)>> {
         let rows = sqlx::query(
             "SELECT id, type, value FROM jobs WHERE id > ? AND state IN ('pending', 'held') \
-             ORDER BY id LIMIT ?",
+             AND steps_done = 0 AND call_uncertain = 0 ORDER BY id LIMIT ?",
         )
         .bind(after)
         .bind(i64::from(limit))
@@ -260,11 +262,14 @@ impl Queue {
         let mut tx = self.begin_write().await?;
         let mut n = 0;
         for id in ids {
-            n += sqlx::query("DELETE FROM jobs WHERE id = ? AND state IN ('pending', 'held')")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            n += sqlx::query(
+                "DELETE FROM jobs WHERE id = ? AND state IN ('pending', 'held') \
+                 AND steps_done = 0 AND call_uncertain = 0",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
         tx.commit().await?;
         Ok(n)

@@ -93,19 +93,27 @@ fn count(n: u64) -> i64 {
 
 impl Queue {
     /// The source's state, created empty on first use. A source whose kind
-    /// changed starts over (a TAXII cursor means nothing to an HTTP fetch).
+    /// or origin (`url`, and a TAXII collection) changed starts over: a
+    /// cursor or ETag means nothing elsewhere.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn source_open(&self, name: &str, kind: &str) -> anyhow::Result<SourceState> {
+    pub async fn source_open(
+        &self,
+        name: &str,
+        kind: &str,
+        origin: &str,
+    ) -> anyhow::Result<SourceState> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sources (name, kind, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, cursor = NULL, etag = NULL, \
-             last_modified = NULL, content_sha256 = NULL WHERE kind <> excluded.kind",
+            "INSERT INTO sources (name, kind, origin, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, origin = excluded.origin, \
+             cursor = NULL, etag = NULL, last_modified = NULL, content_sha256 = NULL \
+             WHERE kind <> excluded.kind OR origin <> excluded.origin",
         )
         .bind(name)
         .bind(kind)
+        .bind(origin)
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
@@ -114,6 +122,18 @@ impl Queue {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(state(&row))
+    }
+
+    /// A source's state as it stands (after [`Queue::source_open`]).
+    ///
+    /// # Errors
+    /// Database errors, or no such source.
+    pub async fn source_state(&self, name: &str) -> anyhow::Result<SourceState> {
+        let row = sqlx::query(select!("WHERE name = ?"))
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(state(&row))
     }
 

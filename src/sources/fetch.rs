@@ -109,17 +109,9 @@ impl Fetcher {
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(cfg.read_timeout)
             .user_agent(concat!("tc-ingest/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let downgrade = attempt.url().scheme() == "http"
-                    && attempt.previous().iter().any(|u| u.scheme() == "https");
-                if downgrade {
-                    attempt.error("a redirect from https to http is refused")
-                } else if attempt.previous().len() > MAX_REDIRECTS {
-                    attempt.error("more than 5 redirects")
-                } else {
-                    attempt.follow()
-                }
-            }));
+            // Redirects are followed by `get`, which decides what each
+            // hop may carry.
+            .redirect(reqwest::redirect::Policy::none());
         builder = match &cfg.proxy {
             Some(p) => builder.proxy(reqwest::Proxy::all(p).map_err(config)?),
             None => builder.no_proxy(),
@@ -183,14 +175,25 @@ impl Fetcher {
         url: &str,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, FetchError> {
-        let resp = self
-            .http
-            .get(url)
-            .headers(self.headers.clone())
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| transport(&e))?;
+        let origin = url::Url::parse(url)
+            .map_err(|e| FetchError::new(FetchClass::Config, format!("{url:?}: {e}")))?;
+        let mut current = origin.clone();
+        let mut hops = 0;
+        let resp = loop {
+            // The source's credentials and header go to its own origin
+            // only, never to where a redirect points elsewhere.
+            let mut req = self.http.get(current.clone()).headers(headers.clone());
+            if current.origin() == origin.origin() {
+                req = req.headers(self.headers.clone());
+            }
+            let resp = req.send().await.map_err(|e| transport(&e))?;
+            if !resp.status().is_redirection() || resp.status() == reqwest::StatusCode::NOT_MODIFIED
+            {
+                break resp;
+            }
+            hops += 1;
+            current = redirect_target(&origin, &current, &resp, hops)?;
+        };
         let status = resp.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(resp);
@@ -207,7 +210,7 @@ impl Fetcher {
             500..=599 => FetchClass::ServerError,
             _ => FetchClass::ClientError,
         };
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = error_body(resp).await;
         Err(FetchError {
             class,
             message: format!("HTTP {status} from {url}{}", quote(&body)),
@@ -264,6 +267,64 @@ impl Fetcher {
     }
 }
 
+/// Where a redirect answer points, if it may be followed: at most
+/// [`MAX_REDIRECTS`] hops, http or https only, never from https to http,
+/// and plain http only between loopback addresses unless the source itself
+/// is plain http elsewhere (the insecure switch allowed it).
+fn redirect_target(
+    origin: &url::Url,
+    current: &url::Url,
+    resp: &reqwest::Response,
+    hops: usize,
+) -> Result<url::Url, FetchError> {
+    let refused = |why: String| FetchError::new(FetchClass::Transport, why);
+    if hops > MAX_REDIRECTS {
+        return Err(refused(format!(
+            "more than {MAX_REDIRECTS} redirects from {origin}"
+        )));
+    }
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            refused(format!(
+                "HTTP {} from {current} without a Location",
+                resp.status()
+            ))
+        })?;
+    let next = current
+        .join(location)
+        .map_err(|e| refused(format!("a redirect to {location:?}: {e}")))?;
+    let loopback = |u: &url::Url| match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match next.scheme() {
+        "https" => Ok(next),
+        "http" if current.scheme() == "https" || origin.scheme() == "https" => Err(refused(
+            format!("a redirect from https to http is refused ({next})"),
+        )),
+        "http" if loopback(&next) || !loopback(origin) => Ok(next),
+        _ => Err(refused(format!("a redirect to {next} is refused"))),
+    }
+}
+
+/// The start of an error answer's body (at most 64 KiB are read: the
+/// message quotes a few words of it).
+async fn error_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < 64 << 10 {
+        match resp.chunk().await {
+            Ok(Some(c)) => out.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    out
+}
+
 /// A transport failure, with its causes (reqwest's own text is terse).
 fn transport(e: &reqwest::Error) -> FetchError {
     let mut message = e.to_string();
@@ -299,13 +360,15 @@ fn quote(body: &[u8]) -> String {
         title: String,
         description: Option<String>,
     }
-    if let Ok(e) = serde_json::from_slice::<TaxiiError>(body) {
-        return match e.description {
-            Some(d) => format!(": {}: {d}", e.title),
-            None => format!(": {}", e.title),
-        };
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    let text = match serde_json::from_slice::<TaxiiError>(body) {
+        Ok(e) => match e.description {
+            Some(d) => format!("{}: {d}", e.title),
+            None => e.title,
+        },
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
+    };
+    // Markup, control characters and length out: it goes into a log line
+    // and the queue.
     let mut plain = String::new();
     let mut in_tag = false;
     for c in text.chars() {

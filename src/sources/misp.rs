@@ -84,7 +84,7 @@ pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
             .map_err(Failure::Queue)?;
     }
     let advance = SourceAdvance {
-        validators: Some(Validators {
+        validators: (polled.missing == 0).then_some(Validators {
             etag,
             ..Validators::default()
         }),
@@ -93,7 +93,6 @@ pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
     };
     ctx.advance(&advance).await?;
     polled.add(&advance);
-    polled.removed = removed.len() as u64;
     Ok(polled)
 }
 
@@ -124,10 +123,22 @@ async fn fetch_events(
     wanted.sort_by_key(|(_, ts)| *ts);
     let mut polled = Polled::default();
     for (uuid, ts) in wanted {
-        let resp = ctx
+        // An event the manifest lists but the feed does not serve: the
+        // others are fetched all the same, and it is asked for again on
+        // the next poll (the manifest's ETag is not kept meanwhile).
+        let resp = match ctx
             .fetcher
             .get(&format!("{base}{uuid}.json"), HeaderMap::new())
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.class == FetchClass::ClientError => {
+                tracing::warn!(source = %ctx.cfg.name, event = %uuid, error = %e.message, "event listed in the manifest but not served: skipped this poll");
+                polled.missing += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let event = ctx.fetcher.body(resp).await?;
         ctx.spool.write(&event, &format!("{uuid}.json")).await?;
         let advance = SourceAdvance {

@@ -57,8 +57,8 @@ pub struct Polled {
     pub bytes: u64,
     /// Nothing new (a 304, or the same content again).
     pub unchanged: bool,
-    /// MISP events that left the manifest.
-    pub removed: u64,
+    /// MISP events the manifest lists but the feed did not serve.
+    pub missing: u64,
 }
 
 impl Polled {
@@ -87,7 +87,7 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     async fn state(&self) -> Result<SourceState, Failure> {
         self.queue
-            .source_open(&self.cfg.name, self.cfg.kind.as_str())
+            .source_state(&self.cfg.name)
             .await
             .map_err(Failure::Queue)
     }
@@ -101,6 +101,15 @@ impl Ctx<'_> {
     }
 }
 
+/// What a source's state is of: its URL, and a TAXII collection.
+fn origin(cfg: &SourceConfig) -> String {
+    format!(
+        "{} {}",
+        cfg.url,
+        cfg.collection.as_deref().unwrap_or_default()
+    )
+}
+
 /// One poll of `cfg`, recorded in the queue and the metrics.
 ///
 /// # Errors
@@ -111,6 +120,9 @@ pub async fn poll(
     queue: &Queue,
     metrics: &Metrics,
 ) -> anyhow::Result<Result<Polled, FetchError>> {
+    queue
+        .source_open(&cfg.name, cfg.kind.as_str(), &origin(cfg))
+        .await?;
     let outcome = async {
         let fetcher = Fetcher::new(cfg)?;
         let spool = Spool::new(watch_dir, &cfg.name)?;
@@ -132,8 +144,6 @@ pub async fn poll(
         Err(Failure::Fetch(e)) => Err(e),
         Err(Failure::Queue(e)) => return Err(e),
     };
-    // A source removed from the queue meanwhile has no row to update.
-    queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
     queue
         .source_polled(
             &cfg.name,
@@ -143,7 +153,7 @@ pub async fn poll(
                 .map(|e| (e.class.as_str(), e.message.as_str())),
         )
         .await?;
-    let state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+    let state = queue.source_state(&cfg.name).await?;
     let health = state.health(cfg.stale_after, now_ms());
     let polled = result.as_ref().ok();
     metrics.source_poll(&SourcePoll {
@@ -169,10 +179,14 @@ fn retry_wait(e: &FetchError, failures: u32, interval: Duration) -> Duration {
     if let Some(after) = e.retry_after {
         return after.clamp(Duration::from_secs(1), MAX_RETRY_AFTER);
     }
-    let full = BACKOFF_BASE
+    backoff(failures, interval).mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// The longest wait after `failures` failures in a row.
+fn backoff(failures: u32, interval: Duration) -> Duration {
+    BACKOFF_BASE
         .saturating_mul(1 << failures.saturating_sub(1).min(20))
-        .min(interval);
-    full.mul_f64(0.5 + fastrand::f64() / 2.0)
+        .min(interval)
 }
 
 /// The sources of the running config, each in its own task, restarted
@@ -204,7 +218,10 @@ impl Sources {
             if cancel.is_cancelled() {
                 break;
             }
-            let result = poll(source, &cfg.watch.dir, &self.queue, &self.metrics).await?;
+            let result = tokio::select! {
+                () = cancel.cancelled() => break,
+                r = poll(source, &cfg.watch.dir, &self.queue, &self.metrics) => r?,
+            };
             if let Err(e) = &result {
                 tracing::warn!(source = %source.name, class = %e.class, error = %e.message, "source failed");
                 failed.push(source.name.clone());
@@ -221,6 +238,7 @@ impl Sources {
     pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut running: HashMap<String, (SourceConfig, CancellationToken)> = HashMap::new();
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
             let cfg = self.cfg.borrow_and_update().clone();
             running.retain(|name, (old, stop)| {
@@ -243,7 +261,8 @@ impl Sources {
                     self.queue.clone(),
                     self.metrics.clone(),
                 );
-                tasks.spawn(source_loop(s, dir, q, m, stop));
+                let id = tasks.spawn(source_loop(s, dir, q, m, stop)).id();
+                names.insert(id, source.name.clone());
             }
             tokio::select! {
                 () = cancel.cancelled() => {
@@ -257,8 +276,24 @@ impl Sources {
                         cancel.cancelled().await;
                     }
                 }
-                Some(joined) = tasks.join_next() => {
-                    joined.map_err(|e| anyhow::anyhow!("a source task panicked: {e}"))??;
+                Some(joined) = tasks.join_next_with_id() => {
+                    let id = match &joined {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    let name = names.remove(&id).unwrap_or_default();
+                    match joined {
+                        Ok((_, result)) => result?,
+                        // A bug met on a server's answer stops that source,
+                        // recorded as its failure; it starts again (after
+                        // its backoff), the others never stop.
+                        Err(e) if e.is_panic() => {
+                            tracing::error!(source = %name, error = %e, "source task panicked: restarted after its backoff");
+                            self.queue.source_polled(&name, Some(("panic", "the source task panicked (a bug): see the log"))).await?;
+                            running.remove(&name);
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
         }
@@ -274,15 +309,25 @@ async fn source_loop(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+    let mut state = queue
+        .source_open(&cfg.name, cfg.kind.as_str(), &origin(&cfg))
+        .await?;
     let mut health = state.health(cfg.stale_after, now_ms());
-    let mut wait = match (state.last_attempt_at, state.consecutive_failures) {
-        (Some(at), 0) => {
-            let due = at + i64::try_from(cfg.interval.as_millis()).unwrap_or(i64::MAX);
-            Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
-        }
-        _ => Duration::ZERO,
-    };
+    metrics.source_health(&cfg.name, health, state.last_success_at);
+    // Temporaries of a fetch that died with the process.
+    if let Ok(spool) = Spool::new(&watch_dir, &cfg.name) {
+        spool.clean();
+    }
+    // Not before the interval since the last poll, or its backoff after a
+    // failure: a restart does not hammer a server.
+    let mut wait = state.last_attempt_at.map_or(Duration::ZERO, |at| {
+        let after = match state.consecutive_failures {
+            0 => cfg.interval,
+            n => backoff(n, cfg.interval),
+        };
+        let due = at.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+    });
     tracing::info!(source = %cfg.name, kind = %cfg.kind, url = %cfg.url, first_poll_in_secs = wait.as_secs(), "source started");
     loop {
         // Until the poll is due, waking when the source turns stale (an
@@ -300,7 +345,7 @@ async fn source_loop(
             if tokio::time::Instant::now() >= due {
                 break;
             }
-            state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+            state = queue.source_state(&cfg.name).await?;
             note_health(&cfg, &metrics, &mut health, &state, None);
         }
         // A reload or shutdown ends a poll where it is: what it made
@@ -310,7 +355,7 @@ async fn source_loop(
             r = poll(&cfg, &watch_dir, &queue, &metrics) => r?,
         };
         log_poll(&cfg, &result);
-        state = queue.source_open(&cfg.name, cfg.kind.as_str()).await?;
+        state = queue.source_state(&cfg.name).await?;
         note_health(&cfg, &metrics, &mut health, &state, result.as_ref().err());
         wait = match &result {
             Ok(_) => cfg.interval,
@@ -337,7 +382,7 @@ fn note_health(
     error: Option<&FetchError>,
 ) {
     let now = state.health(cfg.stale_after, now_ms());
-    metrics.source_health(&cfg.name, now);
+    metrics.source_health(&cfg.name, now, state.last_success_at);
     if now == *was {
         return;
     }

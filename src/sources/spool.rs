@@ -34,6 +34,20 @@ impl Spool {
         })
     }
 
+    /// Removes the temporaries of fetches that died with the process.
+    pub fn clean(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".fetch-") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// A hidden temporary file in the directory.
     ///
     /// # Errors

@@ -88,9 +88,10 @@ pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
     let collection = cfg.collection.as_deref().unwrap_or_default();
     let objects_url = format!("{}collections/{collection}/objects/", dir(&cfg.url));
     let stored = state.cursor.as_deref().and_then(parse_time);
+    // A lookback past the calendar's start reads everything.
     let start = stored.or_else(|| {
         cfg.initial_lookback
-            .map(|lookback| OffsetDateTime::now_utc() - lookback)
+            .and_then(|lookback| OffsetDateTime::now_utc().checked_sub(lookback.try_into().ok()?))
     });
     let mut added_after = start.map(format_time);
     let mut cursor = stored;
@@ -111,17 +112,30 @@ pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
         let url = url::Url::parse_with_params(&objects_url, &query)
             .map_err(|e| invalid(format!("the objects URL {objects_url:?}: {e}")))?;
         let resp = ctx.fetcher.get(url.as_str(), accept()).await?;
-        let last = resp
-            .headers()
-            .get("X-TAXII-Date-Added-Last")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_time);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_time)
+        };
+        let (first, last) = (
+            header("X-TAXII-Date-Added-First"),
+            header("X-TAXII-Date-Added-Last"),
+        );
         let body = ctx.fetcher.body(resp).await?;
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| {
             invalid(format!(
                 "page {page} of {objects_url} is not a TAXII envelope: {e}"
             ))
         })?;
+        // Without the header the cursor cannot move: every poll would read
+        // the same objects again, for ever.
+        if last.is_none() && !envelope.objects.is_empty() {
+            return Err(Failure::from(invalid(format!(
+                "page {page} of {objects_url} has objects but no X-TAXII-Date-Added-Last header: \
+                 the cursor cannot move (TAXII 2.1 section 5.4)"
+            ))));
+        }
         let mut advance = write_page(ctx, &envelope.objects, page).await?;
         advance.bytes = body.len() as u64;
         let ended = !envelope.more;
@@ -137,29 +151,40 @@ pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
         if ended {
             return Ok(polled);
         }
-        match envelope.next {
-            Some(n) => {
-                let page_id = (n.clone(), body_hash(&body));
-                if !seen_pages.insert(page_id) {
-                    return Err(Failure::from(invalid(format!(
-                        "the server gave the same page and `next` token twice ({n:?}): poll stopped"
-                    ))));
-                }
-                next = Some(n);
-            }
-            // More without a token: the next page starts after this one.
-            None => {
-                let last = last.ok_or_else(|| {
-                    invalid("`more` without `next` or X-TAXII-Date-Added-Last: cannot go on")
-                })?;
-                next = None;
-                added_after = Some(format_time(last));
-            }
+        if !seen_pages.insert((envelope.next.clone(), body_hash(&body))) {
+            return Err(Failure::from(invalid(format!(
+                "the server gave the same page twice (next {:?}): poll stopped; without `next`, \
+                 a tie of more than page_size objects cannot be paged through",
+                envelope.next
+            ))));
         }
+        (next, added_after) = match envelope.next {
+            Some(n) => (Some(n), added_after),
+            None => (None, Some(after_page(&cfg.name, first, last)?)),
+        };
     }
     Err(Failure::from(invalid(format!(
         "more than {MAX_PAGES} pages in one poll: stopped (the cursor is kept)"
     ))))
+}
+
+/// Where the next page starts when the server gives more without a
+/// `next` token: just before this page's last object, so the rest of a tie
+/// there is read. A page that is one tie from first to last would come back
+/// the same: then after it, as the standard says (the rest of a tie longer
+/// than page_size is skipped: said in the log).
+fn after_page(
+    source: &str,
+    first: Option<OffsetDateTime>,
+    last: Option<OffsetDateTime>,
+) -> Result<String, FetchError> {
+    let last = last
+        .ok_or_else(|| invalid("`more` without `next` or X-TAXII-Date-Added-Last: cannot go on"))?;
+    let one_tie = first.is_some_and(|f| f >= last);
+    if one_tie {
+        tracing::warn!(source, date_added = %format_time(last), "a page of objects all added at one time, and no `next`: objects of that time beyond page_size may be skipped (raise page_size)");
+    }
+    Ok(format_time(cursor_after(last, one_tie)))
 }
 
 /// A page's objects as one STIX bundle file (nothing for an empty page).
@@ -171,12 +196,21 @@ async fn write_page(
     if objects.is_empty() {
         return Ok(SourceAdvance::default());
     }
-    let bundle = serde_json::json!({
-        "type": "bundle",
-        "id": format!("bundle--{}", uuid_v4()),
-        "objects": objects,
-    });
-    let bytes = serde_json::to_vec(&bundle).map_err(|e| invalid(format!("page {page}: {e}")))?;
+    // The objects as the server sent them, joined: never parsed into a
+    // value (a number or escape serde_json's `Value` cannot hold must not
+    // stop the poll; the STIX reader judges each object).
+    let mut bytes = format!(
+        "{{\"type\":\"bundle\",\"id\":\"bundle--{}\",\"objects\":[",
+        uuid_v4()
+    )
+    .into_bytes();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(o.get().as_bytes());
+    }
+    bytes.extend_from_slice(b"]}");
     ctx.spool
         .write(&bytes, &format!("page-{page:04}.json"))
         .await?;

@@ -51,7 +51,8 @@ async fn list(State(s): State<Shared>, headers: HeaderMap) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    s.auth = asked(header::AUTHORIZATION);
+    s.auth = asked(header::AUTHORIZATION)
+        .or_else(|| asked(header::HeaderName::from_static("x-api-key")));
     let fresh = (s.etag.is_some() && asked(header::IF_NONE_MATCH) == s.etag)
         || (s.last_modified.is_some() && asked(header::IF_MODIFIED_SINCE) == s.last_modified);
     if fresh {
@@ -129,6 +130,19 @@ async fn serve(tls: bool) -> (Shared, Option<String>) {
         .route("/big.txt", get(big))
         .route("/stall.txt", get(stall))
         .route("/to-http", get(to_http))
+        .route(
+            "/to-localhost",
+            get(|State(s): State<Shared>| async move {
+                let port = s.lock().unwrap().http_port;
+                (
+                    StatusCode::FOUND,
+                    [(
+                        header::LOCATION,
+                        format!("http://localhost:{port}/list.txt"),
+                    )],
+                )
+            }),
+        )
         .route(
             "/busy.txt",
             get(|| async {
@@ -516,4 +530,38 @@ async fn a_source_added_on_sighup_is_polled_and_turns_stale_when_nothing_new_com
     // The password is in no log line and in no file but its own.
     assert!(!log.contains("hunter2"), "{log}");
     app.assert_secret_in_no_file("hunter2", &["late.password"]);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_does_not_carry_the_sources_header() {
+    let (srv, _) = serve(false).await;
+    let port = srv.lock().unwrap().http_port;
+    srv.lock().unwrap().body = b"192.0.2.91\n".to_vec();
+    let app = TestApp::builder().start().await;
+    let header = app.path().join("key.header");
+    std::fs::write(&header, "X-Api-Key: k-12345\n").unwrap();
+    let source = |name: &str, path: &str| {
+        http_source(
+            name,
+            port,
+            path,
+            &format!("header_file = \"{}\"\n", header.display()),
+        )
+    };
+    app.edit_config(|t| t + &source("direct", "/list.txt"));
+    let mut d = app.daemon().await;
+    d.once().await;
+    assert_eq!(
+        srv.lock().unwrap().auth.as_deref(),
+        Some("k-12345"),
+        "sent to its own origin"
+    );
+    // 127.0.0.1 redirects to localhost: another origin, the header stays home.
+    drop(d);
+    app.edit_config(|t| t + &source("moved", "/to-localhost"));
+    let mut d = app.daemon().await;
+    d.once().await;
+    let s = d.queue.source_states().await.unwrap();
+    assert!(s.iter().all(|s| s.consecutive_failures == 0), "{s:?}");
+    assert_eq!(srv.lock().unwrap().auth, None, "not sent across origins");
 }

@@ -247,3 +247,95 @@ async fn discover_lists_the_api_roots_and_collections() {
         "{text}"
     );
 }
+
+/// A TAXII server without `next` (paging by `added_after` alone, as the
+/// standard allows), one object of which no JSON value can hold (`1e400`).
+async fn fake_taxii_without_next() -> u16 {
+    use axum::extract::Query;
+    use axum::response::IntoResponse;
+    let objects: Vec<(&str, String)> = [
+        ("2025-01-01T00:00:00.000000Z", "a"),
+        ("2025-01-01T00:00:01.000000Z", "b"),
+        ("2025-01-01T00:00:01.000000Z", "c"),
+        ("2025-01-01T00:00:01.000000Z", "d"),
+        ("2025-01-01T00:00:02.000000Z", "e"),
+    ]
+    .iter()
+    .map(|(t, n)| {
+        let extra = if *n == "e" { ",\"x_score\":1e400" } else { "" };
+        (*t, format!(
+            "{{\"type\":\"indicator\",\"spec_version\":\"2.1\",\"id\":\"indicator--0000000{n}-0000-4000-8000-000000000000\",\
+             \"created\":\"2025-01-01T00:00:00Z\",\"modified\":\"2025-01-01T00:00:00Z\",\"pattern_type\":\"stix\",\
+             \"valid_from\":\"2025-01-01T00:00:00Z\",\"pattern\":\"[domain-name:value = '{n}.tie-test.org']\"{extra}}}"
+        ))
+    })
+    .collect();
+    let objects = std::sync::Arc::new(objects);
+    let handler = move |Query(q): Query<std::collections::HashMap<String, String>>| {
+        let objects = objects.clone();
+        async move {
+            let limit: usize = q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100)
+                .min(3);
+            let after = q.get("added_after").cloned().unwrap_or_default();
+            let fresh: Vec<&(&str, String)> = objects
+                .iter()
+                .filter(|(t, _)| *t > after.as_str())
+                .collect();
+            let page = &fresh[..fresh.len().min(limit)];
+            let body = format!(
+                "{{\"more\":{},\"objects\":[{}]}}",
+                fresh.len() > page.len(),
+                page.iter()
+                    .map(|(_, o)| o.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut headers = axum::http::HeaderMap::new();
+            if let (Some(f), Some(l)) = (page.first(), page.last()) {
+                headers.insert("X-TAXII-Date-Added-First", f.0.parse().unwrap());
+                headers.insert("X-TAXII-Date-Added-Last", l.0.parse().unwrap());
+            }
+            (headers, body).into_response()
+        }
+    };
+    let router = axum::Router::new().route(
+        &format!(
+            "/api1/collections/{}/objects/",
+            crate::helpers::TAXII_COLLECTION
+        ),
+        axum::routing::get(handler),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
+}
+
+#[tokio::test]
+async fn a_server_without_next_is_paged_by_time_without_skipping_a_tie_or_dying_on_odd_json() {
+    let port = fake_taxii_without_next().await;
+    let app = TestApp::builder()
+        .extra_config(&format!(
+            "{UNTHROTTLED}[[sources]]\nname = \"plain\"\nkind = \"taxii\"\n\
+             url = \"http://127.0.0.1:{port}/api1/\"\ncollection = \"{}\"\ninitial_lookback = \"all\"\n",
+            crate::helpers::TAXII_COLLECTION
+        ))
+        .start()
+        .await;
+    let mut d = app.daemon().await;
+    let report = d.once().await;
+    let s = &d.queue.source_states().await.unwrap()[0];
+    assert_eq!(s.consecutive_failures, 0, "{s:?}");
+    // Pages a-b-c, b-c-d (the tie at 00:01 read again), e.
+    assert_eq!((s.files_fetched, s.objects_fetched), (3, 7), "{s:?}");
+    assert_eq!(s.cursor.as_deref(), Some("2025-01-01T00:00:02.000000Z"));
+    let got: std::collections::BTreeSet<String> =
+        app.sim.indicators().into_iter().map(|i| i.value).collect();
+    for v in ["a", "b", "c", "d"] {
+        assert!(got.contains(&format!("{v}.tie-test.org")), "{v}: {got:?}");
+    }
+    assert!(report.sources_failed.is_empty());
+}
