@@ -418,7 +418,22 @@ async fn v3_retries_after_lost_answers_add_no_attribute_twice() {
         lost_response_rate: 0.3,
         ..faults()
     };
-    let (app, _, _) = deliver_tagged("v3", "", sim_faults, 80).await;
+    // Each retry is a GET (is the indicator there?) and a create, either
+    // of which may be lost: a call fails half the time, so ten attempts
+    // bury a job now and then. The point here is the attributes.
+    let app = TestApp::builder()
+        .faults(sim_faults)
+        .extra_config(&config("v3", "").replace(
+            "backoff_base_ms = 10\n",
+            "backoff_base_ms = 10\nmax_attempts = 40\n",
+        ))
+        .start()
+        .await;
+    tagged_feed(&app.incoming(), "feed.csv", 80);
+    app.run_once_exits(0).await;
+    let held = app.sim.indicators();
+    assert_eq!(held.len(), 80);
+    check_tagged(&held, 80);
     let stats = app.sim.stats();
     assert!(
         stats.by_class.get("lost_response").copied().unwrap_or(0) > 5,
