@@ -149,8 +149,11 @@ impl Daemon {
     }
 }
 
-/// `cfg`'s allowlist, its lists loaded and logged.
-fn load_allowlist(cfg: &Config) -> Result<Allowlist, String> {
+/// `cfg`'s allowlist, its lists loaded and logged (warnings too).
+///
+/// # Errors
+/// Every entry or list that fails, by key, in one text.
+pub fn load_allowlist(cfg: &Config) -> Result<Allowlist, String> {
     let (list, warnings) = Allowlist::build(&cfg.allowlist)
         .map_err(|e| format!("invalid allowlist:\n{}", e.join("\n")))?;
     for w in warnings {

@@ -135,8 +135,6 @@ pub struct SourcePoll<'a> {
     pub files: u64,
     pub objects: u64,
     pub bytes: u64,
-    pub last_success_ms: Option<i64>,
-    pub health: SourceHealth,
 }
 
 impl Default for Metrics {
@@ -351,7 +349,6 @@ impl Metrics {
         m.files.get_or_create(&one).inc_by(p.files);
         m.objects.get_or_create(&one).inc_by(p.objects);
         m.bytes.get_or_create(&one).inc_by(p.bytes);
-        self.source_health(p.source, p.health, p.last_success_ms);
     }
 
     /// One API request of a job of `owner` and `kind`, and how it ended.

@@ -157,20 +157,14 @@ fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// The config's allowlist, its lists loaded (warnings on standard error).
+/// The config's allowlist, its lists loaded as the daemon loads them.
 ///
 /// # Errors
 /// Every entry or list that fails, by key.
 pub fn allowlist(cfg: &Config) -> anyhow::Result<std::sync::Arc<crate::lifecycle::Allowlist>> {
-    match crate::lifecycle::Allowlist::build(&cfg.allowlist) {
-        Ok((list, warnings)) => {
-            for w in warnings {
-                eprintln!("warning: {w}");
-            }
-            Ok(std::sync::Arc::new(list))
-        }
-        Err(errors) => anyhow::bail!("invalid allowlist:\n{}", errors.join("\n")),
-    }
+    crate::app::load_allowlist(cfg)
+        .map(std::sync::Arc::new)
+        .map_err(anyhow::Error::msg)
 }
 
 /// `generate --out DIR`: shell completions under `DIR/completions`

@@ -25,6 +25,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// The formats a feed rule's `format` may force (every one a file is
+    /// read as: not the MISP feed index, which is skipped).
+    pub const RULE_FORMATS: [Format; 7] = [
+        Format::Csv,
+        Format::Tsv,
+        Format::Json,
+        Format::Ndjson,
+        Format::Text,
+        Format::Stix,
+        Format::Misp,
+    ];
+
     /// The names a feed rule's `format` takes.
     pub const NAMES: [&'static str; 7] = ["csv", "tsv", "json", "ndjson", "text", "stix", "misp"];
 
@@ -48,17 +60,7 @@ impl Format {
 
     /// A feed rule's `format`.
     pub fn parse(name: &str) -> Option<Format> {
-        [
-            Format::Csv,
-            Format::Tsv,
-            Format::Json,
-            Format::Ndjson,
-            Format::Text,
-            Format::Stix,
-            Format::Misp,
-        ]
-        .into_iter()
-        .find(|f| f.name() == name)
+        Format::RULE_FORMATS.into_iter().find(|f| f.name() == name)
     }
 
     /// By the extension (under a `.gz`), if it says.

@@ -35,15 +35,7 @@ proptest! {
 
     #[test]
     fn any_bytes_in_any_format_never_panic_and_positions_increase(bytes in feedish()) {
-        for format in [
-            Format::Csv,
-            Format::Tsv,
-            Format::Json,
-            Format::Ndjson,
-            Format::Text,
-            Format::Stix,
-            Format::Misp,
-        ] {
+        for format in Format::RULE_FORMATS {
             let (positions, _result) = read_bytes(&bytes, format);
             prop_assert!(positions.windows(2).all(|w| w[0] < w[1]), "{format:?}: {positions:?}");
         }

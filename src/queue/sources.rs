@@ -29,6 +29,8 @@ pub struct SourceState {
     pub objects_fetched: u64,
     pub bytes_fetched: u64,
     pub created_at: i64,
+    /// A MISP feed's events that left its manifest.
+    pub events_removed: u64,
 }
 
 /// What one durable step of a fetch changes.
@@ -59,8 +61,9 @@ macro_rules! select {
         concat!(
             "SELECT name, kind, cursor, etag, last_modified, content_sha256, last_attempt_at, \
              last_success_at, last_error, last_error_class, consecutive_failures, \
-             newest_data_at, files_fetched, objects_fetched, bytes_fetched, created_at \
-             FROM sources ",
+             newest_data_at, files_fetched, objects_fetched, bytes_fetched, created_at, \
+             (SELECT COUNT(*) FROM source_events e WHERE e.source = sources.name \
+             AND e.removed_at IS NOT NULL) FROM sources ",
             $rest
         )
     };
@@ -84,6 +87,7 @@ fn state(r: &sqlx::sqlite::SqliteRow) -> SourceState {
         objects_fetched: u64::try_from(r.get::<i64, _>(13)).unwrap_or(0),
         bytes_fetched: u64::try_from(r.get::<i64, _>(14)).unwrap_or(0),
         created_at: r.get(15),
+        events_removed: u64::try_from(r.get::<i64, _>(16)).unwrap_or(0),
     }
 }
 
@@ -270,20 +274,6 @@ impl Queue {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// How many events of a MISP feed left its manifest.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn source_events_removed_count(&self, name: &str) -> anyhow::Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM source_events WHERE source = ? AND removed_at IS NOT NULL",
-        )
-        .bind(name)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

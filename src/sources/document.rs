@@ -13,7 +13,7 @@ use super::{Ctx, Failure, Polled};
 use crate::queue::{SourceAdvance, Validators};
 
 pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
-    let state = ctx.state().await?;
+    let state = &ctx.state;
     let mut headers = HeaderMap::new();
     let header = |v: &Option<String>| v.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
     if let Some(v) = header(&state.etag) {

@@ -35,7 +35,7 @@ fn timestamp(entry: &serde_json::Value) -> Option<i64> {
 }
 
 pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
-    let state = ctx.state().await?;
+    let state = &ctx.state;
     let base = format!("{}/", ctx.cfg.url.trim_end_matches('/'));
     let mut headers = HeaderMap::new();
     if let Some(v) = state

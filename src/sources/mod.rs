@@ -82,16 +82,11 @@ pub(crate) struct Ctx<'a> {
     fetcher: &'a Fetcher,
     spool: &'a Spool,
     queue: &'a Queue,
+    /// The source's state as the poll began.
+    state: SourceState,
 }
 
 impl Ctx<'_> {
-    async fn state(&self) -> Result<SourceState, Failure> {
-        self.queue
-            .source_state(&self.cfg.name)
-            .await
-            .map_err(Failure::Queue)
-    }
-
     /// Records a step once what it wrote is durable.
     async fn advance(&self, a: &SourceAdvance) -> Result<(), Failure> {
         self.queue
@@ -110,7 +105,8 @@ fn origin(cfg: &SourceConfig) -> String {
     )
 }
 
-/// One poll of `cfg`, recorded in the queue and the metrics.
+/// One poll of `cfg`, recorded in the queue and the metrics; what it
+/// brought (or why it failed) and the source's state after it.
 ///
 /// # Errors
 /// Queue errors only; the source's own failure is the inner result.
@@ -119,8 +115,8 @@ pub async fn poll(
     watch_dir: &Path,
     queue: &Queue,
     metrics: &Metrics,
-) -> anyhow::Result<Result<Polled, FetchError>> {
-    queue
+) -> anyhow::Result<(Result<Polled, FetchError>, SourceState)> {
+    let state = queue
         .source_open(&cfg.name, cfg.kind.as_str(), &origin(cfg))
         .await?;
     let outcome = async {
@@ -131,6 +127,7 @@ pub async fn poll(
             fetcher: &fetcher,
             spool: &spool,
             queue,
+            state,
         };
         match cfg.kind {
             SourceKind::Taxii => taxii::poll(&ctx).await,
@@ -153,8 +150,6 @@ pub async fn poll(
                 .map(|e| (e.class.as_str(), e.message.as_str())),
         )
         .await?;
-    let state = queue.source_state(&cfg.name).await?;
-    let health = state.health(cfg.stale_after, now_ms());
     let polled = result.as_ref().ok();
     metrics.source_poll(&SourcePoll {
         source: &cfg.name,
@@ -166,10 +161,8 @@ pub async fn poll(
         files: polled.map_or(0, |p| p.files),
         objects: polled.map_or(0, |p| p.objects),
         bytes: polled.map_or(0, |p| p.bytes),
-        last_success_ms: state.last_success_at,
-        health,
     });
-    Ok(result)
+    Ok((result, queue.source_state(&cfg.name).await?))
 }
 
 /// The wait before the next poll after a failure: the server's
@@ -220,7 +213,7 @@ impl Sources {
             }
             let result = tokio::select! {
                 () = cancel.cancelled() => break,
-                r = poll(source, &cfg.watch.dir, &self.queue, &self.metrics) => r?,
+                r = poll(source, &cfg.watch.dir, &self.queue, &self.metrics) => r?.0,
             };
             if let Err(e) = &result {
                 tracing::warn!(source = %source.name, class = %e.class, error = %e.message, "source failed");
@@ -350,12 +343,12 @@ async fn source_loop(
         }
         // A reload or shutdown ends a poll where it is: what it made
         // durable is recorded, the rest is fetched again.
-        let result = tokio::select! {
+        let result;
+        (result, state) = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
             r = poll(&cfg, &watch_dir, &queue, &metrics) => r?,
         };
         log_poll(&cfg, &result);
-        state = queue.source_state(&cfg.name).await?;
         note_health(&cfg, &metrics, &mut health, &state, result.as_ref().err());
         wait = match &result {
             Ok(_) => cfg.interval,

@@ -84,7 +84,7 @@ fn cursor_after(last: OffsetDateTime, ended: bool) -> OffsetDateTime {
 /// One poll: every page from the stored cursor until `more` is false.
 pub(super) async fn poll(ctx: &Ctx<'_>) -> Result<Polled, Failure> {
     let cfg = ctx.cfg;
-    let state = ctx.state().await?;
+    let state = &ctx.state;
     let collection = cfg.collection.as_deref().unwrap_or_default();
     let objects_url = format!("{}collections/{collection}/objects/", dir(&cfg.url));
     let stored = state.cursor.as_deref().and_then(parse_time);

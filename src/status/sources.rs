@@ -46,6 +46,7 @@ pub(super) fn json(v: &StatusView) -> Value {
                 "files_fetched": st.files_fetched,
                 "objects_fetched": st.objects_fetched,
                 "bytes_fetched": st.bytes_fetched,
+                "events_removed": st.events_removed,
             })
         })
         .collect()
@@ -85,6 +86,13 @@ pub fn table(v: &StatusView) -> String {
         );
         if let Some(at) = st.newest_data_at {
             let _ = writeln!(o, "      newest data {} ago", v.since(at));
+        }
+        if st.events_removed > 0 {
+            let _ = writeln!(
+                o,
+                "      {} events left the feed's manifest",
+                st.events_removed
+            );
         }
         if let Some(cursor) = &st.cursor {
             let _ = writeln!(o, "      cursor (added_after) {cursor}");

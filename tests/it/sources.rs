@@ -414,10 +414,7 @@ async fn a_misp_feed_fetches_new_and_changed_events_and_records_removed_ones() {
         s.files.insert("manifest.json".into(), m);
     }
     d.once().await;
-    assert_eq!(
-        d.queue.source_events_removed_count("misp").await.unwrap(),
-        2
-    );
+    assert_eq!(d.queue.source_states().await.unwrap()[0].events_removed, 2);
     let events = d.queue.source_events("misp").await.unwrap();
     assert_eq!(events.keys().collect::<Vec<_>>(), [&A.to_string()]);
 }

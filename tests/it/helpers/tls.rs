@@ -57,17 +57,22 @@ pub fn private_ca() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>)
     )
 }
 
-/// The simulator over HTTPS with `cert` and `key`.
-pub async fn https_sim(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Simulator {
+/// A loopback listener completing TLS handshakes with `cert` and `key`.
+async fn tls_listener(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> TlsListener {
     tc_ingest::api::client::install_crypto_provider();
     let server = tokio_rustls::rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
         .unwrap();
-    let listener = TlsListener {
+    TlsListener {
         tcp: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         acceptor: TlsAcceptor::from(Arc::new(server)),
-    };
+    }
+}
+
+/// The simulator over HTTPS with `cert` and `key`.
+pub async fn https_sim(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Simulator {
+    let listener = tls_listener(cert, key).await;
     Simulator::start_on(SimConfig::default(), listener, "https").unwrap()
 }
 
@@ -77,15 +82,7 @@ pub async fn https_serve(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 ) -> SocketAddr {
-    tc_ingest::api::client::install_crypto_provider();
-    let server = tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-    let listener = TlsListener {
-        tcp: TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        acceptor: TlsAcceptor::from(Arc::new(server)),
-    };
+    let listener = tls_listener(cert, key).await;
     let addr = axum::serve::Listener::local_addr(&listener).unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
