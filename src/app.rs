@@ -77,6 +77,11 @@ impl Daemon {
         metrics.set_jobs(&queue.state_counts(now_ms()).await?.by_state());
         metrics.set_oldest_pending(queue.oldest_pending().await?);
         metrics.set_queue_open(true);
+        for note in cfg.notes() {
+            tracing::warn!("{note}");
+        }
+        let named: Vec<&str> = cfg.feeds.iter().filter_map(|r| r.name.as_deref()).collect();
+        queue.declare_feeds(&named).await?;
         let allowlist = load_allowlist(&cfg).map_err(anyhow::Error::msg)?;
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (api_tx, api_rx) = watch::channel(Arc::new(api));
@@ -316,6 +321,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
         .min(Duration::from_secs(5));
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
     let mut last_oldest = std::time::Instant::now();
+    let mut sweeper = crate::lifecycle::Sweeper::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -353,6 +359,7 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
                 tracing::info!(rejects, "pruned rejects of files past watch.done_retention");
             }
         }
+        sweeper.tick(&cfg, &d.queue, &d.metrics).await?;
         let counts = d.queue.state_counts(now_ms() - 60_000).await?;
         d.metrics.set_jobs(&counts.by_state());
         // The oldest pending job reads every pending row: twice a minute.
@@ -452,6 +459,17 @@ async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Res
     Ok(report.exit_code())
 }
 
+impl Daemon {
+    /// Expiry and `max_age` once (after the files, which may list again
+    /// what would age out).
+    async fn sweep_once(&self) -> anyhow::Result<()> {
+        let cfg = self.cfg_tx.borrow().clone();
+        crate::lifecycle::Sweeper::default()
+            .tick(&cfg, &self.queue, &self.delivery.metrics)
+            .await
+    }
+}
+
 /// Takes every file, delivers everything due, and returns when nothing is
 /// left to do now; `progress`, if any, sees the state counts while it waits
 /// (the demo draws its bars with it). Without it nothing is counted while
@@ -475,6 +493,7 @@ pub async fn drive_once(
     let intake = daemon.intake.as_mut().expect("intake");
     let mut files = intake.resume(cancel).await?;
     files.extend(intake.scan(cancel, false).await?);
+    daemon.sweep_once().await?;
     let mut paused = None;
     let mut last_notice: Option<Instant> = None;
     loop {

@@ -184,6 +184,21 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// A named feed's snapshot held by a safeguard: list what releasing it
+    /// would retire (the default), or release it with --confirm.
+    Retire {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The feed rule's (or source's) name.
+        #[arg(long)]
+        feed: String,
+        /// Release the held snapshot: what it dropped is retired.
+        #[arg(long, conflicts_with = "dry_run")]
+        confirm: bool,
+        /// List what would be retired, change nothing (the default).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run the built-in ThreatConnect simulator.
     Sim(SimArgs),
     /// Demo: simulator + daemon + sample feeds, then a report.
@@ -248,6 +263,9 @@ pub enum BenchKind {
     /// `$TC_INGEST_WARNINGLISTS` (default /usr/share/misp-warninglists/lists)
     /// loaded, file to queued (`--n`, default 1,000,000).
     Allowlist,
+    /// A named snapshot feed of `--n` indicators (default 1,000,000), then
+    /// one with 10% gone and 5% new: its reconciliation's time.
+    Reconcile,
 }
 
 #[derive(Debug, Args)]

@@ -273,15 +273,18 @@ pub struct Payload {
     /// `valid_until`), RFC 3339 UTC: v3 and batch `externalDateExpires`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_expires: Option<String>,
+    /// `Some(true)`: retired, listed again (v2: a last step, tc-api.md s. 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
 }
 
 impl Payload {
     /// How many API calls deliver the indicator: the create, one per tag,
-    /// one per attribute and one per security label, in that order (the
-    /// labels last, so a job queued before they existed counts its steps
-    /// as it did).
+    /// attribute and security label, and the status change (`active`), in
+    /// that order (newer kinds last: old jobs count their steps as before).
     pub fn steps(&self) -> usize {
-        1 + self.tags.len() + self.attributes.len() + self.security_labels.len()
+        let status = usize::from(self.active.is_some());
+        1 + self.tags.len() + self.attributes.len() + self.security_labels.len() + status
     }
 
     /// The security label that step `n` adds, if it is a label step.

@@ -48,7 +48,57 @@ pub struct Metrics {
     batch_jobs: Family<One, Counter>,
     batch_items: Family<One, Counter>,
     sources: SourceMetrics,
+    feeds: FeedMetrics,
     queue_open: AtomicBool,
+}
+
+/// Named feeds' lifecycle series, labelled by feed.
+#[derive(Debug)]
+struct FeedMetrics {
+    stale: Family<One, Gauge>,
+    held: Family<One, Gauge>,
+    retired: Family<One, Gauge>,
+    members: Family<One, Gauge>,
+}
+
+impl FeedMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            stale: registered(
+                r,
+                "tc_ingest_feed_stale",
+                "Whether a named feed had no file within its stale_after (1) or not (0)",
+                Family::default(),
+            ),
+            held: registered(
+                r,
+                "tc_ingest_feed_snapshot_held",
+                "Whether a named feed's snapshot waits for `retire --confirm` (1) or not (0)",
+                Family::default(),
+            ),
+            retired: registered(
+                r,
+                "tc_ingest_feed_retired",
+                "Indicators a named feed retired that no feed brought back",
+                Family::default(),
+            ),
+            members: registered(
+                r,
+                "tc_ingest_feed_members",
+                "Indicators a named feed holds",
+                Family::default(),
+            ),
+        }
+    }
+}
+
+/// A named feed's lifecycle, for its series.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeedGauges {
+    pub stale: bool,
+    pub held: bool,
+    pub retired: u64,
+    pub members: u64,
 }
 
 /// The pull sources' series, labelled by source.
@@ -144,9 +194,15 @@ impl Default for Metrics {
     }
 }
 
-/// A feed rule's label: `feeds[i]`, or `none` for files no rule matches.
-pub fn rule_label(index: Option<usize>) -> String {
-    index.map_or("none".into(), |i| format!("feeds[{i}]"))
+/// A feed rule's label: its `name`, else `feeds[i]`; `none` for files no rule matches.
+pub fn rule_label(cfg: &Config, index: Option<usize>) -> String {
+    match index {
+        None => "none".into(),
+        Some(i) => match cfg.feeds.get(i).and_then(|r| r.name.as_deref()) {
+            Some(name) => name.to_string(),
+            None => format!("feeds[{i}]"),
+        },
+    }
 }
 
 crate::names::named_enum! {
@@ -194,6 +250,10 @@ impl Metrics {
     /// Every series registered, those with fixed labels at zero; `rules`
     /// are the feed rules' labels ([`rule_label`]). Long because it is the
     /// one list of every family: one registration each.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one registration per family, in one list"
+    )]
     pub fn new(rules: &[String]) -> Self {
         let r = &mut Registry::default();
         let m = Self {
@@ -270,6 +330,7 @@ impl Metrics {
                 Family::default(),
             ),
             sources: SourceMetrics::register(r),
+            feeds: FeedMetrics::register(r),
             registry: std::mem::take(r),
             queue_open: AtomicBool::new(false),
         };
@@ -283,7 +344,7 @@ impl Metrics {
             let _ = self.requests.get_or_create(&[("class", c.as_str().into())]);
         }
         let mut labels: Vec<String> = rules.to_vec();
-        labels.push(rule_label(None));
+        labels.push("none".into());
         for o in [FileState::Done, FileState::Failed, FileState::Skipped] {
             let _ = self.files.get_or_create(&[("outcome", o.as_str().into())]);
             for rule in &labels {
@@ -316,12 +377,27 @@ impl Metrics {
 
     /// The metrics for a config's feed rules and sources.
     pub fn for_config(cfg: &Config) -> Self {
-        let rules: Vec<String> = (0..cfg.feeds.len()).map(|i| rule_label(Some(i))).collect();
+        let rules: Vec<String> = (0..cfg.feeds.len())
+            .map(|i| rule_label(cfg, Some(i)))
+            .collect();
         let m = Self::new(&rules);
         for s in &cfg.sources {
             m.sources.create(&s.name);
         }
+        for name in cfg.feeds.iter().filter_map(|r| r.name.as_deref()) {
+            m.feed_gauges(name, FeedGauges::default());
+        }
         m
+    }
+
+    /// A named feed's lifecycle gauges.
+    pub fn feed_gauges(&self, feed: &str, g: FeedGauges) {
+        let one = [("feed", feed.to_string())];
+        let m = &self.feeds;
+        m.stale.get_or_create(&one).set(i64::from(g.stale));
+        m.held.get_or_create(&one).set(i64::from(g.held));
+        m.retired.get_or_create(&one).set(g.retired as i64);
+        m.members.get_or_create(&one).set(g.members as i64);
     }
 
     /// A pull source's health (its stale and failing gauges).

@@ -129,3 +129,51 @@ mod tests {
         assert!(serde_json::from_str::<ErrorClass>("\"bogus\"").is_err());
     }
 }
+
+/// The tag `retire = "tag"` adds unless `retire_tag` says otherwise.
+pub const DEFAULT_RETIRE_TAG: &str = "Retired";
+
+named_enum! {
+    /// How a feed retires what it dropped (`retire` on a feed rule,
+    /// tc-api.md section 9).
+    pub enum RetireMode ("retire mode") {
+        /// Kept with its history, marked inactive (v3 PUT `active: false`).
+        Inactive => "inactive",
+        /// Deleted.
+        Delete => "delete",
+        /// A tag added (`retire_tag`), for instances where status changes
+        /// are disabled.
+        Tag => "tag",
+    }
+}
+
+named_enum! {
+    /// What a queue job does (`jobs.action`).
+    pub enum JobAction ("job action") {
+        /// Creates (or updates) the indicator, then its tags, attributes
+        /// and labels.
+        Create => "create",
+        /// Marks it inactive.
+        Deactivate => "deactivate",
+        /// Deletes it.
+        Delete => "delete",
+        /// Adds the retire tag (the payload's one tag).
+        Tag => "tag",
+    }
+}
+
+impl JobAction {
+    /// The job that retires an indicator in `mode`.
+    pub fn retiring(mode: RetireMode) -> Self {
+        match mode {
+            RetireMode::Inactive => JobAction::Deactivate,
+            RetireMode::Delete => JobAction::Delete,
+            RetireMode::Tag => JobAction::Tag,
+        }
+    }
+
+    /// Whether the job retires an indicator.
+    pub fn retires(self) -> bool {
+        self != JobAction::Create
+    }
+}

@@ -135,6 +135,8 @@ impl Client {
         let mut builder = match req.method {
             Method::Get => self.http.get(url),
             Method::Post => self.http.post(url),
+            Method::Put => self.http.put(url),
+            Method::Delete => self.http.delete(url),
         };
         builder = match &self.credentials {
             Credentials::Hmac { secret, .. } => {
@@ -225,6 +227,33 @@ impl Client {
     /// The [`Outcome`] of a failed call, or `Unexpected` for an unreadable body.
     pub async fn attributes(&self, req: &ApiRequest) -> Result<Vec<Attribute>, Outcome> {
         self.list(req, "attribute").await
+    }
+
+    /// The id of the first indicator a [`super::Endpoints::lookup`] finds
+    /// (v3: `{"data": [{"id": ..}, ..]}`), `None` when it finds none.
+    ///
+    /// # Errors
+    /// The [`Outcome`] of a failed call, or `Unexpected` for an unreadable body.
+    pub async fn lookup_id(&self, req: &ApiRequest) -> Result<Option<i64>, Outcome> {
+        let resp = self.send(req).await;
+        if resp.outcome != Outcome::Success {
+            return Err(resp.outcome);
+        }
+        #[derive(serde::Deserialize)]
+        struct Found {
+            id: i64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            #[serde(default)]
+            data: Vec<Found>,
+        }
+        serde_json::from_slice::<Envelope>(&resp.body)
+            .map(|e| e.data.first().map(|f| f.id))
+            .map_err(|e| Outcome::Unexpected {
+                status: resp.status.unwrap_or(0),
+                body: format!("unreadable indicator list: {e}"),
+            })
     }
 
     /// Sends a GET whose answer is `{"data": {"<field>": [...]}}`.

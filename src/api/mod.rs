@@ -14,5 +14,5 @@ pub mod sign;
 pub use crate::config::TypeNames;
 pub use client::{Client, Response};
 pub use outcome::Outcome;
-pub use request::{ApiRequest, Endpoints, Method, attribute_of_step};
+pub use request::{ApiRequest, Endpoints, Method, V3Target, attribute_of_step};
 pub use sign::Clock;

@@ -72,6 +72,9 @@ fn normalize_settings(
             read: ReadOptions::default(),
             dedup_window: std::time::Duration::ZERO,
             allowlist: std::sync::Arc::new(crate::lifecycle::Allowlist::empty()),
+            feed: None,
+            snapshot: false,
+            lifecycle: crate::config::FeedLifecycle::default(),
         },
     }
 }
@@ -134,7 +137,7 @@ impl Normalized {
     /// reject (counted by rule).
     fn item(&mut self, item: feed::Item, settings: &Settings, name: &str) {
         match intake::classify(item, settings) {
-            intake::Classified::Skip(what) => {
+            intake::Classified::Skip(what, _) => {
                 *self.skipped.entry(self.skip_names.name(what)).or_default() += 1;
             }
             intake::Classified::Job(job) => {
@@ -310,6 +313,7 @@ async fn enqueue_file(
             sha256: &sha,
             size_bytes: meta.len(),
             owner: &settings.owner,
+            feed: settings.feed.as_deref(),
         })
         .await?;
     let input = intake::Input {
@@ -322,9 +326,13 @@ async fn enqueue_file(
         .end
         .file_state()
         .unwrap_or((FileState::Failed, Some("stopped before the end".into())));
-    queue
-        .file_finish(id, state, report.format, error.as_deref(), false)
-        .await?;
+    let finish = crate::queue::FileFinish {
+        state,
+        format: report.format,
+        error: error.as_deref(),
+        given_up: false,
+    };
+    intake::finish_file(queue, id, finish, settings).await?;
     print_report(queue, id, path, &report, &settings.owner).await?;
     Ok(error)
 }

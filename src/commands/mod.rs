@@ -14,6 +14,7 @@ use crate::sim::{SimConfig, SimOwner, Simulator};
 mod feeds;
 mod ping;
 mod queue;
+mod retire;
 mod sources;
 
 use feeds::{enqueue, normalize_files};
@@ -39,6 +40,7 @@ pub fn main(cli: Cli) -> ExitCode {
             | Command::Enqueue { .. }
             | Command::Retry { .. }
             | Command::Purge { .. }
+            | Command::Retire { .. }
             | Command::Why { .. }
             | Command::Presets
             | Command::Sources { .. }
@@ -113,6 +115,12 @@ async fn dispatch(cmd: Command) -> u8 {
             dry_run,
         } => retry(&config, RetryFilter { class, owner, file }, dry_run).await,
         cmd @ Command::Purge { .. } => queue::purge_cmd(cmd).await,
+        Command::Retire {
+            config,
+            feed,
+            confirm,
+            dry_run: _,
+        } => retire::retire(&config, &feed, confirm).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Generate { out } => generate(&out),
         Command::Bench {
@@ -153,6 +161,9 @@ fn check_config(arg: &ConfigArg) -> anyhow::Result<u8> {
     if !allowlist.is_empty() {
         let (entries, lists) = allowlist.size();
         println!("# allowlist: {entries} entries in {lists} lists loaded");
+    }
+    for note in cfg.notes() {
+        println!("# note: {note}");
     }
     Ok(exit::OK)
 }

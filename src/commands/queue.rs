@@ -29,6 +29,14 @@ pub(super) fn source_limits(cfg: &Config) -> Vec<(String, std::time::Duration)> 
         .collect()
 }
 
+/// The named feeds and their `stale_after`, for their health.
+pub(super) fn feed_limits(cfg: &Config) -> Vec<(String, Option<std::time::Duration>)> {
+    cfg.feeds
+        .iter()
+        .filter_map(|r| Some((r.name.clone()?, r.lifecycle.stale_after)))
+        .collect()
+}
+
 /// Opens an existing queue (commands that only read or repair it).
 pub(super) async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
     if !cfg.queue.path.exists() {
@@ -45,7 +53,8 @@ pub(super) async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8>
     let queue = open_existing(&cfg).await?;
     let view = crate::status::StatusView::read(&queue)
         .await?
-        .with_sources(&source_limits(&cfg));
+        .with_sources(&source_limits(&cfg))
+        .with_feeds(&feed_limits(&cfg));
     if as_json {
         println!(
             "{}",
@@ -73,7 +82,8 @@ pub(super) async fn status_watch(
     loop {
         let view = crate::status::StatusView::read(&queue)
             .await?
-            .with_sources(&source_limits(&cfg));
+            .with_sources(&source_limits(&cfg))
+            .with_feeds(&feed_limits(&cfg));
         let frame = crate::status::watch_frame(&view, prev.as_ref());
         {
             let mut out = std::io::stdout().lock();

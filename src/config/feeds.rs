@@ -3,19 +3,104 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::raw::RawColumn;
-use super::{FeedRule, RawFeedRule};
+use super::{FeedLifecycle, FeedRule, RawFeedRule};
 use crate::feed::{Field, Format};
 use crate::indicator::IndicatorType;
+use crate::names::RetireMode;
 
 /// Validates every `[[feeds]]` rule, pushing their problems to `errors`.
 pub(super) fn validate(rules: Vec<RawFeedRule>, errors: &mut Vec<String>) -> Vec<FeedRule> {
-    rules
+    let rules: Vec<FeedRule> = rules
         .into_iter()
         .enumerate()
         .map(|(i, r)| rule(&format!("feeds[{i}]"), r, errors))
-        .collect()
+        .collect();
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(n) = &r.name
+            && rules[..i].iter().any(|o| o.name.as_ref() == Some(n))
+        {
+            errors.push(format!(
+                "feeds[{i}].name: {n:?} is the name of another feed rule"
+            ));
+        }
+    }
+    rules
+}
+
+/// The lifecycle keys of a rule, checked.
+fn lifecycle(key: &str, r: &RawFeedRule, errors: &mut Vec<String>) -> FeedLifecycle {
+    let mut l = FeedLifecycle::default();
+    if let Some(m) = &r.retire {
+        match m.parse::<RetireMode>() {
+            Ok(m) => l.retire = m,
+            Err(e) => errors.push(format!("{key}.retire: {e}")),
+        }
+    }
+    if let Some(t) = &r.retire_tag {
+        match crate::indicator::clean_tags(std::iter::once(t)) {
+            Ok(t) if t.len() == 1 => l.retire_tag = t[0].clone(),
+            Ok(_) => errors.push(format!("{key}.retire_tag: empty")),
+            Err(e) => errors.push(format!("{key}.retire_tag: {e}")),
+        }
+    }
+    for (name, given, slot) in [
+        (
+            "max_retire_fraction",
+            r.max_retire_fraction,
+            &mut l.max_retire_fraction,
+        ),
+        (
+            "max_reject_fraction",
+            r.max_reject_fraction,
+            &mut l.max_reject_fraction,
+        ),
+    ] {
+        match given {
+            Some(f) if (0.0..=1.0).contains(&f) => *slot = f,
+            Some(f) => errors.push(format!("{key}.{name}: {f} is not from 0 to 1")),
+            None => {}
+        }
+    }
+    for (name, given, slot) in [
+        ("max_age", &r.max_age, &mut l.max_age),
+        ("stale_after", &r.stale_after, &mut l.stale_after),
+    ] {
+        if let Some(d) = given {
+            match humantime::parse_duration(d) {
+                Ok(d) if d >= Duration::from_secs(1) => *slot = Some(d),
+                Ok(_) => errors.push(format!("{key}.{name}: {d:?} is under a second")),
+                Err(e) => errors.push(format!(
+                    "{key}.{name}: {d:?} is not a duration such as \"12h\" or \"30d\" ({e})"
+                )),
+            }
+        }
+    }
+    let needs_name = [
+        (
+            r.snapshot && (r.retire.is_some() || r.max_retire_fraction.is_some()),
+            "snapshot",
+        ),
+        (r.max_age.is_some(), "max_age"),
+        (r.stale_after.is_some(), "stale_after"),
+    ];
+    if r.name.is_none()
+        && let Some((_, what)) = needs_name.iter().find(|(set, _)| *set)
+    {
+        errors.push(format!(
+            "{key}.name: missing: a rule with `{what}` needs a name (its state is kept under it)"
+        ));
+    }
+    if let Some(n) = &r.name
+        && !super::pull::name_ok(n)
+    {
+        errors.push(format!(
+            "{key}.name: {n:?} must be 1 to 64 of a-z, 0-9 and - (commands and metrics use it)"
+        ));
+    }
+    l
 }
 
 /// One rule, named `key` (`feeds[0]`) in messages.
@@ -53,6 +138,7 @@ fn rule(key: &str, mut r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
         errors.push(format!("{key}.confidence: {c} is not from 0 to 100"));
     }
     let shape = shape(key, &mut r, errors);
+    let lifecycle = lifecycle(key, &r, errors);
     FeedRule {
         pattern,
         dir: r.dir.map(PathBuf::from),
@@ -73,6 +159,8 @@ fn rule(key: &str, mut r: RawFeedRule, errors: &mut Vec<String>) -> FeedRule {
         delimiter: shape.delimiter,
         line_key: r.line_key,
         snapshot: r.snapshot,
+        name: r.name,
+        lifecycle,
     }
 }
 

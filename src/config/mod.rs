@@ -319,9 +319,68 @@ pub struct FeedRule {
     pub delimiter: Option<u8>,
     pub line_key: Option<String>,
     /// Each file is the feed's complete current list (a preset says so
-    /// for full lists); what a file no longer lists is retired once the
-    /// lifecycle work lands.
+    /// for full lists): what a file no longer lists is retired (with a
+    /// `name`).
     pub snapshot: bool,
+    /// The feed's name: what commands, reports and metrics call it, and
+    /// the key of its lifecycle state. Unnamed rules are not tracked.
+    pub name: Option<String>,
+    pub lifecycle: FeedLifecycle,
+}
+
+/// How a named feed's indicators end (issue: retire, expiry, health).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedLifecycle {
+    pub retire: crate::names::RetireMode,
+    /// The tag `retire = "tag"` adds.
+    pub retire_tag: String,
+    /// A snapshot that would retire more than this share of the previous
+    /// one is held for `retire --confirm`.
+    pub max_retire_fraction: f64,
+    /// A snapshot with more than this share of its rows rejected is held.
+    pub max_reject_fraction: f64,
+    /// Retire what no file of the feed listed for this long.
+    pub max_age: Option<Duration>,
+    /// No file for this long: STALE.
+    pub stale_after: Option<Duration>,
+}
+
+impl Default for FeedLifecycle {
+    fn default() -> Self {
+        Self {
+            retire: crate::names::RetireMode::Inactive,
+            retire_tag: crate::names::DEFAULT_RETIRE_TAG.to_string(),
+            max_retire_fraction: 0.25,
+            max_reject_fraction: 0.5,
+            max_age: None,
+            stale_after: None,
+        }
+    }
+}
+
+impl Config {
+    /// What the config does that its author may not expect: a snapshot
+    /// rule without a name retires nothing.
+    pub fn notes(&self) -> Vec<String> {
+        self.feeds
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.snapshot && r.name.is_none())
+            .map(|(i, _)| {
+                format!(
+                    "feeds[{i}] lists a feed's whole current list (snapshot = true) but has no name: what its files drop is not retired; give it name = \"...\" to retire it"
+                )
+            })
+            .collect()
+    }
+}
+
+impl FeedRule {
+    /// Whether the rule's feed is tracked: its members remembered, its
+    /// drops and expiries retired.
+    pub fn tracked(&self) -> bool {
+        self.name.is_some()
+    }
 }
 
 impl FeedRule {

@@ -56,7 +56,7 @@ pub struct SourceConfig {
 }
 
 /// Characters a source name may hold (it is also a directory name).
-fn name_ok(n: &str) -> bool {
+pub(super) fn name_ok(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.bytes()
@@ -93,43 +93,92 @@ pub(super) fn expand_presets(table: &mut toml::Table, errors: &mut Vec<String>) 
     table.insert("sources".into(), toml::Value::Array(sources));
 }
 
-/// A preset source's keys: kind, URL, interval (those written win), and
-/// the feed rule reading its directory when none is written.
+/// The keys of a feed rule a source may carry: they go to the rule that
+/// reads its directory.
+const RULE_KEYS: [&str; 6] = [
+    "snapshot",
+    "retire",
+    "retire_tag",
+    "max_retire_fraction",
+    "max_reject_fraction",
+    "max_age",
+];
+
+/// A preset source's keys: kind, URL, interval (those written win). A
+/// source with a preset or lifecycle keys gets the feed rule reading its
+/// directory when none is written, named as the source; its lifecycle
+/// keys go to that rule.
 fn expand(sources: &mut [toml::Value], feeds: &mut Vec<toml::Value>, errors: &mut Vec<String>) {
     for (i, source) in sources.iter_mut().enumerate() {
         let toml::Value::Table(t) = source else {
             continue;
         };
-        let Some(name) = t.get("preset").and_then(toml::Value::as_str) else {
-            continue;
+        let moved: toml::Table = RULE_KEYS
+            .iter()
+            .filter_map(|k| t.remove(*k).map(|v| ((*k).to_string(), v)))
+            .collect();
+        let preset = match t.get("preset").and_then(toml::Value::as_str) {
+            None => None,
+            Some(name) => match super::presets::find(name) {
+                Some(p) => Some(p),
+                None => {
+                    let known: Vec<&str> = super::presets::PRESETS.iter().map(|p| p.name).collect();
+                    errors.push(format!(
+                        "sources[{i}].preset: unknown preset {name:?}; known: {}",
+                        known.join(", ")
+                    ));
+                    continue;
+                }
+            },
         };
-        let Some(preset) = super::presets::find(name) else {
-            let known: Vec<&str> = super::presets::PRESETS.iter().map(|p| p.name).collect();
-            errors.push(format!(
-                "sources[{i}].preset: unknown preset {name:?}; known: {}",
-                known.join(", ")
-            ));
+        if let Some(preset) = preset {
+            t.entry("kind").or_insert_with(|| "http".into());
+            t.entry("interval")
+                .or_insert_with(|| preset.interval.into());
+            if !preset.fetch.is_empty() {
+                t.entry("url").or_insert_with(|| preset.fetch.into());
+            }
+        }
+        if preset.is_none() && moved.is_empty() {
             continue;
-        };
-        t.entry("kind").or_insert_with(|| "http".into());
-        t.entry("interval")
-            .or_insert_with(|| preset.interval.into());
-        if !preset.fetch.is_empty() {
-            t.entry("url").or_insert_with(|| preset.fetch.into());
         }
         let Some(dir) = t.get("name").and_then(toml::Value::as_str) else {
             continue;
         };
-        let ruled = feeds.iter().any(|f| {
-            f.get("dir")
-                .and_then(toml::Value::as_str)
-                .is_some_and(|d| d.trim_matches('/') == dir)
+        let ruled = feeds.iter_mut().find_map(|f| match f {
+            toml::Value::Table(f)
+                if f.get("dir")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|d| d.trim_matches('/') == dir) =>
+            {
+                Some(f)
+            }
+            _ => None,
         });
-        if !ruled {
-            let mut rule = toml::Table::new();
-            rule.insert("dir".into(), dir.into());
-            rule.insert("preset".into(), preset.name.into());
-            feeds.push(toml::Value::Table(rule));
+        let rule = match ruled {
+            Some(r) => r,
+            None => {
+                let mut rule = toml::Table::new();
+                rule.insert("dir".into(), dir.into());
+                if let Some(p) = preset {
+                    rule.insert("preset".into(), p.name.into());
+                }
+                feeds.push(toml::Value::Table(rule));
+                match feeds.last_mut() {
+                    Some(toml::Value::Table(r)) => r,
+                    _ => unreachable!("just pushed a table"),
+                }
+            }
+        };
+        rule.entry("name").or_insert_with(|| dir.into());
+        for (k, v) in moved {
+            if rule.contains_key(&k) {
+                errors.push(format!(
+                    "sources[{i}].{k}: also set on the feed rule of its directory {dir:?}: set it in one place"
+                ));
+            } else {
+                rule.insert(k, v);
+            }
         }
     }
 }

@@ -238,6 +238,20 @@ pub struct RawFeedRule {
     /// Each file is the feed's complete current list.
     #[serde(default)]
     pub snapshot: bool,
+    /// The feed's name (commands, reports, metrics); needed to retire.
+    pub name: Option<String>,
+    /// How what the feed dropped is retired: inactive, delete, tag.
+    pub retire: Option<String>,
+    /// The tag `retire = "tag"` adds.
+    pub retire_tag: Option<String>,
+    /// A snapshot retiring more than this share of the previous one is held.
+    pub max_retire_fraction: Option<f64>,
+    /// A snapshot whose rows were rejected past this share is held.
+    pub max_reject_fraction: Option<f64>,
+    /// An indicator no file of the feed listed for this long is retired.
+    pub max_age: Option<String>,
+    /// No file for this long: the feed is STALE.
+    pub stale_after: Option<String>,
     /// Forces a format: csv, tsv, json, ndjson, text, stix, misp.
     pub format: Option<String>,
     /// Security labels for rows that carry none (`TLP:AMBER`).

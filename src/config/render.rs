@@ -120,6 +120,16 @@ struct FeedView<'a> {
     line_key: Option<&'a str>,
     snapshot: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    retire: &'static str,
+    retire_tag: &'a str,
+    max_retire_fraction: f64,
+    max_reject_fraction: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<&'static str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     security_labels: &'a [String],
@@ -398,6 +408,13 @@ fn feed_view(f: &FeedRule) -> FeedView<'_> {
         }),
         line_key: f.line_key.as_deref(),
         snapshot: f.snapshot,
+        name: f.name.as_deref(),
+        retire: f.lifecycle.retire.as_str(),
+        retire_tag: &f.lifecycle.retire_tag,
+        max_retire_fraction: f.lifecycle.max_retire_fraction,
+        max_reject_fraction: f.lifecycle.max_reject_fraction,
+        max_age: f.lifecycle.max_age.map(duration),
+        stale_after: f.lifecycle.stale_after.map(duration),
         format: f.format.map(crate::feed::Format::name),
         security_labels: &f.security_labels,
         stix_observables: f.stix_observables,

@@ -43,6 +43,16 @@ impl RawConfig {
             api.allow_insecure_http,
             &mut errors,
         );
+        for (i, rule) in feeds.iter().enumerate() {
+            if let Some(n) = &rule.name
+                && sources.iter().any(|s| &s.name == n)
+                && rule.dir.as_deref() != Some(Path::new(n))
+            {
+                errors.push(format!(
+                    "feeds[{i}].name: {n:?} names a source, and this rule does not read its directory"
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }

@@ -21,6 +21,7 @@ mod gate;
 mod labels;
 pub mod policy;
 mod prober;
+mod retire;
 mod throttle;
 mod worker;
 mod writer;

@@ -13,7 +13,7 @@ use super::batcher::Batcher;
 use super::policy::{Action, backoff, policy};
 use super::writer::{Leases, Results};
 use super::{Api, Delivery};
-use crate::api::{Outcome, attribute_of_step};
+use crate::api::{ApiRequest, Outcome, attribute_of_step};
 use crate::config::{AttributeCheck, DeliveryConfig, PerIndicator};
 use crate::indicator::{Attribute, Indicator, Payload};
 use crate::names::ErrorClass;
@@ -25,10 +25,10 @@ const CLAIM_BATCH: usize = 256;
 const POLL: Duration = Duration::from_millis(250);
 
 /// One answer to a call: what it was, and what the policy makes of it.
-struct Answer {
-    outcome: Outcome,
-    status: Option<u16>,
-    action: Action,
+pub(super) struct Answer {
+    pub(super) outcome: Outcome,
+    pub(super) status: Option<u16>,
+    pub(super) action: Action,
 }
 
 impl Answer {
@@ -54,29 +54,29 @@ impl Answer {
 
 /// Where a job's current call stands.
 #[derive(Clone, Copy)]
-struct Call {
-    step: u32,
+pub(super) struct Call {
+    pub(super) step: u32,
     /// The job's calls in all.
-    total: u32,
+    pub(super) total: u32,
     /// Consecutive failures of this call.
-    attempts: u32,
+    pub(super) attempts: u32,
     /// It may have reached the server unrecorded: an attribute is checked
     /// before it is sent again.
-    uncertain: bool,
-    clock_corrected: bool,
+    pub(super) uncertain: bool,
+    pub(super) clock_corrected: bool,
     /// One v3 create carries every call left (tc-api.md section 7).
-    v3: bool,
+    pub(super) v3: bool,
     /// Every attribute is looked for before it is sent (the job was in a
     /// batch job that may have been processed, or `delivery.attribute_check
     /// = "always"`).
-    recheck: bool,
+    pub(super) recheck: bool,
     /// Which of the indicator's path identifiers names it in the calls after
     /// the create ([`Indicator::named_by`]), and how many it has: a File
     /// not found under one hash is tried under the next.
-    identifier: usize,
-    identifiers: usize,
+    pub(super) identifier: usize,
+    pub(super) identifiers: usize,
     /// Times this job was sent again without a label the API refused.
-    labels_dropped: u8,
+    pub(super) labels_dropped: u8,
 }
 
 /// A job is sent again without a refused label at most this many times
@@ -188,6 +188,11 @@ impl Delivery {
                 },
             });
         }
+        if job.action.retires() {
+            return self
+                .retire(job, &indicator, &payload, results, cancel)
+                .await;
+        }
         if !payload.security_labels.is_empty() {
             self.read_labels().await;
         }
@@ -237,7 +242,7 @@ impl Delivery {
     /// Acts on one answer: go on with the job (`Continue`), or end it with
     /// the update to record (`Break(None)`: the lease was lost). One arm per
     /// [`Action`].
-    async fn act(
+    pub(super) async fn act(
         &self,
         job: &Job,
         results: &Results,
@@ -458,19 +463,30 @@ impl Delivery {
                 .step(indicator, payload, &job.owner, step)
                 .expect("a step below the total has a request")
         };
+        self.send_request(api, job, &req).await
+    }
+
+    /// Sends one request of a job through the rate limiter, counted in the
+    /// metrics. `None` when delivery was paused meanwhile.
+    pub(super) async fn send_request(
+        &self,
+        api: &Api,
+        job: &Job,
+        req: &ApiRequest,
+    ) -> Option<(Outcome, Option<u16>)> {
         self.throttle.wait().await;
         if self.gate.paused().is_some() {
             return None;
         }
         let started = Instant::now();
-        let resp = api.client.send(&req).await;
+        let resp = api.client.send(req).await;
         self.metrics.request(
             &job.owner,
             &job.kind,
             resp.outcome.class(),
             started.elapsed(),
         );
-        tracing::debug!(job = job.lease.id, step, v3 = call.v3, class = %resp.outcome.class(), status = resp.status, "request");
+        tracing::debug!(job = job.lease.id, method = req.method.as_str(), path = %req.path_and_query, class = %resp.outcome.class(), status = resp.status, "request");
         Some((resp.outcome, resp.status))
     }
 
@@ -571,7 +587,7 @@ fn job_label_named(job: &Job, named: &str) -> Option<String> {
 }
 
 /// Gives a job back unstarted (paused, or shutting down): no attempt counts.
-fn release(call: &Call) -> JobUpdate {
+pub(super) fn release(call: &Call) -> JobUpdate {
     JobUpdate::Retry {
         at: now_ms(),
         failed: false,

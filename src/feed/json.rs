@@ -167,6 +167,7 @@ fn element(v: Value, position: u64, line: u64, opts: &ReadOptions) -> Item {
                 position,
                 line,
                 what: "metadata".into(),
+                withdraws: None,
             }
         }
         Value::Object(m) => record(m, position, line, opts),

@@ -224,6 +224,10 @@ pub enum Item {
         /// Why, as the report counts it (`stix malware`, `expired`,
         /// `misp-type vulnerability`): short, from a closed set or cut.
         what: String,
+        /// The source's id of an object it withdrew (a revoked or expired
+        /// STIX indicator, a deleted MISP attribute): what it gave before
+        /// is retired.
+        withdraws: Option<String>,
     },
     /// An object of a threat-intel format that breaks one of the
     /// format's rules (a pattern we do not take, say): a reject with that
@@ -372,6 +376,7 @@ pub fn read_from<F: Read + Seek + 'static>(
                 position: 1,
                 line: 1,
                 what: "misp-feed-index".into(),
+                withdraws: None,
             }) {
                 Flow::Continue(()) => Ok(()),
                 Flow::Break(()) => Err(FeedError::Stopped),

@@ -64,6 +64,7 @@ pub fn read(
                                 position: line,
                                 line,
                                 what,
+                                withdraws: None,
                             };
                             if sink(item).is_break() {
                                 return Err(FeedError::Stopped);

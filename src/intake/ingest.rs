@@ -10,14 +10,13 @@ use std::io::{Read, Seek};
 
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::feed::{self, FeedError, Format, Item, ReadOptions};
-use crate::lifecycle::{Allowlist, Matched};
-use crate::normalize::{self, FeedDefaults, RejectRule};
+use super::settings::Settings;
+use crate::feed::{self, FeedError, Format, Item};
+use crate::lifecycle::Matched;
+use crate::normalize::{self, RejectRule};
 use crate::queue::{FileChunk, FileState, NewJob, NewReject, Queue};
 
 /// Rows per committed chunk.
@@ -28,18 +27,6 @@ pub const CHUNK_ROWS: usize = 16384;
 /// daemon stopped from outside (SIGKILL, a host restart) has almost always
 /// made progress, which the crash-loop guard goes by.
 const FIRST_CHUNK_ROWS: usize = 256;
-
-/// How to read and queue one file.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Owner of rows that name none.
-    pub owner: String,
-    pub defaults: FeedDefaults,
-    pub read: ReadOptions,
-    pub dedup_window: Duration,
-    /// What never becomes an indicator.
-    pub allowlist: Arc<Allowlist>,
-}
 
 /// What reading a file came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +39,8 @@ pub struct Report {
     pub rejected: u64,
     pub skipped: u64,
     pub filtered: u64,
+    /// Retire jobs queued for objects the source withdrew.
+    pub retired: u64,
     pub end: End,
 }
 
@@ -112,6 +101,8 @@ struct Chunk {
     skipped: Vec<(String, u64)>,
     /// Rows the allowlist filtered, by what matched.
     filtered: Vec<(String, u64)>,
+    /// Source object ids withdrawn (their indicators are retired).
+    withdrawn: Vec<String>,
     rows: u64,
     last_position: u64,
     /// Told once the chunk is committed, for a reader that waits for that.
@@ -135,6 +126,7 @@ impl Chunk {
             rejects: Vec::new(),
             skipped: Vec::new(),
             filtered: Vec::new(),
+            withdrawn: Vec::new(),
             rows: 0,
             last_position: 0,
             committed: None,
@@ -204,6 +196,7 @@ pub async fn ingest(
         rejected: 0,
         skipped: 0,
         filtered: 0,
+        retired: 0,
         end: End::Complete,
     };
     let committed = commit_chunks(queue, rx, name, settings, &mut report).await;
@@ -250,6 +243,9 @@ async fn commit_chunks(
                 filtered: &chunk.filtered,
                 rows_read: chunk.rows,
                 last_position: chunk.last_position,
+                feed: settings.feed.as_deref(),
+                withdrawn: &chunk.withdrawn,
+                retiring: settings.retiring(),
             };
             let r = queue
                 .commit_file_chunk(Some(report.file_id), &c, settings.dedup_window)
@@ -257,6 +253,7 @@ async fn commit_chunks(
             report.rows_read += chunk.rows;
             report.queued += r.queued;
             report.duplicates += r.duplicates;
+            report.retired += r.retired;
             report.rejected += chunk.rejects.len() as u64;
             report.skipped += chunk.skipped.iter().map(|(_, n)| n).sum::<u64>();
             report.filtered += chunk.filtered.iter().map(|(_, n)| n).sum::<u64>();
@@ -408,7 +405,10 @@ fn read_chunks(
         match classify(item, settings) {
             Classified::Job(job) => chunk.jobs.push(job),
             Classified::Reject(reject) => chunk.rejects.push(reject),
-            Classified::Skip(what) => Chunk::count(&mut chunk.skipped, &skips.name(what)),
+            Classified::Skip(what, withdraws) => {
+                Chunk::count(&mut chunk.skipped, &skips.name(what));
+                chunk.withdrawn.extend(withdraws);
+            }
             Classified::Filtered(_, by) => Chunk::count(&mut chunk.filtered, &by.0),
         }
         if chunk.rows as usize >= chunk_rows {
@@ -478,7 +478,7 @@ pub enum Classified {
     /// Which line broke which rule.
     Reject(NewReject),
     /// Counted under this reason, neither queued nor rejected.
-    Skip(String),
+    Skip(String, Option<String>),
     /// A valid indicator the allowlist keeps out: counted under what
     /// matched, not queued.
     Filtered(NewJob, Matched),
@@ -512,7 +512,9 @@ pub fn classify(item: Item, settings: &Settings) -> Classified {
             }
             Err(r) => reject(rec.line, rec.input(), r.rule, r.message),
         },
-        Item::Skipped { what, .. } => Classified::Skip(what),
+        Item::Skipped {
+            what, withdraws, ..
+        } => Classified::Skip(what, withdraws),
         Item::Bad {
             line,
             input,
@@ -526,50 +528,6 @@ pub fn classify(item: Item, settings: &Settings) -> Classified {
             reason,
             ..
         } => reject(line, input, normalize::refusal_rule(rule), reason),
-    }
-}
-
-impl Settings {
-    /// The settings for a file at `rel` (relative to `watch.dir`): the first
-    /// feed rule that matches, over `api.owner`. `owner` and `kind` (from the
-    /// `enqueue` command line) win over both.
-    pub fn for_file(
-        cfg: &crate::config::Config,
-        rel: &Path,
-        owner: Option<&str>,
-        kind: Option<crate::indicator::IndicatorType>,
-    ) -> Self {
-        let rule = cfg.feeds.iter().find(|r| r.matches(rel));
-        Self {
-            owner: owner
-                .map(str::to_string)
-                .or_else(|| rule.and_then(|r| r.owner.clone()))
-                .unwrap_or_else(|| cfg.api.owner.clone()),
-            defaults: FeedDefaults {
-                kind: kind.or_else(|| rule.and_then(|r| r.kind)),
-                tags: rule.map(|r| r.tags.clone()).unwrap_or_default(),
-                rating: rule.and_then(|r| r.rating),
-                confidence: rule.and_then(|r| r.confidence),
-                security_labels: rule.map(|r| r.security_labels.clone()).unwrap_or_default(),
-                tlp_names: cfg.security_labels.clone(),
-            },
-            read: ReadOptions {
-                max_line_bytes: cfg.watch.max_line_bytes,
-                max_decompressed_bytes: cfg.watch.max_decompressed_bytes,
-                columns: rule.map(|r| r.columns.clone()).unwrap_or_default(),
-                format: rule.and_then(|r| r.format),
-                stix_observables: rule.is_some_and(|r| r.stix_observables),
-                misp_all_attributes: rule.is_some_and(|r| r.misp_all_attributes),
-                comments: rule.map(|r| r.comments.clone()).unwrap_or_default(),
-                trailing: rule.and_then(|r| r.trailing),
-                header: rule.is_none_or(|r| r.header),
-                header_in_comment: rule.is_some_and(|r| r.header_in_comment),
-                delimiter: rule.and_then(|r| r.delimiter),
-                line_key: rule.and_then(|r| r.line_key.clone()),
-            },
-            dedup_window: cfg.queue.dedup_window,
-            allowlist: Arc::new(Allowlist::empty()),
-        }
     }
 }
 

@@ -8,15 +8,16 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::dir::{file_name, move_unique, write_errors};
-use super::ingest::{End, Input, Report, Settings, Start, ingest, sha256_of};
+use super::ingest::{End, Input, Report, Start, ingest, sha256_of};
+use super::settings::Settings;
 use super::{FileOutcome, Intake};
 use crate::config::Config;
 use crate::feed::Format;
-use crate::queue::{FileRow, FileState, NewFile};
+use crate::queue::{FileFinish, FileRow, FileState, NewFile, Queue, Reconciled};
 
 /// The metrics label of the feed rule that applies to `rel`.
 fn rule_of(cfg: &Config, rel: &Path) -> String {
-    crate::metrics::rule_label(cfg.feeds.iter().position(|r| r.matches(rel)))
+    crate::metrics::rule_label(cfg, cfg.feeds.iter().position(|r| r.matches(rel)))
 }
 
 /// A claimed file, opened and hashed.
@@ -113,7 +114,9 @@ impl Intake {
         settings: &Settings,
     ) -> anyhow::Result<Result<i64, FileOutcome>> {
         let sha = &opened.sha256;
-        let previous = if cfg.watch.skip_duplicate_files {
+        // A named feed's file is read even when its content was taken
+        // before: it says what the feed holds now.
+        let previous = if cfg.watch.skip_duplicate_files && settings.feed.is_none() {
             self.queue.file_done_with_sha(sha).await?
         } else {
             None
@@ -128,6 +131,7 @@ impl Intake {
                 sha256: sha,
                 size_bytes: opened.meta.len(),
                 owner: &settings.owner,
+                feed: settings.feed.as_deref(),
             })
             .await?;
         let Some(prev) = previous else {
@@ -195,10 +199,14 @@ impl Intake {
             &cfg.watch.failed_dir
         };
         // The rows are committed: only now does the file leave processing/.
-        let given_up = matches!(report.end, End::GivenUp { .. });
-        self.queue
-            .file_finish(file_id, state, format, error.as_deref(), given_up)
-            .await?;
+        let finish = FileFinish {
+            state,
+            format,
+            error: error.as_deref(),
+            given_up: matches!(report.end, End::GivenUp { .. }),
+        };
+        let settings = Settings::for_file(cfg, rel, None, None);
+        finish_file(&self.queue, file_id, finish, &settings).await?;
         let moved = match move_unique(processing, dest, &file_name(rel), state == FileState::Done) {
             Ok(m) => m,
             // The file's failure, not the daemon's: gone from processing/,
@@ -347,6 +355,7 @@ impl Intake {
             rejected: f.rows_rejected,
             skipped: f.rows_skipped,
             filtered: f.rows_filtered,
+            retired: 0,
             end: End::GivenUp { reason },
         };
         self.finish(cfg, rel, processing, report).await
@@ -418,4 +427,63 @@ impl Intake {
         let _ = std::fs::remove_file(report);
         Ok(Some(processing))
     }
+}
+
+/// Records a file's end (the acknowledgement point) and, for a named
+/// feed's file in the same transaction, what it does to the feed: a
+/// snapshot's drops retired, or held (logged at WARN).
+///
+/// # Errors
+/// Database errors.
+pub async fn finish_file(
+    queue: &Queue,
+    file_id: i64,
+    finish: FileFinish<'_>,
+    settings: &Settings,
+) -> anyhow::Result<Option<Reconciled>> {
+    let Some(end) = settings.feed_end() else {
+        queue
+            .file_finish(
+                file_id,
+                finish.state,
+                finish.format,
+                finish.error,
+                finish.given_up,
+            )
+            .await?;
+        return Ok(None);
+    };
+    let r = queue.file_finish_feed(file_id, finish, &end).await?;
+    match &r {
+        Reconciled::NotSnapshot => {}
+        Reconciled::First { members } => {
+            tracing::info!(
+                feed = end.feed,
+                members,
+                "first snapshot of the feed: nothing retired"
+            );
+        }
+        Reconciled::Retired {
+            retired,
+            kept,
+            members,
+        } => tracing::info!(
+            feed = end.feed,
+            retired,
+            kept_by_other_feeds = kept,
+            members,
+            "snapshot reconciled: what it dropped is retired"
+        ),
+        Reconciled::Held {
+            would_retire,
+            reason,
+        } => tracing::warn!(
+            feed = end.feed,
+            would_retire,
+            reason = %reason,
+            "snapshot held: nothing retired; `tc-ingest retire --feed {} --dry-run` lists what it would retire, `--confirm` retires it",
+            end.feed
+        ),
+    }
+    Ok(Some(r))
 }

@@ -12,6 +12,7 @@ mod dir;
 mod ingest;
 mod lifecycle;
 mod mark;
+mod settings;
 
 use std::collections::HashSet;
 use std::fs::Metadata;
@@ -26,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use dir::{create_dirs, is_ignored};
 pub use ingest::{
-    CHUNK_ROWS, Classified, End, Input, Report, Settings, SkipNames, Start, classify, ingest,
-    sha256_of,
+    CHUNK_ROWS, Classified, End, Input, Report, SkipNames, Start, classify, ingest, sha256_of,
 };
+pub use lifecycle::finish_file;
+pub use settings::Settings;
 
 use crate::config::Config;
 use crate::feed::Format;

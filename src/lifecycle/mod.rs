@@ -1,19 +1,23 @@
-//! lifecycle: what happens to an indicator around the queue. For now the
+//! lifecycle: what happens to an indicator around the queue. The
 //! allowlist applied before the queue (values that must never become
 //! ThreatConnect indicators: the built-in special-purpose ranges and
 //! names, the config's values, networks, domains and patterns, MISP
-//! warninglists); later snapshot reconciliation and expiry.
+//! warninglists), and the daemon's sweeps (expiry, `max_age`, feed
+//! health). Snapshot reconciliation happens in the queue, in the
+//! transaction that finishes a snapshot's file.
 //!
-//! Pure but for [`Allowlist::build`], which reads the warninglist files;
-//! no logging: the caller logs the warnings `build` returns and counts
-//! what [`Allowlist::check`] names.
+//! The allowlist is pure but for [`Allowlist::build`], which reads the
+//! warninglist files, and never logs: the caller logs the warnings
+//! `build` returns and counts what [`Allowlist::check`] names.
 
 mod allowlist;
 mod build;
 mod matchers;
+mod sweep;
 mod warninglist;
 
 pub use allowlist::{Allowlist, AllowlistConfig, Matched};
+pub use sweep::{Sweeper, named, retiring};
 
 #[cfg(test)]
 mod tests;

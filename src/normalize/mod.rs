@@ -202,6 +202,7 @@ pub fn record(rec: &RawRecord, defaults: &FeedDefaults) -> Result<Normalized, Re
             external_id: present(&rec.external_id).map(|i| strip_controls(i, false).into_owned()),
             external_modified,
             external_expires,
+            active: None,
         },
     })
 }

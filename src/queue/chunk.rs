@@ -1,5 +1,6 @@
 //! One chunk of a feed file: its jobs, rejects and progress in one transaction.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ impl Queue {
             rejects,
             skipped: &[],
             filtered: &[],
+            feed: None,
+            withdrawn: &[],
+            retiring: super::Retiring::default(),
             rows_read,
             last_position,
         };
@@ -70,6 +74,10 @@ impl Queue {
             .collect();
         let current = super::external::newer_than_seen(&mut tx, jobs).await?;
         let stale = jobs.len() - current.len();
+        // Indicators tc-ingest retired that are listed again come back
+        // active, whatever the deduplication window says.
+        let back = super::retire::coming_back(&mut tx, &current).await?;
+        let (current, returning) = split_returning(current, &back);
         let jobs = &current[..];
         // Repeats within the chunk are dropped here; repeats of earlier
         // chunks and of the queue by the NOT EXISTS of the statement.
@@ -90,32 +98,72 @@ impl Queue {
             queued += result.context("inserting jobs")?.rows_affected();
             next = built;
         }
-        if let Some(fid) = file_id {
-            for batch in rejects.chunks(INSERT_ROWS) {
-                let sql = format!(
-                    "INSERT INTO rejects (file_id, line, input, rule, reason) VALUES {}",
-                    value_list("(?,?,?,?,?)", batch.len())
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
-                for r in batch {
-                    q = q
-                        .bind(fid)
-                        .bind(r.line as i64)
-                        .bind(r.input.as_str())
-                        .bind(r.rule.as_str())
-                        .bind(r.reason.as_str());
-                }
-                q.execute(&mut *tx).await.context("inserting rejects")?;
-            }
+        for batch in returning.chunks(INSERT_ROWS) {
+            // Only a job still waiting makes one of these a duplicate.
+            let q = insert_jobs(batch, &mut seen, &held, now, i64::MAX, file_id);
+            queued += q
+                .execute(&mut *tx)
+                .await
+                .context("inserting jobs")?
+                .rows_affected();
         }
-        let duplicates = (jobs.len() + stale) as u64 - queued;
-        super::external::record(&mut tx, jobs, file_id, now).await?;
+        if !returning.is_empty() {
+            super::retire::brought_back(&mut tx, &returning).await?;
+        }
+        if let Some(fid) = file_id {
+            insert_rejects(&mut tx, fid, rejects).await?;
+        }
+        let duplicates = (jobs.len() + returning.len() + stale) as u64 - queued;
+        for part in [jobs, &returning[..]] {
+            super::external::record(&mut tx, part, file_id, now).await?;
+            super::retire::record_expiries(&mut tx, part, chunk.feed).await?;
+        }
+        if let (Some(feed), Some(fid)) = (chunk.feed, file_id) {
+            super::lifecycle::hold_members(&mut tx, feed, fid, chunk.jobs, now).await?;
+        }
+        let withdrawn = super::retire::withdraw(
+            &mut tx,
+            chunk.withdrawn,
+            chunk.feed,
+            chunk.retiring,
+            file_id,
+        )
+        .await?;
         if let Some(fid) = file_id {
             record_progress(&mut tx, fid, chunk, queued, duplicates).await?;
         }
         tx.commit().await.context("committing a chunk")?;
-        Ok(ChunkResult { queued, duplicates })
+        Ok(ChunkResult {
+            queued,
+            duplicates,
+            retired: withdrawn.queued,
+        })
     }
+}
+
+/// A chunk's rejects, for file `fid`.
+async fn insert_rejects(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    fid: i64,
+    rejects: &[NewReject],
+) -> anyhow::Result<()> {
+    for batch in rejects.chunks(INSERT_ROWS) {
+        let sql = format!(
+            "INSERT INTO rejects (file_id, line, input, rule, reason) VALUES {}",
+            value_list("(?,?,?,?,?)", batch.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
+        for r in batch {
+            q = q
+                .bind(fid)
+                .bind(r.line as i64)
+                .bind(r.input.as_str())
+                .bind(r.rule.as_str())
+                .bind(r.reason.as_str());
+        }
+        q.execute(&mut **tx).await.context("inserting rejects")?;
+    }
+    Ok(())
 }
 
 /// A file's counts and position after a chunk, and its skipped and
@@ -164,6 +212,28 @@ async fn record_progress(
         }
     }
     Ok(())
+}
+
+/// The jobs of indicators coming back (`back`: their positions), set
+/// apart and marked `"active": true`, and the rest.
+fn split_returning<'a>(
+    jobs: Cow<'a, [NewJob]>,
+    back: &HashSet<usize>,
+) -> (Cow<'a, [NewJob]>, Vec<NewJob>) {
+    if back.is_empty() {
+        return (jobs, Vec::new());
+    }
+    let (mut returning, mut rest) = (Vec::new(), Vec::new());
+    for (i, j) in jobs.iter().enumerate() {
+        if back.contains(&i) {
+            let mut j = j.clone();
+            j.payload.active = Some(true);
+            returning.push(j);
+        } else {
+            rest.push(j.clone());
+        }
+    }
+    (Cow::Owned(rest), returning)
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;

@@ -9,7 +9,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::due::{STARTED, pending_owners};
 use super::{
-    BatchOwners, Job, JobState, JobUpdate, Lease, Queue, Uncertainty, ms, now_ms, value_list,
+    BatchOwners, Job, JobAction, JobState, JobUpdate, Lease, Queue, Uncertainty, ms, now_ms,
+    value_list,
 };
 
 /// Leases per statement when many are renewed or delivered at once.
@@ -91,8 +92,7 @@ impl Queue {
         // Random and 63-bit: a token never repeats in practice, so a stale
         // worker can never match a later claim of the same job.
         let token = (fastrand::u64(..) >> 1) as i64;
-        let returning =
-            "RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain";
+        let returning = "RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain, action";
         let rows = if batching.is_none() {
             // The oldest due jobs, straight off the due index.
             sqlx::query(AssertSqlSafe(format!(
@@ -150,6 +150,8 @@ impl Queue {
                 steps_done: r.get::<i64, _>(5) as u32,
                 attempts: r.get::<i64, _>(6) as u32,
                 uncertain: Uncertainty::from_column(r.get(7)),
+                // The schema's CHECK lists every name.
+                action: r.get::<&str, _>(8).parse().unwrap_or(JobAction::Create),
             })
             .collect();
         jobs.sort_by_key(|j| j.lease.id);

@@ -1,18 +1,18 @@
 //! What is due, and for whom: the owners with pending jobs, and the SQL
 //! fragments that tell a job whose delivery has not started (it may go by
-//! batch) from one that has (it goes per indicator). Shared by the claim
+//! batch) from one that has, or that retires (it goes per indicator). Shared by the claim
 //! and the batch forming, so the two read the backlog alike.
 
 use anyhow::Context;
 use sqlx::Row;
 
 /// A job nothing of whose delivery started: it may go by batch.
-pub(super) const FRESH: &str = "steps_done = 0 AND call_uncertain = 0";
+pub(super) const FRESH: &str = "steps_done = 0 AND call_uncertain = 0 AND action = 'create'";
 
 /// A job whose delivery started (a step done, or a call of unknown
-/// outcome): it goes per indicator. Written exactly as the WHERE of the
+/// outcome), or that retires an indicator: it goes per indicator. Written exactly as the WHERE of the
 /// index `jobs_owner_started` (migration 0006), which SQLite needs to use it.
-pub(super) const STARTED: &str = "(steps_done > 0 OR call_uncertain != 0)";
+pub(super) const STARTED: &str = "(steps_done > 0 OR call_uncertain != 0 OR action != 'create')";
 
 /// Owners with pending jobs and not held, in order: a skip-scan of
 /// `jobs_owner_due`, one index probe per owner.

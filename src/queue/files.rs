@@ -3,7 +3,7 @@
 use anyhow::Context;
 use sqlx::Row;
 
-use super::{FileRow, FileState, NewFile, NewReject, Queue, now_ms};
+use super::{FileFinish, FileRow, FileState, NewFile, NewReject, Queue, now_ms};
 use crate::feed::Format;
 
 impl Queue {
@@ -13,13 +13,14 @@ impl Queue {
     /// Database errors.
     pub async fn file_begin(&self, f: &NewFile<'_>) -> anyhow::Result<i64> {
         let id = sqlx::query(
-            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, started_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, feed, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(f.path)
         .bind(f.processing_path)
         .bind(f.sha256)
         .bind(f.size_bytes as i64)
         .bind(f.owner)
+        .bind(f.feed)
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await
@@ -211,23 +212,17 @@ impl Queue {
         sqlx::query("PRAGMA synchronous = FULL")
             .execute(&mut *conn)
             .await?;
-        let result = sqlx::query(
-            "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, \
-             processing_path = NULL, reading = 0, stalls = CASE WHEN ? THEN stalls ELSE 0 END WHERE id = ?",
-        )
-        .bind(state.as_str())
-        .bind(format.map(Format::name))
-        .bind(error)
-        .bind(now_ms())
-        .bind(given_up)
-        .bind(id)
-        .execute(&mut *conn)
-        .await;
+        let finish = FileFinish {
+            state,
+            format,
+            error,
+            given_up,
+        };
+        let result = record_finish(&mut conn, id, &finish).await;
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
             .await?;
-        result.context("recording a finished file")?;
-        Ok(())
+        result
     }
 
     /// Records where a finished file was moved (`done/` or `failed/`):
@@ -341,4 +336,26 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
         stalls: u32::try_from(r.get::<i64, _>("stalls")).unwrap_or(u32::MAX),
         reading: r.get::<i64, _>("reading") != 0,
     })
+}
+
+/// A file's end as recorded: state, format, error, finished time.
+pub(super) async fn record_finish(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    f: &FileFinish<'_>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, \
+         processing_path = NULL, reading = 0, stalls = CASE WHEN ? THEN stalls ELSE 0 END WHERE id = ?",
+    )
+    .bind(f.state.as_str())
+    .bind(f.format.map(Format::name))
+    .bind(f.error)
+    .bind(now_ms())
+    .bind(f.given_up)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .context("recording a finished file")?;
+    Ok(())
 }

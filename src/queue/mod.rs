@@ -16,12 +16,15 @@ mod chunk;
 mod claim;
 mod due;
 mod external;
+mod feeds;
 mod files;
 mod inspect;
+mod lifecycle;
 mod lock;
 mod model;
 mod owners;
 mod reports;
+mod retire;
 mod sources;
 
 use std::path::{Path, PathBuf};
@@ -34,9 +37,12 @@ use sqlx::sqlite::{
 };
 
 pub use batch::{BatchCandidate, BatchJob, BatchOutcome, BatchState};
+pub use feeds::{FeedHealth, FeedOwner, FeedState};
 pub use inspect::{FileProgress, JobDetail, RejectDetail};
+pub use lifecycle::{FeedEnd, HeldSnapshot, Reconciled};
 pub use lock::{DaemonLock, LockHolder};
 pub use model::*;
+pub use retire::{Retired, Retiring};
 pub use sources::{SourceAdvance, SourceHealth, SourceState, Validators};
 
 /// Unix milliseconds now.

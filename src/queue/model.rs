@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::indicator::{Indicator, IndicatorType, Payload};
-pub use crate::names::ErrorClass;
+pub use crate::names::{ErrorClass, JobAction};
 use crate::normalize::RejectRule;
 
 crate::names::named_enum! {
@@ -132,6 +132,8 @@ pub struct Job {
     pub attempts: u32,
     /// What of its delivery may have reached ThreatConnect unrecorded.
     pub uncertain: Uncertainty,
+    /// Create the indicator, or retire it.
+    pub action: JobAction,
 }
 
 /// What of a job's delivery may have reached ThreatConnect unrecorded: the
@@ -298,6 +300,18 @@ pub struct NewFile<'a> {
     pub sha256: &'a str,
     pub size_bytes: u64,
     pub owner: &'a str,
+    /// The named feed it is read for.
+    pub feed: Option<&'a str>,
+}
+
+/// How a file ended, as [`Queue::file_finish`](super::Queue::file_finish) records it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileFinish<'a> {
+    pub state: FileState,
+    pub format: Option<crate::feed::Format>,
+    pub error: Option<&'a str>,
+    /// Given up after stalled reads (`files.stalls` kept).
+    pub given_up: bool,
 }
 
 /// One chunk of a file's rows, as [`Queue::commit_file_chunk`](super::Queue::commit_file_chunk) takes it.
@@ -309,6 +323,14 @@ pub struct FileChunk<'a> {
     pub skipped: &'a [(String, u64)],
     /// Rows the allowlist filtered, by what matched.
     pub filtered: &'a [(String, u64)],
+    /// The named feed the file is read for: its jobs' indicators are the
+    /// feed's members.
+    pub feed: Option<&'a str>,
+    /// Source object ids the source withdrew (revoked, deleted, expired):
+    /// the indicators they gave are retired.
+    pub withdrawn: &'a [String],
+    /// How this file's feed retires.
+    pub retiring: super::Retiring<'a>,
     pub rows_read: u64,
     pub last_position: u64,
 }
@@ -318,6 +340,8 @@ pub struct FileChunk<'a> {
 pub struct ChunkResult {
     pub queued: u64,
     pub duplicates: u64,
+    /// Retire jobs queued for what the source withdrew.
+    pub retired: u64,
 }
 
 /// Which buried jobs `retry` requeues.

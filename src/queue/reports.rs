@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::due::FRESH;
 
 use super::{
     ErrorClass, FileState, JobRow, JobState, Outstanding, Queue, RetryFilter, StateCounts, Stats,
@@ -227,7 +229,7 @@ impl Queue {
 }
 
 impl Queue {
-    /// Waiting jobs (pending or held) not begun (no call done, none of
+    /// Waiting creates (pending or held) not begun (no call done, none of
     /// unknown outcome: their indicator may exist already) after job
     /// `after`, at most `limit`, in id order: id, type and value (`purge
     /// --allowlisted` walks them).
@@ -239,10 +241,10 @@ impl Queue {
         after: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<(i64, String, String)>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, type, value FROM jobs WHERE id > ? AND state IN ('pending', 'held') \
-             AND steps_done = 0 AND call_uncertain = 0 ORDER BY id LIMIT ?",
-        )
+             AND {FRESH} ORDER BY id LIMIT ?"
+        )))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -262,10 +264,9 @@ impl Queue {
         let mut tx = self.begin_write().await?;
         let mut n = 0;
         for id in ids {
-            n += sqlx::query(
-                "DELETE FROM jobs WHERE id = ? AND state IN ('pending', 'held') \
-                 AND steps_done = 0 AND call_uncertain = 0",
-            )
+            n += sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM jobs WHERE id = ? AND state IN ('pending', 'held') AND {FRESH}"
+            )))
             .bind(id)
             .execute(&mut *tx)
             .await?

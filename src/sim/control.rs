@@ -1,5 +1,5 @@
 //! The simulator's own endpoints, unsigned and never faulted:
-//! `GET /_sim/indicators`, `GET /_sim/stats`, `GET /_sim/batches`, `GET /_sim/faults`, and
+//! `GET /_sim/indicators` (those not deleted), `GET /_sim/deleted`, `GET /_sim/stats`, `GET /_sim/batches`, `GET /_sim/faults`, and
 //! `POST /_sim/faults` (the fields given replace the current ones:
 //! `{"token_expired": true}` expires the configured API token).
 
@@ -12,7 +12,20 @@ use super::{Faults, Shared};
 /// Answers `/_sim/<rest>`.
 pub(super) fn handle(sim: &Shared, method: &Method, rest: &str, body: &[u8]) -> Response {
     match (method, rest) {
-        (&Method::GET, "indicators") => axum::Json(sim.store().indicators.clone()).into_response(),
+        (&Method::GET, "indicators") => {
+            let held: Vec<_> = (sim.store().indicators.iter())
+                .filter(|i| !i.deleted)
+                .cloned()
+                .collect();
+            axum::Json(held).into_response()
+        }
+        (&Method::GET, "deleted") => {
+            let gone: Vec<_> = (sim.store().indicators.iter())
+                .filter(|i| i.deleted)
+                .cloned()
+                .collect();
+            axum::Json(gone).into_response()
+        }
         (&Method::GET, "stats") => axum::Json(sim.stats().clone()).into_response(),
         (&Method::GET, "batches") => axum::Json(sim.batches().list()).into_response(),
         (&Method::GET, "faults") => axum::Json(sim.faults().clone()).into_response(),

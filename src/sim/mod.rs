@@ -31,6 +31,7 @@ mod control;
 mod faults;
 mod reply;
 mod router;
+mod status;
 mod store;
 mod v2;
 mod v3;
@@ -244,11 +245,38 @@ pub struct SimIndicator {
     pub external_date_expires: Option<String>,
     #[serde(default)]
     pub external_last_modified: Option<String>,
+    /// Its status (tc-api.md section 9): a v3 PUT or create, or a batch
+    /// item, with `active` changes it; a v2 create does not.
+    #[serde(default = "active_by_default")]
+    pub active: bool,
+    /// Times it went from active to inactive, and back.
+    #[serde(default)]
+    pub deactivations: u64,
+    #[serde(default)]
+    pub reactivations: u64,
+    /// Deleted: listed by `GET /_sim/deleted`, no longer by
+    /// `/_sim/indicators`, and found by no call.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+fn active_by_default() -> bool {
+    true
 }
 
 impl SimIndicator {
+    /// Sets its status, counting a change.
+    pub(crate) fn set_active(&mut self, active: bool) {
+        match (self.active, active) {
+            (true, false) => self.deactivations += 1,
+            (false, true) => self.reactivations += 1,
+            _ => {}
+        }
+        self.active = active;
+    }
+
     /// Adds the labels a create or batch item carried, and takes its
-    /// `externalDateExpires` and `externalLastModified` when given.
+    /// `externalDateExpires`, `externalLastModified` and `active` when given.
     pub(crate) fn take_labels_and_dates(
         &mut self,
         body: &serde_json::Value,
@@ -265,6 +293,9 @@ impl SimIndicator {
         }
         if let Some(t) = date("externalLastModified") {
             self.external_last_modified = Some(t);
+        }
+        if let Some(a) = body.get("active").and_then(serde_json::Value::as_bool) {
+            self.set_active(a);
         }
     }
 }
@@ -406,8 +437,39 @@ impl Simulator {
         format!("{}://{}{}", self.scheme, self.addr, self.shared.base_path)
     }
 
+    /// The indicators held (not deleted).
     pub fn indicators(&self) -> Vec<SimIndicator> {
-        self.shared.store().indicators.clone()
+        let store = self.shared.store();
+        store
+            .indicators
+            .iter()
+            .filter(|i| !i.deleted)
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes every indicator whose summary is `value`, as a user of the
+    /// instance would.
+    pub fn delete_value(&self, value: &str) {
+        let mut store = self.shared.store();
+        let found: Vec<usize> = (store.indicators.iter().enumerate())
+            .filter(|(_, i)| i.value == value && !i.deleted)
+            .map(|(n, _)| n)
+            .collect();
+        for n in found {
+            store.delete(n);
+        }
+    }
+
+    /// The indicators deleted.
+    pub fn deleted(&self) -> Vec<SimIndicator> {
+        let store = self.shared.store();
+        store
+            .indicators
+            .iter()
+            .filter(|i| i.deleted)
+            .cloned()
+            .collect()
     }
 
     /// The batch jobs created, in id order.

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::faults::{Injected, dropped_connection, injected, lost_response, record};
 use super::reply::{ApiResult, Ctx, Failure, Reply, SimRequest, not_found};
-use super::{Shared, auth, batch, control, v2, v3};
+use super::{Shared, auth, batch, control, status, v2, v3};
 use crate::api::sign::unix_now;
 
 /// The axum handler. Once the simulator is stopped, a request still in
@@ -158,9 +158,15 @@ fn api(ctx: &Ctx<'_>) -> Result<Reply, Failure> {
     auth::authenticate(ctx)?;
     let path = ctx.req.path().strip_prefix(&ctx.sim.base_path);
     if let Some(rest) = path.and_then(|p| p.strip_prefix("/v3/")) {
-        return match (&ctx.req.method, rest) {
-            (&Method::POST, "indicators") => v3::create(ctx).map(Reply::from),
-            (&Method::GET, "securityLabels") => v3::security_labels(ctx).map(Reply::from),
+        let one = rest
+            .strip_prefix("indicators/")
+            .filter(|n| !n.contains('/'));
+        return match (&ctx.req.method, rest, one) {
+            (&Method::POST, "indicators", _) => v3::create(ctx).map(Reply::from),
+            (&Method::GET, "indicators", _) => status::list(ctx).map(Reply::from),
+            (&Method::GET, "securityLabels", _) => v3::security_labels(ctx).map(Reply::from),
+            (&Method::PUT, _, Some(named)) => status::put(ctx, named).map(Reply::from),
+            (&Method::DELETE, _, Some(named)) => status::delete_v3(ctx, named).map(Reply::from),
             _ => Err(not_found()),
         };
     }
@@ -183,6 +189,7 @@ fn v2_route(ctx: &Ctx<'_>, segments: &[&str]) -> ApiResult {
             v2::security_label(ctx, branch, id, label)
         }
         (&Method::POST, ["indicators", branch]) => v2::create(ctx, branch),
+        (&Method::DELETE, ["indicators", branch, id]) => status::delete_v2(ctx, branch, id),
         (&Method::POST, ["indicators", branch, id, "tags", tag]) => v2::tag(ctx, branch, id, tag),
         (&Method::POST, ["indicators", branch, id, "attributes"]) => {
             v2::add_attribute(ctx, branch, id)

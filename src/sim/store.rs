@@ -79,6 +79,10 @@ impl Store {
                     security_labels: BTreeSet::new(),
                     external_date_expires: None,
                     external_last_modified: None,
+                    active: true,
+                    deactivations: 0,
+                    reactivations: 0,
+                    deleted: false,
                 });
                 idx
             }
@@ -109,6 +113,37 @@ impl Store {
     ) -> Result<&mut SimIndicator, Failure> {
         let idx = self.find(owner, kind, identifier).ok_or_else(not_found)?;
         Ok(&mut self.indicators[idx])
+    }
+
+    /// The position of `owner`'s indicator named in a v3 path: by id (all
+    /// digits), else by summary under any type.
+    pub(super) fn find_v3(&self, owner: &str, named: &str) -> Option<usize> {
+        if !named.is_empty() && named.bytes().all(|b| b.is_ascii_digit()) {
+            let idx = named.parse::<usize>().ok()?.checked_sub(1)?;
+            let ind = self.indicators.get(idx)?;
+            return (ind.owner == owner && !ind.deleted).then_some(idx);
+        }
+        IndicatorType::ALL
+            .into_iter()
+            .find_map(|k| self.find(owner, k, named))
+    }
+
+    /// Deletes the indicator at `idx`: no call finds it again, and a later
+    /// create makes a new one.
+    pub(super) fn delete(&mut self, idx: usize) {
+        self.indicators[idx].deleted = true;
+        self.index.retain(|_, i| *i != idx);
+    }
+
+    /// `owner`'s indicators whose summary is `summary`, active or not.
+    pub(super) fn by_summary<'a>(
+        &'a self,
+        owner: &'a str,
+        summary: &'a str,
+    ) -> impl Iterator<Item = &'a SimIndicator> + 'a {
+        self.indicators
+            .iter()
+            .filter(move |i| !i.deleted && i.owner == owner && i.value == summary)
     }
 
     /// Adds an attribute (a repeat is added again, as v2 does) with an id

@@ -13,7 +13,7 @@ use super::{SimOwner, validate};
 use crate::indicator::IndicatorType;
 
 /// The type a URL branch names (`hosts` is Host), or ThreatConnect's 404.
-fn branch_type(branch: &str) -> Result<IndicatorType, Failure> {
+pub(super) fn branch_type(branch: &str) -> Result<IndicatorType, Failure> {
     Ok(match branch {
         "addresses" => IndicatorType::Address,
         "emailAddresses" => IndicatorType::EmailAddress,

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{STATES, StatusView, all_owners_held, delivery_word, iso, sources};
+use super::{STATES, StatusView, all_owners_held, delivery_word, feeds, iso, sources};
 use crate::queue::now_ms;
 
 /// The stable JSON form.
@@ -56,6 +56,7 @@ pub fn json(v: &StatusView) -> Value {
         "modes": s.heartbeat.as_ref().and_then(|h| h.get("modes")),
         "labels_missing": s.heartbeat.as_ref().and_then(|h| h.get("labels_missing")),
         "sources": sources::json(v),
+        "feeds": feeds::json(v),
         "batches": s.batches.iter().map(|b| json!({
             "id": b.id, "tc_batch_id": b.tc_batch_id, "owner": b.owner, "items": b.items,
             "state": b.state, "tc_status": b.tc_status, "age_secs": (now_ms() - b.created_at).max(0) / 1000,

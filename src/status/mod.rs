@@ -6,19 +6,20 @@
 //! sections ([`SECTIONS`]) and the JSON a list of parts ([`json`]): a new
 //! part of the status (say, batch jobs) is one function and one entry in each.
 
+mod feeds;
 mod json;
 mod sources;
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::Value;
 
+pub use feeds::FeedView;
 pub use json::json;
 pub use sources::{SourceView, table as sources_table};
 
 use crate::queue::{
-    DaemonLock, FileProgress, FileState, JobState, LockHolder, Queue, SourceState, Stats, now_ms,
+    DaemonLock, FileProgress, FileState, JobState, LockHolder, Queue, Stats, now_ms,
 };
 
 const STATES: [JobState; 6] = [
@@ -57,6 +58,8 @@ pub struct StatusView {
     pub daemon: DaemonView,
     /// Pull sources, by name.
     pub sources: Vec<SourceView>,
+    /// Named feeds, by name.
+    pub feeds: Vec<FeedView>,
     /// Unix ms when it was read.
     pub at: i64,
 }
@@ -92,36 +95,25 @@ impl StatusView {
                 stale_after: None,
             })
             .collect();
+        let feeds = queue
+            .feed_states()
+            .await?
+            .into_iter()
+            .map(|state| FeedView {
+                state,
+                stale_after: None,
+                configured: false,
+            })
+            .collect();
         Ok(Self {
             queue_path: queue.path().display().to_string(),
             stats,
             files,
             daemon,
             sources,
+            feeds,
             at: now_ms(),
         })
-    }
-
-    /// The configured sources' `stale_after` (name, limit): their health
-    /// can be told; one never polled is listed too.
-    #[must_use]
-    pub fn with_sources(mut self, configured: &[(String, Duration)]) -> Self {
-        for (name, stale_after) in configured {
-            match self.sources.iter_mut().find(|s| &s.state.name == name) {
-                Some(s) => s.stale_after = Some(*stale_after),
-                None => self.sources.push(SourceView {
-                    state: SourceState {
-                        name: name.clone(),
-                        kind: "-".into(),
-                        created_at: self.at,
-                        ..SourceState::default()
-                    },
-                    stale_after: Some(*stale_after),
-                }),
-            }
-        }
-        self.sources.sort_by(|a, b| a.state.name.cmp(&b.state.name));
-        self
     }
 
     /// A view of counts alone (no file list; no daemon: the lock is not
@@ -133,6 +125,7 @@ impl StatusView {
             files: Vec::new(),
             daemon: DaemonView::default(),
             sources: Vec::new(),
+            feeds: Vec::new(),
             at: now_ms(),
         }
     }
@@ -200,6 +193,7 @@ const SECTIONS: &[Section] = &[
     bulk,
     files,
     sources::section,
+    feeds::section,
     problems,
 ];
 

@@ -25,6 +25,30 @@ impl SourceView {
     }
 }
 
+impl StatusView {
+    /// The configured sources' `stale_after` (name, limit): their health
+    /// can be told; one never polled is listed too.
+    #[must_use]
+    pub fn with_sources(mut self, configured: &[(String, Duration)]) -> Self {
+        for (name, stale_after) in configured {
+            match self.sources.iter_mut().find(|s| &s.state.name == name) {
+                Some(s) => s.stale_after = Some(*stale_after),
+                None => self.sources.push(SourceView {
+                    state: SourceState {
+                        name: name.clone(),
+                        kind: "-".into(),
+                        created_at: self.at,
+                        ..SourceState::default()
+                    },
+                    stale_after: Some(*stale_after),
+                }),
+            }
+        }
+        self.sources.sort_by(|a, b| a.state.name.cmp(&b.state.name));
+        self
+    }
+}
+
 /// The sources' part of the JSON form.
 pub(super) fn json(v: &StatusView) -> Value {
     v.sources

@@ -13,6 +13,7 @@ mod formats;
 mod guarantees;
 mod helpers;
 mod hostile;
+mod lifecycle;
 mod observe;
 mod operate;
 mod pauses;

@@ -227,6 +227,7 @@ fn item_bytes(
         steps_done: 0,
         attempts: 0,
         uncertain: Uncertainty::None,
+        action: crate::queue::JobAction::Create,
     };
     let (ind, payload) = job.parse()?;
     let sendable = labels.sendable(&payload.security_labels);

@@ -62,6 +62,7 @@ pub(super) fn attribute(
             position: 0,
             line,
             what,
+            withdraws: None,
         }]
     };
     let (Some(kind), Some(value)) = (a.kind.as_deref(), a.value.as_ref().and_then(text)) else {
@@ -72,7 +73,12 @@ pub(super) fn attribute(
         )];
     };
     if truthy(a.deleted.as_ref()) {
-        return skipped("deleted".into());
+        return vec![Item::Skipped {
+            position: 0,
+            line,
+            what: "deleted".into(),
+            withdraws: a.uuid.clone(),
+        }];
     }
     if !opts.misp_all_attributes && !truthy(a.to_ids.as_ref()) {
         return skipped("not-for-detection".into());

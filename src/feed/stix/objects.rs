@@ -136,6 +136,17 @@ fn skipped(line: u64, what: String) -> Item {
         position: 0,
         line,
         what,
+        withdraws: None,
+    }
+}
+
+/// A skipped object the source withdrew: what its id gave is retired.
+fn withdrawn(line: u64, what: &str, id: Option<String>) -> Item {
+    Item::Skipped {
+        position: 0,
+        line,
+        what: what.into(),
+        withdraws: id,
     }
 }
 
@@ -157,14 +168,14 @@ fn indicator(o: Object, line: u64, refs: &Refs, now: OffsetDateTime) -> Vec<Item
         reason,
     };
     if o.revoked == Some(true) {
-        return vec![skipped(line, "revoked".into())];
+        return vec![withdrawn(line, "revoked", o.id)];
     }
     if o.valid_until
         .as_deref()
         .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
         .is_some_and(|until| until <= now)
     {
-        return vec![skipped(line, "expired".into())];
+        return vec![withdrawn(line, "expired", o.id)];
     }
     match o.pattern_type.as_deref() {
         Some("stix") | None => {}

@@ -88,6 +88,7 @@ pub async fn file_record(
         sha256,
         size_bytes: 1,
         owner,
+        feed: None,
     })
     .await
     .unwrap()
