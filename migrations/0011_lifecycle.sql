@@ -28,6 +28,7 @@ CREATE TABLE feeds (
     held_retire   INTEGER,                 -- what it would retire
     held_at       INTEGER,
     swept_at      INTEGER,                 -- the last max_age sweep
+    configured    INTEGER NOT NULL DEFAULT 1,  -- still named in the config: its members keep indicators
     created_at    INTEGER NOT NULL,        -- first seen in a config or a file
     updated_at    INTEGER NOT NULL
 );

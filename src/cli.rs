@@ -195,6 +195,10 @@ pub enum Command {
         /// Release the held snapshot: what it dropped is retired.
         #[arg(long, conflicts_with = "dry_run")]
         confirm: bool,
+        /// With --confirm: release only if the snapshot held is this file
+        /// (the number the dry run shows), not a newer one.
+        #[arg(long, requires = "confirm")]
+        snapshot: Option<i64>,
         /// List what would be retired, change nothing (the default).
         #[arg(long)]
         dry_run: bool,

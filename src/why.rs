@@ -75,6 +75,7 @@ pub async fn explain(
     let what = what.trim();
     let question = understand(queue, what).await?;
     let mut o = String::new();
+    let mut retired = false;
     let (jobs, rejects, normalized) = match &question {
         Question::Job(id) => (
             queue.job_detail(*id).await?.into_iter().collect(),
@@ -101,6 +102,21 @@ pub async fn explain(
             {
                 values.push(i.summary());
             }
+            for r in queue.retirements(&values).await? {
+                retired = true;
+                let _ = writeln!(
+                    o,
+                    "{} {:?} of owner {:?}: retired ({}) {} by {}, {}; a feed listing it again brings it back active",
+                    r.kind,
+                    r.value,
+                    r.owner,
+                    r.action,
+                    iso(r.at),
+                    r.feed
+                        .map_or_else(|| "its source".to_string(), |f| format!("feed {f}")),
+                    retire_reason(&r.reason)
+                );
+            }
             (
                 queue.jobs_with_value(&values).await?,
                 queue.reject_details(None, &[v.as_str()]).await?,
@@ -119,7 +135,7 @@ pub async fn explain(
         let _ = writeln!(o);
         reject(&mut o, r, cfg);
     }
-    let found = filtered || !jobs.is_empty() || !rejects.is_empty();
+    let found = filtered || retired || !jobs.is_empty() || !rejects.is_empty();
     if !found {
         let _ = writeln!(
             o,
@@ -168,10 +184,27 @@ fn rule_for(cfg: &Config, path: &str) -> String {
         .unwrap_or_else(|| "none (api.owner, types detected)".into())
 }
 
+/// What a `retired.reason` means.
+fn retire_reason(reason: &str) -> &str {
+    match reason {
+        "dropped" => "its snapshot no longer listed it",
+        "confirmed" => "a held snapshot released with `retire --confirm` no longer listed it",
+        "max_age" => "no file listed it within the feed's max_age",
+        "expired" => "the end of validity its source gave came",
+        "withdrawn" => "its source revoked or deleted the object it came from",
+        other => other,
+    }
+}
+
 fn job(o: &mut String, j: &JobDetail, cfg: &Config) {
+    let action = if j.action.retires() {
+        format!("retire ({}) ", j.action)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         o,
-        "job {}: {} {:?}, owner {:?}",
+        "job {}: {action}{} {:?}, owner {:?}",
         j.id, j.kind, j.value, j.owner
     );
     match (&j.file_path, j.source_line) {

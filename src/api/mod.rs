@@ -9,10 +9,12 @@ pub mod batch;
 pub mod client;
 pub mod outcome;
 pub mod request;
+pub mod retire;
 pub mod sign;
 
 pub use crate::config::TypeNames;
 pub use client::{Client, Response};
 pub use outcome::Outcome;
-pub use request::{ApiRequest, Endpoints, Method, V3Target, attribute_of_step};
+pub use request::{ApiRequest, Endpoints, Method, attribute_of_step};
+pub use retire::V3Target;
 pub use sign::Clock;

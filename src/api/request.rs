@@ -38,14 +38,6 @@ impl Method {
     }
 }
 
-/// What names an indicator in a v3 path: its summary (the v2 path
-/// identifier, tc-api.md section 9) or its id, once looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum V3Target {
-    Summary,
-    Id(i64),
-}
-
 /// One API call: the path and query after the base URL (starting `/v2/` or
 /// `/v3/`), already percent-encoded, and the body if any: JSON, or the bytes
 /// of a batch data file (`application/octet-stream`).
@@ -202,54 +194,6 @@ impl Endpoints {
         }
     }
 
-    /// `PUT /v3/indicators/<summary or id>?owner=...` with `{"active": ..}`:
-    /// deactivates (or reactivates) an indicator (tc-api.md section 9).
-    pub fn set_active(
-        &self,
-        ind: &Indicator,
-        owner: &str,
-        target: V3Target,
-        active: bool,
-    ) -> ApiRequest {
-        ApiRequest {
-            method: Method::Put,
-            path_and_query: v3_indicator_path(ind, owner, target),
-            body: Some(json!({ "active": active })),
-            upload: None,
-        }
-    }
-
-    /// `DELETE /v3/indicators/<summary or id>?owner=...`.
-    pub fn delete(&self, ind: &Indicator, owner: &str, target: V3Target) -> ApiRequest {
-        ApiRequest {
-            method: Method::Delete,
-            path_and_query: v3_indicator_path(ind, owner, target),
-            body: None,
-            upload: None,
-        }
-    }
-
-    /// `GET /v3/indicators?owner=...&tql=summary EQ "<value>"`: the id of
-    /// an indicator its summary did not find in a path. `inactive`: look
-    /// among inactive indicators (listings leave them out otherwise).
-    pub fn lookup(&self, ind: &Indicator, owner: &str, inactive: bool) -> ApiRequest {
-        let escaped = ind.summary().replace('\\', "\\\\").replace('"', "\\\"");
-        let mut tql = format!("summary EQ \"{escaped}\"");
-        if inactive {
-            tql.push_str(" AND indicatorActive EQ false");
-        }
-        ApiRequest {
-            method: Method::Get,
-            path_and_query: format!(
-                "/v3/indicators?owner={}&tql={}",
-                encode_component(owner),
-                encode_component(&tql)
-            ),
-            body: None,
-            upload: None,
-        }
-    }
-
     /// Step `n` of delivering an indicator: 0 is the create, then one per tag,
     /// then one per attribute, then one per security label, then the status
     /// change (a v3 PUT: v2 has none). `None` past the last step.
@@ -272,7 +216,7 @@ impl Endpoints {
             // The status change is the last step, when `active` is set.
             n if n + 1 == payload.steps() && payload.active.is_some() => payload
                 .active
-                .map(|a| self.set_active(ind, owner, V3Target::Summary, a)),
+                .map(|a| self.set_active(ind, owner, super::V3Target::Summary, a)),
             n => payload
                 .label_of_step(n)
                 .map(|l| self.security_label(ind, l, owner)),
@@ -434,16 +378,6 @@ fn external_dates(body: &mut Map<String, Value>, payload: &Payload) {
 /// (a space as `%20`).
 fn owner_query(owner: &str) -> String {
     format!("?owner={}&createActivityLog=false", encode_component(owner))
-}
-
-/// `/v3/indicators/<summary or id>?owner=...`: the summary as v2's path
-/// identifier, encoded the same way.
-fn v3_indicator_path(ind: &Indicator, owner: &str, target: V3Target) -> String {
-    let named = match target {
-        V3Target::Summary => encode_component(ind.path_identifier()),
-        V3Target::Id(id) => id.to_string(),
-    };
-    format!("/v3/indicators/{named}?owner={}", encode_component(owner))
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub async fn bench(n: usize) -> anyhow::Result<()> {
         took.as_secs_f64()
     );
     anyhow::ensure!(
-        matches!(second, Reconciled::Retired { retired, .. } if retired == gone as u64),
+        matches!(second, Reconciled::Retired { done, .. } if done.queued == gone as u64),
         "expected {gone} retired"
     );
     q.checkpoint().await?;

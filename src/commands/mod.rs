@@ -115,12 +115,7 @@ async fn dispatch(cmd: Command) -> u8 {
             dry_run,
         } => retry(&config, RetryFilter { class, owner, file }, dry_run).await,
         cmd @ Command::Purge { .. } => queue::purge_cmd(cmd).await,
-        Command::Retire {
-            config,
-            feed,
-            confirm,
-            dry_run: _,
-        } => retire::retire(&config, &feed, confirm).await,
+        cmd @ Command::Retire { .. } => retire::retire_cmd(cmd).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Generate { out } => generate(&out),
         Command::Bench {

@@ -12,7 +12,26 @@ use crate::lifecycle::{named, retiring};
 /// Values listed by a dry run, at most.
 const LISTED: u32 = 50;
 
-pub(super) async fn retire(arg: &ConfigArg, feed: &str, confirm: bool) -> anyhow::Result<u8> {
+pub(super) async fn retire_cmd(cmd: crate::cli::Command) -> anyhow::Result<u8> {
+    let crate::cli::Command::Retire {
+        config,
+        feed,
+        confirm,
+        snapshot,
+        dry_run: _,
+    } = cmd
+    else {
+        unreachable!("retire_cmd is given the retire command")
+    };
+    retire(&config, &feed, confirm, snapshot).await
+}
+
+async fn retire(
+    arg: &ConfigArg,
+    feed: &str,
+    confirm: bool,
+    snapshot: Option<i64>,
+) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let Some(rule) = named(&cfg, feed) else {
         let names: Vec<&str> = cfg.feeds.iter().filter_map(|r| r.name.as_deref()).collect();
@@ -44,10 +63,23 @@ pub(super) async fn retire(arg: &ConfigArg, feed: &str, confirm: bool) -> anyhow
         held.reason
     );
     let code = if confirm {
-        match queue.confirm_held(feed, retiring(Some(rule))).await? {
+        if snapshot.is_some_and(|s| s != held.file_id) {
+            println!(
+                "not released: the snapshot held is file #{}, not #{} (a newer one came): look again",
+                held.file_id,
+                snapshot.unwrap_or(0)
+            );
+            queue.close().await;
+            return Ok(exit::PARTIAL);
+        }
+        let released = queue
+            .confirm_held(feed, held.file_id, retiring(Some(rule)))
+            .await?;
+        match released {
             Some(done) => println!(
-                "released: {} retire jobs queued ({}), {} left alone (another feed of the owner holds them)",
-                done.queued, rule.lifecycle.retire, done.kept
+                "released: {} retire jobs queued ({}); {} left alone (another feed of the owner \
+                 holds them, or a source listed them again); {} creates not yet sent dropped",
+                done.queued, rule.lifecycle.retire, done.kept, done.superseded
             ),
             None => println!("nothing held any more (the daemon reconciled a newer snapshot)"),
         }
@@ -64,7 +96,10 @@ pub(super) async fn retire(arg: &ConfigArg, feed: &str, confirm: bool) -> anyhow
         if total > u64::from(LISTED) {
             println!("  ... and {} more", total - u64::from(LISTED));
         }
-        println!("dry run: nothing changed; `--confirm` retires them");
+        println!(
+            "dry run: nothing changed; `--confirm --snapshot {}` retires them",
+            held.file_id
+        );
         exit::OK
     };
     queue.close().await;

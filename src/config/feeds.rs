@@ -94,10 +94,10 @@ fn lifecycle(key: &str, r: &RawFeedRule, errors: &mut Vec<String>) -> FeedLifecy
         ));
     }
     if let Some(n) = &r.name
-        && !super::pull::name_ok(n)
+        && (!super::pull::name_ok(n) || n == "none")
     {
         errors.push(format!(
-            "{key}.name: {n:?} must be 1 to 64 of a-z, 0-9 and - (commands and metrics use it)"
+            "{key}.name: {n:?} must be 1 to 64 of a-z, 0-9 and -, and not \"none\" (commands and metrics use it)"
         ));
     }
     l

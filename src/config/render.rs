@@ -121,10 +121,15 @@ struct FeedView<'a> {
     snapshot: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
-    retire: &'static str,
-    retire_tag: &'a str,
-    max_retire_fraction: f64,
-    max_reject_fraction: f64,
+    /// The lifecycle keys, for a named rule (the only kind they apply to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retire: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retire_tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_retire_fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_reject_fraction: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_age: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -377,6 +382,7 @@ fn duration(d: Duration) -> String {
 }
 
 fn feed_view(f: &FeedRule) -> FeedView<'_> {
+    let (l, named) = (&f.lifecycle, f.name.is_some());
     FeedView {
         pattern: f.pattern.as_ref().map(|g| g.glob().glob()),
         dir: f.dir.as_deref(),
@@ -409,12 +415,12 @@ fn feed_view(f: &FeedRule) -> FeedView<'_> {
         line_key: f.line_key.as_deref(),
         snapshot: f.snapshot,
         name: f.name.as_deref(),
-        retire: f.lifecycle.retire.as_str(),
-        retire_tag: &f.lifecycle.retire_tag,
-        max_retire_fraction: f.lifecycle.max_retire_fraction,
-        max_reject_fraction: f.lifecycle.max_reject_fraction,
-        max_age: f.lifecycle.max_age.map(duration),
-        stale_after: f.lifecycle.stale_after.map(duration),
+        retire: named.then_some(l.retire.as_str()),
+        retire_tag: named.then_some(&*l.retire_tag),
+        max_retire_fraction: named.then_some(l.max_retire_fraction),
+        max_reject_fraction: named.then_some(l.max_reject_fraction),
+        max_age: l.max_age.map(duration),
+        stale_after: l.stale_after.map(duration),
         format: f.format.map(crate::feed::Format::name),
         security_labels: &f.security_labels,
         stix_observables: f.stix_observables,

@@ -173,3 +173,41 @@ fn check_config_renders_sources_that_read_back_the_same() {
     assert_eq!(again.sources, c.sources);
     assert_eq!(again.feeds.len(), c.feeds.len());
 }
+
+#[test]
+fn a_source_lifecycle_keys_go_to_the_rule_of_its_directory_named_after_it() {
+    let c = parse(
+        "[[sources]]\nname = \"partner\"\nkind = \"http\"\nurl = \"https://feeds.example/list.txt\"\n\
+         snapshot = true\nretire = \"delete\"\nmax_age = \"7d\"\n",
+    )
+    .unwrap();
+    let rule = &c.feeds[0];
+    assert_eq!(rule.dir.as_deref(), Some(Path::new("partner")));
+    assert_eq!(rule.name.as_deref(), Some("partner"));
+    assert!(rule.snapshot);
+    assert_eq!(rule.lifecycle.retire, crate::names::RetireMode::Delete);
+    // Beside a rule of its own: the rule is named after the source, and a
+    // key set twice is an error.
+    let c = parse(
+        "[[feeds]]\ndir = \"partner\"\nowner = \"P\"\n\
+         [[sources]]\nname = \"partner\"\nkind = \"http\"\nurl = \"https://feeds.example/l\"\nsnapshot = true\n",
+    )
+    .unwrap();
+    assert_eq!(c.feeds.len(), 1);
+    assert_eq!(c.feeds[0].name.as_deref(), Some("partner"));
+    assert!(c.feeds[0].snapshot && c.feeds[0].owner.as_deref() == Some("P"));
+    has(
+        &errors(
+            "[[feeds]]\ndir = \"partner\"\nmax_age = \"1d\"\nname = \"partner\"\n\
+             [[sources]]\nname = \"partner\"\nkind = \"http\"\nurl = \"https://feeds.example/l\"\nmax_age = \"2d\"\n",
+        ),
+        "sources[0].max_age: also set on the feed rule",
+    );
+    has(
+        &errors(
+            "[[feeds]]\ndir = \"other\"\nname = \"partner\"\n\
+             [[sources]]\nname = \"partner\"\nkind = \"http\"\nurl = \"https://feeds.example/l\"\n",
+        ),
+        "feeds[0].name: \"partner\" names a source",
+    );
+}

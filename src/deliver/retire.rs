@@ -1,8 +1,8 @@
 //! Retire jobs (tc-api.md section 9): deactivate with a v3 PUT of
 //! `{"active": false}`, delete with a v3 DELETE, or add the retire tag
-//! with v2, each by the indicator's summary and owner. A 404 by summary
-//! looks the id up; a 404 by id, or no id found, means nothing is left to
-//! retire: the job is done.
+//! with v2, each by the indicator's summary and owner (a File by each of
+//! its hashes in turn). A 404 by summary looks the id up; a 404 by id, or
+//! no id found, means nothing is left to retire: the job is done.
 
 use std::ops::ControlFlow;
 
@@ -38,7 +38,7 @@ impl Delivery {
             v3: true,
             recheck: false,
             identifier: 0,
-            identifiers: 1,
+            identifiers: indicator.path_identifiers().len(),
             labels_dropped: 0,
         };
         let mut target = V3Target::Summary;
@@ -47,7 +47,10 @@ impl Delivery {
                 return Some(release(&call));
             }
             let api = self.api.borrow().clone();
-            let Some(req) = retire_request(&api, job, indicator, payload, target) else {
+            let named = indicator
+                .named_by(call.identifier)
+                .unwrap_or_else(|| indicator.clone());
+            let Some(req) = retire_request(&api, job, &named, payload, target) else {
                 return Some(JobUpdate::Bury {
                     error: JobError {
                         class: ErrorClass::InvalidJob,
@@ -60,8 +63,13 @@ impl Delivery {
                 return Some(release(&call));
             };
             if policy(&outcome, call.clock_corrected) == Action::NotFound {
+                // A File may be held under another of its hashes.
+                if target == V3Target::Summary && call.identifier + 1 < call.identifiers {
+                    call.identifier += 1;
+                    continue;
+                }
                 if target != V3Target::Summary || job.action == JobAction::Tag {
-                    return Some(self.nothing_left(job));
+                    return Some(nothing_left(job));
                 }
                 match self.look_up(&api, job, indicator).await {
                     None => return Some(release(&call)),
@@ -69,7 +77,7 @@ impl Delivery {
                         target = V3Target::Id(id);
                         continue;
                     }
-                    Some(Ok(None)) => return Some(self.nothing_left(job)),
+                    Some(Ok(None)) => return Some(nothing_left(job)),
                     Some(Err(failed)) => (outcome, status) = (failed, None),
                 }
             }
@@ -91,12 +99,6 @@ impl Delivery {
                 return Some(JobUpdate::Delivered);
             }
         }
-    }
-
-    /// The indicator is not there to retire: done.
-    fn nothing_left(&self, job: &Job) -> JobUpdate {
-        tracing::debug!(job = job.lease.id, action = %job.action, owner = %job.owner, value = %job.value, "not found: nothing left to retire");
-        JobUpdate::Delivered
     }
 
     /// The id of an indicator its summary did not find: among active
@@ -126,6 +128,12 @@ impl Delivery {
         }
         Some(Ok(None))
     }
+}
+
+/// The indicator is not there to retire: done.
+fn nothing_left(job: &Job) -> JobUpdate {
+    tracing::debug!(job = job.lease.id, action = %job.action, owner = %job.owner, value = %job.value, "not found: nothing left to retire");
+    JobUpdate::Delivered
 }
 
 /// The retire job's call, naming the indicator by `target`.

@@ -60,9 +60,14 @@ impl Intake {
             Ok(o) => o,
             Err(reason) => {
                 if let Some((id, _)) = resume {
-                    self.queue
-                        .file_finish(id, FileState::Failed, None, Some(&reason), false)
-                        .await?;
+                    let finish = FileFinish {
+                        state: FileState::Failed,
+                        format: None,
+                        error: Some(&reason),
+                        given_up: false,
+                    };
+                    let settings = Settings::for_file(cfg, rel, None, None);
+                    finish_file(&self.queue, id, finish, &settings).await?;
                 }
                 return Ok(self.fail_whole(cfg, rel, &processing, &name, reason).await);
             }
@@ -463,14 +468,11 @@ pub async fn finish_file(
                 "first snapshot of the feed: nothing retired"
             );
         }
-        Reconciled::Retired {
-            retired,
-            kept,
-            members,
-        } => tracing::info!(
+        Reconciled::Retired { done, members } => tracing::info!(
             feed = end.feed,
-            retired,
-            kept_by_other_feeds = kept,
+            retire_jobs = done.queued,
+            kept = done.kept,
+            superseded = done.superseded,
             members,
             "snapshot reconciled: what it dropped is retired"
         ),

@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::config::FeedLifecycle;
 use crate::feed::ReadOptions;
 use crate::lifecycle::Allowlist;
-use crate::names::JobAction;
 use crate::normalize::FeedDefaults;
 use crate::queue::{FeedEnd, Retiring};
 
@@ -33,10 +32,7 @@ pub struct Settings {
 impl Settings {
     /// How the file's feed retires.
     pub fn retiring(&self) -> Retiring<'_> {
-        Retiring {
-            action: JobAction::retiring(self.lifecycle.retire),
-            tag: &self.lifecycle.retire_tag,
-        }
+        crate::lifecycle::retiring_by(&self.lifecycle)
     }
 
     /// What the file's end does to its named feed, if it has one.

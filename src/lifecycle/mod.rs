@@ -17,7 +17,7 @@ mod sweep;
 mod warninglist;
 
 pub use allowlist::{Allowlist, AllowlistConfig, Matched};
-pub use sweep::{Sweeper, named, retiring};
+pub use sweep::{Sweeper, named, retiring, retiring_by};
 
 #[cfg(test)]
 mod tests;

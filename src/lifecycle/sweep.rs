@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, FeedRule};
+use crate::config::{Config, FeedLifecycle, FeedRule};
 use crate::metrics::{FeedGauges, Metrics};
 use crate::names::JobAction;
 use crate::queue::{FeedHealth, Queue, Retiring, now_ms};
@@ -18,12 +18,17 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Feed health is read this often (it counts the feeds' files).
 const HEALTH_EVERY: Duration = Duration::from_secs(60);
 
-/// How `rule`'s feed retires.
+/// How a feed with this lifecycle retires.
+pub fn retiring_by(l: &FeedLifecycle) -> Retiring<'_> {
+    Retiring {
+        action: JobAction::retiring(l.retire),
+        tag: &l.retire_tag,
+    }
+}
+
+/// How `rule`'s feed retires (the default without one).
 pub fn retiring(rule: Option<&FeedRule>) -> Retiring<'_> {
-    rule.map_or_else(Retiring::default, |r| Retiring {
-        action: JobAction::retiring(r.lifecycle.retire),
-        tag: &r.lifecycle.retire_tag,
-    })
+    rule.map_or_else(Retiring::default, |r| retiring_by(&r.lifecycle))
 }
 
 /// The named feed rule called `name`.
@@ -99,6 +104,9 @@ impl Sweeper {
         metrics: &Metrics,
         now: i64,
     ) -> anyhow::Result<()> {
+        // A reload may have named, renamed or removed feeds.
+        let names: Vec<&str> = cfg.feeds.iter().filter_map(|r| r.name.as_deref()).collect();
+        queue.declare_feeds(&names).await?;
         for feed in queue.feed_states().await? {
             let rule = named(cfg, &feed.name);
             let stale = rule

@@ -1,13 +1,15 @@
 //! One chunk of a feed file: its jobs, rejects and progress in one transaction.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ChunkResult, FileChunk, JobState, NewJob, NewReject, Queue, ms, now_ms, value_list};
+use super::{
+    ChunkResult, FileChunk, JobAction, JobState, NewJob, NewReject, Queue, ms, now_ms, value_list,
+};
 use crate::indicator::IndicatorType;
 
 /// Rows per multi-row INSERT: 7 binds a row stays well under SQLite's limit of 32766.
@@ -108,7 +110,7 @@ impl Queue {
                 .rows_affected();
         }
         if !returning.is_empty() {
-            super::retire::brought_back(&mut tx, &returning).await?;
+            super::retire::brought_back(&mut tx, &returning, file_id).await?;
         }
         if let Some(fid) = file_id {
             insert_rejects(&mut tx, fid, rejects).await?;
@@ -214,20 +216,23 @@ async fn record_progress(
     Ok(())
 }
 
-/// The jobs of indicators coming back (`back`: their positions), set
-/// apart and marked `"active": true`, and the rest.
+/// The jobs of indicators coming back (`back`: their positions, and how
+/// they were retired), set apart, and the rest. One that was deactivated
+/// is marked `"active": true`; one deleted or tagged is created as any.
 fn split_returning<'a>(
     jobs: Cow<'a, [NewJob]>,
-    back: &HashSet<usize>,
+    back: &HashMap<usize, JobAction>,
 ) -> (Cow<'a, [NewJob]>, Vec<NewJob>) {
     if back.is_empty() {
         return (jobs, Vec::new());
     }
     let (mut returning, mut rest) = (Vec::new(), Vec::new());
     for (i, j) in jobs.iter().enumerate() {
-        if back.contains(&i) {
+        if let Some(action) = back.get(&i) {
             let mut j = j.clone();
-            j.payload.active = Some(true);
+            if *action == JobAction::Deactivate {
+                j.payload.active = Some(true);
+            }
             returning.push(j);
         } else {
             rest.push(j.clone());

@@ -16,7 +16,7 @@ pub struct FeedState {
     /// Indicators the last snapshot reconciled held.
     pub snapshot_size: Option<u64>,
     pub held: Option<HeldSnapshot>,
-    /// Unix ms: when its newest file was taken in.
+    /// Unix ms: when its newest file read whole finished.
     pub last_file_at: Option<i64>,
     /// Its files' counts per owner.
     pub owners: Vec<FeedOwner>,
@@ -66,22 +66,30 @@ impl FeedState {
 }
 
 impl Queue {
-    /// Records the configured named feeds (their health counts from now
-    /// until their first file).
+    /// Records which named feeds the config has (at start and after a
+    /// reload): a new one's health counts from now until its first file,
+    /// and the members of one no longer configured keep no indicator from
+    /// being retired.
     ///
     /// # Errors
     /// Database errors.
     pub async fn declare_feeds(&self, names: &[&str]) -> anyhow::Result<()> {
         let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE feeds SET configured = 0")
+            .execute(&mut *tx)
+            .await?;
         for name in names {
             sqlx::query(
-                "INSERT OR IGNORE INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2)",
+                "INSERT INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET configured = 1",
             )
             .bind(name)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -115,7 +123,7 @@ impl Queue {
             .collect();
         let counts = sqlx::query(
             "SELECT feed, owner, COUNT(*), SUM(rows_read), SUM(rows_queued), SUM(rows_duplicate), \
-             SUM(rows_filtered), SUM(rows_rejected), MAX(started_at) \
+             SUM(rows_filtered), SUM(rows_rejected), MAX(CASE WHEN state = 'done' THEN finished_at END) \
              FROM files WHERE feed IS NOT NULL GROUP BY feed, owner",
         )
         .fetch_all(&self.pool)

@@ -208,21 +208,14 @@ impl Queue {
         // The acknowledgement point: commit with synchronous=FULL so this
         // commit, and every chunk before it, is on disk before the caller
         // moves the file out of processing/.
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await?;
         let finish = FileFinish {
             state,
             format,
             error,
             given_up,
         };
-        let result = record_finish(&mut conn, id, &finish).await;
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        result
+        self.fully_synced(async |conn| record_finish(conn, id, &finish).await)
+            .await
     }
 
     /// Records where a finished file was moved (`done/` or `failed/`):
@@ -336,6 +329,25 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
         stalls: u32::try_from(r.get::<i64, _>("stalls")).unwrap_or(u32::MAX),
         reading: r.get::<i64, _>("reading") != 0,
     })
+}
+
+impl Queue {
+    /// Runs `f` on a connection whose commits are `synchronous=FULL` (the
+    /// acknowledgement points), set back to NORMAL after.
+    pub(super) async fn fully_synced<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await?;
+        let result = f(&mut conn).await;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        result
+    }
 }
 
 /// A file's end as recorded: state, format, error, finished time.

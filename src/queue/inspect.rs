@@ -56,6 +56,22 @@ pub struct JobDetail {
     pub created_at: i64,
     pub updated_at: i64,
     pub delivered_at: Option<i64>,
+    /// Create, or retire.
+    pub action: super::JobAction,
+}
+
+/// A retirement `why` shows: what retired an indicator (`retired`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retirement {
+    pub owner: String,
+    pub kind: String,
+    pub value: String,
+    pub feed: Option<String>,
+    /// dropped, confirmed, max_age, expired, withdrawn.
+    pub reason: String,
+    pub action: String,
+    /// Unix ms.
+    pub at: i64,
 }
 
 /// A rejected row as `why` shows it.
@@ -71,7 +87,7 @@ pub struct RejectDetail {
 
 const JOB_COLUMNS: &str = "j.id, j.owner, j.type, j.value, j.payload, j.state, j.steps_done, \
     j.attempts, j.next_attempt_at, j.last_error_class, j.last_http_status, j.last_error, \
-    j.file_id, f.path, j.source_line, j.created_at, j.updated_at, j.delivered_at";
+    j.file_id, f.path, j.source_line, j.created_at, j.updated_at, j.delivered_at, j.action";
 
 fn job_detail(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<JobDetail> {
     Ok(JobDetail {
@@ -93,10 +109,38 @@ fn job_detail(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<JobDetail> {
         created_at: r.get(15),
         updated_at: r.get(16),
         delivered_at: r.get(17),
+        action: r.get::<String, _>(18).parse()?,
     })
 }
 
 impl Queue {
+    /// The retirements of indicators whose summary is one of `values`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn retirements(&self, values: &[&str]) -> anyhow::Result<Vec<Retirement>> {
+        let mut out = Vec::new();
+        for v in values {
+            let rows = sqlx::query(
+                "SELECT owner, type, value, feed, reason, action, retired_at FROM retired \
+                 WHERE value = ? ORDER BY owner, type",
+            )
+            .bind(v)
+            .fetch_all(&self.pool)
+            .await?;
+            out.extend(rows.iter().map(|r| Retirement {
+                owner: r.get(0),
+                kind: r.get(1),
+                value: r.get(2),
+                feed: r.get(3),
+                reason: r.get(4),
+                action: r.get(5),
+                at: r.get(6),
+            }));
+        }
+        Ok(out)
+    }
+
     /// A file's counts by reason in `table` (`file_skips`,
     /// `file_filters`), most first.
     async fn reasons(&self, table: &str, file_id: i64) -> anyhow::Result<Vec<(String, u64)>> {

@@ -29,12 +29,9 @@ pub enum Reconciled {
     NotSnapshot,
     /// The feed's first snapshot: it retires nothing.
     First { members: u64 },
-    /// Dropped indicators retired (`kept`: still held by another feed).
-    Retired {
-        retired: u64,
-        kept: u64,
-        members: u64,
-    },
+    /// Dropped indicators retired: retire jobs queued, and what was left
+    /// alone and superseded ([`Retired`]).
+    Retired { done: Retired, members: u64 },
     /// Held for `retire --feed NAME --confirm`: it would retire
     /// `would_retire`.
     Held { would_retire: u64, reason: String },
@@ -106,7 +103,14 @@ pub(super) async fn reconcile(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    if !end.snapshot {
+    // Its members were recorded under the feed it was read for: a reload
+    // that renamed the rule since does not reconcile another feed.
+    let read_for: Option<String> = sqlx::query("SELECT feed FROM files WHERE id = ?")
+        .bind(file_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+    if !end.snapshot || read_for.as_deref() != Some(end.feed) {
         return Ok(Reconciled::NotSnapshot);
     }
     let previous: Option<i64> = sqlx::query("SELECT snapshot_size FROM feeds WHERE name = ?")
@@ -116,6 +120,12 @@ pub(super) async fn reconcile(
         .get(0);
     let (dropped, members) = counts(tx, end.feed, file_id).await?;
     let Some(previous) = previous else {
+        // What earlier (failed) files listed is no snapshot's: forgotten.
+        sqlx::query("DELETE FROM feed_members WHERE feed = ? AND generation < ?")
+            .bind(end.feed)
+            .bind(file_id)
+            .execute(&mut *tx)
+            .await?;
         set_snapshot(tx, end.feed, file_id, members).await?;
         return Ok(Reconciled::First { members });
     };
@@ -147,11 +157,7 @@ pub(super) async fn reconcile(
     }
     let done = retire_dropped(tx, end.feed, end.retiring, file_id, "dropped").await?;
     set_snapshot(tx, end.feed, file_id, members).await?;
-    Ok(Reconciled::Retired {
-        retired: done.queued,
-        kept: done.kept,
-        members,
-    })
+    Ok(Reconciled::Retired { done, members })
 }
 
 /// Why a snapshot is held, if it is.
@@ -258,34 +264,29 @@ impl Queue {
         finish: super::FileFinish<'_>,
         end: &FeedEnd<'_>,
     ) -> anyhow::Result<Reconciled> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await?;
-        let result = async {
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        self.fully_synced(async |conn| {
+            let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
             super::files::record_finish(&mut tx, id, &finish).await?;
             let failed =
                 (finish.state != super::FileState::Done).then(|| finish.error.unwrap_or("failed"));
             let r = reconcile(&mut tx, end, id, failed).await?;
             tx.commit().await?;
-            anyhow::Ok(r)
-        }
-        .await;
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        result.context("recording a finished file and its feed")
+            Ok(r)
+        })
+        .await
+        .context("recording a finished file and its feed")
     }
 
-    /// Releases a held snapshot of `feed`: what it dropped is retired.
-    /// `None` when none is held.
+    /// Releases the held snapshot of `feed`, file `file_id` (the one the
+    /// operator looked at): what it dropped is retired. `None` when that
+    /// snapshot is not the one held (none is, or a newer one is).
     ///
     /// # Errors
     /// Database errors.
     pub async fn confirm_held(
         &self,
         feed: &str,
+        file_id: i64,
         retiring: Retiring<'_>,
     ) -> anyhow::Result<Option<Retired>> {
         let mut tx = self.begin_write().await?;
@@ -294,9 +295,9 @@ impl Queue {
             .fetch_optional(&mut *tx)
             .await?
             .and_then(|r| r.get(0));
-        let Some(file_id) = held else {
+        if held != Some(file_id) {
             return Ok(None);
-        };
+        }
         let done = retire_dropped(&mut tx, feed, retiring, file_id, "confirmed").await?;
         let (_, members) = counts(&mut tx, feed, file_id).await?;
         set_snapshot(&mut tx, feed, file_id, members).await?;
@@ -317,7 +318,7 @@ impl Queue {
     ) -> anyhow::Result<(Vec<(String, String, String)>, u64)> {
         let sql = "FROM feed_members m, feeds f WHERE f.name = ?1 AND m.feed = f.name \
              AND m.generation < f.held_file AND NOT EXISTS (SELECT 1 FROM feed_members o \
-             WHERE o.feed IN (SELECT name FROM feeds WHERE name != ?1) \
+             WHERE o.feed IN (SELECT name FROM feeds WHERE configured AND name != ?1) \
              AND o.owner = m.owner AND o.type = m.type AND o.value = m.value)";
         let total: i64 = sqlx::query(AssertSqlSafe(format!("SELECT COUNT(*) {sql}")))
             .bind(feed)

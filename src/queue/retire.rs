@@ -3,7 +3,7 @@
 //! source withdrew), left alone where another feed of the owner still
 //! holds them; and indicators that come back after a retirement.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
@@ -46,8 +46,11 @@ impl Retiring<'_> {
 pub struct Retired {
     /// Retire jobs queued.
     pub queued: u64,
-    /// Left alone: another feed of the owner still holds them.
+    /// Left alone: another feed of the owner still holds them, or a
+    /// source listed them again.
     pub kept: u64,
+    /// Creates of them from the same feed, not yet sent: deleted.
+    pub superseded: u64,
 }
 
 /// The temporary table of indicators about to be retired (per connection).
@@ -64,10 +67,32 @@ pub(super) async fn start_retiring(conn: &mut SqliteConnection) -> anyhow::Resul
     Ok(())
 }
 
-/// Queues a retire job for each indicator in `temp.retiring` that no
-/// other feed of its owner holds (`feed`: the one retiring it; `None`:
-/// any feed's holding keeps it) and that is not being retired already;
-/// records them in `retired`.
+/// A retire job waits this long after a create of its indicator that was
+/// in flight when it was queued (leased, in a batch job, or begun), and a
+/// create that brings back an indicator whose retire job was in flight
+/// waits as long: each call lands after the other.
+pub const IN_FLIGHT_DEFER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The waiting creates of the indicators in `temp.retiring`, read state by
+/// state through the partial indexes: `started` (in flight: leased, in a
+/// batch job, or a call done or of unknown outcome), and the rest, `of
+/// feed` when they came from a file of `feed`.
+const CREATES: &str = "SELECT j.id, j.owner, j.type, j.value, \
+     (j.state IN ('leased', 'batched') OR j.steps_done > 0 OR j.call_uncertain != 0) AS started, \
+     (j.file_id IN (SELECT id FROM files WHERE feed = ?1)) AS of_feed \
+     FROM jobs j JOIN temp.retiring r ON r.owner = j.owner AND r.type = j.type AND r.value = j.value \
+     WHERE j.action = 'create' AND j.state = ";
+
+/// Queues a retire job for each indicator in `temp.retiring` (`feed`: the
+/// one retiring it, `None`: a source's withdrawal or expiry), except:
+/// - one already retired, or being retired (`retired`);
+/// - one another configured named feed of its owner holds (`kept`);
+/// - one a create from another file waits for: a source listed it again
+///   (`kept`).
+///
+/// A waiting create of it from the same feed's files, nothing of it sent,
+/// is superseded: deleted (`superseded`). One in flight delays the retire
+/// job by [`IN_FLIGHT_DEFER`]. The rest are recorded in `retired`.
 pub(super) async fn queue_retires(
     conn: &mut SqliteConnection,
     feed: Option<&str>,
@@ -75,9 +100,15 @@ pub(super) async fn queue_retires(
     reason: &str,
     file_id: Option<i64>,
 ) -> anyhow::Result<Retired> {
-    let kept = sqlx::query(
+    sqlx::query(
+        "DELETE FROM temp.retiring AS r WHERE EXISTS (SELECT 1 FROM retired x \
+         WHERE x.owner = r.owner AND x.type = r.type AND x.value = r.value)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let mut kept = sqlx::query(
         "DELETE FROM temp.retiring AS r WHERE EXISTS (SELECT 1 FROM feed_members m \
-         WHERE m.feed IN (SELECT name FROM feeds WHERE ?1 IS NULL OR name != ?1) \
+         WHERE m.feed IN (SELECT name FROM feeds WHERE configured AND (?1 IS NULL OR name != ?1)) \
          AND m.owner = r.owner AND m.type = r.type AND m.value = r.value)",
     )
     .bind(feed)
@@ -85,13 +116,8 @@ pub(super) async fn queue_retires(
     .await
     .context("keeping what other feeds hold")?
     .rows_affected();
-    sqlx::query(
-        "DELETE FROM temp.retiring AS r WHERE EXISTS (SELECT 1 FROM jobs j \
-         WHERE j.action != 'create' AND j.owner = r.owner AND j.type = r.type AND j.value = r.value \
-         AND j.state IN ('pending', 'leased', 'held'))",
-    )
-    .execute(&mut *conn)
-    .await?;
+    let (listed_again, superseded, deferred) = settle_waiting_creates(conn, feed).await?;
+    kept += listed_again;
     let now = now_ms();
     let queued = sqlx::query(
         "INSERT INTO jobs (owner, type, value, payload, action, state, file_id, \
@@ -108,6 +134,18 @@ pub(super) async fn queue_retires(
     .await
     .context("queuing retire jobs")?
     .rows_affected();
+    for (owner, kind, value) in &deferred {
+        sqlx::query(
+            "UPDATE jobs SET next_attempt_at = ? WHERE action != 'create' AND state = 'pending' \
+             AND owner = ? AND type = ? AND value = ?",
+        )
+        .bind(now + super::ms(IN_FLIGHT_DEFER))
+        .bind(owner)
+        .bind(kind)
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+    }
     sqlx::query(
         "INSERT OR REPLACE INTO retired (owner, type, value, feed, reason, action, retired_at) \
          SELECT owner, type, value, ?, ?, ?, ? FROM temp.retiring",
@@ -124,16 +162,90 @@ pub(super) async fn queue_retires(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(Retired { queued, kept })
+    Ok(Retired {
+        queued,
+        kept,
+        superseded,
+    })
 }
 
-/// Of `jobs`, the positions of those whose indicator tc-ingest retired:
-/// they come back active. Costs one probe when nothing was ever retired.
+/// The creates waiting for the indicators in `temp.retiring`: one from
+/// another file takes its indicator out (a source listed it again: the
+/// first count); one of `feed`'s files, nothing of it sent, is deleted
+/// (the second); one in flight makes its retire job wait (the set).
+async fn settle_waiting_creates(
+    conn: &mut SqliteConnection,
+    feed: Option<&str>,
+) -> anyhow::Result<(u64, u64, HashSet<(String, String, String)>)> {
+    let (mut listed_again, mut superseded) = (0, 0);
+    let mut deferred = HashSet::new();
+    for w in waiting_creates(conn, feed).await? {
+        if w.started {
+            deferred.insert((w.owner, w.kind, w.value));
+        } else if w.of_feed {
+            superseded += sqlx::query("DELETE FROM jobs WHERE id = ?")
+                .bind(w.id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        } else {
+            listed_again +=
+                sqlx::query("DELETE FROM temp.retiring WHERE owner = ? AND type = ? AND value = ?")
+                    .bind(w.owner)
+                    .bind(w.kind)
+                    .bind(w.value)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+        }
+    }
+    Ok((listed_again, superseded, deferred))
+}
+
+/// A create waiting for an indicator being retired.
+struct WaitingCreate {
+    id: i64,
+    owner: String,
+    kind: String,
+    value: String,
+    started: bool,
+    of_feed: bool,
+}
+
+/// The creates waiting for the indicators in `temp.retiring`, one state at
+/// a time (each a scan of that state's partial index: the backlog, never
+/// the delivered jobs).
+async fn waiting_creates(
+    conn: &mut SqliteConnection,
+    feed: Option<&str>,
+) -> anyhow::Result<Vec<WaitingCreate>> {
+    let mut out = Vec::new();
+    for state in ["'pending'", "'held'", "'leased'", "'batched'"] {
+        let rows = sqlx::query(AssertSqlSafe(format!("{CREATES}{state}")))
+            .bind(feed)
+            .fetch_all(&mut *conn)
+            .await
+            .context("finding creates of what is retired")?;
+        out.extend(rows.iter().map(|r| WaitingCreate {
+            id: r.get(0),
+            owner: r.get(1),
+            kind: r.get(2),
+            value: r.get(3),
+            started: r.get(4),
+            of_feed: r.get::<Option<bool>, _>(5).unwrap_or(false),
+        }));
+    }
+    Ok(out)
+}
+
+/// Of `jobs`, the positions of those whose indicator tc-ingest retired,
+/// with how: they come back. Costs one probe when nothing was ever
+/// retired.
 pub(super) async fn coming_back(
     tx: &mut Transaction<'static, Sqlite>,
     jobs: &[NewJob],
-) -> anyhow::Result<HashSet<usize>> {
-    let mut back = HashSet::new();
+) -> anyhow::Result<HashMap<usize, JobAction>> {
+    let mut back = HashMap::new();
     let any: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM retired)")
         .fetch_one(&mut **tx)
         .await?
@@ -143,7 +255,7 @@ pub(super) async fn coming_back(
     }
     for (n, batch) in jobs.chunks(ROWS).enumerate() {
         let sql = format!(
-            "SELECT v.column4 FROM (VALUES {}) AS v JOIN retired r \
+            "SELECT v.column4, r.action FROM (VALUES {}) AS v JOIN retired r \
              ON r.owner = v.column1 AND r.type = v.column2 AND r.value = v.column3",
             value_list("(?,?,?,?)", batch.len())
         );
@@ -156,30 +268,51 @@ pub(super) async fn coming_back(
                 .bind((n * ROWS + i) as i64);
         }
         for r in q.fetch_all(&mut **tx).await? {
-            back.insert(r.get::<i64, _>(0) as usize);
+            let action = r.get::<&str, _>(1).parse().unwrap_or(JobAction::Deactivate);
+            back.insert(r.get::<i64, _>(0) as usize, action);
         }
     }
     Ok(back)
 }
 
-/// The indicators of `jobs` are listed again: no longer retired, and a
-/// retire job of theirs not yet sent is dropped.
+/// The indicators of `jobs` (just queued, `file_id`'s) are listed again:
+/// no longer retired, and their retire jobs are dropped: one not yet sent
+/// or buried is never sent, and one in flight (leased) can record nothing
+/// (its row is gone), while the create waits [`IN_FLIGHT_DEFER`] so that
+/// it lands after that call.
 pub(super) async fn brought_back(
     tx: &mut Transaction<'static, Sqlite>,
     jobs: &[NewJob],
+    file_id: Option<i64>,
 ) -> anyhow::Result<()> {
+    let later = now_ms() + super::ms(IN_FLIGHT_DEFER);
     for j in jobs {
-        for sql in [
-            "DELETE FROM retired WHERE owner = ? AND type = ? AND value = ?",
-            "DELETE FROM jobs WHERE action != 'create' AND state IN ('pending', 'held') \
-             AND owner = ? AND type = ? AND value = ?",
-        ] {
-            sqlx::query(sql)
-                .bind(j.owner.as_str())
-                .bind(j.indicator.kind().tc_name())
-                .bind(j.indicator.summary())
-                .execute(&mut **tx)
-                .await?;
+        let key = (
+            j.owner.as_str(),
+            j.indicator.kind().tc_name(),
+            j.indicator.summary(),
+        );
+        let bind = |sql| sqlx::query(sql).bind(key.0).bind(key.1).bind(key.2);
+        bind("DELETE FROM retired WHERE owner = ? AND type = ? AND value = ?")
+            .execute(&mut **tx)
+            .await?;
+        let in_flight = bind(
+            "DELETE FROM jobs WHERE action != 'create' AND state != 'delivered' \
+             AND owner = ? AND type = ? AND value = ? RETURNING state = 'leased'",
+        )
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .any(|r| r.get::<bool, _>(0));
+        if in_flight {
+            bind(
+                "UPDATE jobs SET next_attempt_at = ?4 WHERE action = 'create' AND state = 'pending' \
+                 AND owner = ?1 AND type = ?2 AND value = ?3 AND file_id IS ?5",
+            )
+            .bind(later)
+            .bind(file_id)
+            .execute(&mut **tx)
+            .await?;
         }
     }
     Ok(())
@@ -232,15 +365,18 @@ pub(super) async fn withdraw(
     }
     start_retiring(tx).await?;
     for batch in external_ids.chunks(ROWS) {
+        // Only the file's owner's: an object is one indicator per owner.
         let sql = format!(
             "INSERT OR IGNORE INTO temp.retiring (owner, type, value) \
-             SELECT owner, type, value FROM external_ids WHERE external_id IN ({})",
+             SELECT owner, type, value FROM external_ids WHERE external_id IN ({}) \
+             AND (? IS NULL OR owner = (SELECT owner FROM files WHERE id = ?))",
             value_list("?", batch.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
         for id in batch {
             q = q.bind(id.as_str());
         }
+        q = q.bind(file_id).bind(file_id);
         q.execute(&mut **tx).await?;
     }
     forget_members(tx, feed).await?;

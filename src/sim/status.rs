@@ -83,31 +83,45 @@ pub(super) fn list(ctx: &Ctx<'_>) -> ApiResult {
         .find(|(k, _)| *k == "tql")
         .map(|(_, v)| decode(&v.replace('+', " ")))
         .ok_or_else(|| fail(400, "validation", "the simulator lists only by tql"))?;
-    let (summary, active) =
+    let (kind, summary, active) =
         parse_tql(&tql).ok_or_else(|| fail(400, "validation", format!("Invalid TQL: {tql}")))?;
     let store = ctx.sim.store();
     let data: Vec<Value> = store
         .by_summary(&owner, &summary)
-        .filter(|i| i.active == active)
+        .filter(|i| i.active == active && kind.as_ref().is_none_or(|k| *k == i.kind))
         .map(view)
         .collect();
     Ok((StatusCode::OK, json!({"data": data, "status": "Success"})))
 }
 
-/// `summary EQ "v"` (`\"` and `\\` escaped), then optionally
-/// `AND indicatorActive EQ false|true`: the summary and the status asked for.
-fn parse_tql(tql: &str) -> Option<(String, bool)> {
-    let rest = tql.trim().strip_prefix("summary EQ \"")?;
-    let mut summary = String::new();
+/// A quoted TQL string (`\"` and `\\` escaped) at the start of `s`, and
+/// what follows it.
+fn quoted(s: &str) -> Option<(String, &str)> {
+    let rest = s.strip_prefix('"')?;
+    let mut out = String::new();
     let mut chars = rest.char_indices();
     let end = loop {
         match chars.next()? {
-            (_, '\\') => summary.push(chars.next()?.1),
+            (_, '\\') => out.push(chars.next()?.1),
             (i, '"') => break i,
-            (_, c) => summary.push(c),
+            (_, c) => out.push(c),
         }
     };
-    let tail = rest[end + 1..].trim();
+    Some((out, rest[end + 1..].trim()))
+}
+
+/// Optionally `typeName EQ "T" AND `, then `summary EQ "v"`, then
+/// optionally `AND indicatorActive EQ false|true`: the type asked for, the
+/// summary and the status.
+fn parse_tql(tql: &str) -> Option<(Option<String>, String, bool)> {
+    let mut rest = tql.trim();
+    let mut kind = None;
+    if let Some(r) = rest.strip_prefix("typeName EQ ") {
+        let (k, r) = quoted(r)?;
+        kind = Some(k);
+        rest = r.strip_prefix("AND ")?;
+    }
+    let (summary, tail) = quoted(rest.strip_prefix("summary EQ ")?)?;
     let active = match tail {
         "" => true,
         t => match t.strip_prefix("AND indicatorActive EQ ")? {
@@ -116,7 +130,7 @@ fn parse_tql(tql: &str) -> Option<(String, bool)> {
             _ => return None,
         },
     };
-    Some((summary, active))
+    Some((kind, summary, active))
 }
 
 #[cfg(test)]
@@ -125,11 +139,13 @@ mod tests {
     fn tql_summary_with_escapes_and_status() {
         assert_eq!(
             super::parse_tql(r#"summary EQ "a\"b\\c""#),
-            Some((r#"a"b\c"#.to_string(), true))
+            Some((None, r#"a"b\c"#.to_string(), true))
         );
         assert_eq!(
-            super::parse_tql(r#"summary EQ "x" AND indicatorActive EQ false"#),
-            Some(("x".to_string(), false))
+            super::parse_tql(
+                r#"typeName EQ "Host" AND summary EQ "x" AND indicatorActive EQ false"#
+            ),
+            Some((Some("Host".to_string()), "x".to_string(), false))
         );
         assert_eq!(super::parse_tql("rating GT 2"), None);
     }

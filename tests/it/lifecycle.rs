@@ -11,22 +11,22 @@ use std::time::Duration;
 use crate::helpers::*;
 
 /// A named snapshot feed reading `incoming/<name>/`.
-fn snapshot_rule(name: &str, extra: &str) -> String {
+pub(super) fn snapshot_rule(name: &str, extra: &str) -> String {
     format!("[[feeds]]\ndir = \"{name}\"\nname = \"{name}\"\nsnapshot = true\n{extra}\n")
 }
 
-fn config(mode: &str, rules: &str) -> String {
+pub(super) fn config(mode: &str, rules: &str) -> String {
     format!("{QUICK_DELIVERY}mode = \"{mode}\"\n{rules}")
 }
 
 /// `n` addresses from `from`: `45.0.<i / 250>.<i % 250 + 1>`.
-fn addresses(from: usize, n: usize) -> Vec<String> {
+pub(super) fn addresses(from: usize, n: usize) -> Vec<String> {
     (from..from + n)
         .map(|i| format!("45.0.{}.{}", i / 250, i % 250 + 1))
         .collect()
 }
 
-fn list(values: &[String]) -> Vec<u8> {
+pub(super) fn list(values: &[String]) -> Vec<u8> {
     let mut s = String::from("# a blocklist\n");
     for v in values {
         s.push_str(v);
@@ -36,7 +36,7 @@ fn list(values: &[String]) -> Vec<u8> {
 }
 
 /// The simulator's held indicators by value: (active, deactivations, reactivations).
-fn held(app: &TestApp) -> std::collections::BTreeMap<String, (bool, u64, u64)> {
+pub(super) fn held(app: &TestApp) -> std::collections::BTreeMap<String, (bool, u64, u64)> {
     app.sim
         .indicators()
         .into_iter()
@@ -44,7 +44,7 @@ fn held(app: &TestApp) -> std::collections::BTreeMap<String, (bool, u64, u64)> {
         .collect()
 }
 
-fn inactive(app: &TestApp) -> BTreeSet<String> {
+pub(super) fn inactive(app: &TestApp) -> BTreeSet<String> {
     held(app)
         .into_iter()
         .filter(|(_, (active, _, _))| !active)
@@ -114,6 +114,13 @@ async fn snapshot_b_retires_exactly_what_a_dropped_and_creates_what_is_new() {
     assert_eq!(feed["owners"][0]["new"], 210);
     assert_eq!(feed["owners"][0]["duplicate"], 180);
     assert_eq!(feed["retired"], 20);
+    let gone_one = gone.iter().next().unwrap();
+    let why = exited(&app.binary(&["why", gone_one]).await, 0);
+    assert!(
+        why.contains("retired (deactivate)") && why.contains("by feed blocklist"),
+        "{why}"
+    );
+    assert!(why.contains(": retire (deactivate) Address"), "{why}");
 }
 
 #[tokio::test]
@@ -147,7 +154,22 @@ async fn a_truncated_snapshot_retires_nothing_until_confirmed() {
     let unknown = app.binary(&["retire", "--feed", "nope", "--confirm"]).await;
     assert_eq!(unknown.status.code(), Some(2));
 
-    let confirm = app.binary(&["retire", "--feed", "drop", "--confirm"]).await;
+    // A snapshot other than the one held (a newer one came): refused.
+    let stale = app
+        .binary(&["retire", "--feed", "drop", "--confirm", "--snapshot", "999"])
+        .await;
+    assert_eq!(stale.status.code(), Some(1), "{}", output_text(&stale));
+    let held_file = number(&app.queue().await, "SELECT held_file FROM feeds").await;
+    let confirm = app
+        .binary(&[
+            "retire",
+            "--feed",
+            "drop",
+            "--confirm",
+            "--snapshot",
+            &held_file.to_string(),
+        ])
+        .await;
     let text = exited(&confirm, 0);
     assert!(text.contains("70 retire jobs queued"), "{text}");
     let mut d = app.daemon().await;
@@ -271,6 +293,45 @@ async fn retire_by_delete_and_by_tag() {
     assert!(inactive(&app).is_empty());
 }
 
+/// A snapshot that drops what the previous one queued and nothing has sent
+/// yet: those creates are dropped, never sent; the retire jobs find
+/// nothing and are done.
+#[tokio::test]
+async fn creates_not_yet_sent_of_what_a_snapshot_dropped_are_never_sent() {
+    let app = TestApp::builder()
+        .extra_config(&config(
+            "v3",
+            &snapshot_rule("fast", "max_retire_fraction = 1.0"),
+        ))
+        .start()
+        .await;
+    let a = addresses(0, 10);
+    let mut d = app.daemon().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    app.drop_file("fast/1.txt", &list(&a));
+    d.intake().scan(&cancel, false).await.unwrap();
+    app.drop_file("fast/2.txt", &list(&a[..4]));
+    d.intake().scan(&cancel, false).await.unwrap();
+    assert!(app.sim.indicators().is_empty(), "nothing sent yet");
+    assert_eq!(d.once().await.exit_code(), 0);
+    let sent: BTreeSet<String> = app.sim.indicators().into_iter().map(|i| i.value).collect();
+    let expected: BTreeSet<String> = a[..4].iter().cloned().collect();
+    assert_eq!(sent, expected, "the dropped six were never created");
+    let q = app.queue().await;
+    assert_eq!(
+        number(
+            &q,
+            "SELECT COUNT(*) FROM jobs WHERE action = 'deactivate' AND state = 'delivered'"
+        )
+        .await,
+        6
+    );
+    assert_eq!(
+        number(&q, "SELECT COUNT(*) FROM jobs WHERE state != 'delivered'").await,
+        0
+    );
+}
+
 /// A retire job whose indicator is gone (deleted by someone else) is done;
 /// one whose summary does not find it is looked up by id.
 #[tokio::test]
@@ -303,165 +364,6 @@ async fn retiring_what_is_not_there_is_done() {
         number(&q, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'").await,
         0
     );
-}
-
-/// A STIX indicator revoked by a later version, and a MISP attribute that
-/// comes back deleted, retire what they gave; `valid_until` retires at
-/// that time, and is sent as `externalDateExpires`.
-#[tokio::test]
-async fn withdrawn_and_expiring_objects_retire_what_they_gave() {
-    let app = TestApp::builder()
-        .extra_config(&config("v3", ""))
-        .start()
-        .await;
-    let until =
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(4));
-    let bundle = |revoked: bool, modified: &str| {
-        format!(
-            r#"{{"type": "bundle", "id": "bundle--1", "objects": [
-            {{"type": "indicator", "spec_version": "2.1", "id": "indicator--11111111-1111-4111-8111-111111111111",
-              "created": "2026-01-01T00:00:00Z", "modified": "{modified}", "revoked": {revoked},
-              "pattern": "[ipv4-addr:value = '45.9.9.1']", "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"}},
-            {{"type": "indicator", "spec_version": "2.1", "id": "indicator--22222222-2222-4222-8222-222222222222",
-              "created": "2026-01-01T00:00:00Z", "modified": "2026-01-01T00:00:00Z",
-              "pattern": "[domain-name:value = 'soon-gone.example-threat.net']", "pattern_type": "stix",
-              "valid_from": "2026-01-01T00:00:00Z", "valid_until": "{until}"}}]}}"#
-        )
-    };
-    let misp = |deleted: bool| {
-        format!(
-            r#"{{"Event": {{"info": "test", "uuid": "5f0a1111-0000-4000-8000-000000000001", "Attribute": [
-            {{"type": "ip-dst", "value": "45.9.9.2", "to_ids": true, "deleted": {deleted},
-              "uuid": "5f0a1111-0000-4000-8000-0000000000aa", "timestamp": "1700000000"}}]}}}}"#
-        )
-    };
-    app.drop_file(
-        "stix-1.json",
-        bundle(false, "2026-01-01T00:00:00Z").as_bytes(),
-    );
-    app.drop_file("misp-1.json", misp(false).as_bytes());
-    let mut d = app.daemon().await;
-    assert_eq!(d.once().await.exit_code(), 0);
-    let now = held(&app);
-    assert_eq!(now.len(), 3, "{now:?}");
-    assert!(now.values().all(|(active, _, _)| *active));
-    let soon = app
-        .sim
-        .indicators()
-        .into_iter()
-        .find(|i| i.value == "soon-gone.example-threat.net")
-        .unwrap();
-    assert_eq!(
-        soon.external_date_expires.as_deref(),
-        Some(&*until.to_string())
-    );
-
-    app.drop_file(
-        "stix-2.json",
-        bundle(true, "2026-02-01T00:00:00Z").as_bytes(),
-    );
-    app.drop_file("misp-2.json", misp(true).as_bytes());
-    assert_eq!(d.once().await.exit_code(), 0);
-    assert_eq!(
-        inactive(&app),
-        BTreeSet::from(["45.9.9.1".to_string(), "45.9.9.2".to_string()])
-    );
-    // valid_until passes: the next sweep retires it.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(d.once().await.exit_code(), 0);
-    assert!(inactive(&app).contains("soon-gone.example-threat.net"));
-    let q = app.queue().await;
-    assert_eq!(number(&q, "SELECT COUNT(*) FROM expiries").await, 0);
-    assert_eq!(
-        number(
-            &q,
-            "SELECT COUNT(*) FROM retired WHERE reason = 'withdrawn'"
-        )
-        .await,
-        2
-    );
-}
-
-/// `max_age`: what no file of the feed listed within it is retired, by a
-/// sweep that repeats nothing.
-#[tokio::test]
-async fn max_age_retires_what_the_feed_stopped_listing() {
-    let rule = "[[feeds]]\ndir = \"aging\"\nname = \"aging\"\nmax_age = \"3s\"\n";
-    let app = TestApp::builder()
-        .extra_config(&config("v3", rule))
-        .start()
-        .await;
-    let a = addresses(0, 3);
-    app.drop_file("aging/1.txt", &list(&a));
-    let mut d = app.daemon().await;
-    assert_eq!(d.once().await.exit_code(), 0);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    // An append-only feed (no snapshot) lists a[0] again.
-    app.drop_file("aging/2.txt", &list(&a[..1]));
-    assert_eq!(d.once().await.exit_code(), 0);
-    assert!(inactive(&app).is_empty());
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(d.once().await.exit_code(), 0);
-    let expected: BTreeSet<String> = a[1..].iter().cloned().collect();
-    assert_eq!(inactive(&app), expected);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert_eq!(d.once().await.exit_code(), 0);
-    assert_eq!(inactive(&app).len(), 3, "a[0] aged out in turn");
-    let q = app.queue().await;
-    assert_eq!(
-        number(&q, "SELECT COUNT(*) FROM jobs WHERE action = 'deactivate'").await,
-        3,
-        "each retired once"
-    );
-}
-
-#[tokio::test]
-async fn a_feed_without_a_file_within_stale_after_is_stale() {
-    let rule = "[[feeds]]\ndir = \"quiet\"\nname = \"quiet\"\nstale_after = \"1s\"\n\
-                [[feeds]]\ndir = \"busy\"\nname = \"busy\"\nstale_after = \"1h\"\n";
-    let app = TestApp::builder()
-        .extra_config(&config("v3", rule))
-        .start()
-        .await;
-    app.drop_file("busy/1.txt", &list(&addresses(0, 1)));
-    let mut d = app.daemon().await;
-    assert_eq!(d.once().await.exit_code(), 0);
-    drop(d);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let json: serde_json::Value =
-        serde_json::from_str(&output_text(&app.binary(&["status", "--json"]).await)).unwrap();
-    let health: Vec<(String, String)> = json["feeds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["name"].as_str().unwrap().to_string(),
-                f["health"].as_str().unwrap_or("-").to_string(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        health,
-        vec![
-            ("busy".to_string(), "ok".to_string()),
-            ("quiet".to_string(), "stale".to_string())
-        ]
-    );
-    let table = output_text(&app.binary(&["status"]).await);
-    assert!(table.contains("STALE"), "{table}");
-    // The daemon says it once, at its first look.
-    let daemon = app.spawn_daemon_running().await;
-    wait_until(
-        Duration::from_secs(20),
-        "the daemon says the feed is stale",
-        async || daemon.stderr().contains("feed STALE"),
-    )
-    .await;
-    let (_, log) = daemon.stop().await;
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("feed STALE")).collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(lines[0].contains("quiet"), "{log}");
 }
 
 /// SIGKILL at random moments while a snapshot is read, reconciled and its

@@ -8,6 +8,7 @@ mod crash;
 mod credentials;
 mod deliver;
 mod e2e;
+mod expiry;
 mod feeds;
 mod formats;
 mod guarantees;
