@@ -41,8 +41,9 @@ async fn withdrawn_and_expiring_objects_retire_what_they_gave() {
         .extra_config(&config("v3", ""))
         .start()
         .await;
-    let until =
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(4));
+    // Far enough ahead that the runs before the sweep below never reach it.
+    let until_at = std::time::SystemTime::now() + Duration::from_secs(10);
+    let until = humantime::format_rfc3339_seconds(until_at);
     app.drop_file(
         "stix-1.json",
         bundle(false, "2026-01-01T00:00:00Z", &until).as_bytes(),
@@ -88,8 +89,12 @@ async fn withdrawn_and_expiring_objects_retire_what_they_gave() {
         .await,
         2
     );
+    assert!(!inactive(&app).contains("soon-gone.example-threat.net"));
     // valid_until passes: the next sweep retires it.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let left = until_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(1500)).await;
     assert_eq!(d.once().await.exit_code(), 0);
     assert!(inactive(&app).contains("soon-gone.example-threat.net"));
     let q = app.queue().await;
@@ -108,7 +113,8 @@ async fn withdrawn_and_expiring_objects_retire_what_they_gave() {
 /// sweep that repeats nothing.
 #[tokio::test]
 async fn max_age_retires_what_the_feed_stopped_listing() {
-    let rule = "[[feeds]]\ndir = \"aging\"\nname = \"aging\"\nmax_age = \"3s\"\n";
+    // Seconds apart, so that a slow run of a few seconds changes nothing.
+    let rule = "[[feeds]]\ndir = \"aging\"\nname = \"aging\"\nmax_age = \"6s\"\n";
     let app = TestApp::builder()
         .extra_config(&config("v3", rule))
         .start()
@@ -117,16 +123,16 @@ async fn max_age_retires_what_the_feed_stopped_listing() {
     app.drop_file("aging/1.txt", &list(&a));
     let mut d = app.daemon().await;
     assert_eq!(d.once().await.exit_code(), 0);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     // An append-only feed (no snapshot) lists a[0] again.
     app.drop_file("aging/2.txt", &list(&a[..1]));
     assert_eq!(d.once().await.exit_code(), 0);
     assert!(inactive(&app).is_empty());
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     assert_eq!(d.once().await.exit_code(), 0);
     let expected: BTreeSet<String> = a[1..].iter().cloned().collect();
     assert_eq!(inactive(&app), expected);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(7000)).await;
     assert_eq!(d.once().await.exit_code(), 0);
     assert_eq!(inactive(&app).len(), 3, "a[0] aged out in turn");
     let q = app.queue().await;

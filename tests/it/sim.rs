@@ -193,3 +193,92 @@ async fn restarts_on_the_same_port_while_a_request_hangs() {
         .expect("the port is free after stop");
     assert!(c2.owners().await.is_ok());
 }
+
+/// Section 9 as the simulator serves it: a v3 PUT of the status by
+/// summary and by id, the TQL look-up (inactive ones only when asked),
+/// the v3 and v2 DELETE, and a batch `Delete` job (0x1007 for an item the
+/// owner does not have).
+#[tokio::test]
+async fn serves_status_changes_deletes_and_look_ups() {
+    use tc_ingest::api::V3Target;
+    let app = TestApp::start().await;
+    let (c, e) = (app.client(), Endpoints::default());
+    let host = ind(T::Host, "retire-me.example-threat.net");
+    let addr = ind(T::Address, "45.1.1.1");
+    for i in [&host, &addr] {
+        let r = c.send(&e.create(i, &Payload::default(), OWNER)).await;
+        assert_eq!(r.outcome, Outcome::Success);
+    }
+    let r = c
+        .send(&e.set_active(&host, OWNER, V3Target::Summary, false))
+        .await;
+    assert_eq!((r.outcome, r.status), (Outcome::Success, Some(200)));
+    let held = |v: &str| app.sim.indicators().into_iter().find(|i| i.value == v);
+    assert_eq!(
+        held(host.summary()).map(|i| (i.active, i.deactivations)),
+        Some((false, 1))
+    );
+    // Listings leave inactive indicators out unless asked.
+    assert_eq!(c.lookup_id(&e.lookup(&host, OWNER, false)).await, Ok(None));
+    let id = c
+        .lookup_id(&e.lookup(&host, OWNER, true))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = c
+        .send(&e.set_active(&host, OWNER, V3Target::Id(id), true))
+        .await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(
+        held(host.summary()).map(|i| (i.active, i.reactivations)),
+        Some((true, 1))
+    );
+    // Another owner's id is not found.
+    let r = c
+        .send(&e.set_active(&host, "Nobody Org", V3Target::Id(id), false))
+        .await;
+    assert_ne!(r.outcome, Outcome::Success);
+    let r = c.send(&e.delete(&host, OWNER, V3Target::Summary)).await;
+    assert_eq!((r.outcome, r.status), (Outcome::Success, Some(200)));
+    assert!(held(host.summary()).is_none());
+    let r = c.send(&e.delete(&host, OWNER, V3Target::Summary)).await;
+    assert_eq!(r.status, Some(404), "deleted: found no more");
+
+    // A batch Delete job: the address is deleted, the host is not found.
+    let config = tc_ingest::config::BatchConfig::default();
+    let mut create = tc_ingest::api::batch::create(OWNER, &config);
+    create.body.as_mut().unwrap()["action"] = "Delete".into();
+    let r = c.send(&create).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    let created: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let batch_id = created["data"]["batchId"].as_i64().unwrap();
+    let data = serde_json::json!({"indicator": [
+        {"summary": "45.1.1.1", "type": "Address"},
+        {"summary": "retire-me.example-threat.net", "type": "Host"},
+    ]});
+    let r = c
+        .send(&tc_ingest::api::batch::upload(
+            batch_id,
+            serde_json::to_vec(&data).unwrap().into(),
+        ))
+        .await;
+    assert_eq!(r.outcome, Outcome::Success);
+    wait_until(
+        Duration::from_secs(10),
+        "the batch job completes",
+        async || {
+            let r = c.send(&tc_ingest::api::batch::status(batch_id)).await;
+            String::from_utf8_lossy(&r.body).contains("Completed")
+        },
+    )
+    .await;
+    assert!(held("45.1.1.1").is_none());
+    let deleted: Vec<String> = app.sim.deleted().into_iter().map(|i| i.value).collect();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    let r = c.send(&tc_ingest::api::batch::results(batch_id)).await;
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(
+        text.contains("0x1007") && text.contains("indicator[1]"),
+        "{text}"
+    );
+}
