@@ -261,9 +261,14 @@ async fn run_daemon(
     tasks.spawn(async move { ("maintenance", maintenance(d, c).await) });
     let (sources, c) = (daemon.sources(), cancel.clone());
     tasks.spawn(async move { ("sources", sources.run(c).await) });
-    if let Some(addr) = daemon.cfg_tx.borrow().metrics.listen {
+    let listen = daemon.cfg_tx.borrow().metrics.clone();
+    if let Some(addr) = listen.listen {
         let (m, c) = (daemon.metrics.clone(), cancel.clone());
-        tasks.spawn(async move { ("metrics", crate::metrics::serve(addr, m, c).await) });
+        let (cfg, path) = (daemon.cfg_tx.subscribe(), daemon.queue.path().to_path_buf());
+        tasks.spawn(async move {
+            let served = crate::web::serve(addr, listen.token_file, m, cfg, path, c).await;
+            ("metrics", served)
+        });
     }
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("running")]);
     tracing::info!(
@@ -322,6 +327,8 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
     let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
     let mut last_oldest = std::time::Instant::now();
     let mut sweeper = crate::lifecycle::Sweeper::default();
+    // Deliveries are counted per hour for the status page's chart.
+    let mut counted_to = now_ms();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -360,6 +367,9 @@ async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<(
             }
         }
         sweeper.tick(&cfg, &d.queue, &d.metrics).await?;
+        let now = now_ms();
+        d.queue.count_deliveries(counted_to, now).await?;
+        counted_to = now;
         let counts = d.queue.state_counts(now_ms() - 60_000).await?;
         d.metrics.set_jobs(&counts.by_state());
         // The oldest pending job reads every pending row: twice a minute.

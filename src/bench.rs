@@ -4,6 +4,7 @@
 pub mod allowlist;
 pub mod formats;
 pub mod hostile;
+pub mod page;
 pub mod reconcile;
 
 use std::io::Write;
@@ -43,6 +44,7 @@ pub async fn run(
         (BenchKind::Lists, _) => formats::lists(n.unwrap_or(1_000_000) as usize).await?,
         (BenchKind::Allowlist, _) => allowlist::bench(n.unwrap_or(1_000_000) as usize).await?,
         (BenchKind::Reconcile, _) => reconcile::bench(n.unwrap_or(1_000_000) as usize).await?,
+        (BenchKind::Page, _) => page::bench(n.unwrap_or(1_000_000) as usize).await?,
         (BenchKind::Deliver, Some(mode)) => {
             let n = n.unwrap_or(20_000) as usize;
             deliver_mode(mode, n, rate.unwrap_or(20), modes).await?;

@@ -270,6 +270,9 @@ pub enum BenchKind {
     /// A named snapshot feed of `--n` indicators (default 1,000,000), then
     /// one with 10% gone and 5% new: its reconciliation's time.
     Reconcile,
+    /// The status page of a queue of `--n` jobs (default 1,000,000) in 200
+    /// named feeds: the time to read and render it.
+    Page,
 }
 
 #[derive(Debug, Args)]

@@ -49,4 +49,5 @@ pub mod queue;
 pub mod sim;
 pub mod sources;
 pub mod status;
+pub mod web;
 pub mod why;

@@ -1,7 +1,6 @@
-//! The optional Prometheus endpoint (`metrics.listen`): `/metrics` in the
-//! OpenMetrics text format (through `prometheus-client`, which escapes label
-//! values), `/health` (the process answers) and `/ready` (the queue is open
-//! and delivery is not paused).
+//! The daemon's Prometheus metrics, rendered in the OpenMetrics text format
+//! (through `prometheus-client`, which escapes label values) for `web/`'s
+//! `/metrics`; [`Metrics::ready`] answers its `/ready`.
 //!
 //! Every series with a fixed label set (each class, state, outcome, feed
 //! rule) exists from the start at zero; series labelled by owner and type
@@ -9,8 +8,6 @@
 //! in [`Metrics::new`].
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,7 +16,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::queue::{ErrorClass, FileState, JobState, SourceHealth};
@@ -532,56 +528,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Serves `GET /metrics`, `/health` and `/ready` until cancelled.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    use axum::http::{StatusCode, header};
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?;
-    let m = metrics.clone();
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let m = m.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.render(),
-                    )
-                }
-            }),
-        )
-        .route("/health", axum::routing::get(|| async { "ok\n" }))
-        .route(
-            "/ready",
-            axum::routing::get(move || {
-                let m = metrics.clone();
-                async move {
-                    match m.ready() {
-                        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
-                        Err(why) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("not ready: {why}\n"),
-                        ),
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await?;
-    Ok(())
 }

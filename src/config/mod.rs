@@ -291,6 +291,9 @@ pub struct BatchConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
+    /// A file holding the bearer token the listener wants (required off
+    /// loopback).
+    pub token_file: Option<PathBuf>,
 }
 
 /// A feed rule: which files it applies to and the defaults it sets.
@@ -506,3 +509,5 @@ mod tests;
 mod tests_feeds;
 #[cfg(test)]
 mod tests_sources;
+#[cfg(test)]
+mod tests_web;

@@ -200,6 +200,7 @@ pub struct RawBatch {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

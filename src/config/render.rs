@@ -89,6 +89,8 @@ struct BatchView {
 struct MetricsView {
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -300,6 +302,7 @@ pub fn render(cfg: &Config) -> String {
         batch: batch_view(&cfg.batch),
         metrics: MetricsView {
             listen: cfg.metrics.listen.map(|a| a.to_string()),
+            token_file: (cfg.metrics.token_file.as_ref()).map(|p| p.display().to_string()),
         },
         security_labels: labels_view(&cfg.security_labels),
         allowlist: (cfg.allowlist != super::AllowlistConfig::default()).then_some(&cfg.allowlist),

@@ -23,7 +23,7 @@ impl RawConfig {
         let queue = queue(self.queue, base, &state, &mut errors);
         let delivery = super::delivery::validate(self.delivery, &mut errors);
         let batch = super::delivery::validate_batch(self.batch, &mut errors);
-        let metrics = metrics(self.metrics, &mut errors);
+        let metrics = metrics(self.metrics, base, &mut errors);
         let feeds = super::feeds::validate(self.feeds, &mut errors);
         let security_labels = tlp_names(self.security_labels, &mut errors);
         let allowlist = AllowlistConfig {
@@ -88,20 +88,32 @@ fn queue(q: RawQueue, base: &Path, state: &Path, errors: &mut Vec<String>) -> Qu
     }
 }
 
-fn metrics(m: RawMetrics, errors: &mut Vec<String>) -> MetricsConfig {
-    MetricsConfig {
-        listen: match m.listen.as_deref() {
-            None | Some("") => None,
-            Some(s) => match s.parse() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    errors.push(format!(
-                        "metrics.listen: {s:?} is not an address such as \"127.0.0.1:9184\""
-                    ));
-                    None
-                }
-            },
+fn metrics(m: RawMetrics, base: &Path, errors: &mut Vec<String>) -> MetricsConfig {
+    let listen: Option<std::net::SocketAddr> = match m.listen.as_deref() {
+        None | Some("") => None,
+        Some(s) => match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(format!(
+                    "metrics.listen: {s:?} is not an address such as \"127.0.0.1:9184\""
+                ));
+                None
+            }
         },
+    };
+    if let Some(a) = listen
+        && !a.ip().is_loopback()
+        && m.token_file.is_none()
+    {
+        errors.push(format!(
+            "metrics.listen: {a} is not a loopback address, and the status and metrics would be \
+             open to the network: set metrics.token_file (a file holding a bearer token), or \
+             listen on 127.0.0.1"
+        ));
+    }
+    MetricsConfig {
+        listen,
+        token_file: m.token_file.map(|p| resolve(base, p)),
     }
 }
 

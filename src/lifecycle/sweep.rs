@@ -107,6 +107,8 @@ impl Sweeper {
         // A reload may have named, renamed or removed feeds.
         let names: Vec<&str> = cfg.feeds.iter().filter_map(|r| r.name.as_deref()).collect();
         queue.declare_feeds(&names).await?;
+        // Sweeps and withdrawals change what feeds hold between files.
+        queue.count_members(None).await?;
         for feed in queue.feed_states().await? {
             let rule = named(cfg, &feed.name);
             let stale = rule

@@ -11,7 +11,8 @@ pub struct FeedState {
     pub name: String,
     /// Unix ms: when the feed was first configured or read.
     pub created_at: i64,
-    /// Indicators it holds now.
+    /// Indicators it holds, as last counted (at the end of each of its
+    /// files, and by the daemon every minute).
     pub members: u64,
     /// Indicators the last snapshot reconciled held.
     pub snapshot_size: Option<u64>,
@@ -93,14 +94,31 @@ impl Queue {
         Ok(())
     }
 
-    /// Every named feed's lifecycle state and counts, by name.
+    /// Counts what each named feed holds (`feeds.members`, which
+    /// [`Queue::feed_states`] reports): `feed`'s, or every feed's.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn count_members(&self, feed: Option<&str>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE feeds SET members = (SELECT COUNT(*) FROM feed_members m WHERE m.feed = feeds.name) \
+             WHERE ?1 IS NULL OR name = ?1",
+        )
+        .bind(feed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every named feed's lifecycle state and counts, by name (what each
+    /// holds as last counted: [`Queue::count_members`]).
     ///
     /// # Errors
     /// Database errors.
     pub async fn feed_states(&self) -> anyhow::Result<Vec<FeedState>> {
         let rows = sqlx::query(
             "SELECT f.name, f.created_at, f.snapshot_size, f.held_file, f.held_reason, \
-             f.held_retire, f.held_at, (SELECT COUNT(*) FROM feed_members m WHERE m.feed = f.name) \
+             f.held_retire, f.held_at, f.members \
              FROM feeds f ORDER BY f.name",
         )
         .fetch_all(&self.pool)

@@ -270,6 +270,13 @@ impl Queue {
             let failed =
                 (finish.state != super::FileState::Done).then(|| finish.error.unwrap_or("failed"));
             let r = reconcile(&mut tx, end, id, failed).await?;
+            sqlx::query(
+                "UPDATE feeds SET members = (SELECT COUNT(*) FROM feed_members m \
+                 WHERE m.feed = feeds.name) WHERE name = ?",
+            )
+            .bind(end.feed)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(r)
         })

@@ -23,6 +23,7 @@ mod lifecycle;
 mod lock;
 mod model;
 mod owners;
+mod page;
 mod reports;
 mod retire;
 mod sources;
@@ -42,6 +43,7 @@ pub use inspect::{FileProgress, JobDetail, RejectDetail};
 pub use lifecycle::{FeedEnd, HeldSnapshot, Reconciled};
 pub use lock::{DaemonLock, LockHolder};
 pub use model::*;
+pub use page::{DeadLetter, RecentReject};
 pub use retire::{Retired, Retiring};
 pub use sources::{SourceAdvance, SourceHealth, SourceState, Validators};
 

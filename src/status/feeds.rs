@@ -21,9 +21,23 @@ pub struct FeedView {
 }
 
 impl FeedView {
-    fn health(&self, now: i64) -> Option<FeedHealth> {
+    pub fn health(&self, now: i64) -> Option<FeedHealth> {
         self.stale_after.map(|s| self.state.health(s, now))
     }
+}
+
+/// The named feeds the queue holds (their limits come from the config).
+pub(super) async fn read(queue: &crate::queue::Queue) -> anyhow::Result<Vec<FeedView>> {
+    Ok(queue
+        .feed_states()
+        .await?
+        .into_iter()
+        .map(|state| FeedView {
+            state,
+            stale_after: None,
+            configured: false,
+        })
+        .collect())
 }
 
 impl StatusView {

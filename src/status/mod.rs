@@ -72,6 +72,25 @@ impl StatusView {
     pub async fn read(queue: &Queue) -> anyhow::Result<Self> {
         let stats = queue.stats().await?;
         let files = queue.file_progress(RECENT_FILES).await?;
+        Self::read_with(queue, stats, files).await
+    }
+
+    /// What the status page shows, read through the partial indexes only
+    /// (no counts by owner or type, no files): cheap on a queue of
+    /// millions.
+    ///
+    /// # Errors
+    /// Database or lock file errors.
+    pub async fn read_page(queue: &Queue) -> anyhow::Result<Self> {
+        let stats = queue.page_stats().await?;
+        Self::read_with(queue, stats, Vec::new()).await
+    }
+
+    async fn read_with(
+        queue: &Queue,
+        stats: Stats,
+        files: Vec<FileProgress>,
+    ) -> anyhow::Result<Self> {
         let holder = DaemonLock::holder(queue.path())?;
         let h = stats.heartbeat.as_ref();
         let field = |k: &str| h.and_then(|h| h.get(k)).cloned();
@@ -86,25 +105,8 @@ impl StatusView {
             rate_fraction: field("rate_fraction").and_then(|v| v.as_f64()),
             clock_offset_secs: field("clock_offset_secs").and_then(|v| v.as_i64()),
         };
-        let sources = queue
-            .source_states()
-            .await?
-            .into_iter()
-            .map(|state| SourceView {
-                state,
-                stale_after: None,
-            })
-            .collect();
-        let feeds = queue
-            .feed_states()
-            .await?
-            .into_iter()
-            .map(|state| FeedView {
-                state,
-                stale_after: None,
-                configured: false,
-            })
-            .collect();
+        let sources = sources::read(queue).await?;
+        let feeds = feeds::read(queue).await?;
         Ok(Self {
             queue_path: queue.path().display().to_string(),
             stats,
@@ -130,7 +132,7 @@ impl StatusView {
         }
     }
 
-    fn since(&self, ms: i64) -> String {
+    pub fn since(&self, ms: i64) -> String {
         ago((self.at - ms).max(0) / 1000)
     }
 }
@@ -146,7 +148,7 @@ pub(crate) fn iso(ms: i64) -> String {
 }
 
 /// `42s`, `3m 20s`, `2h 5m`, `3d 4h`.
-fn ago(secs: i64) -> String {
+pub fn ago(secs: i64) -> String {
     let secs = secs.max(0);
     match secs {
         0..60 => format!("{secs}s"),
@@ -175,7 +177,7 @@ pub fn all_owners_held(s: &Stats) -> bool {
 }
 
 /// `running`, `paused` or `stopped` (no daemon).
-fn delivery_word(v: &StatusView) -> &'static str {
+pub fn delivery_word(v: &StatusView) -> &'static str {
     match (v.daemon.running, &v.stats.pause) {
         (false, _) => "stopped",
         (true, Some(_)) => "paused",

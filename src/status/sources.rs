@@ -20,9 +20,22 @@ pub struct SourceView {
 }
 
 impl SourceView {
-    fn health(&self, now: i64) -> Option<SourceHealth> {
+    pub fn health(&self, now: i64) -> Option<SourceHealth> {
         self.stale_after.map(|s| self.state.health(s, now))
     }
+}
+
+/// The sources the queue holds (their limits come from the config).
+pub(super) async fn read(queue: &crate::queue::Queue) -> anyhow::Result<Vec<SourceView>> {
+    Ok(queue
+        .source_states()
+        .await?
+        .into_iter()
+        .map(|state| SourceView {
+            state,
+            stale_after: None,
+        })
+        .collect())
 }
 
 impl StatusView {

@@ -17,6 +17,7 @@ mod hostile;
 mod lifecycle;
 mod observe;
 mod operate;
+mod page;
 mod pauses;
 mod presets;
 mod proxy;

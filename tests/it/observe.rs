@@ -14,7 +14,9 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
     d.once().await;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let metrics = d.metrics.clone();
-    let server = Background::spawn(|cancel| tc_ingest::metrics::serve(addr, metrics, cancel));
+    let (cfg, path) = (d.cfg_tx.subscribe(), app.queue_path());
+    let server =
+        Background::spawn(|cancel| tc_ingest::web::serve(addr, None, metrics, cfg, path, cancel));
     d.metrics.set_jobs(&d.queue.stats().await.unwrap().by_state);
     let mut text = String::new();
     wait_until(
@@ -39,6 +41,58 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
             "tc_ingest_paused 0",
         ],
     );
+    // The status as `status --json` prints it, read through the
+    // listener's own connection.
+    let (code, body) = http_get(&format!("http://{addr}/api/status"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["jobs"]["delivered"], 2, "{json}");
+    assert_eq!(json["rows_rejected"], 1, "{json}");
+    server.stop().await;
+}
+
+/// With `metrics.token_file`, every path but `/health` wants the bearer
+/// token; the token is read from the file and never shown.
+#[tokio::test]
+async fn the_listener_wants_the_bearer_token_of_token_file() {
+    let app = TestApp::start().await;
+    let d = app.daemon().await;
+    let token_file = app.path().join("web.token");
+    std::fs::write(&token_file, "s3cret-web-token\n").unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (metrics, cfg, path) = (d.metrics.clone(), d.cfg_tx.subscribe(), app.queue_path());
+    let server = Background::spawn(|cancel| {
+        tc_ingest::web::serve(addr, Some(token_file), metrics, cfg, path, cancel)
+    });
+    wait_until(Duration::from_secs(5), "the listener answers", async || {
+        http_get(&format!("http://{addr}/health")).await.is_some()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for path in ["/metrics", "/api/status", "/ready"] {
+        let url = format!("http://{addr}{path}");
+        let none = client.get(&url).send().await.unwrap();
+        assert_eq!(none.status(), 401, "{path}");
+        assert_eq!(none.headers()["www-authenticate"], "Bearer");
+        let none_body = none.text().await.unwrap();
+        assert!(!none_body.contains("s3cret"), "{none_body}");
+        let wrong = client
+            .get(&url)
+            .bearer_auth("s3cret-web-tokem")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401, "{path}");
+        let right = client
+            .get(&url)
+            .bearer_auth("s3cret-web-token")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(right.status(), 401, "{path}");
+    }
     server.stop().await;
 }
 
