@@ -107,7 +107,7 @@ async fn the_status_page_in_a_browser_shows_feeds_sources_and_the_chart() {
         async || {
             http_get(&url)
                 .await
-                .is_some_and(|(_, body)| body.contains(">3 delivered this hour<"))
+                .is_some_and(|(_, body)| body.contains("last 24 hours: 3 in all<"))
         },
     )
     .await;
