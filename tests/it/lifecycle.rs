@@ -392,8 +392,15 @@ async fn sigkill_during_reconciliation_and_retire_delivery_retires_each_once() {
     // Where each kill landed: B still being read, or retire jobs delivered.
     // Kills go on until B is done and every retirement delivered.
     let mut landed = Vec::new();
-    while landed.last() != Some(&(1, 300)) && kills < 30 {
-        let daemon = app.spawn_daemon();
+    while landed.last() != Some(&(1, 300)) && kills < 40 {
+        // The first kills land early (B read and reconciled, or not yet);
+        // the later ones a moment after the daemon runs, however slowly
+        // a loaded machine starts it, so that they land mid-delivery.
+        let daemon = if kills < 3 {
+            app.spawn_daemon()
+        } else {
+            app.spawn_daemon_running().await
+        };
         tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
         daemon.kill().await;
         kills += 1;
