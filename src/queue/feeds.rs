@@ -100,13 +100,27 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn count_members(&self, feed: Option<&str>) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE feeds SET members = (SELECT COUNT(*) FROM feed_members m WHERE m.feed = feeds.name) \
-             WHERE ?1 IS NULL OR name = ?1",
+        // Counted by a read (millions of members take a while), written
+        // in one short transaction: delivery's writes never wait on the count.
+        let counts: Vec<(String, i64)> = sqlx::query(
+            "SELECT f.name, (SELECT COUNT(*) FROM feed_members m WHERE m.feed = f.name) \
+             FROM feeds f WHERE ?1 IS NULL OR f.name = ?1",
         )
         .bind(feed)
-        .execute(&self.pool)
-        .await?;
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let mut tx = self.begin_write().await?;
+        for (name, n) in counts {
+            sqlx::query("UPDATE feeds SET members = ? WHERE name = ?")
+                .bind(n)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -35,6 +35,15 @@ pub(super) fn list(values: &[String]) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Deactivating retire jobs delivered.
+pub(super) async fn retire_jobs_delivered(q: &tc_ingest::queue::Queue) -> i64 {
+    number(
+        q,
+        "SELECT COUNT(*) FROM jobs WHERE action = 'deactivate' AND state = 'delivered'",
+    )
+    .await
+}
+
 /// The simulator's held indicators by value: (active, deactivations, reactivations).
 pub(super) fn held(app: &TestApp) -> std::collections::BTreeMap<String, (bool, u64, u64)> {
     app.sim
@@ -86,14 +95,7 @@ async fn snapshot_b_retires_exactly_what_a_dropped_and_creates_what_is_new() {
     let stats = app.sim.stats();
     assert_eq!(stats.writes_succeeded - writes_after_a, 30, "{stats:?}");
     let q = app.queue().await;
-    assert_eq!(
-        number(
-            &q,
-            "SELECT COUNT(*) FROM jobs WHERE action = 'deactivate' AND state = 'delivered'"
-        )
-        .await,
-        20
-    );
+    assert_eq!(retire_jobs_delivered(&q).await, 20);
     assert_eq!(
         number(
             &q,
@@ -318,22 +320,15 @@ async fn creates_not_yet_sent_of_what_a_snapshot_dropped_are_never_sent() {
     let expected: BTreeSet<String> = a[..4].iter().cloned().collect();
     assert_eq!(sent, expected, "the dropped six were never created");
     let q = app.queue().await;
-    assert_eq!(
-        number(
-            &q,
-            "SELECT COUNT(*) FROM jobs WHERE action = 'deactivate' AND state = 'delivered'"
-        )
-        .await,
-        6
-    );
+    assert_eq!(retire_jobs_delivered(&q).await, 6);
     assert_eq!(
         number(&q, "SELECT COUNT(*) FROM jobs WHERE state != 'delivered'").await,
         0
     );
 }
 
-/// A retire job whose indicator is gone (deleted by someone else) is done;
-/// one whose summary does not find it is looked up by id.
+/// A retire job whose indicator is gone (deleted by someone else) is done:
+/// its summary and its id look-up find nothing.
 #[tokio::test]
 async fn retiring_what_is_not_there_is_done() {
     let app = TestApp::builder()
@@ -352,14 +347,7 @@ async fn retiring_what_is_not_there_is_done() {
     app.sim.delete_value(&a[0]);
     app.drop_file("gone/2.txt", &list(&a[1..]));
     assert_eq!(d.once().await.exit_code(), 0);
-    assert_eq!(
-        number(
-            &q,
-            "SELECT COUNT(*) FROM jobs WHERE action = 'deactivate' AND state = 'delivered'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(retire_jobs_delivered(&q).await, 1);
     assert_eq!(
         number(&q, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'").await,
         0
