@@ -57,6 +57,21 @@ pub enum SourcesAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Copy a SQLite queue (pending work, dead letters, files, rejects,
+    /// source and lifecycle state) into the config's PostgreSQL queue
+    /// (`queue.url`), which must be empty. The SQLite file is left as it
+    /// is; stop its daemon first.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The SQLite queue: `sqlite:/var/lib/tc-ingest/queue.db`.
+        #[arg(long)]
+        from: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: watch the directory, queue feeds, deliver to ThreatConnect.
     Run {
@@ -202,6 +217,12 @@ pub enum Command {
         /// List what would be retired, change nothing (the default).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The queue itself: `migrate` moves a SQLite queue into the
+    /// PostgreSQL queue of the config.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
     },
     /// Run the built-in ThreatConnect simulator.
     Sim(SimArgs),

@@ -59,7 +59,7 @@ pub async fn run(keep: bool) -> anyhow::Result<u8> {
     let mut daemon = Daemon::start(&config_path, cfg).await?;
     let report = deliver_with_progress(&mut daemon).await?;
 
-    print_report(&sim, &report, daemon.queue.path());
+    print_report(&sim, &report, daemon.queue.location());
     let code = report.exit_code();
     daemon.queue.close().await;
     sim.stop().await;
@@ -164,7 +164,7 @@ async fn deliver_with_progress(daemon: &mut Daemon) -> anyhow::Result<OnceReport
 }
 
 /// What the simulator holds, what was rejected, and the queue's status.
-fn print_report(sim: &Simulator, report: &OnceReport, queue_path: &std::path::Path) {
+fn print_report(sim: &Simulator, report: &OnceReport, queue_path: &str) {
     // What the simulator received, per type.
     let held = sim.indicators();
     let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -211,7 +211,7 @@ fn print_report(sim: &Simulator, report: &OnceReport, queue_path: &std::path::Pa
         "\n{}",
         crate::status::table(&crate::status::StatusView::of_stats(
             report.stats.clone(),
-            &queue_path.display().to_string()
+            queue_path
         ))
     );
 }

@@ -262,7 +262,7 @@ pub(super) async fn enqueue(
 ) -> anyhow::Result<u8> {
     let cfg = load_config(arg)?;
     let allowlist = super::allowlist(&cfg)?;
-    let queue = Queue::open(&cfg.queue.path).await?;
+    let queue = super::queue::open(&cfg).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut code = exit::OK;
     for path in files {

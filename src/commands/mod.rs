@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ConfigArg, SimArgs};
+use crate::cli::{Cli, Command, ConfigArg, QueueAction, SimArgs};
 use crate::config::{self, Config};
 use crate::exit;
 use crate::queue::RetryFilter;
 use crate::sim::{SimConfig, SimOwner, Simulator};
 
 mod feeds;
+mod migrate;
 mod ping;
 mod queue;
 mod retire;
@@ -116,6 +117,9 @@ async fn dispatch(cmd: Command) -> u8 {
         } => retry(&config, RetryFilter { class, owner, file }, dry_run).await,
         cmd @ Command::Purge { .. } => queue::purge_cmd(cmd).await,
         cmd @ Command::Retire { .. } => retire::retire_cmd(cmd).await,
+        Command::Queue {
+            action: QueueAction::Migrate { config, from },
+        } => migrate::migrate(&config, &from).await,
         Command::Demo { keep } => crate::demo::run(keep).await,
         Command::Generate { out } => generate(&out),
         Command::Bench {

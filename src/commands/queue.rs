@@ -39,13 +39,20 @@ pub(super) fn feed_limits(cfg: &Config) -> Vec<(String, Option<std::time::Durati
 
 /// Opens an existing queue (commands that only read or repair it).
 pub(super) async fn open_existing(cfg: &Config) -> anyhow::Result<Queue> {
-    if !cfg.queue.path.exists() {
+    if let Some(path) = cfg.queue.sqlite_path()
+        && !path.exists()
+    {
         anyhow::bail!(
             "no queue at {} (queue.path): the daemon has not run yet",
-            cfg.queue.path.display()
+            path.display()
         );
     }
-    Queue::open(&cfg.queue.path).await
+    open(cfg).await
+}
+
+/// Opens (creating if needed) the queue of `cfg`.
+pub(super) async fn open(cfg: &Config) -> anyhow::Result<Queue> {
+    Queue::connect(&cfg.queue.target().map_err(anyhow::Error::msg)?).await
 }
 
 pub(super) async fn status(arg: &ConfigArg, as_json: bool) -> anyhow::Result<u8> {

@@ -13,6 +13,7 @@ mod feeds;
 pub mod presets;
 mod proxy;
 mod pull;
+mod queue;
 mod raw;
 mod render;
 mod secret;
@@ -34,6 +35,7 @@ pub use types::{CustomType, RegistryKeyType, TypeNames};
 
 pub use proxy::ApiProxy;
 pub use pull::{SourceConfig, SourceKind};
+pub use queue::{PostgresQueue, QUEUE_PASSWORD_CREDENTIAL, QueueConfig};
 pub use raw::{
     RawAllowlist, RawApi, RawBatch, RawConfig, RawDelivery, RawFeedRule, RawMetrics, RawQueue,
     RawSize, RawSource, RawWatch,
@@ -135,17 +137,6 @@ pub struct WatchConfig {
     /// Interrupted reads in a row without progress after which a file is
     /// given up (to `failed/`) as one that kills the daemon.
     pub max_stalled_reads: u32,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueConfig {
-    pub path: PathBuf,
-    #[serde(with = "humantime_serde_compat")]
-    pub dedup_window: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub delivered_retention: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -507,6 +498,8 @@ mod humantime_serde_compat {
 mod tests;
 #[cfg(test)]
 mod tests_feeds;
+#[cfg(test)]
+mod tests_queue;
 #[cfg(test)]
 mod tests_sources;
 #[cfg(test)]

@@ -159,6 +159,12 @@ pub struct RawWatch {
 #[serde(deny_unknown_fields)]
 pub struct RawQueue {
     pub path: Option<PathBuf>,
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub sslmode: Option<String>,
+    pub ssl_root_cert: Option<PathBuf>,
+    pub ssl_client_cert: Option<PathBuf>,
+    pub ssl_client_key: Option<PathBuf>,
     pub dedup_window: Option<String>,
     pub delivered_retention: Option<String>,
     pub lease_secs: Option<u64>,

@@ -49,7 +49,22 @@ struct WatchView<'a> {
 
 #[derive(Serialize)]
 struct QueueView<'a> {
-    path: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a Path>,
+    /// A PostgreSQL queue: its URL (no password), the password's file
+    /// and the TLS settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sslmode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssl_root_cert: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssl_client_cert: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssl_client_key: Option<&'a Path>,
     dedup_window: String,
     delivered_retention: String,
     lease_secs: u64,
@@ -250,7 +265,6 @@ pub fn render(cfg: &Config) -> String {
         _ => None,
     };
     let w = &cfg.watch;
-    let q = &cfg.queue;
     let d = &cfg.delivery;
     let view = View {
         api: ApiView {
@@ -279,12 +293,7 @@ pub fn render(cfg: &Config) -> String {
             max_decompressed_bytes: w.max_decompressed_bytes,
             max_stalled_reads: w.max_stalled_reads,
         },
-        queue: QueueView {
-            path: &q.path,
-            dedup_window: duration(q.dedup_window),
-            delivered_retention: duration(q.delivered_retention),
-            lease_secs: q.lease.as_secs(),
-        },
+        queue: queue_view(&cfg.queue),
         delivery: DeliveryView {
             workers: d.workers,
             rate_per_second: d.rate_per_second,
@@ -344,6 +353,25 @@ fn sources(cfg: &Config) -> String {
         out.push_str(&format!("#   {name:<12} {source}\n"));
     }
     out
+}
+
+fn queue_view(q: &super::QueueConfig) -> QueueView<'_> {
+    let pg = q.postgres.as_ref();
+    QueueView {
+        path: q.sqlite_path(),
+        url: pg.map(|p| p.url.as_str()),
+        password_file: pg.and_then(|p| match &p.password {
+            Some(SecretSource::File { path, .. }) => Some(path.as_path()),
+            _ => None,
+        }),
+        sslmode: pg.and_then(|p| p.sslmode.as_deref()),
+        ssl_root_cert: pg.and_then(|p| p.ssl_root_cert.as_deref()),
+        ssl_client_cert: pg.and_then(|p| p.ssl_client_cert.as_deref()),
+        ssl_client_key: pg.and_then(|p| p.ssl_client_key.as_deref()),
+        dedup_window: duration(q.dedup_window),
+        delivered_retention: duration(q.delivered_retention),
+        lease_secs: q.lease.as_secs(),
+    }
 }
 
 fn batch_view(b: &BatchConfig) -> BatchView {

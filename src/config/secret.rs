@@ -291,7 +291,7 @@ fn in_config(
 }
 
 /// A secret in a file (one trailing newline ignored), named `what` in messages.
-fn from_file(path: &Path, what: &str) -> Result<Secret, String> {
+pub(super) fn from_file(path: &Path, what: &str) -> Result<Secret, String> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?;
     let s = s.trim_end_matches(['\n', '\r']);

@@ -2,11 +2,9 @@
 //! pushes every problem it finds, so one run reports them all.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::{
-    AllowlistConfig, Config, ConfigError, MetricsConfig, QueueConfig, RawConfig, RawMetrics,
-    RawQueue, SecretEnv, duration, resolve,
+    AllowlistConfig, Config, ConfigError, MetricsConfig, RawConfig, RawMetrics, SecretEnv, resolve,
 };
 
 impl RawConfig {
@@ -20,7 +18,7 @@ impl RawConfig {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/var/lib/tc-ingest"));
         let watch = super::watch::validate(self.watch, base, &state, &mut errors);
-        let queue = queue(self.queue, base, &state, &mut errors);
+        let queue = super::queue::validate(self.queue, base, &state, env, &mut errors);
         let delivery = super::delivery::validate(self.delivery, &mut errors);
         let batch = super::delivery::validate_batch(self.batch, &mut errors);
         let metrics = metrics(self.metrics, base, &mut errors);
@@ -68,23 +66,6 @@ impl RawConfig {
             sources,
             allowlist,
         })
-    }
-}
-
-fn queue(q: RawQueue, base: &Path, state: &Path, errors: &mut Vec<String>) -> QueueConfig {
-    QueueConfig {
-        path: q
-            .path
-            .map(|p| resolve(base, p))
-            .unwrap_or_else(|| state.join("queue.db")),
-        dedup_window: duration(errors, "queue.dedup_window", &q.dedup_window, "24h"),
-        delivered_retention: duration(
-            errors,
-            "queue.delivered_retention",
-            &q.delivered_retention,
-            "7d",
-        ),
-        lease: Duration::from_secs(q.lease_secs.unwrap_or(120).max(1)),
     }
 }
 

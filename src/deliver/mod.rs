@@ -19,6 +19,7 @@ mod batcher;
 mod breaker;
 mod gate;
 mod labels;
+mod members;
 pub mod policy;
 mod prober;
 mod retire;
@@ -44,7 +45,7 @@ pub use throttle::Throttle;
 use crate::api::{Client, Endpoints};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::queue::{Job, Queue};
+use crate::queue::{Job, Member, Queue};
 use batcher::Batcher;
 use breaker::Breaker;
 use writer::{Leases, Results};
@@ -80,6 +81,10 @@ pub struct Delivery {
     pub routes: Arc<Routes>,
     /// The instance's security labels, and those it lacks.
     pub labels: Arc<Labels>,
+    /// The job leases this daemon holds.
+    leases: Leases,
+    /// This daemon on the queue (its heartbeat, the roles it holds).
+    pub member: Arc<Member>,
 }
 
 impl Delivery {
@@ -90,6 +95,7 @@ impl Delivery {
         metrics: Arc<Metrics>,
     ) -> Self {
         let d = cfg.borrow().delivery.clone();
+        let member = Arc::new(Member::this_process(&cfg.borrow().watch.dir));
         Self {
             queue,
             api,
@@ -104,7 +110,14 @@ impl Delivery {
             pause_shown: Arc::default(),
             routes: Arc::default(),
             labels: Arc::default(),
+            leases: Leases::default(),
+            member,
         }
+    }
+
+    /// How many job leases this daemon holds now.
+    pub fn leases_held(&self) -> usize {
+        self.leases.len()
     }
 
     fn config(&self) -> Arc<Config> {
@@ -131,7 +144,7 @@ impl Delivery {
         let (job_tx, job_rx) = mpsc::channel::<Job>(workers * 4);
         let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
         let (results, res_rx) = Results::channel(workers * 4);
-        let leases = Leases::default();
+        let leases = self.leases.clone();
         let hard = CancellationToken::new();
         let tracker = TaskTracker::new();
         for _ in 0..workers {

@@ -37,6 +37,10 @@ impl Leases {
         }
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.0.lock().expect("leases").len()
+    }
+
     fn all(&self) -> Vec<Lease> {
         self.0
             .lock()

@@ -3,6 +3,7 @@
 //! state `batched` with `batch_ref` naming it; only jobs whose delivery has
 //! not started (no step done, no call of unknown outcome) go by batch.
 
+use super::sql::{DbRow, Tx, query, query_scalar};
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
@@ -76,7 +77,7 @@ pub struct BatchOutcome {
 const COLUMNS: &str = "id, owner, state, tc_batch_id, items, data_bytes, tc_status, \
                        upload_attempts, polls, created_at, uploaded_at";
 
-fn batch_job(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<BatchJob> {
+fn batch_job(r: &DbRow) -> anyhow::Result<BatchJob> {
     Ok(BatchJob {
         id: r.get(0),
         owner: r.get(1),
@@ -109,7 +110,7 @@ impl Queue {
              AND owner = ?1 AND next_attempt_at <= ?2 AND {FRESH} LIMIT ?3)"
         );
         for owner in pending_owners(&mut conn).await? {
-            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+            let n: i64 = query_scalar(AssertSqlSafe(sql.clone()))
                 .bind(&owner)
                 .bind(now)
                 .bind(enough.min(i64::MAX as u64) as i64)
@@ -137,7 +138,7 @@ impl Queue {
              AND owner NOT IN (SELECT owner FROM held_owners) AND owner = ?2 \
              ORDER BY next_attempt_at, id LIMIT ?3"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = query(AssertSqlSafe(sql))
             .bind(now_ms())
             .bind(owner)
             .bind(n as i64)
@@ -164,7 +165,7 @@ impl Queue {
         let _gate = self.write_gate.lock().await;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = query_scalar(
             "INSERT INTO batch_jobs (owner, items, data_bytes, created_at) VALUES (?, ?, ?, ?) \
              RETURNING id",
         )
@@ -184,7 +185,7 @@ impl Queue {
                  AND next_attempt_at <= ? AND id IN ({})",
                 value_list("?", chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(now).bind(now);
+            let mut q = query(AssertSqlSafe(sql)).bind(id).bind(now).bind(now);
             for j in chunk {
                 q = q.bind(j);
             }
@@ -193,12 +194,12 @@ impl Queue {
         if taken == 0 {
             return Ok(None); // the transaction rolls back
         }
-        sqlx::query("UPDATE batch_jobs SET items = ? WHERE id = ?")
+        query("UPDATE batch_jobs SET items = ? WHERE id = ?")
             .bind(taken as i64)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM batch_jobs WHERE id = ?"
         )))
         .bind(id)
@@ -214,7 +215,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn batch_items(&self, batch: i64) -> anyhow::Result<Vec<BatchCandidate>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, type, value, payload FROM jobs WHERE state = 'batched' AND batch_ref = ? \
              ORDER BY id",
         )
@@ -229,7 +230,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn open_batches(&self) -> anyhow::Result<Vec<BatchJob>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM batch_jobs WHERE state NOT IN ('done', 'failed') ORDER BY id"
         )))
         .fetch_all(&self.pool)
@@ -284,7 +285,7 @@ impl Queue {
     /// Database errors.
     pub async fn batch_polled(&self, batch: i64, tc_status: &str) -> anyhow::Result<()> {
         let _gate = self.write_gate.lock().await;
-        sqlx::query("UPDATE batch_jobs SET tc_status = ?, polls = polls + 1 WHERE id = ?")
+        query("UPDATE batch_jobs SET tc_status = ?, polls = polls + 1 WHERE id = ?")
             .bind(tc_status)
             .bind(batch)
             .execute(&self.pool)
@@ -297,20 +298,16 @@ impl Queue {
     /// synchronous=FULL, so that not even a power loss forgets it.
     async fn set_batch(&self, sql: &'static str, value: i64, batch: i64) -> anyhow::Result<()> {
         let _gate = self.write_gate.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await?;
-        let result = sqlx::query(sql)
-            .bind(value)
-            .bind(batch)
-            .execute(&mut *conn)
-            .await;
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        result.context("recording a batch job's step")?;
-        Ok(())
+        self.fully_synced(async |conn| {
+            query(sql)
+                .bind(value)
+                .bind(batch)
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .context("recording a batch job's step")
     }
 
     /// Applies a completed batch job in one transaction: refused items'
@@ -324,7 +321,7 @@ impl Queue {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         for (job, reason) in &outcome.refused {
-            sqlx::query(
+            query(
                 "UPDATE jobs SET state = 'dead', last_error_class = ?, last_http_status = NULL, \
                  last_error = ?, updated_at = ? WHERE id = ? AND state = 'batched' AND batch_ref = ?",
             )
@@ -357,7 +354,7 @@ impl Queue {
         for (ids, uncertain, due, reason) in sets {
             return_to_pending(&mut tx, batch, ids, uncertain, due, now, reason).await?;
         }
-        sqlx::query(
+        query(
             "UPDATE jobs SET state = 'delivered', delivered_at = ?1, updated_at = ?1, \
              attempts = 0, last_error_class = NULL, last_http_status = NULL, last_error = NULL \
              WHERE state = 'batched' AND batch_ref = ?2",
@@ -366,7 +363,7 @@ impl Queue {
         .bind(batch)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        query(
             "UPDATE batch_jobs SET state = 'done', tc_status = 'Completed', finished_at = ?, \
              error_count = ?, success_count = ?, unprocess_count = ?, error = ? WHERE id = ?",
         )
@@ -404,10 +401,10 @@ impl Queue {
         let _gate = self.write_gate.lock().await;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let n = sqlx::query(
+        let n = query(
             "UPDATE jobs SET state = 'pending', next_attempt_at = ?1, updated_at = ?2, \
-             call_uncertain = MAX(call_uncertain, ?3), \
-             attempts = attempts + (?4 IS NOT NULL), \
+             call_uncertain = CASE WHEN call_uncertain > ?3 THEN call_uncertain ELSE ?3 END, \
+             attempts = attempts + CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, \
              last_error_class = COALESCE(?4, last_error_class), \
              last_error = CASE WHEN ?4 IS NULL THEN last_error ELSE ?5 END \
              WHERE state = 'batched' AND batch_ref = ?6",
@@ -421,20 +418,18 @@ impl Queue {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query(
-            "UPDATE batch_jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
-        )
-        .bind(now)
-        .bind(error)
-        .bind(batch)
-        .execute(&mut *tx)
-        .await?;
+        query("UPDATE batch_jobs SET state = 'failed', finished_at = ?, error = ? WHERE id = ?")
+            .bind(now)
+            .bind(error)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await.context("giving a batch job up")?;
         Ok(n)
     }
 }
 
-fn candidate(r: &sqlx::sqlite::SqliteRow) -> BatchCandidate {
+fn candidate(r: &DbRow) -> BatchCandidate {
     BatchCandidate {
         id: r.get(0),
         kind: r.get(1),
@@ -451,7 +446,7 @@ impl Queue {
     /// Database errors.
     pub async fn bury_invalid(&self, job: i64, message: &str) -> anyhow::Result<()> {
         let _gate = self.write_gate.lock().await;
-        sqlx::query(
+        query(
             "UPDATE jobs SET state = 'dead', last_error_class = ?, last_error = ?, updated_at = ? \
              WHERE id = ? AND state = 'pending'",
         )
@@ -470,7 +465,7 @@ impl Queue {
 /// go per indicator (an item that stops every batch job it is in must not
 /// stop them forever).
 async fn return_to_pending(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx,
     batch: i64,
     ids: &[i64],
     uncertain: Uncertainty,
@@ -480,13 +475,14 @@ async fn return_to_pending(
 ) -> anyhow::Result<()> {
     for chunk in ids.chunks(500) {
         let sql = format!(
-            "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ?, \
-             last_error_class = ?, last_error = ?, attempts = attempts + 1, \
-             call_uncertain = MAX(?, CASE WHEN attempts + 1 >= 3 THEN ? ELSE ? END) \
-             WHERE state = 'batched' AND batch_ref = ? AND id IN ({})",
+            "UPDATE jobs SET state = 'pending', next_attempt_at = ?1, updated_at = ?2, \
+             last_error_class = ?3, last_error = ?4, attempts = attempts + 1, \
+             call_uncertain = CASE WHEN ?5 > CASE WHEN attempts + 1 >= 3 THEN ?6 ELSE ?7 END \
+               THEN ?5 ELSE CASE WHEN attempts + 1 >= 3 THEN ?6 ELSE ?7 END END \
+             WHERE state = 'batched' AND batch_ref = ?8 AND id IN ({})",
             value_list("?", chunk.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
+        let mut q = query(AssertSqlSafe(sql))
             .bind(due)
             .bind(now)
             .bind(ErrorClass::BatchFailed.as_str())

@@ -1,5 +1,6 @@
 //! One chunk of a feed file: its jobs, rejects and progress in one transaction.
 
+use super::sql::{Tx, query};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -68,7 +69,7 @@ impl Queue {
             .context("starting a queue transaction")?;
 
         // Jobs of a held owner wait as `held` from the start.
-        let held: HashSet<String> = sqlx::query("SELECT owner FROM held_owners")
+        let held: HashSet<String> = query("SELECT owner FROM held_owners")
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -144,17 +145,13 @@ impl Queue {
 }
 
 /// A chunk's rejects, for file `fid`.
-async fn insert_rejects(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    fid: i64,
-    rejects: &[NewReject],
-) -> anyhow::Result<()> {
+async fn insert_rejects(tx: &mut Tx, fid: i64, rejects: &[NewReject]) -> anyhow::Result<()> {
     for batch in rejects.chunks(INSERT_ROWS) {
         let sql = format!(
             "INSERT INTO rejects (file_id, line, input, rule, reason) VALUES {}",
             value_list("(?,?,?,?,?)", batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
+        let mut q = query(AssertSqlSafe(sql)).persistent(batch.len() == INSERT_ROWS);
         for r in batch {
             q = q
                 .bind(fid)
@@ -171,18 +168,18 @@ async fn insert_rejects(
 /// A file's counts and position after a chunk, and its skipped and
 /// filtered rows by reason.
 async fn record_progress(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut Tx,
     fid: i64,
     chunk: &FileChunk<'_>,
     queued: u64,
     duplicates: u64,
 ) -> anyhow::Result<()> {
     let sum = |counts: &[(String, u64)]| counts.iter().map(|(_, n)| n).sum::<u64>() as i64;
-    sqlx::query(
+    query(
         "UPDATE files SET rows_read = rows_read + ?, rows_queued = rows_queued + ?, \
          rows_rejected = rows_rejected + ?, rows_duplicate = rows_duplicate + ?, \
          rows_skipped = rows_skipped + ?, rows_filtered = rows_filtered + ?, \
-         last_position = MAX(last_position, ?) WHERE id = ?",
+         last_position = CASE WHEN last_position > ?7 THEN last_position ELSE ?7 END WHERE id = ?8",
     )
     .bind(chunk.rows_read as i64)
     .bind(queued as i64)
@@ -204,7 +201,7 @@ async fn record_progress(
                 "INSERT INTO {table} (file_id, what, count) VALUES (?, ?, ?) \
                  ON CONFLICT (file_id, what) DO UPDATE SET count = count + excluded.count"
             );
-            sqlx::query(AssertSqlSafe(sql))
+            query(AssertSqlSafe(sql))
                 .bind(fid)
                 .bind(what.as_str())
                 .bind(*n as i64)
@@ -241,7 +238,7 @@ fn split_returning<'a>(
     (Cow::Owned(rest), returning)
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+type Statement<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// One multi-row INSERT of jobs not seen before in this chunk (`seen`), each
 /// skipped by the statement itself when the queue already holds it pending
@@ -253,7 +250,7 @@ fn insert_jobs<'q>(
     now: i64,
     since: i64,
     file_id: Option<i64>,
-) -> SqliteQuery<'q> {
+) -> Statement<'q> {
     // Anonymous parameters only: SQLite looks numbered ones up by a linear
     // scan, which makes a statement with thousands of them quadratic. They
     // number in text order: the rows, then the constants. The key only finds
@@ -291,7 +288,7 @@ fn insert_jobs<'q>(
     );
     // Only full-size statements are kept prepared: one of every remainder
     // size would fill the statement cache (and memory).
-    let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(rows.len() == INSERT_ROWS);
+    let mut q = query(AssertSqlSafe(sql)).persistent(rows.len() == INSERT_ROWS);
     for (job, payload, key) in rows {
         q = q
             .bind(job.owner.as_str())

@@ -1,6 +1,7 @@
 //! Claiming jobs for delivery and applying what became of them, fenced by
 //! the lease token: a result applies only while its claim still holds.
 
+use super::sql::{Conn, query};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ fn by_token<T>(items: impl IntoIterator<Item = (Lease, T)>) -> Vec<(i64, Vec<(i6
 /// oldest due first: per owner, its due jobs, or of a batch owner only
 /// those that cannot go by batch (`jobs_owner_started`).
 async fn due_by_owner(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut Conn,
     n: usize,
     now: i64,
     batching: &BatchOwners,
@@ -56,7 +57,7 @@ async fn due_by_owner(
             "SELECT next_attempt_at, id FROM jobs WHERE state = 'pending' {only_started} \
              AND owner = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at, id LIMIT ?3"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = query(AssertSqlSafe(sql))
             .bind(&owner)
             .bind(now)
             .bind(n as i64)
@@ -94,13 +95,15 @@ impl Queue {
         let token = (fastrand::u64(..) >> 1) as i64;
         let returning = "RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain, action";
         let rows = if batching.is_none() {
-            // The oldest due jobs, straight off the due index.
-            sqlx::query(AssertSqlSafe(format!(
+            // The oldest due jobs, straight off the due index; on a shared
+            // queue, skipping those another daemon is claiming.
+            let skip = self.dialect.skip_locked();
+            query(AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, \
-                 updated_at = ?3 WHERE id IN ( \
+                 updated_at = ?3 WHERE state = 'pending' AND id IN ( \
                    SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
                    AND owner NOT IN (SELECT owner FROM held_owners) \
-                   ORDER BY next_attempt_at, id LIMIT ?4) {returning}"
+                   ORDER BY next_attempt_at, id LIMIT ?4{skip}) {returning}"
             )))
             .bind(token)
             .bind(now + ms(lease))
@@ -124,7 +127,7 @@ impl Queue {
                  updated_at = ? WHERE state = 'pending' AND id IN ({}) {returning}",
                 value_list("?", ids.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql))
+            let mut q = query(AssertSqlSafe(sql))
                 .persistent(false)
                 .bind(token)
                 .bind(now + ms(lease))
@@ -174,7 +177,7 @@ impl Queue {
                  WHERE state = 'leased' AND lease_token = ? AND id IN ({})",
                 value_list("?", chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql))
+            let mut q = query(AssertSqlSafe(sql))
                 .persistent(chunk.len() == LEASES_PER_STATEMENT)
                 .bind(now + ms(lease))
                 .bind(token);
@@ -218,9 +221,9 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn release_all_leases(&self) -> anyhow::Result<u64> {
-        Ok(sqlx::query(
+        Ok(query(
             "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
-             call_uncertain = MAX(call_uncertain, 1), updated_at = ?1 WHERE state = 'leased'",
+             call_uncertain = CASE WHEN call_uncertain > 1 THEN call_uncertain ELSE 1 END, updated_at = ?1 WHERE state = 'leased'",
         )
         .bind(now_ms())
         .execute(&self.pool)
@@ -234,9 +237,9 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn reclaim_expired_leases(&self) -> anyhow::Result<u64> {
-        Ok(sqlx::query(
+        Ok(query(
             "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
-             call_uncertain = MAX(call_uncertain, 1), updated_at = ?1 \
+             call_uncertain = CASE WHEN call_uncertain > 1 THEN call_uncertain ELSE 1 END, updated_at = ?1 \
              WHERE state = 'leased' AND lease_expires_at < ?1",
         )
         .bind(now_ms())
@@ -250,7 +253,7 @@ impl Queue {
 /// bulk ([`by_token`]), judged by the rows changed: each statement is a
 /// round trip to the connection's thread.
 async fn apply_in(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut Conn,
     updates: &[(Lease, JobUpdate)],
     now: i64,
     lease: Duration,
@@ -269,7 +272,7 @@ async fn apply_in(
              last_error_class = NULL, last_http_status = NULL, last_error = NULL \
              WHERE state = 'leased' AND lease_token = ? AND id IN ({ids})"
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql))
+        let mut q = query(AssertSqlSafe(sql))
             .persistent(chunk.len() == LEASES_PER_STATEMENT)
             .bind(now)
             .bind(now)
@@ -290,7 +293,7 @@ async fn apply_in(
         let sql = format!(
             "SELECT id FROM jobs WHERE state = 'delivered' AND delivered_at = ? AND id IN ({ids})"
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
+        let mut q = query(AssertSqlSafe(sql)).persistent(false).bind(now);
         for (id, _) in &chunk {
             q = q.bind(id);
         }
@@ -319,7 +322,7 @@ async fn apply_in(
     Ok(applied)
 }
 
-type Statement<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+type Statement<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// The statement that records one result other than `Delivered` (those go
 /// in bulk), still missing the lease's id and token, bound last; prepared
@@ -327,7 +330,7 @@ type Statement<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteAr
 fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statement<'_>> {
     Some(match u {
         JobUpdate::Delivered => return None,
-        JobUpdate::Progress { steps_done } => sqlx::query(
+        JobUpdate::Progress { steps_done } => query(
             "UPDATE jobs SET steps_done = ?, attempts = 0, \
              call_uncertain = CASE WHEN call_uncertain = 2 THEN 2 ELSE 0 END, \
              lease_expires_at = ?, updated_at = ? \
@@ -341,7 +344,7 @@ fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statemen
             failed,
             uncertain,
             error,
-        } => sqlx::query(
+        } => query(
             "UPDATE jobs SET state = 'pending', next_attempt_at = ?, attempts = attempts + ?, \
              call_uncertain = CASE WHEN call_uncertain = 2 THEN 2 ELSE ? END, lease_expires_at = NULL, lease_token = NULL, \
              updated_at = ?, last_error_class = COALESCE(?, last_error_class), \
@@ -355,7 +358,7 @@ fn result_statement(u: &JobUpdate, now: i64, lease: Duration) -> Option<Statemen
         .bind(error.as_ref().map(|e| e.class.as_str()))
         .bind(error.as_ref().and_then(|e| e.http_status).map(i64::from))
         .bind(error.as_ref().map(|e| e.message.as_str())),
-        JobUpdate::Bury { error } | JobUpdate::Hold { error } => sqlx::query(
+        JobUpdate::Bury { error } | JobUpdate::Hold { error } => query(
             "UPDATE jobs SET state = ?, attempts = attempts + ?, lease_expires_at = NULL, \
              lease_token = NULL, updated_at = ?, last_error_class = ?, last_http_status = ?, \
              last_error = ? WHERE id = ? AND lease_token = ? AND state = 'leased'",

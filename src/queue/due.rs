@@ -3,6 +3,7 @@
 //! batch) from one that has, or that retires (it goes per indicator). Shared by the claim
 //! and the batch forming, so the two read the backlog alike.
 
+use super::sql::{Conn, query};
 use anyhow::Context;
 use sqlx::Row;
 
@@ -16,10 +17,8 @@ pub(super) const STARTED: &str = "(steps_done > 0 OR call_uncertain != 0 OR acti
 
 /// Owners with pending jobs and not held, in order: a skip-scan of
 /// `jobs_owner_due`, one index probe per owner.
-pub(super) async fn pending_owners(
-    conn: &mut sqlx::SqliteConnection,
-) -> anyhow::Result<Vec<String>> {
-    let rows = sqlx::query(
+pub(super) async fn pending_owners(conn: &mut Conn) -> anyhow::Result<Vec<String>> {
+    let rows = query(
         "WITH RECURSIVE o(owner) AS ( \
            SELECT (SELECT MIN(owner) FROM jobs WHERE state = 'pending') \
            UNION ALL \

@@ -1,10 +1,11 @@
 //! The map from a source's object ids (STIX ids, MISP attribute uuids) to the
 //! indicators they gave, with the newest version seen of each object.
 
+use super::sql::{Tx, query};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{NewJob, value_list};
 
@@ -15,7 +16,7 @@ const IDS_PER_QUERY: usize = 500;
 /// (an older `modified` arriving after a newer one): what the chunk
 /// should queue.
 pub(super) async fn newer_than_seen<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     jobs: &'a [NewJob],
 ) -> anyhow::Result<Cow<'a, [NewJob]>> {
     let versioned: Vec<&str> = jobs
@@ -38,7 +39,7 @@ pub(super) async fn newer_than_seen<'a>(
              WHERE external_id IN ({}) AND modified IS NOT NULL GROUP BY external_id, owner",
             value_list("?", ids.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         for id in ids {
             q = q.bind(*id);
         }
@@ -66,7 +67,7 @@ pub(super) async fn newer_than_seen<'a>(
 /// Records which indicators the chunk's source objects gave, keeping the
 /// newest version seen of each.
 pub(super) async fn record(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     jobs: &[NewJob],
     file_id: Option<i64>,
     now: i64,
@@ -81,14 +82,16 @@ pub(super) async fn record(
             "INSERT INTO external_ids (external_id, owner, type, value, modified, expires, \
              file_id, updated_at) VALUES {} \
              ON CONFLICT (external_id, owner, type, value) DO UPDATE SET \
-             modified = CASE WHEN modified IS NULL OR excluded.modified > modified \
-             THEN excluded.modified ELSE modified END, \
-             expires = CASE WHEN modified IS NULL OR excluded.modified >= modified \
-             THEN excluded.expires ELSE expires END, \
+             modified = CASE WHEN external_ids.modified IS NULL \
+             OR excluded.modified > external_ids.modified \
+             THEN excluded.modified ELSE external_ids.modified END, \
+             expires = CASE WHEN external_ids.modified IS NULL \
+             OR excluded.modified >= external_ids.modified \
+             THEN excluded.expires ELSE external_ids.expires END, \
              file_id = excluded.file_id, updated_at = excluded.updated_at",
             value_list("(?,?,?,?,?,?,?,?)", batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         for j in batch {
             q = q
                 .bind(j.payload.external_id.as_deref())

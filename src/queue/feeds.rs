@@ -1,6 +1,7 @@
 //! Named feeds' state for `status`, metrics and the sweeps: what each
 //! holds, a held snapshot, its files' counts per owner, its health.
 
+use super::sql::{DbRow, query};
 use sqlx::Row;
 
 use super::{HeldSnapshot, Queue, now_ms};
@@ -77,11 +78,11 @@ impl Queue {
     pub async fn declare_feeds(&self, names: &[&str]) -> anyhow::Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE feeds SET configured = 0")
+        query("UPDATE feeds SET configured = 0")
             .execute(&mut *tx)
             .await?;
         for name in names {
-            sqlx::query(
+            query(
                 "INSERT INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2) \
                  ON CONFLICT (name) DO UPDATE SET configured = 1",
             )
@@ -102,7 +103,7 @@ impl Queue {
     pub async fn count_members(&self, feed: Option<&str>) -> anyhow::Result<()> {
         // Counted by a read (millions of members take a while), written
         // in one short transaction: delivery's writes never wait on the count.
-        let counts: Vec<(String, i64)> = sqlx::query(
+        let counts: Vec<(String, i64)> = query(
             "SELECT f.name, (SELECT COUNT(*) FROM feed_members m WHERE m.feed = f.name) \
              FROM feeds f WHERE ?1 IS NULL OR f.name = ?1",
         )
@@ -114,7 +115,7 @@ impl Queue {
         .collect();
         let mut tx = self.begin_write().await?;
         for (name, n) in counts {
-            sqlx::query("UPDATE feeds SET members = ? WHERE name = ?")
+            query("UPDATE feeds SET members = ? WHERE name = ?")
                 .bind(n)
                 .bind(name)
                 .execute(&mut *tx)
@@ -130,7 +131,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn feed_states(&self) -> anyhow::Result<Vec<FeedState>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT f.name, f.created_at, f.snapshot_size, f.held_file, f.held_reason, \
              f.held_retire, f.held_at, f.members \
              FROM feeds f ORDER BY f.name",
@@ -153,20 +154,21 @@ impl Queue {
                 ..FeedState::default()
             })
             .collect();
-        let counts = sqlx::query(
-            "SELECT feed, owner, COUNT(*), SUM(rows_read), SUM(rows_queued), SUM(rows_duplicate), \
-             SUM(rows_filtered), SUM(rows_rejected), MAX(CASE WHEN state = 'done' THEN finished_at END) \
+        let counts = query(
+            "SELECT feed, owner, COUNT(*), CAST(SUM(rows_read) AS BIGINT), \
+             CAST(SUM(rows_queued) AS BIGINT), CAST(SUM(rows_duplicate) AS BIGINT), \
+             CAST(SUM(rows_filtered) AS BIGINT), CAST(SUM(rows_rejected) AS BIGINT), \
+             MAX(CASE WHEN state = 'done' THEN finished_at END) \
              FROM files WHERE feed IS NOT NULL GROUP BY feed, owner",
         )
         .fetch_all(&self.pool)
         .await?;
-        let retired = sqlx::query(
+        let retired = query(
             "SELECT feed, owner, COUNT(*) FROM retired WHERE feed IS NOT NULL GROUP BY feed, owner",
         )
         .fetch_all(&self.pool)
         .await?;
-        let n =
-            |r: &sqlx::sqlite::SqliteRow, i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
+        let n = |r: &DbRow, i: usize| r.get::<Option<i64>, _>(i).unwrap_or(0) as u64;
         for f in &mut feeds {
             for r in counts.iter().filter(|r| r.get::<&str, _>(0) == f.name) {
                 f.owners.push(FeedOwner {

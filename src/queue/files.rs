@@ -1,5 +1,6 @@
 //! Feed files and their rejects.
 
+use super::sql::{Conn, DbRow, Dialect, query};
 use anyhow::Context;
 use sqlx::Row;
 
@@ -12,8 +13,9 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_begin(&self, f: &NewFile<'_>) -> anyhow::Result<i64> {
-        let id = sqlx::query(
-            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, feed, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        let id = query(
+            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, feed, started_at, host) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(f.path)
         .bind(f.processing_path)
@@ -22,6 +24,7 @@ impl Queue {
         .bind(f.owner)
         .bind(f.feed)
         .bind(now_ms())
+        .bind(&*self.host)
         .fetch_one(&self.pool)
         .await
         .context("recording a feed file")?
@@ -34,10 +37,12 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_in_progress(&self, processing_path: &str) -> anyhow::Result<Option<FileRow>> {
-        let row = sqlx::query(
-            "SELECT * FROM files WHERE processing_path = ? AND state = 'processing' ORDER BY id DESC LIMIT 1",
+        let row = query(
+            "SELECT * FROM files WHERE processing_path = ? AND state = 'processing' \
+             AND (host = ? OR host IS NULL) ORDER BY id DESC LIMIT 1",
         )
         .bind(processing_path)
+        .bind(&*self.host)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| file_row(&r)).transpose()
@@ -49,7 +54,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_reading(&self, id: i64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE files SET reading = 1, read_from = last_position WHERE id = ?")
+        query("UPDATE files SET reading = 1, read_from = last_position WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
             .await
@@ -62,7 +67,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_format(&self, id: i64, format: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE files SET format = ? WHERE id = ?")
+        query("UPDATE files SET format = ? WHERE id = ?")
             .bind(format)
             .bind(id)
             .execute(&self.pool)
@@ -78,7 +83,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_interrupted(&self, id: i64) -> anyhow::Result<u32> {
-        let n = sqlx::query(
+        let n = query(
             "UPDATE files SET stalls = CASE WHEN last_position > read_from THEN 0 ELSE stalls + 1 END, \
              reading = 0 WHERE id = ? RETURNING stalls",
         )
@@ -96,7 +101,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_stopped(&self, id: i64) -> anyhow::Result<()> {
-        sqlx::query(
+        query(
             "UPDATE files SET stalls = CASE WHEN last_position > read_from THEN 0 ELSE stalls END, \
              reading = 0 WHERE id = ?",
         )
@@ -112,7 +117,8 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn files_put_back(&self) -> anyhow::Result<Vec<FileRow>> {
-        sqlx::query("SELECT * FROM files WHERE put_back = 1 ORDER BY id")
+        query("SELECT * FROM files WHERE put_back = 1 AND (host = ? OR host IS NULL) ORDER BY id")
+            .bind(&*self.host)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -126,8 +132,8 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_ask_put_back(&self, id: i64, ask: bool) -> anyhow::Result<()> {
-        sqlx::query("UPDATE files SET put_back = ? WHERE id = ?")
-            .bind(ask)
+        query("UPDATE files SET put_back = ? WHERE id = ?")
+            .bind(i64::from(ask))
             .bind(id)
             .execute(&self.pool)
             .await
@@ -155,7 +161,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_put_back(&self, id: i64, processing_path: &str) -> anyhow::Result<()> {
-        sqlx::query(
+        query(
             "UPDATE files SET state = 'processing', processing_path = ?, error = NULL, \
              finished_at = NULL, moved_to = NULL, stalls = 0, reading = 0, put_back = 0 WHERE id = ?",
         )
@@ -172,7 +178,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_done_with_sha(&self, sha256: &str) -> anyhow::Result<Option<FileRow>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT * FROM files WHERE sha256 = ? AND state = 'done' ORDER BY id DESC LIMIT 1",
         )
         .bind(sha256)
@@ -184,7 +190,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file(&self, id: i64) -> anyhow::Result<FileRow> {
-        let row = sqlx::query("SELECT * FROM files WHERE id = ?")
+        let row = query("SELECT * FROM files WHERE id = ?")
             .bind(id)
             .fetch_one(&self.pool)
             .await?;
@@ -224,8 +230,8 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_moved(&self, id: i64, moved_to: &std::path::Path) -> anyhow::Result<()> {
-        sqlx::query("UPDATE files SET moved_to = ? WHERE id = ?")
-            .bind(moved_to.to_string_lossy())
+        query("UPDATE files SET moved_to = ? WHERE id = ?")
+            .bind(moved_to.to_string_lossy().into_owned())
             .bind(id)
             .execute(&self.pool)
             .await
@@ -239,9 +245,11 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn finished_moves(&self) -> anyhow::Result<Vec<(String, i64)>> {
-        Ok(sqlx::query(
-            "SELECT moved_to, COALESCE(finished_at, started_at) FROM files WHERE moved_to IS NOT NULL",
+        Ok(query(
+            "SELECT moved_to, COALESCE(finished_at, started_at) FROM files \
+             WHERE moved_to IS NOT NULL AND (host = ? OR host IS NULL)",
         )
+        .bind(&*self.host)
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -255,10 +263,12 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn forget_moves_before(&self, before_ms: i64) -> anyhow::Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE files SET moved_to = NULL WHERE moved_to IS NOT NULL AND finished_at < ?",
+        Ok(query(
+            "UPDATE files SET moved_to = NULL WHERE moved_to IS NOT NULL AND finished_at < ? \
+             AND (host = ? OR host IS NULL)",
         )
         .bind(before_ms)
+        .bind(&*self.host)
         .execute(&self.pool)
         .await?
         .rows_affected())
@@ -290,7 +300,7 @@ impl Queue {
         mut f: impl FnMut(NewReject) -> std::io::Result<()>,
     ) -> anyhow::Result<()> {
         use futures::TryStreamExt;
-        let mut rows = sqlx::query(
+        let mut rows = query(
             "SELECT line, input, rule, reason FROM rejects WHERE file_id = ? ORDER BY id LIMIT ?",
         )
         .bind(file_id)
@@ -308,7 +318,7 @@ impl Queue {
     }
 }
 
-fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
+fn file_row(r: &DbRow) -> anyhow::Result<FileRow> {
     Ok(FileRow {
         id: r.get("id"),
         path: r.get("path"),
@@ -333,17 +343,21 @@ fn file_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<FileRow> {
 
 impl Queue {
     /// Runs `f` on a connection whose commits are `synchronous=FULL` (the
-    /// acknowledgement points), set back to NORMAL after.
+    /// acknowledgement points), set back to NORMAL after. PostgreSQL's
+    /// commits are durable as they are.
     pub(super) async fn fully_synced<T>(
         &self,
-        f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> anyhow::Result<T>,
+        f: impl AsyncFnOnce(&mut Conn) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = FULL")
+        if self.dialect != Dialect::Sqlite {
+            return f(&mut conn).await;
+        }
+        query("PRAGMA synchronous = FULL")
             .execute(&mut *conn)
             .await?;
         let result = f(&mut conn).await;
-        sqlx::query("PRAGMA synchronous = NORMAL")
+        query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
             .await?;
         result
@@ -352,11 +366,11 @@ impl Queue {
 
 /// A file's end as recorded: state, format, error, finished time.
 pub(super) async fn record_finish(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut Conn,
     id: i64,
     f: &FileFinish<'_>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
+    query(
         "UPDATE files SET state = ?, format = COALESCE(?, format), error = ?, finished_at = ?, \
          processing_path = NULL, reading = 0, stalls = CASE WHEN ? THEN stalls ELSE 0 END WHERE id = ?",
     )

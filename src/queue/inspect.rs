@@ -1,6 +1,7 @@
 //! Reads for people: per-file progress (`status`), everything known about
 //! one indicator (`why`), and what `retry`/`purge` would change.
 
+use super::sql::{DbRow, query};
 use std::collections::BTreeMap;
 
 use sqlx::Row;
@@ -89,7 +90,7 @@ const JOB_COLUMNS: &str = "j.id, j.owner, j.type, j.value, j.payload, j.state, j
     j.attempts, j.next_attempt_at, j.last_error_class, j.last_http_status, j.last_error, \
     j.file_id, f.path, j.source_line, j.created_at, j.updated_at, j.delivered_at, j.action";
 
-fn job_detail(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<JobDetail> {
+fn job_detail(r: &DbRow) -> anyhow::Result<JobDetail> {
     Ok(JobDetail {
         id: r.get(0),
         owner: r.get(1),
@@ -121,7 +122,7 @@ impl Queue {
     pub async fn retirements(&self, values: &[&str]) -> anyhow::Result<Vec<Retirement>> {
         let mut out = Vec::new();
         for v in values {
-            let rows = sqlx::query(
+            let rows = query(
                 "SELECT owner, type, value, feed, reason, action, retired_at FROM retired \
                  WHERE value = ? ORDER BY owner, type",
             )
@@ -146,7 +147,7 @@ impl Queue {
     async fn reasons(&self, table: &str, file_id: i64) -> anyhow::Result<Vec<(String, u64)>> {
         let sql =
             format!("SELECT what, count FROM {table} WHERE file_id = ? ORDER BY count DESC, what");
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(query(sqlx::AssertSqlSafe(sql))
             .bind(file_id)
             .fetch_all(&self.pool)
             .await?
@@ -161,7 +162,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn file_progress(&self, limit: u64) -> anyhow::Result<Vec<FileProgress>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, path, state, rows_read, rows_queued, rows_rejected, rows_duplicate, error, \
              started_at, finished_at, rows_skipped, rows_filtered FROM files \
              WHERE id IN (SELECT id FROM files ORDER BY id DESC LIMIT ?) OR state = 'processing' \
@@ -191,11 +192,10 @@ impl Queue {
                 started_at: r.get(8),
                 finished_at: r.get(9),
             };
-            for c in
-                sqlx::query("SELECT state, COUNT(*) FROM jobs WHERE file_id = ? GROUP BY state")
-                    .bind(id)
-                    .fetch_all(&self.pool)
-                    .await?
+            for c in query("SELECT state, COUNT(*) FROM jobs WHERE file_id = ? GROUP BY state")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
             {
                 let k = c.get::<i64, _>(1) as u64;
                 match c.get::<String, _>(0).parse::<JobState>()? {
@@ -223,7 +223,7 @@ impl Queue {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs j LEFT JOIN files f ON f.id = j.file_id WHERE j.id = ?"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -243,7 +243,7 @@ impl Queue {
              WHERE j.value IN ({}) ORDER BY j.id DESC LIMIT 20",
             super::value_list("?", values.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = query(sqlx::AssertSqlSafe(sql));
         for v in values {
             q = q.bind(*v);
         }
@@ -263,7 +263,7 @@ impl Queue {
             "SELECT {JOB_COLUMNS} FROM jobs j LEFT JOIN files f ON f.id = j.file_id \
              WHERE j.file_id = ? AND j.source_line = ? ORDER BY j.id"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        query(sqlx::AssertSqlSafe(sql))
             .bind(file_id)
             .bind(line as i64)
             .fetch_all(&self.pool)
@@ -279,7 +279,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn files_named(&self, name: &str) -> anyhow::Result<Vec<(i64, String)>> {
-        Ok(sqlx::query(
+        Ok(query(
             "SELECT id, path FROM files WHERE path = ?1 \
              OR (length(path) > length(?1) AND substr(path, length(path) - length(?1)) = '/' || ?1) \
              ORDER BY id DESC",
@@ -304,7 +304,7 @@ impl Queue {
     ) -> anyhow::Result<Vec<RejectDetail>> {
         let rows = match at {
             Some((file_id, line)) => {
-                sqlx::query(
+                query(
                     "SELECT r.file_id, f.path, r.line, r.input, r.rule, r.reason FROM rejects r \
                      JOIN files f ON f.id = r.file_id WHERE r.file_id = ? AND r.line = ? LIMIT 20",
                 )
@@ -319,7 +319,7 @@ impl Queue {
                      JOIN files f ON f.id = r.file_id WHERE r.input IN ({}) ORDER BY r.id DESC LIMIT 20",
                     super::value_list("?", inputs.len())
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let mut q = query(sqlx::AssertSqlSafe(sql));
                 for v in inputs {
                     q = q.bind(*v);
                 }
@@ -345,7 +345,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn dead_matching(&self, f: &RetryFilter) -> anyhow::Result<BTreeMap<String, u64>> {
-        Ok(sqlx::query(
+        Ok(query(
             "SELECT COALESCE(last_error_class, 'unknown'), COUNT(*) FROM jobs \
              WHERE state = 'dead' AND (?1 IS NULL OR last_error_class = ?1) AND (?2 IS NULL OR owner = ?2) \
              AND (?3 IS NULL OR file_id IN (SELECT id FROM files WHERE path = ?3 \
@@ -367,11 +367,10 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn oldest_pending(&self) -> anyhow::Result<Option<std::time::Duration>> {
-        let oldest: Option<i64> =
-            sqlx::query("SELECT MIN(created_at) FROM jobs WHERE state = 'pending'")
-                .fetch_one(&self.pool)
-                .await?
-                .get(0);
+        let oldest: Option<i64> = query("SELECT MIN(created_at) FROM jobs WHERE state = 'pending'")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
         Ok(oldest.map(|t| std::time::Duration::from_millis((now_ms() - t).max(0) as u64)))
     }
 
@@ -381,7 +380,7 @@ impl Queue {
     /// Database errors.
     pub async fn delivered_before(&self, age: std::time::Duration) -> anyhow::Result<u64> {
         Ok(
-            sqlx::query("SELECT COUNT(*) FROM jobs WHERE state = 'delivered' AND delivered_at < ?")
+            query("SELECT COUNT(*) FROM jobs WHERE state = 'delivered' AND delivered_at < ?")
                 .bind(now_ms() - ms(age))
                 .fetch_one(&self.pool)
                 .await?

@@ -2,8 +2,9 @@
 //! when a snapshot's file finishes (in the transaction that finishes it),
 //! or held for `retire --confirm` by a safeguard.
 
+use super::sql::{Conn, Tx, query};
 use anyhow::Context;
-use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::retire::{Retired, Retiring, queue_retires, start_retiring};
 use super::{NewJob, Queue, now_ms, value_list};
@@ -49,7 +50,7 @@ pub struct HeldSnapshot {
 
 /// Records that a chunk's jobs are held by `feed`, listed by file `file_id`.
 pub(super) async fn hold_members(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     feed: &str,
     file_id: i64,
     jobs: &[NewJob],
@@ -57,7 +58,7 @@ pub(super) async fn hold_members(
 ) -> anyhow::Result<()> {
     // Every feed with members is in `feeds`: the look-ups of who else
     // holds an indicator go feed by feed.
-    sqlx::query("INSERT OR IGNORE INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2)")
+    query("INSERT INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2) ON CONFLICT DO NOTHING")
         .bind(feed)
         .bind(now)
         .execute(&mut **tx)
@@ -71,7 +72,7 @@ pub(super) async fn hold_members(
              generation = excluded.generation, last_seen = excluded.last_seen",
             value_list("(?,?,?)", batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch.len() == ROWS);
+        let mut q = query(AssertSqlSafe(sql)).persistent(batch.len() == ROWS);
         for j in batch {
             q = q
                 .bind(j.owner.as_str())
@@ -92,20 +93,20 @@ pub(super) async fn hold_members(
 /// file's own finishing transaction): what the previous snapshots held and
 /// this one does not is retired, unless a safeguard holds it.
 pub(super) async fn reconcile(
-    tx: &mut SqliteConnection,
+    tx: &mut Conn,
     end: &FeedEnd<'_>,
     file_id: i64,
     failed: Option<&str>,
 ) -> anyhow::Result<Reconciled> {
     let now = now_ms();
-    sqlx::query("INSERT OR IGNORE INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2)")
+    query("INSERT INTO feeds (name, created_at, updated_at) VALUES (?1, ?2, ?2) ON CONFLICT DO NOTHING")
         .bind(end.feed)
         .bind(now)
         .execute(&mut *tx)
         .await?;
     // Its members were recorded under the feed it was read for: a reload
     // that renamed the rule since does not reconcile another feed.
-    let read_for: Option<String> = sqlx::query("SELECT feed FROM files WHERE id = ?")
+    let read_for: Option<String> = query("SELECT feed FROM files WHERE id = ?")
         .bind(file_id)
         .fetch_one(&mut *tx)
         .await?
@@ -113,7 +114,7 @@ pub(super) async fn reconcile(
     if !end.snapshot || read_for.as_deref() != Some(end.feed) {
         return Ok(Reconciled::NotSnapshot);
     }
-    let previous: Option<i64> = sqlx::query("SELECT snapshot_size FROM feeds WHERE name = ?")
+    let previous: Option<i64> = query("SELECT snapshot_size FROM feeds WHERE name = ?")
         .bind(end.feed)
         .fetch_one(&mut *tx)
         .await?
@@ -121,7 +122,7 @@ pub(super) async fn reconcile(
     let (dropped, members) = counts(tx, end.feed, file_id).await?;
     let Some(previous) = previous else {
         // What earlier (failed) files listed is no snapshot's: forgotten.
-        sqlx::query("DELETE FROM feed_members WHERE feed = ? AND generation < ?")
+        query("DELETE FROM feed_members WHERE feed = ? AND generation < ?")
             .bind(end.feed)
             .bind(file_id)
             .execute(&mut *tx)
@@ -130,7 +131,7 @@ pub(super) async fn reconcile(
         return Ok(Reconciled::First { members });
     };
     let (read, rejected): (i64, i64) = {
-        let r = sqlx::query("SELECT rows_read, rows_rejected FROM files WHERE id = ?")
+        let r = query("SELECT rows_read, rows_rejected FROM files WHERE id = ?")
             .bind(file_id)
             .fetch_one(&mut *tx)
             .await?;
@@ -138,7 +139,7 @@ pub(super) async fn reconcile(
     };
     let reason = hold_reason(end, failed, read, rejected, dropped, previous);
     if let Some(reason) = reason {
-        sqlx::query(
+        query(
             "UPDATE feeds SET held_file = ?, held_reason = ?, held_retire = ?, held_at = ?, \
              updated_at = ? WHERE name = ?",
         )
@@ -191,13 +192,10 @@ fn hold_reason(
 }
 
 /// Members of `feed` listed before `file_id` and not by it, and those it listed.
-async fn counts(
-    conn: &mut SqliteConnection,
-    feed: &str,
-    file_id: i64,
-) -> anyhow::Result<(u64, u64)> {
-    let r = sqlx::query(
-        "SELECT COALESCE(SUM(generation < ?1), 0), COALESCE(SUM(generation >= ?1), 0) \
+async fn counts(conn: &mut Conn, feed: &str, file_id: i64) -> anyhow::Result<(u64, u64)> {
+    let r = query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN generation < ?1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN generation >= ?1 THEN 1 ELSE 0 END), 0) AS BIGINT) \
          FROM feed_members WHERE feed = ?2",
     )
     .bind(file_id)
@@ -208,12 +206,12 @@ async fn counts(
 }
 
 async fn set_snapshot(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     feed: &str,
     file_id: i64,
     members: u64,
 ) -> anyhow::Result<()> {
-    sqlx::query(
+    query(
         "UPDATE feeds SET snapshot_file = ?, snapshot_size = ?, held_file = NULL, held_reason = NULL, \
          held_retire = NULL, held_at = NULL, updated_at = ? WHERE name = ?",
     )
@@ -228,22 +226,22 @@ async fn set_snapshot(
 
 /// Retires the members of `feed` that file `file_id` did not list.
 async fn retire_dropped(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     feed: &str,
     retiring: Retiring<'_>,
     file_id: i64,
     reason: &str,
 ) -> anyhow::Result<Retired> {
     start_retiring(conn).await?;
-    sqlx::query(
-        "INSERT INTO temp.retiring (owner, type, value) \
+    query(
+        "INSERT INTO retiring (owner, type, value) \
          SELECT owner, type, value FROM feed_members WHERE feed = ? AND generation < ?",
     )
     .bind(feed)
     .bind(file_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM feed_members WHERE feed = ? AND generation < ?")
+    query("DELETE FROM feed_members WHERE feed = ? AND generation < ?")
         .bind(feed)
         .bind(file_id)
         .execute(&mut *conn)
@@ -265,12 +263,12 @@ impl Queue {
         end: &FeedEnd<'_>,
     ) -> anyhow::Result<Reconciled> {
         self.fully_synced(async |conn| {
-            let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
+            let mut tx = sqlx::Connection::begin_with(conn, self.dialect.begin_write()).await?;
             super::files::record_finish(&mut tx, id, &finish).await?;
             let failed =
                 (finish.state != super::FileState::Done).then(|| finish.error.unwrap_or("failed"));
             let r = reconcile(&mut tx, end, id, failed).await?;
-            sqlx::query(
+            query(
                 "UPDATE feeds SET members = (SELECT COUNT(*) FROM feed_members m \
                  WHERE m.feed = feeds.name) WHERE name = ?",
             )
@@ -297,7 +295,7 @@ impl Queue {
         retiring: Retiring<'_>,
     ) -> anyhow::Result<Option<Retired>> {
         let mut tx = self.begin_write().await?;
-        let held: Option<i64> = sqlx::query("SELECT held_file FROM feeds WHERE name = ?")
+        let held: Option<i64> = query("SELECT held_file FROM feeds WHERE name = ?")
             .bind(feed)
             .fetch_optional(&mut *tx)
             .await?
@@ -325,14 +323,14 @@ impl Queue {
     ) -> anyhow::Result<(Vec<(String, String, String)>, u64)> {
         let sql = "FROM feed_members m, feeds f WHERE f.name = ?1 AND m.feed = f.name \
              AND m.generation < f.held_file AND NOT EXISTS (SELECT 1 FROM feed_members o \
-             WHERE o.feed IN (SELECT name FROM feeds WHERE configured AND name != ?1) \
+             WHERE o.feed IN (SELECT name FROM feeds WHERE configured != 0 AND name != ?1) \
              AND o.owner = m.owner AND o.type = m.type AND o.value = m.value)";
-        let total: i64 = sqlx::query(AssertSqlSafe(format!("SELECT COUNT(*) {sql}")))
+        let total: i64 = query(AssertSqlSafe(format!("SELECT COUNT(*) {sql}")))
             .bind(feed)
             .fetch_one(&self.pool)
             .await?
             .get(0);
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT m.owner, m.type, m.value {sql} ORDER BY m.owner, m.type, m.value LIMIT ?2"
         )))
         .bind(feed)

@@ -14,6 +14,8 @@
 mod batch;
 mod chunk;
 mod claim;
+mod cluster;
+mod copy;
 mod due;
 mod external;
 mod feeds;
@@ -27,17 +29,20 @@ mod page;
 mod reports;
 mod retire;
 mod sources;
+mod sql;
+mod target;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::AnyPool;
+
+pub use sql::Dialect;
+pub use target::{PgTarget, Target};
 
 pub use batch::{BatchCandidate, BatchJob, BatchOutcome, BatchState};
+pub use cluster::{DaemonRow, LIVE_WITHIN, Member, hostname};
 pub use feeds::{FeedHealth, FeedOwner, FeedState};
 pub use inspect::{FileProgress, JobDetail, RejectDetail};
 pub use lifecycle::{FeedEnd, HeldSnapshot, Reconciled};
@@ -75,8 +80,14 @@ fn value_list(one: &str, n: usize) -> String {
 /// The queue database.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    dialect: Dialect,
+    /// The SQLite file, or the PostgreSQL URL without its password.
+    location: String,
+    path: Option<PathBuf>,
+    /// This host's name: each daemon resumes and cleans up only the files
+    /// it took (`files.host`).
+    host: std::sync::Arc<str>,
     /// Delivery's writes (claims, results, lease renewals) take turns here
     /// rather than in SQLite's busy handler, which sleeps whole
     /// milliseconds: the writer's group commits then wait only as long as
@@ -85,68 +96,58 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Opens (creating if needed) the queue and applies migrations.
+    /// Opens (creating if needed) the SQLite queue at `path` and applies
+    /// migrations.
     ///
     /// # Errors
     /// When the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .expect("static URL")
-            .filename(path)
-            .create_if_missing(true)
-            // Set before the first table exists (later it is a no-op):
-            // bigger pages make shallower indexes and fewer WAL frames.
-            .page_size(16384)
-            .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL for the bulk of commits (chunks of rows, batches of
-            // results): in WAL mode a power loss can only roll back the
-            // newest commits, never corrupt. Where something is acknowledged
-            // (a file leaves processing/) `file_finish` commits with FULL,
-            // which syncs the WAL and with it every commit before it. A chunk
-            // lost before that point is lost together with the file's
-            // progress, so the resumed file reads those rows again.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            // 16 MiB of page cache per connection: the indexes a big file
-            // touches stay in memory, and the daemon's memory stays bounded.
-            .pragma("cache_size", "-16384")
-            // Checkpoint every ~40 MB of WAL rather than every 4 MB: a big
-            // file's chunks are copied into the database in fewer passes.
-            .pragma("wal_autocheckpoint", "10000")
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(opts)
-            .await
-            .with_context(|| format!("opening queue database {}", path.display()))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .with_context(|| format!("migrating queue database {}", path.display()))?;
+        Self::connect(&Target::Sqlite(path.to_path_buf())).await
+    }
+
+    /// Opens the queue `target` names (a SQLite file is created if
+    /// needed) and applies migrations.
+    ///
+    /// # Errors
+    /// When the database cannot be reached, opened or migrated.
+    pub async fn connect(target: &Target) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (pool, dialect) = match target {
+            Target::Sqlite(path) => (target::open_sqlite(path).await?, Dialect::Sqlite),
+            Target::Postgres(pg) => (target::open_postgres(pg).await?, Dialect::Postgres),
+        };
         Ok(Self {
             pool,
-            path: path.to_path_buf(),
+            dialect,
+            location: target.to_string(),
+            path: match target {
+                Target::Sqlite(p) => Some(p.clone()),
+                Target::Postgres(_) => None,
+            },
+            host: cluster::hostname().into(),
             write_gate: Default::default(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file (none for PostgreSQL).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
-    /// A write transaction, taking the write lock at BEGIN. A deferred one
-    /// that reads first fails at once with SQLITE_BUSY_SNAPSHOT when another
-    /// connection wrote in between (the busy timeout cannot help there).
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    /// Where the queue is, for people: the SQLite file, or the PostgreSQL
+    /// URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A write transaction (see [`Dialect::begin_write`]).
+    pub(crate) async fn begin_write(&self) -> anyhow::Result<sql::Tx> {
         self.pool
-            .begin_with("BEGIN IMMEDIATE")
+            .begin_with(self.dialect.begin_write())
             .await
             .context("starting a queue transaction")
     }
@@ -157,6 +158,9 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn checkpoint(&self) -> anyhow::Result<()> {
+        if self.dialect != Dialect::Sqlite {
+            return Ok(());
+        }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await?;

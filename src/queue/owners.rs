@@ -1,5 +1,6 @@
 //! Held owners, the pause and the heartbeat the daemon leaves for `status`.
 
+use super::sql::query;
 use sqlx::Row;
 
 use super::{ErrorClass, HeldOwner, Pause, Queue, now_ms};
@@ -17,8 +18,9 @@ impl Queue {
     ) -> anyhow::Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let new = sqlx::query(
-            "INSERT OR IGNORE INTO held_owners (owner, class, reason, held_at) VALUES (?, ?, ?, ?)",
+        let new = query(
+            "INSERT INTO held_owners (owner, class, reason, held_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(owner)
         .bind(class.as_str())
@@ -28,7 +30,7 @@ impl Queue {
         .await?
         .rows_affected()
             > 0;
-        sqlx::query(
+        query(
             "UPDATE jobs SET state = 'held', updated_at = ? WHERE owner = ? AND state = 'pending'",
         )
         .bind(now)
@@ -46,11 +48,11 @@ impl Queue {
     pub async fn release_owner(&self, owner: &str) -> anyhow::Result<u64> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM held_owners WHERE owner = ?")
+        query("DELETE FROM held_owners WHERE owner = ?")
             .bind(owner)
             .execute(&mut *tx)
             .await?;
-        let n = sqlx::query(
+        let n = query(
             "UPDATE jobs SET state = 'pending', next_attempt_at = ?, updated_at = ? WHERE owner = ? AND state = 'held'",
         )
         .bind(now)
@@ -66,10 +68,9 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn held_owners(&self) -> anyhow::Result<Vec<HeldOwner>> {
-        let rows =
-            sqlx::query("SELECT owner, class, reason, held_at FROM held_owners ORDER BY owner")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = query("SELECT owner, class, reason, held_at FROM held_owners ORDER BY owner")
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| HeldOwner {
@@ -89,11 +90,10 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn owners_with_work(&self) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT owner FROM jobs WHERE state IN ('pending', 'leased', 'held')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            query("SELECT DISTINCT owner FROM jobs WHERE state IN ('pending', 'leased', 'held')")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -129,7 +129,7 @@ impl Queue {
     pub(super) async fn set_state(&self, key: &str, value: Option<String>) -> anyhow::Result<()> {
         match value {
             Some(v) => {
-                sqlx::query(
+                query(
                     "INSERT INTO daemon_state (key, value, updated_at) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3",
                 )
@@ -140,7 +140,7 @@ impl Queue {
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM daemon_state WHERE key = ?")
+                query("DELETE FROM daemon_state WHERE key = ?")
                     .bind(key)
                     .execute(&self.pool)
                     .await?;
@@ -150,7 +150,7 @@ impl Queue {
     }
 
     pub(super) async fn get_state(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query("SELECT value FROM daemon_state WHERE key = ?")
+        Ok(query("SELECT value FROM daemon_state WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?

@@ -2,6 +2,7 @@
 //! queue of millions (counts through the partial indexes, the newest few
 //! rejects and dead letters, deliveries per hour from `delivery_hours`).
 
+use super::sql::query;
 use sqlx::Row;
 
 use super::{ErrorClass, Queue, Stats, now_ms};
@@ -50,12 +51,12 @@ impl Queue {
             delivered_last_hour: counts.delivered_since,
             ..Stats::default()
         };
-        s.delivered_last_minute = sqlx::query("SELECT COUNT(*) FROM jobs WHERE delivered_at >= ?")
+        s.delivered_last_minute = query("SELECT COUNT(*) FROM jobs WHERE delivered_at >= ?")
             .bind(now - 60_000)
             .fetch_one(&self.pool)
             .await?
             .get::<i64, _>(0) as u64;
-        for r in sqlx::query(
+        for r in query(
             "SELECT COALESCE(last_error_class, 'unknown'), COUNT(*) FROM jobs WHERE state = 'dead' GROUP BY 1",
         )
         .fetch_all(&self.pool)
@@ -73,14 +74,25 @@ impl Queue {
         Ok(s)
     }
 
-    /// Adds the jobs delivered in `[from, to)` (Unix ms) to the hour of
-    /// `to`, and forgets hours older than two days.
+    /// Adds the jobs delivered since the last count (its time kept in the
+    /// queue, so that whichever daemon counts next goes on from it) up to
+    /// `to` (Unix ms) to the hour of `to`, and forgets hours older than two
+    /// days. The first count only starts the clock.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn count_deliveries(&self, from: i64, to: i64) -> anyhow::Result<()> {
+    pub async fn count_deliveries(&self, to: i64) -> anyhow::Result<()> {
+        const KEY: &str = "deliveries_counted_to";
+        let from = self
+            .get_state(KEY)
+            .await?
+            .and_then(|v| v.parse::<i64>().ok());
+        self.set_state(KEY, Some(to.to_string())).await?;
+        let Some(from) = from.filter(|f| *f < to) else {
+            return Ok(());
+        };
         let n: i64 =
-            sqlx::query("SELECT COUNT(*) FROM jobs WHERE delivered_at >= ? AND delivered_at < ?")
+            query("SELECT COUNT(*) FROM jobs WHERE delivered_at >= ? AND delivered_at < ?")
                 .bind(from)
                 .bind(to)
                 .fetch_one(&self.pool)
@@ -88,16 +100,16 @@ impl Queue {
                 .get(0);
         let mut tx = self.begin_write().await?;
         if n > 0 {
-            sqlx::query(
+            query(
                 "INSERT INTO delivery_hours (hour, delivered) VALUES (?, ?) \
-                 ON CONFLICT (hour) DO UPDATE SET delivered = delivered + excluded.delivered",
+                 ON CONFLICT (hour) DO UPDATE SET delivered = delivery_hours.delivered + excluded.delivered",
             )
             .bind(to / HOUR)
             .bind(n)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM delivery_hours WHERE hour < ?")
+        query("DELETE FROM delivery_hours WHERE hour < ?")
             .bind(to / HOUR - 48)
             .execute(&mut *tx)
             .await?;
@@ -113,12 +125,11 @@ impl Queue {
     pub async fn delivery_history(&self, now: i64, hours: i64) -> anyhow::Result<Vec<u64>> {
         let last = now / HOUR;
         let mut out = vec![0; usize::try_from(hours).unwrap_or(0)];
-        for r in
-            sqlx::query("SELECT hour, delivered FROM delivery_hours WHERE hour > ? AND hour <= ?")
-                .bind(last - hours)
-                .bind(last)
-                .fetch_all(&self.pool)
-                .await?
+        for r in query("SELECT hour, delivered FROM delivery_hours WHERE hour > ? AND hour <= ?")
+            .bind(last - hours)
+            .bind(last)
+            .fetch_all(&self.pool)
+            .await?
         {
             let at = (r.get::<i64, _>(0) - (last - hours) - 1) as usize;
             if let Some(slot) = out.get_mut(at) {
@@ -139,19 +150,21 @@ impl Queue {
         dead_every: i64,
     ) -> anyhow::Result<()> {
         let now = now_ms();
-        sqlx::query("UPDATE jobs SET state = 'delivered', delivered_at = ? WHERE id % ? = 0")
+        query("UPDATE jobs SET state = 'delivered', delivered_at = ? WHERE id % ? = 0")
             .bind(now)
             .bind(delivered_every)
             .execute(&self.pool)
             .await?;
-        sqlx::query(
+        query(
             "UPDATE jobs SET state = 'dead', last_error_class = 'validation', \
              last_error = 'Please enter a valid Host' WHERE id % ? = 1",
         )
         .bind(dead_every)
         .execute(&self.pool)
         .await?;
-        self.count_deliveries(now - HOUR, now + 1).await
+        self.set_state("deliveries_counted_to", Some((now - HOUR).to_string()))
+            .await?;
+        self.count_deliveries(now + 1).await
     }
 
     /// The newest `limit` dead letters.
@@ -159,7 +172,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn latest_dead(&self, limit: u32) -> anyhow::Result<Vec<DeadLetter>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT j.id, j.action, j.owner, j.type, j.value, j.last_error_class, j.last_error, \
              f.path, j.source_line, j.updated_at FROM jobs j LEFT JOIN files f ON f.id = j.file_id \
              WHERE j.state = 'dead' ORDER BY j.updated_at DESC LIMIT ?",
@@ -189,7 +202,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn latest_rejects(&self, limit: u32) -> anyhow::Result<Vec<RecentReject>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT f.path, r.line, r.rule, r.reason FROM rejects r JOIN files f ON f.id = r.file_id \
              ORDER BY r.id DESC LIMIT ?",
         )

@@ -1,5 +1,6 @@
 //! Counts and reports for `status`, `run --once` and maintenance: requeue and prune.
 
+use super::sql::query;
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Row};
@@ -18,7 +19,7 @@ impl Queue {
     /// Database errors.
     pub async fn requeue_dead(&self, f: &RetryFilter) -> anyhow::Result<u64> {
         let now = now_ms();
-        Ok(sqlx::query(
+        Ok(query(
             "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1 \
              WHERE state = 'dead' AND (?2 IS NULL OR last_error_class = ?2) AND (?3 IS NULL OR owner = ?3) \
              AND (?4 IS NULL OR file_id IN (SELECT id FROM files WHERE path = ?4 \
@@ -39,7 +40,7 @@ impl Queue {
     /// Database errors.
     pub async fn prune_delivered(&self, age: Duration) -> anyhow::Result<u64> {
         Ok(
-            sqlx::query("DELETE FROM jobs WHERE state = 'delivered' AND delivered_at < ?")
+            query("DELETE FROM jobs WHERE state = 'delivered' AND delivered_at < ?")
                 .bind(now_ms() - ms(age))
                 .execute(&self.pool)
                 .await?
@@ -54,7 +55,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn prune_rejects(&self, age: Duration) -> anyhow::Result<u64> {
-        Ok(sqlx::query(
+        Ok(query(
             "DELETE FROM rejects WHERE file_id IN (SELECT id FROM files WHERE finished_at < ?)",
         )
         .bind(now_ms() - ms(age))
@@ -71,16 +72,16 @@ impl Queue {
     pub async fn outstanding(&self) -> anyhow::Result<Outstanding> {
         // One statement reads one snapshot; each part is one probe of its
         // partial index (`run --once` asks every 100 ms).
-        let row = sqlx::query(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'leased') \
-               OR EXISTS (SELECT 1 FROM jobs WHERE state = 'batched'), \
+        let row = query(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE state = 'leased') \
+               OR EXISTS (SELECT 1 FROM jobs WHERE state = 'batched') THEN 1 ELSE 0 END, \
                (SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' \
                 AND owner NOT IN (SELECT owner FROM held_owners))",
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(Outstanding {
-            in_flight: row.get::<bool, _>(0),
+            in_flight: row.get::<i64, _>(0) != 0,
             next_due: row.get(1),
         })
     }
@@ -94,7 +95,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn state_counts(&self, since_ms: i64) -> anyhow::Result<StateCounts> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT \
                (SELECT COUNT(*) FROM jobs WHERE state = 'pending'), \
                (SELECT COUNT(*) FROM jobs WHERE state = 'leased'), \
@@ -123,11 +124,10 @@ impl Queue {
     /// Database errors.
     pub async fn stats(&self) -> anyhow::Result<Stats> {
         let mut s = Stats::default();
-        let rows = sqlx::query(
-            "SELECT state, owner, type, COUNT(*) FROM jobs GROUP BY state, owner, type",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            query("SELECT state, owner, type, COUNT(*) FROM jobs GROUP BY state, owner, type")
+                .fetch_all(&self.pool)
+                .await?;
         for r in &rows {
             let (state, owner, kind, n): (String, String, String, i64) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
@@ -141,7 +141,7 @@ impl Queue {
                 .or_default() += n;
             *s.by_type.entry(kind).or_default().entry(state).or_default() += n;
         }
-        for r in sqlx::query("SELECT COALESCE(last_error_class, 'unknown'), COUNT(*) FROM jobs WHERE state = 'dead' GROUP BY 1")
+        for r in query("SELECT COALESCE(last_error_class, 'unknown'), COUNT(*) FROM jobs WHERE state = 'dead' GROUP BY 1")
             .fetch_all(&self.pool)
             .await?
         {
@@ -150,14 +150,14 @@ impl Queue {
         s.held_owners = self.held_owners().await?;
         s.pause = self.pause().await?;
         let now = now_ms();
-        let oldest: Option<i64> =
-            sqlx::query("SELECT MIN(created_at) FROM jobs WHERE state = 'pending'")
-                .fetch_one(&self.pool)
-                .await?
-                .get(0);
+        let oldest: Option<i64> = query("SELECT MIN(created_at) FROM jobs WHERE state = 'pending'")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
         s.oldest_pending_secs = oldest.map(|t| ((now - t).max(0) / 1000) as u64);
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(delivered_at >= ?1), 0), COUNT(*) FROM jobs WHERE delivered_at >= ?2",
+        let row = query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN delivered_at >= ?1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             COUNT(*) FROM jobs WHERE delivered_at >= ?2",
         )
         .bind(now - 60_000)
         .bind(now - 3_600_000)
@@ -165,8 +165,8 @@ impl Queue {
         .await?;
         s.delivered_last_minute = row.get::<i64, _>(0) as u64;
         s.delivered_last_hour = row.get::<i64, _>(1) as u64;
-        for r in sqlx::query(
-            "SELECT state, COUNT(*), COALESCE(SUM(rows_rejected), 0) FROM files GROUP BY state",
+        for r in query(
+            "SELECT state, COUNT(*), CAST(COALESCE(SUM(rows_rejected), 0) AS BIGINT) FROM files GROUP BY state",
         )
         .fetch_all(&self.pool)
         .await?
@@ -188,7 +188,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn jobs_in_state(&self, state: JobState) -> anyhow::Result<Vec<JobRow>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, owner, type, value, steps_done, attempts, last_error_class, last_http_status, last_error \
              FROM jobs WHERE state = ? ORDER BY id",
         )
@@ -219,7 +219,7 @@ impl Queue {
     /// Database errors.
     pub async fn count(&self, state: Option<JobState>) -> anyhow::Result<u64> {
         Ok(
-            sqlx::query("SELECT COUNT(*) FROM jobs WHERE ?1 IS NULL OR state = ?1")
+            query("SELECT COUNT(*) FROM jobs WHERE ?1 IS NULL OR state = ?1")
                 .bind(state.map(JobState::as_str))
                 .fetch_one(&self.pool)
                 .await?
@@ -241,7 +241,7 @@ impl Queue {
         after: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<(i64, String, String)>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let rows = query(AssertSqlSafe(format!(
             "SELECT id, type, value FROM jobs WHERE id > ? AND state IN ('pending', 'held') \
              AND {FRESH} ORDER BY id LIMIT ?"
         )))
@@ -264,7 +264,7 @@ impl Queue {
         let mut tx = self.begin_write().await?;
         let mut n = 0;
         for id in ids {
-            n += sqlx::query(AssertSqlSafe(format!(
+            n += query(AssertSqlSafe(format!(
                 "DELETE FROM jobs WHERE id = ? AND state IN ('pending', 'held') AND {FRESH}"
             )))
             .bind(id)

@@ -3,10 +3,11 @@
 //! source withdrew), left alone where another feed of the owner still
 //! holds them; and indicators that come back after a retirement.
 
+use super::sql::{Conn, Tx, query};
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
-use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{NewJob, Queue, now_ms, value_list};
 use crate::names::JobAction;
@@ -54,16 +55,14 @@ pub struct Retired {
 }
 
 /// The temporary table of indicators about to be retired (per connection).
-pub(super) async fn start_retiring(conn: &mut SqliteConnection) -> anyhow::Result<()> {
-    sqlx::query(
+pub(super) async fn start_retiring(conn: &mut Conn) -> anyhow::Result<()> {
+    query(
         "CREATE TEMP TABLE IF NOT EXISTS retiring (owner TEXT NOT NULL, type TEXT NOT NULL, \
-         value TEXT NOT NULL, PRIMARY KEY (owner, type, value)) WITHOUT ROWID",
+         value TEXT NOT NULL, PRIMARY KEY (owner, type, value))",
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM temp.retiring")
-        .execute(&mut *conn)
-        .await?;
+    query("DELETE FROM retiring").execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -73,17 +72,18 @@ pub(super) async fn start_retiring(conn: &mut SqliteConnection) -> anyhow::Resul
 /// waits as long: each call lands after the other.
 pub const IN_FLIGHT_DEFER: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// The waiting creates of the indicators in `temp.retiring`, read state by
+/// The waiting creates of the indicators in `retiring`, read state by
 /// state through the partial indexes: `started` (in flight: leased, in a
 /// batch job, or a call done or of unknown outcome), and the rest, `of
 /// feed` when they came from a file of `feed`.
 const CREATES: &str = "SELECT j.id, j.owner, j.type, j.value, \
-     (j.state IN ('leased', 'batched') OR j.steps_done > 0 OR j.call_uncertain != 0) AS started, \
-     (j.file_id IN (SELECT id FROM files WHERE feed = ?1)) AS of_feed \
-     FROM jobs j JOIN temp.retiring r ON r.owner = j.owner AND r.type = j.type AND r.value = j.value \
+     CASE WHEN j.state IN ('leased', 'batched') OR j.steps_done > 0 OR j.call_uncertain != 0 \
+       THEN 1 ELSE 0 END AS started, \
+     CASE WHEN j.file_id IN (SELECT id FROM files WHERE feed = ?1) THEN 1 ELSE 0 END AS of_feed \
+     FROM jobs j JOIN retiring r ON r.owner = j.owner AND r.type = j.type AND r.value = j.value \
      WHERE j.action = 'create' AND j.state = ";
 
-/// Queues a retire job for each indicator in `temp.retiring` (`feed`: the
+/// Queues a retire job for each indicator in `retiring` (`feed`: the
 /// one retiring it, `None`: a source's withdrawal or expiry), except:
 /// - one already retired, or being retired (`retired`);
 /// - one another configured named feed of its owner holds (`kept`);
@@ -94,21 +94,21 @@ const CREATES: &str = "SELECT j.id, j.owner, j.type, j.value, \
 /// is superseded: deleted (`superseded`). One in flight delays the retire
 /// job by [`IN_FLIGHT_DEFER`]. The rest are recorded in `retired`.
 pub(super) async fn queue_retires(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     feed: Option<&str>,
     retiring: Retiring<'_>,
     reason: &str,
     file_id: Option<i64>,
 ) -> anyhow::Result<Retired> {
-    sqlx::query(
-        "DELETE FROM temp.retiring AS r WHERE EXISTS (SELECT 1 FROM retired x \
+    query(
+        "DELETE FROM retiring AS r WHERE EXISTS (SELECT 1 FROM retired x \
          WHERE x.owner = r.owner AND x.type = r.type AND x.value = r.value)",
     )
     .execute(&mut *conn)
     .await?;
-    let mut kept = sqlx::query(
-        "DELETE FROM temp.retiring AS r WHERE EXISTS (SELECT 1 FROM feed_members m \
-         WHERE m.feed IN (SELECT name FROM feeds WHERE configured AND (?1 IS NULL OR name != ?1)) \
+    let mut kept = query(
+        "DELETE FROM retiring AS r WHERE EXISTS (SELECT 1 FROM feed_members m \
+         WHERE m.feed IN (SELECT name FROM feeds WHERE configured != 0 AND (?1 IS NULL OR name != ?1)) \
          AND m.owner = r.owner AND m.type = r.type AND m.value = r.value)",
     )
     .bind(feed)
@@ -119,12 +119,12 @@ pub(super) async fn queue_retires(
     let (listed_again, superseded, deferred) = settle_waiting_creates(conn, feed).await?;
     kept += listed_again;
     let now = now_ms();
-    let queued = sqlx::query(
+    let queued = query(
         "INSERT INTO jobs (owner, type, value, payload, action, state, file_id, \
          next_attempt_at, created_at, updated_at) \
          SELECT owner, type, value, ?1, ?2, \
          CASE WHEN owner IN (SELECT owner FROM held_owners) THEN 'held' ELSE 'pending' END, \
-         ?3, ?4, ?4, ?4 FROM temp.retiring",
+         ?3, ?4, ?4, ?4 FROM retiring",
     )
     .bind(retiring.payload())
     .bind(retiring.action.as_str())
@@ -135,7 +135,7 @@ pub(super) async fn queue_retires(
     .context("queuing retire jobs")?
     .rows_affected();
     for (owner, kind, value) in &deferred {
-        sqlx::query(
+        query(
             "UPDATE jobs SET next_attempt_at = ? WHERE action != 'create' AND state = 'pending' \
              AND owner = ? AND type = ? AND value = ?",
         )
@@ -146,9 +146,11 @@ pub(super) async fn queue_retires(
         .execute(&mut *conn)
         .await?;
     }
-    sqlx::query(
-        "INSERT OR REPLACE INTO retired (owner, type, value, feed, reason, action, retired_at) \
-         SELECT owner, type, value, ?, ?, ?, ? FROM temp.retiring",
+    query(
+        "INSERT INTO retired (owner, type, value, feed, reason, action, retired_at) \
+         SELECT owner, type, value, ?, ?, ?, ? FROM retiring WHERE true \
+         ON CONFLICT (owner, type, value) DO UPDATE SET feed = excluded.feed, \
+         reason = excluded.reason, action = excluded.action, retired_at = excluded.retired_at",
     )
     .bind(feed)
     .bind(reason)
@@ -156,9 +158,9 @@ pub(super) async fn queue_retires(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    query(
         "DELETE FROM expiries WHERE (owner, type, value) IN \
-         (SELECT owner, type, value FROM temp.retiring)",
+         (SELECT owner, type, value FROM retiring)",
     )
     .execute(&mut *conn)
     .await?;
@@ -169,12 +171,12 @@ pub(super) async fn queue_retires(
     })
 }
 
-/// The creates waiting for the indicators in `temp.retiring`: one from
+/// The creates waiting for the indicators in `retiring`: one from
 /// another file takes its indicator out (a source listed it again: the
 /// first count); one of `feed`'s files, nothing of it sent, is deleted
 /// (the second); one in flight makes its retire job wait (the set).
 async fn settle_waiting_creates(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     feed: Option<&str>,
 ) -> anyhow::Result<(u64, u64, HashSet<(String, String, String)>)> {
     let (mut listed_again, mut superseded) = (0, 0);
@@ -183,14 +185,14 @@ async fn settle_waiting_creates(
         if w.started {
             deferred.insert((w.owner, w.kind, w.value));
         } else if w.of_feed {
-            superseded += sqlx::query("DELETE FROM jobs WHERE id = ?")
+            superseded += query("DELETE FROM jobs WHERE id = ?")
                 .bind(w.id)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
         } else {
             listed_again +=
-                sqlx::query("DELETE FROM temp.retiring WHERE owner = ? AND type = ? AND value = ?")
+                query("DELETE FROM retiring WHERE owner = ? AND type = ? AND value = ?")
                     .bind(w.owner)
                     .bind(w.kind)
                     .bind(w.value)
@@ -212,16 +214,16 @@ struct WaitingCreate {
     of_feed: bool,
 }
 
-/// The creates waiting for the indicators in `temp.retiring`, one state at
+/// The creates waiting for the indicators in `retiring`, one state at
 /// a time (each a scan of that state's partial index: the backlog, never
 /// the delivered jobs).
 async fn waiting_creates(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     feed: Option<&str>,
 ) -> anyhow::Result<Vec<WaitingCreate>> {
     let mut out = Vec::new();
     for state in ["'pending'", "'held'", "'leased'", "'batched'"] {
-        let rows = sqlx::query(AssertSqlSafe(format!("{CREATES}{state}")))
+        let rows = query(AssertSqlSafe(format!("{CREATES}{state}")))
             .bind(feed)
             .fetch_all(&mut *conn)
             .await
@@ -231,8 +233,8 @@ async fn waiting_creates(
             owner: r.get(1),
             kind: r.get(2),
             value: r.get(3),
-            started: r.get(4),
-            of_feed: r.get::<Option<bool>, _>(5).unwrap_or(false),
+            started: r.get::<i64, _>(4) != 0,
+            of_feed: r.get::<i64, _>(5) != 0,
         }));
     }
     Ok(out)
@@ -242,15 +244,15 @@ async fn waiting_creates(
 /// with how: they come back. Costs one probe when nothing was ever
 /// retired.
 pub(super) async fn coming_back(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     jobs: &[NewJob],
 ) -> anyhow::Result<HashMap<usize, JobAction>> {
     let mut back = HashMap::new();
-    let any: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM retired)")
+    let any: i64 = query("SELECT CASE WHEN EXISTS (SELECT 1 FROM retired) THEN 1 ELSE 0 END")
         .fetch_one(&mut **tx)
         .await?
         .get(0);
-    if !any {
+    if any == 0 {
         return Ok(back);
     }
     for (n, batch) in jobs.chunks(ROWS).enumerate() {
@@ -259,7 +261,7 @@ pub(super) async fn coming_back(
              ON r.owner = v.column1 AND r.type = v.column2 AND r.value = v.column3",
             value_list("(?,?,?,?)", batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        let mut q = query(AssertSqlSafe(sql)).persistent(false);
         for (i, j) in batch.iter().enumerate() {
             q = q
                 .bind(j.owner.as_str())
@@ -281,7 +283,7 @@ pub(super) async fn coming_back(
 /// (its row is gone), while the create waits [`IN_FLIGHT_DEFER`] so that
 /// it lands after that call.
 pub(super) async fn brought_back(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     jobs: &[NewJob],
     file_id: Option<i64>,
 ) -> anyhow::Result<()> {
@@ -292,18 +294,19 @@ pub(super) async fn brought_back(
             j.indicator.kind().tc_name(),
             j.indicator.summary(),
         );
-        let bind = |sql| sqlx::query(sql).bind(key.0).bind(key.1).bind(key.2);
+        let bind = |sql| query(sql).bind(key.0).bind(key.1).bind(key.2);
         bind("DELETE FROM retired WHERE owner = ? AND type = ? AND value = ?")
             .execute(&mut **tx)
             .await?;
         let in_flight = bind(
             "DELETE FROM jobs WHERE action != 'create' AND state != 'delivered' \
-             AND owner = ? AND type = ? AND value = ? RETURNING state = 'leased'",
+             AND owner = ? AND type = ? AND value = ? \
+             RETURNING CASE WHEN state = 'leased' THEN 1 ELSE 0 END",
         )
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .any(|r| r.get::<bool, _>(0));
+        .any(|r| r.get::<i64, _>(0) != 0);
         if in_flight {
             bind(
                 "UPDATE jobs SET next_attempt_at = ?4 WHERE action = 'create' AND state = 'pending' \
@@ -320,7 +323,7 @@ pub(super) async fn brought_back(
 
 /// Records when the source says the chunk's indicators stop being valid.
 pub(super) async fn record_expiries(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     jobs: &[NewJob],
     feed: Option<&str>,
 ) -> anyhow::Result<()> {
@@ -328,7 +331,7 @@ pub(super) async fn record_expiries(
         let Some(at) = j.payload.external_expires.as_deref().and_then(unix_ms) else {
             continue;
         };
-        sqlx::query(
+        query(
             "INSERT INTO expiries (owner, type, value, expires_at, feed) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (owner, type, value) DO UPDATE SET expires_at = excluded.expires_at, \
              feed = excluded.feed",
@@ -354,7 +357,7 @@ fn unix_ms(s: &str) -> Option<i64> {
 /// Retires what the source withdrew (a revoked STIX object, a deleted
 /// MISP attribute, an expired one): the indicators its ids gave.
 pub(super) async fn withdraw(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx,
     external_ids: &[String],
     feed: Option<&str>,
     retiring: Retiring<'_>,
@@ -367,12 +370,13 @@ pub(super) async fn withdraw(
     for batch in external_ids.chunks(ROWS) {
         // Only the file's owner's: an object is one indicator per owner.
         let sql = format!(
-            "INSERT OR IGNORE INTO temp.retiring (owner, type, value) \
+            "INSERT INTO retiring (owner, type, value) \
              SELECT owner, type, value FROM external_ids WHERE external_id IN ({}) \
-             AND (? IS NULL OR owner = (SELECT owner FROM files WHERE id = ?))",
+             AND (? IS NULL OR owner = (SELECT owner FROM files WHERE id = ?)) \
+             ON CONFLICT DO NOTHING",
             value_list("?", batch.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        let mut q = query(AssertSqlSafe(sql)).persistent(false);
         for id in batch {
             q = q.bind(id.as_str());
         }
@@ -383,15 +387,12 @@ pub(super) async fn withdraw(
     queue_retires(tx, feed, retiring, "withdrawn", file_id).await
 }
 
-/// `feed` no longer holds the indicators in `temp.retiring`.
-pub(super) async fn forget_members(
-    conn: &mut SqliteConnection,
-    feed: Option<&str>,
-) -> anyhow::Result<()> {
+/// `feed` no longer holds the indicators in `retiring`.
+pub(super) async fn forget_members(conn: &mut Conn, feed: Option<&str>) -> anyhow::Result<()> {
     if let Some(feed) = feed {
-        sqlx::query(
+        query(
             "DELETE FROM feed_members WHERE feed = ? AND (owner, type, value) IN \
-             (SELECT owner, type, value FROM temp.retiring)",
+             (SELECT owner, type, value FROM retiring)",
         )
         .bind(feed)
         .execute(&mut *conn)
@@ -414,8 +415,8 @@ impl Queue {
     ) -> anyhow::Result<Retired> {
         let mut tx = self.begin_write().await?;
         start_retiring(&mut tx).await?;
-        sqlx::query(
-            "INSERT INTO temp.retiring (owner, type, value) \
+        query(
+            "INSERT INTO retiring (owner, type, value) \
              SELECT owner, type, value FROM feed_members WHERE feed = ? AND last_seen < ?",
         )
         .bind(feed)
@@ -424,7 +425,7 @@ impl Queue {
         .await?;
         forget_members(&mut tx, Some(feed)).await?;
         let done = queue_retires(&mut tx, Some(feed), retiring, "max_age", None).await?;
-        sqlx::query(
+        query(
             "INSERT INTO feeds (name, swept_at, created_at, updated_at) VALUES (?1, ?2, ?2, ?2) \
              ON CONFLICT (name) DO UPDATE SET swept_at = ?2, updated_at = ?2",
         )
@@ -448,17 +449,20 @@ impl Queue {
         retiring_for: impl Fn(Option<&str>) -> Retiring<'a>,
     ) -> anyhow::Result<Retired> {
         // One probe of the index, without the write lock, most of the time.
-        let due: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM expiries WHERE expires_at <= ?)")
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
+        let due: i64 = query(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM expiries WHERE expires_at <= ?) THEN 1 ELSE 0 END",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        let due = due != 0;
         if !due {
             return Ok(Retired::default());
         }
         let mut tx = self.begin_write().await?;
         let feeds: Vec<Option<String>> =
-            sqlx::query("SELECT DISTINCT feed FROM expiries WHERE expires_at <= ?")
+            query("SELECT DISTINCT feed FROM expiries WHERE expires_at <= ?")
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?
@@ -468,8 +472,8 @@ impl Queue {
         let mut all = Retired::default();
         for feed in feeds {
             start_retiring(&mut tx).await?;
-            sqlx::query(
-                "INSERT INTO temp.retiring (owner, type, value) SELECT owner, type, value \
+            query(
+                "INSERT INTO retiring (owner, type, value) SELECT owner, type, value \
                  FROM expiries WHERE expires_at <= ? AND feed IS ?",
             )
             .bind(now)
@@ -477,7 +481,7 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
             // What another feed holds stays, and its expiry is spent.
-            sqlx::query("DELETE FROM expiries WHERE expires_at <= ? AND feed IS ?")
+            query("DELETE FROM expiries WHERE expires_at <= ? AND feed IS ?")
                 .bind(now)
                 .bind(feed.as_deref())
                 .execute(&mut *tx)
@@ -503,7 +507,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn feed_swept_at(&self, feed: &str) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query("SELECT swept_at FROM feeds WHERE name = ?")
+        Ok(query("SELECT swept_at FROM feeds WHERE name = ?")
             .bind(feed)
             .fetch_optional(&self.pool)
             .await?

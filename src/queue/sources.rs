@@ -1,6 +1,7 @@
 //! Pull sources' state: cursors and validators, health, and a MISP feed's
 //! events. Advanced only after what a fetch wrote is durable.
 
+use super::sql::{DbRow, query};
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -69,7 +70,7 @@ macro_rules! select {
     };
 }
 
-fn state(r: &sqlx::sqlite::SqliteRow) -> SourceState {
+fn state(r: &DbRow) -> SourceState {
     SourceState {
         name: r.get(0),
         kind: r.get(1),
@@ -109,7 +110,7 @@ impl Queue {
         origin: &str,
     ) -> anyhow::Result<SourceState> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        query(
             "INSERT INTO sources (name, kind, origin, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, origin = excluded.origin, \
              cursor = NULL, etag = NULL, last_modified = NULL, content_sha256 = NULL \
@@ -121,7 +122,7 @@ impl Queue {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(select!("WHERE name = ?"))
+        let row = query(select!("WHERE name = ?"))
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
@@ -134,7 +135,7 @@ impl Queue {
     /// # Errors
     /// Database errors, or no such source.
     pub async fn source_state(&self, name: &str) -> anyhow::Result<SourceState> {
-        let row = sqlx::query(select!("WHERE name = ?"))
+        let row = query(select!("WHERE name = ?"))
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
@@ -147,7 +148,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn source_states(&self) -> anyhow::Result<Vec<SourceState>> {
-        let rows = sqlx::query(select!("ORDER BY name"))
+        let rows = query(select!("ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(state).collect())
@@ -168,7 +169,7 @@ impl Queue {
                 v.sha256.as_deref(),
             )
         });
-        sqlx::query(
+        query(
             "UPDATE sources SET cursor = COALESCE(?, cursor), \
              etag = CASE WHEN ? THEN ? ELSE etag END, \
              last_modified = CASE WHEN ? THEN ? ELSE last_modified END, \
@@ -193,7 +194,7 @@ impl Queue {
         .execute(&mut *tx)
         .await?;
         if let Some((uuid, ts)) = &a.event {
-            sqlx::query(
+            query(
                 "INSERT INTO source_events (source, uuid, timestamp) VALUES (?, ?, ?) \
                  ON CONFLICT (source, uuid) DO UPDATE SET timestamp = excluded.timestamp, \
                  removed_at = NULL",
@@ -220,14 +221,14 @@ impl Queue {
     ) -> anyhow::Result<()> {
         let now = now_ms();
         let q = match failure {
-            None => sqlx::query(
+            None => query(
                 "UPDATE sources SET last_attempt_at = ?, last_success_at = ?, last_error = NULL, \
                  last_error_class = NULL, consecutive_failures = 0 WHERE name = ?",
             )
             .bind(now)
             .bind(now)
             .bind(name),
-            Some((class, message)) => sqlx::query(
+            Some((class, message)) => query(
                 "UPDATE sources SET last_attempt_at = ?, last_error = ?, last_error_class = ?, \
                  consecutive_failures = consecutive_failures + 1 WHERE name = ?",
             )
@@ -248,7 +249,7 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn source_events(&self, name: &str) -> anyhow::Result<HashMap<String, i64>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT uuid, timestamp FROM source_events WHERE source = ? AND removed_at IS NULL",
         )
         .bind(name)
@@ -265,7 +266,7 @@ impl Queue {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         for uuid in uuids {
-            sqlx::query("UPDATE source_events SET removed_at = ? WHERE source = ? AND uuid = ?")
+            query("UPDATE source_events SET removed_at = ? WHERE source = ? AND uuid = ?")
                 .bind(now)
                 .bind(name)
                 .bind(uuid)

@@ -188,14 +188,23 @@ pub struct Sources {
     cfg: watch::Receiver<Arc<Config>>,
     queue: Queue,
     metrics: Arc<Metrics>,
+    /// This daemon's id on the queue: on a shared queue one daemon polls
+    /// a source at a time, holding its role.
+    member: String,
 }
 
 impl Sources {
-    pub fn new(cfg: watch::Receiver<Arc<Config>>, queue: Queue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cfg: watch::Receiver<Arc<Config>>,
+        queue: Queue,
+        metrics: Arc<Metrics>,
+        member: String,
+    ) -> Self {
         Self {
             cfg,
             queue,
             metrics,
+            member,
         }
     }
 
@@ -248,13 +257,14 @@ impl Sources {
                 }
                 let stop = cancel.child_token();
                 running.insert(source.name.clone(), (source.clone(), stop.clone()));
-                let (s, dir, q, m) = (
+                let (s, dir, q, m, me) = (
                     source.clone(),
                     cfg.watch.dir.clone(),
                     self.queue.clone(),
                     self.metrics.clone(),
+                    self.member.clone(),
                 );
-                let id = tasks.spawn(source_loop(s, dir, q, m, stop)).id();
+                let id = tasks.spawn(source_loop(s, dir, q, m, me, stop)).id();
                 names.insert(id, source.name.clone());
             }
             tokio::select! {
@@ -293,6 +303,61 @@ impl Sources {
     }
 }
 
+/// How long a source's role outlives its holder's last renewal (renewed
+/// every third of it while a poll runs).
+const ROLE_TTL: Duration = Duration::from_secs(30);
+
+/// How soon a daemon asks again for a source another daemon polls.
+const ROLE_RETRY: Duration = Duration::from_secs(5);
+
+/// When the next poll is due after `state`'s last attempt (now if never).
+fn next_poll_in(cfg: &SourceConfig, state: &SourceState) -> Duration {
+    state.last_attempt_at.map_or(Duration::ZERO, |at| {
+        let after = match state.consecutive_failures {
+            0 => cfg.interval,
+            n => backoff(n, cfg.interval),
+        };
+        let due = at.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+    })
+}
+
+/// Polls `cfg` while holding its role (renewed as the poll goes): one
+/// daemon at a time polls a source. `None`: another daemon holds it.
+async fn poll_holding(
+    cfg: &SourceConfig,
+    watch_dir: &Path,
+    queue: &Queue,
+    metrics: &Metrics,
+    member: &str,
+) -> anyhow::Result<Option<(Result<Polled, FetchError>, SourceState)>> {
+    let role = format!("source:{}", cfg.name);
+    if !queue.hold_role(&role, member, ROLE_TTL).await? {
+        return Ok(None);
+    }
+    // The last holder may have polled since this daemon last looked.
+    let state = queue.source_state(&cfg.name).await?;
+    if !next_poll_in(cfg, &state).is_zero() {
+        queue.release_role(&role, member).await?;
+        return Ok(None);
+    }
+    let polled = poll(cfg, watch_dir, queue, metrics);
+    tokio::pin!(polled);
+    let result = loop {
+        tokio::select! {
+            r = &mut polled => break r?,
+            () = tokio::time::sleep(ROLE_TTL / 3) => {
+                if !queue.hold_role(&role, member, ROLE_TTL).await? {
+                    tracing::warn!(source = %cfg.name, "another daemon took over this source: this poll stops");
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    queue.release_role(&role, member).await?;
+    Ok(Some(result))
+}
+
 /// One source: polls when due (a restart does not poll again before the
 /// interval since the last poll is over), logs when its health changes.
 async fn source_loop(
@@ -300,6 +365,7 @@ async fn source_loop(
     watch_dir: PathBuf,
     queue: Queue,
     metrics: Arc<Metrics>,
+    member: String,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut state = queue
@@ -313,14 +379,7 @@ async fn source_loop(
     }
     // Not before the interval since the last poll, or its backoff after a
     // failure: a restart does not hammer a server.
-    let mut wait = state.last_attempt_at.map_or(Duration::ZERO, |at| {
-        let after = match state.consecutive_failures {
-            0 => cfg.interval,
-            n => backoff(n, cfg.interval),
-        };
-        let due = at.saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
-        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
-    });
+    let mut wait = next_poll_in(&cfg, &state);
     tracing::info!(source = %cfg.name, kind = %cfg.kind, url = %cfg.url, first_poll_in_secs = wait.as_secs(), "source started");
     loop {
         // Until the poll is due, waking when the source turns stale (an
@@ -344,9 +403,18 @@ async fn source_loop(
         // A reload or shutdown ends a poll where it is: what it made
         // durable is recorded, the rest is fetched again.
         let result;
-        (result, state) = tokio::select! {
+        (result, state) = match tokio::select! {
             () = cancel.cancelled() => return Ok(()),
-            r = poll(&cfg, &watch_dir, &queue, &metrics) => r?,
+            r = poll_holding(&cfg, &watch_dir, &queue, &metrics, &member) => r?,
+        } {
+            Some(polled) => polled,
+            // Another daemon polls it (or just did): ask again soon, from
+            // the state it leaves.
+            None => {
+                state = queue.source_state(&cfg.name).await?;
+                wait = next_poll_in(&cfg, &state).max(ROLE_RETRY);
+                continue;
+            }
         };
         log_poll(&cfg, &result);
         note_health(&cfg, &metrics, &mut health, &state, result.as_ref().err());

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{STATES, StatusView, all_owners_held, delivery_word, feeds, iso, sources};
+use super::{STATES, StatusView, all_owners_held, daemons, delivery_word, feeds, iso, sources};
 use crate::queue::now_ms;
 
 /// The stable JSON form.
@@ -53,6 +53,7 @@ pub fn json(v: &StatusView) -> Value {
         "recent_files": files,
         "rows_rejected": s.rows_rejected,
         "daemon": daemon,
+        "daemons": daemons::json(v),
         "modes": s.heartbeat.as_ref().and_then(|h| h.get("modes")),
         "labels_missing": s.heartbeat.as_ref().and_then(|h| h.get("labels_missing")),
         "sources": sources::json(v),

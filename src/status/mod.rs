@@ -6,6 +6,7 @@
 //! sections ([`SECTIONS`]) and the JSON a list of parts ([`json`]): a new
 //! part of the status (say, batch jobs) is one function and one entry in each.
 
+mod daemons;
 mod feeds;
 mod json;
 mod sources;
@@ -19,7 +20,7 @@ pub use json::json;
 pub use sources::{SourceView, table as sources_table};
 
 use crate::queue::{
-    DaemonLock, FileProgress, FileState, JobState, LockHolder, Queue, Stats, now_ms,
+    DaemonLock, DaemonRow, FileProgress, FileState, JobState, LockHolder, Queue, Stats, now_ms,
 };
 
 const STATES: [JobState; 6] = [
@@ -56,6 +57,8 @@ pub struct StatusView {
     pub stats: Stats,
     pub files: Vec<FileProgress>,
     pub daemon: DaemonView,
+    /// The daemons on the queue (several on a shared PostgreSQL queue).
+    pub daemons: Vec<DaemonRow>,
     /// Pull sources, by name.
     pub sources: Vec<SourceView>,
     /// Named feeds, by name.
@@ -91,7 +94,16 @@ impl StatusView {
         stats: Stats,
         files: Vec<FileProgress>,
     ) -> anyhow::Result<Self> {
-        let holder = DaemonLock::holder(queue.path())?;
+        let daemons = queue.daemons().await?;
+        // A SQLite queue's daemon holds its lock file; a shared queue's
+        // daemons are known by their heartbeats.
+        let holder = match queue.path() {
+            Some(path) => DaemonLock::holder(path)?,
+            None => match daemons.iter().find(|d| d.state() == "running") {
+                Some(d) => LockHolder::Daemon(u32::try_from(d.pid).ok()),
+                None => LockHolder::Nobody,
+            },
+        };
         let h = stats.heartbeat.as_ref();
         let field = |k: &str| h.and_then(|h| h.get(k)).cloned();
         let daemon = DaemonView {
@@ -108,10 +120,11 @@ impl StatusView {
         let sources = sources::read(queue).await?;
         let feeds = feeds::read(queue).await?;
         Ok(Self {
-            queue_path: queue.path().display().to_string(),
+            queue_path: queue.location().to_string(),
             stats,
             files,
             daemon,
+            daemons,
             sources,
             feeds,
             at: now_ms(),
@@ -126,6 +139,7 @@ impl StatusView {
             stats,
             files: Vec::new(),
             daemon: DaemonView::default(),
+            daemons: Vec::new(),
             sources: Vec::new(),
             feeds: Vec::new(),
             at: now_ms(),
@@ -189,7 +203,7 @@ type Section = fn(&mut String, &StatusView);
 
 /// The table's sections, in order.
 const SECTIONS: &[Section] = &[
-    overview,
+    daemons::overview,
     counts,
     breakdown,
     bulk,
@@ -263,56 +277,6 @@ fn bulk(o: &mut String, v: &StatusView) {
             state,
             (now_ms() - b.created_at).max(0) / 1000
         );
-    }
-}
-
-/// The queue, whether a daemon runs and delivers.
-fn overview(o: &mut String, v: &StatusView) {
-    let _ = writeln!(o, "queue: {}", v.queue_path);
-    let d = &v.daemon;
-    if !d.asked {
-        if let Some(p) = &v.stats.pause {
-            let _ = writeln!(o, "DELIVERY PAUSED: {} (since {})", p.reason, iso(p.since));
-        }
-        return;
-    }
-    let pid = d.pid.map(|p| format!("pid {p}")).unwrap_or("pid ?".into());
-    match (d.running, d.heartbeat_at) {
-        (true, Some(at)) => {
-            let _ = writeln!(
-                o,
-                "daemon: running, {pid} (last heartbeat {} ago)",
-                v.since(at)
-            );
-        }
-        (true, None) => {
-            let _ = writeln!(o, "daemon: running, {pid} (no heartbeat yet)");
-        }
-        (false, Some(at)) => {
-            let _ = writeln!(
-                o,
-                "daemon: NOT RUNNING (last seen {} ago, {}, {pid})",
-                v.since(at),
-                iso(at)
-            );
-        }
-        (false, None) => {
-            let _ = writeln!(o, "daemon: NOT RUNNING (no heartbeat recorded)");
-        }
-    }
-    match (&v.stats.pause, d.running) {
-        (Some(p), true) => {
-            let _ = writeln!(o, "DELIVERY PAUSED: {} (since {})", p.reason, iso(p.since));
-        }
-        (_, false) => {
-            let _ = writeln!(
-                o,
-                "delivery: stopped (start the daemon: systemctl start tc-ingest, or tc-ingest run)"
-            );
-        }
-        (None, true) => {
-            let _ = writeln!(o, "delivery: running");
-        }
     }
 }
 
@@ -496,7 +460,7 @@ pub fn watch_frame(v: &StatusView, prev: Option<&StatusView>) -> String {
         "tc-ingest status --watch   {}   (Ctrl-C to stop)",
         iso(v.at)
     );
-    overview(&mut o, v);
+    daemons::overview(&mut o, v);
     watch_rates(&mut o, v, prev);
     watch_backlog(&mut o, v);
     watch_holds(&mut o, v);

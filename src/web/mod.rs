@@ -23,7 +23,7 @@ pub use page::{Page, render as render_page};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::{Queue, Target};
 use crate::status::StatusView;
 
 /// What the handlers share.
@@ -208,11 +208,11 @@ pub async fn serve(
     token_file: Option<PathBuf>,
     metrics: Arc<Metrics>,
     config: watch::Receiver<Arc<Config>>,
-    queue_path: PathBuf,
+    queue: Target,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = token_file.as_deref().map(read_token).transpose()?;
-    let queue = Queue::open(&queue_path).await?;
+    let queue = Queue::connect(&queue).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("metrics.listen: cannot bind {addr}: {e}"))?;

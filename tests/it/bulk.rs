@@ -322,7 +322,7 @@ async fn sigkill_while_batch_jobs_are_processed_uploads_nothing_twice() {
     let app = bulk_app("batch", batch, sim_faults).await;
     tagged_feed(&app.incoming(), "feed.csv", 3000);
     let open_jobs = "SELECT COUNT(*) FROM batch_jobs WHERE state NOT IN ('done', 'failed')";
-    let queue = app.queue_path();
+    let queue = app.queue_location();
     let mut killed_in_flight = 0;
     for round in 0..4u64 {
         let before = app.sim.stats().requests;

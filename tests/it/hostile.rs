@@ -210,7 +210,7 @@ async fn every_hostile_case_ends_in_done_or_failed_and_the_daemon_goes_on() {
     for case in CASES {
         drop_case(&app, &daemon, &staging, case).await;
     }
-    check_the_queue_after_the_corpus(&app.queue_path()).await;
+    check_the_queue_after_the_corpus(app.queue_location().as_ref()).await;
     // Still up, still taking files.
     app.rename_in("after.txt", b"192.0.2.1\n");
     let root = app.path().to_path_buf();
@@ -245,19 +245,18 @@ async fn a_failed_move_fails_the_file_not_the_daemon() {
     std::fs::remove_dir_all(&done).unwrap();
     std::fs::write(&done, b"not a directory").unwrap();
     app.rename_in("first.txt", b"192.0.2.1\n");
-    let q = app.queue_path();
+    let q = app.queue_location();
     wait_until(
         Duration::from_secs(10),
         "the file is recorded as failed",
         async || {
-            q.exists()
-                && number_at(
-                    &q,
-                    "SELECT COUNT(*) FROM files WHERE path = 'first.txt' AND state = 'failed' \
+            try_number_at(
+                &q,
+                "SELECT COUNT(*) FROM files WHERE path = 'first.txt' AND state = 'failed' \
                  AND error LIKE '%cannot move%'",
-                )
-                .await
-                    == 1
+            )
+            .await
+            .is_ok_and(|n| n == 1)
         },
     )
     .await;

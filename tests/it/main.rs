@@ -3,6 +3,7 @@
 mod allowlist;
 mod bulk;
 mod client;
+mod cluster;
 mod compat;
 mod crash;
 mod credentials;

@@ -14,7 +14,7 @@ async fn metrics_endpoint_reports_requests_jobs_and_files() {
     d.once().await;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let metrics = d.metrics.clone();
-    let (cfg, path) = (d.cfg_tx.subscribe(), app.queue_path());
+    let (cfg, path) = (d.cfg_tx.subscribe(), d.target.clone());
     let server =
         Background::spawn(|cancel| tc_ingest::web::serve(addr, None, metrics, cfg, path, cancel));
     d.metrics.set_jobs(&d.queue.stats().await.unwrap().by_state);
@@ -62,7 +62,7 @@ async fn the_listener_wants_the_bearer_token_of_token_file() {
     let token_file = app.path().join("web.token");
     std::fs::write(&token_file, "s3cret-web-token\n").unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let (metrics, cfg, path) = (d.metrics.clone(), d.cfg_tx.subscribe(), app.queue_path());
+    let (metrics, cfg, path) = (d.metrics.clone(), d.cfg_tx.subscribe(), d.target.clone());
     let server = Background::spawn(|cancel| {
         tc_ingest::web::serve(addr, Some(token_file), metrics, cfg, path, cancel)
     });

@@ -17,7 +17,7 @@ mod results;
 mod routes;
 mod steps;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -34,6 +34,55 @@ use crate::queue::{BatchCandidate, BatchJob, Job, Lease, Uncertainty};
 
 /// How often the batcher looks at the backlog when nothing wakes it.
 const LOOK: Duration = Duration::from_secs(1);
+
+/// How long an owner's batch role outlives its holder's last look.
+const ROLE_TTL: Duration = Duration::from_secs(30);
+
+/// The role of the daemon forming and driving `owner`'s batch jobs.
+fn role(owner: &str) -> String {
+    format!("batch:{owner}")
+}
+
+/// The batch jobs this daemon drives.
+#[derive(Default)]
+struct Drivers {
+    set: JoinSet<(i64, anyhow::Result<()>)>,
+    by_batch: HashMap<i64, (String, tokio::task::AbortHandle)>,
+}
+
+impl Drivers {
+    /// A driver ended: its error, if any, is the batcher's (one stopped
+    /// by [`Drivers::stop_owner`] has none).
+    fn finished(
+        &mut self,
+        done: Result<(i64, anyhow::Result<()>), tokio::task::JoinError>,
+    ) -> anyhow::Result<()> {
+        match done {
+            Ok((batch, result)) => {
+                self.by_batch.remove(&batch);
+                result
+            }
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn owners(&self) -> Vec<String> {
+        let mut owners: Vec<String> = self.by_batch.values().map(|(o, _)| o.clone()).collect();
+        owners.sort();
+        owners.dedup();
+        owners
+    }
+
+    fn stop_owner(&mut self, owner: &str) {
+        self.by_batch.retain(|_, (o, handle)| {
+            if o == owner {
+                handle.abort();
+            }
+            o != owner
+        });
+    }
+}
 
 /// Batch delivery: the shared delivery handles it calls through (queue,
 /// client, rate limiter, breaker, gate, metrics, and the routes it decides)
@@ -56,40 +105,42 @@ impl Batcher {
         }
     }
 
-    /// Forms and drives batch jobs until `stop`: first the ones a previous
-    /// run left open, then new ones while owners' backlogs call for batch.
+    /// Forms and drives batch jobs until `stop`: first the open ones (a
+    /// previous run's, or on a shared queue a daemon's that died), then new
+    /// ones while owners' backlogs call for batch. An owner's batch jobs
+    /// are this daemon's only while it holds the owner's role.
     pub(super) async fn run(&self, stop: &CancellationToken) -> anyhow::Result<()> {
-        let mut drivers: JoinSet<anyhow::Result<()>> = JoinSet::new();
-        for b in self.d.queue.open_batches().await? {
-            tracing::info!(batch = b.id, tc_batch_id = b.tc_batch_id, state = ?b.state, "resuming a batch job");
-            self.spawn_driver(&mut drivers, b, stop);
-        }
+        let mut drivers = Drivers::default();
         loop {
-            while let Some(done) = drivers.try_join_next() {
-                done??;
+            while let Some(done) = drivers.set.try_join_next() {
+                drivers.finished(done)?;
             }
             self.d.gate.wait_running(stop).await;
             if stop.is_cancelled() {
                 break;
             }
+            self.hold_roles(&mut drivers, stop).await?;
             let cfg = self.d.config();
             let owners = self.choose(&cfg).await?;
             let mut formed = false;
             for owner in &owners {
-                if drivers.len() >= cfg.batch.jobs_in_flight {
+                if drivers.set.len() >= cfg.batch.jobs_in_flight {
                     break;
+                }
+                if !self.hold_role(owner).await? {
+                    continue;
                 }
                 if let Some(b) = self.form(owner, &cfg).await? {
                     formed = true;
                     self.spawn_driver(&mut drivers, b, stop);
                 }
             }
-            if formed && drivers.len() < cfg.batch.jobs_in_flight {
+            if formed && drivers.set.len() < cfg.batch.jobs_in_flight {
                 continue;
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some(done) = drivers.join_next(), if !drivers.is_empty() => done??,
+                Some(done) = drivers.set.join_next(), if !drivers.set.is_empty() => drivers.finished(done)?,
                 _ = self.d.work_added.notified() => {}
                 _ = tokio::time::sleep(LOOK) => {}
             }
@@ -97,21 +148,58 @@ impl Batcher {
         // Every step is durable: what is in flight resumes at the next start.
         let grace = self.d.config().delivery.shutdown_grace;
         let _ = tokio::time::timeout(grace, async {
-            while drivers.join_next().await.is_some() {}
+            while drivers.set.join_next().await.is_some() {}
         })
         .await;
-        drivers.abort_all();
+        drivers.set.abort_all();
+        for owner in drivers.owners() {
+            self.d
+                .queue
+                .release_role(&role(&owner), &self.d.member.id)
+                .await?;
+        }
         Ok(())
     }
 
-    fn spawn_driver(
+    /// Takes or renews `owner`'s role: whether its batch jobs are this
+    /// daemon's to form and drive.
+    async fn hold_role(&self, owner: &str) -> anyhow::Result<bool> {
+        self.d
+            .queue
+            .hold_role(&role(owner), &self.d.member.id, ROLE_TTL)
+            .await
+    }
+
+    /// Renews the roles of the owners this daemon drives batch jobs of
+    /// (a driver whose role another daemon took, after a stall, stops),
+    /// and takes up the open batch jobs nobody drives.
+    async fn hold_roles(
         &self,
-        drivers: &mut JoinSet<anyhow::Result<()>>,
-        b: BatchJob,
+        drivers: &mut Drivers,
         stop: &CancellationToken,
-    ) {
-        let (me, stop) = (self.clone(), stop.clone());
-        drivers.spawn(async move { me.drive(b, &stop).await });
+    ) -> anyhow::Result<()> {
+        for owner in drivers.owners() {
+            if !self.hold_role(&owner).await? {
+                tracing::warn!(owner, "another daemon took over this owner's batch jobs");
+                drivers.stop_owner(&owner);
+            }
+        }
+        for b in self.d.queue.open_batches().await? {
+            if drivers.by_batch.contains_key(&b.id) || !self.hold_role(&b.owner).await? {
+                continue;
+            }
+            tracing::info!(batch = b.id, tc_batch_id = b.tc_batch_id, state = ?b.state, "resuming a batch job");
+            self.spawn_driver(drivers, b, stop);
+        }
+        Ok(())
+    }
+
+    fn spawn_driver(&self, drivers: &mut Drivers, b: BatchJob, stop: &CancellationToken) {
+        let (me, stop, id, owner) = (self.clone(), stop.clone(), b.id, b.owner.clone());
+        let handle = drivers
+            .set
+            .spawn(async move { (id, me.drive(b, &stop).await) });
+        drivers.by_batch.insert(id, (owner, handle));
     }
 
     /// Decides again which owners go by batch in `auto` mode, unless the

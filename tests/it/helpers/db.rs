@@ -2,24 +2,31 @@
 
 use std::path::Path;
 
-use sqlx::ConnectOptions;
+use sqlx::Connection;
 use tc_ingest::queue::Queue;
 use tokio::process::Command;
 
-/// A connection of the test's own to the queue file at `file`.
-async fn connect(file: &Path) -> sqlx::SqliteConnection {
-    sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(file)
-        .connect()
-        .await
-        .expect("open the queue file")
+/// A connection of the test's own to the queue at `location` (a SQLite
+/// file, or a PostgreSQL URL).
+async fn connect(location: &str) -> sqlx::AnyConnection {
+    try_connect(location).await.expect("open the queue")
 }
 
-/// Runs SQL on a queue's file through a connection of its own, as an
-/// operator's sqlite3 would (rows inserted by hand); returns rows changed.
+async fn try_connect(location: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let url = if location.starts_with("postgres://") {
+        location.to_string()
+    } else {
+        format!("sqlite://{location}")
+    };
+    sqlx::AnyConnection::connect(&url).await
+}
+
+/// Runs SQL on a queue through a connection of its own, as an operator's
+/// sqlite3 or psql would (rows inserted by hand); returns rows changed.
 pub async fn sql(queue: &Queue, sql: &str) -> u64 {
     use sqlx::Executor;
-    connect(queue.path())
+    connect(queue.location())
         .await
         .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())))
         .await
@@ -29,23 +36,42 @@ pub async fn sql(queue: &Queue, sql: &str) -> u64 {
 
 /// The number a `SELECT` of the queue gives (its first column; 0 for NULL).
 pub async fn number(queue: &Queue, sql: &str) -> i64 {
-    number_at(queue.path(), sql).await
+    number_at(queue.location(), sql).await
 }
 
-/// The number a `SELECT` of the queue file at `file` gives (its first
-/// column; 0 for NULL), through a connection of the test's own.
-pub async fn number_at(file: &Path, sql: &str) -> i64 {
-    let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut connect(file).await)
+/// The number a `SELECT` of the queue at `location` (a SQLite file or a
+/// PostgreSQL URL) gives (its first column; 0 for NULL), through a
+/// connection of the test's own.
+pub async fn number_at(location: impl AsRef<Path>, sql: &str) -> i64 {
+    try_number_at(location, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    n.unwrap_or(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// [`number_at`], or the error (a queue not created yet).
+pub async fn try_number_at(location: impl AsRef<Path>, sql: &str) -> Result<i64, sqlx::Error> {
+    let location = location.as_ref().to_string_lossy();
+    let mut conn = try_connect(&location).await?;
+    let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(n.unwrap_or(0))
+}
+
+/// The first column of every row a `SELECT` of the queue at `location`
+/// gives.
+pub async fn numbers_at(location: impl AsRef<Path>, sql: &str) -> Vec<i64> {
+    let location = location.as_ref().to_string_lossy();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&mut connect(&location).await)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// The text a `SELECT` of the queue gives (its first column; empty for NULL).
 pub async fn text(queue: &Queue, sql: &str) -> String {
     let t: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut connect(queue.path()).await)
+        .fetch_one(&mut connect(queue.location()).await)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     t.unwrap_or_default()

@@ -13,8 +13,8 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tc_ingest::api::{Client, Clock};
@@ -23,8 +23,7 @@ use tc_ingest::config::{Config, SecretEnv};
 use tc_ingest::intake::Intake;
 use tc_ingest::queue::{NewJob, Queue};
 use tc_ingest::sim::{Faults, SimConfig, Simulator};
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -34,19 +33,24 @@ mod db;
 mod dirs;
 mod jobs;
 mod net;
+mod pg;
+mod process;
 mod taxii;
 mod tls;
 mod wait;
 
 pub use cli::{assert_contains_all, exited, output_text};
 pub use config::{FAST_POLICY, QUICK_DELIVERY, UNTHROTTLED};
-pub use db::{number, number_at, sql, sqlite3_number, text};
+pub use db::{number, number_at, numbers_at, sql, sqlite3_number, text, try_number_at};
 pub use dirs::{ended, landed, names};
 pub use jobs::{
     DAY, EMPTY_MD5, EMPTY_SHA256, claim, described, description, enqueue, file_record, hosts, ind,
     ips, job,
 };
 pub use net::{connections_to, free_port, http, http_get, post_sim_faults};
+#[allow(unused_imports)]
+pub use pg::on_postgres;
+pub use process::{DaemonProcess, Sibling, command};
 pub use taxii::{COLLECTION as TAXII_COLLECTION, Medallion, domains, taxii_source};
 pub use tls::{https_serve, https_sim, private_ca};
 pub use wait::{clock_past, hold_for, poll_every, wait_until, wait_until_or};
@@ -67,9 +71,17 @@ pub struct TestAppBuilder {
     api_extra: String,
     token: Option<String>,
     lease_secs: u64,
+    postgres: bool,
 }
 
 impl TestAppBuilder {
+    /// The queue on PostgreSQL whatever `TC_INGEST_TEST_QUEUE` says (tests
+    /// of several daemons sharing a queue).
+    pub fn postgres(mut self) -> Self {
+        self.postgres = true;
+        self
+    }
+
     /// `queue.lease_secs` (30 unless set).
     pub fn lease_secs(mut self, secs: u64) -> Self {
         self.lease_secs = secs;
@@ -135,6 +147,11 @@ impl TestAppBuilder {
             api_extra: self.api_extra,
             token: self.token.is_some(),
             lease_secs: self.lease_secs,
+            queue_url: if self.postgres || pg::on_postgres() {
+                Some(pg::fresh_database().await)
+            } else {
+                None
+            },
         };
         if let Some(token) = &self.token {
             std::fs::write(app.path().join("token"), token).expect("write token");
@@ -153,6 +170,9 @@ pub struct TestApp {
     /// The credentials are the API token in `<dir>/token`.
     token: bool,
     lease_secs: u64,
+    /// A PostgreSQL queue's URL (`TC_INGEST_TEST_QUEUE=postgres`), or
+    /// none: the SQLite file `queue.db` in the state directory.
+    queue_url: Option<String>,
 }
 
 impl TestApp {
@@ -169,6 +189,7 @@ impl TestApp {
             api_extra: String::new(),
             token: None,
             lease_secs: 30,
+            postgres: false,
         }
     }
 
@@ -186,8 +207,25 @@ impl TestApp {
         self.path().join("tc-ingest.toml")
     }
 
+    /// The SQLite queue file (the suite on SQLite).
     pub fn queue_path(&self) -> PathBuf {
         self.path().join("queue.db")
+    }
+
+    /// Where the queue is: the SQLite file, or the PostgreSQL URL.
+    pub fn queue_location(&self) -> String {
+        match &self.queue_url {
+            Some(url) => url.clone(),
+            None => self.queue_path().display().to_string(),
+        }
+    }
+
+    /// The `[queue]` line that says where the queue is.
+    fn queue_line(&self) -> String {
+        match &self.queue_url {
+            Some(url) => format!("url = \"{url}\""),
+            None => format!("path = \"{}/queue.db\"", self.path().display()),
+        }
     }
 
     /// The config text: fast settings for tests, plus the extra config.
@@ -215,11 +253,12 @@ settle_ms = 200
 rescan_secs = 1
 
 [queue]
-path = "{root}/queue.db"
+{queue}
 lease_secs = {lease}
 
 {extra}"#,
             lease = self.lease_secs,
+            queue = self.queue_line(),
             base = self.sim.base_url(),
             api_extra = self.api_extra,
             extra = self.extra,
@@ -277,7 +316,9 @@ lease_secs = {lease}
 
     /// Another connection to the queue.
     pub async fn queue(&self) -> Queue {
-        Queue::open(&self.queue_path()).await.unwrap()
+        Queue::connect(&self.config().queue.target().unwrap())
+            .await
+            .unwrap()
     }
 
     /// The daemon in process, started on the config file.
@@ -307,34 +348,42 @@ lease_secs = {lease}
     /// Starts `bin run` (this build's binary, or another build of it) on
     /// the config file, with `env` added.
     pub fn spawn_daemon_with(&self, bin: &str, env: &[(&str, &str)]) -> DaemonProcess {
-        let mut cmd = command_of(bin, &self.with_config(&["run"]));
-        cmd.envs(env.iter().copied());
-        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-        // Read stderr as it comes so the daemon never blocks on a full pipe.
-        let mut pipe = child.stderr.take().unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = [0; 8192];
-            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        DaemonProcess {
-            child,
-            stderr,
-            reader,
-        }
+        DaemonProcess::spawn(bin, &self.with_config(&["run"]), env)
     }
 
+    /// Another state directory with this app's config (its paths moved
+    /// there): a second daemon on the same simulator and, on PostgreSQL,
+    /// the same queue.
+    pub fn sibling(&self) -> Sibling {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = self.path().display().to_string();
+        let text = std::fs::read_to_string(self.config_path())
+            .expect("read config")
+            .replace(&root, &dir.path().display().to_string());
+        if self.token {
+            std::fs::copy(self.path().join("token"), dir.path().join("token")).expect("token");
+        }
+        let config = dir.path().join("tc-ingest.toml");
+        std::fs::write(&config, text).expect("write config");
+        Sibling { dir, config }
+    }
+}
+
+impl TestApp {
     /// Starts `tc-ingest run` and waits until it has opened its queue.
     pub async fn spawn_daemon_with_queue(&self) -> DaemonProcess {
         let daemon = self.spawn_daemon();
         let queue = self.queue_path();
+        let location = self.queue_location();
         wait_until(
             Duration::from_secs(10),
             "the daemon opened its queue",
-            async || queue.exists(),
+            async || match &self.queue_url {
+                None => queue.exists(),
+                Some(_) => try_number_at(&location, "SELECT COUNT(*) FROM daemons")
+                    .await
+                    .is_ok_and(|n| n > 0),
+            },
         )
         .await;
         daemon
@@ -374,103 +423,6 @@ lease_secs = {lease}
         all.push("--config".into());
         all.push(self.config_path().to_str().unwrap().into());
         all
-    }
-}
-
-/// What the environment may give the config: tcex's names, the systemd
-/// credentials, the standard proxy variables.
-pub const CONFIG_ENV: &[&str] = &[
-    "TC_INGEST_CONFIG",
-    "TC_API_PATH",
-    "TC_API_ACCESS_ID",
-    "TC_API_SECRET_KEY",
-    "TC_TOKEN",
-    "API_DEFAULT_ORG",
-    "TC_PROXY_HOST",
-    "TC_PROXY_PORT",
-    "TC_PROXY_USERNAME",
-    "TC_PROXY_PASSWORD",
-    "CREDENTIALS_DIRECTORY",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
-/// The binary with `args`, with nothing for the config from the environment.
-pub fn command(args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
-    command_of(BIN, args)
-}
-
-/// `bin` (a build of the binary) with `args`, as [`command`].
-pub fn command_of(bin: &str, args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
-    let mut c = Command::new(bin);
-    c.args(args);
-    for var in CONFIG_ENV {
-        c.env_remove(var);
-    }
-    c.env("RUST_LOG", "info,tc_ingest=debug")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// `tc-ingest run` as a child process.
-pub struct DaemonProcess {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    reader: JoinHandle<()>,
-}
-
-impl DaemonProcess {
-    pub fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-
-    pub fn signal(&self, sig: i32) {
-        assert_eq!(unsafe { libc::kill(self.pid() as i32, sig) }, 0);
-    }
-
-    /// Whether it has exited (by itself, or killed).
-    pub fn has_exited(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_some()
-    }
-
-    /// What it logged so far.
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
-    }
-
-    /// SIGTERM, then its exit code (within 15 s) and everything it logged.
-    pub async fn stop(mut self) -> (Option<i32>, String) {
-        self.signal(libc::SIGTERM);
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("stopped within 15 s")
-            .unwrap();
-        (&mut self.reader).await.unwrap();
-        (status.code(), self.stderr())
-    }
-
-    /// Waits for it to exit by itself: its exit code and everything it
-    /// logged; panics if it still runs after `timeout`.
-    pub async fn exited_within(mut self, timeout: Duration) -> (Option<i32>, String) {
-        let status = tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("still running after {timeout:?}: {}", self.stderr()))
-            .unwrap();
-        (&mut self.reader).await.unwrap();
-        (status.code(), self.stderr())
-    }
-
-    /// SIGKILL, and waits for it to be gone.
-    pub async fn kill(mut self) {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
     }
 }
 

@@ -18,15 +18,18 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod maintenance;
+
 use crate::api::{Client, Clock, Endpoints};
+
 use crate::config::Config;
-use crate::deliver::{Api, Delivery, ModeInUse};
+use crate::deliver::{Api, Delivery};
 use crate::exit;
 use crate::intake::{FileOutcome, Intake};
 use crate::lifecycle::Allowlist;
 use crate::metrics::Metrics;
 use crate::names::ErrorClass;
-use crate::queue::{DaemonLock, FileState, JobState, Queue, StateCounts, Stats, now_ms};
+use crate::queue::{DaemonLock, FileState, JobState, Queue, StateCounts, Stats, Target, now_ms};
 use crate::sources::Sources;
 
 /// How often `run --once` says what it is still waiting for.
@@ -44,7 +47,9 @@ pub struct Daemon {
     pub intake: Option<Intake>,
     pub metrics: Arc<Metrics>,
     clock: Arc<Clock>,
-    _lock: DaemonLock,
+    /// The queue's database, for connections of their own (the listener).
+    pub target: Target,
+    _lock: Option<DaemonLock>,
 }
 
 impl Daemon {
@@ -55,14 +60,26 @@ impl Daemon {
     /// Startup errors: directories, the lock, the database, the HTTP client.
     pub async fn start(config_path: &Path, cfg: Config) -> anyhow::Result<Self> {
         crate::intake::create_dirs(&cfg.watch)?;
-        let lock = DaemonLock::acquire(&cfg.queue.path)?;
-        let queue = Queue::open(&cfg.queue.path).await?;
-        let released = queue.release_all_leases().await?;
-        if released > 0 {
-            tracing::info!(
-                jobs = released,
-                "returned leases of a previous run to pending"
-            );
+        // One daemon per SQLite queue (the lock file); a PostgreSQL queue
+        // is shared, each daemon known by its heartbeat.
+        let lock = cfg
+            .queue
+            .sqlite_path()
+            .map(DaemonLock::acquire)
+            .transpose()?;
+        let target = cfg.queue.target().map_err(anyhow::Error::msg)?;
+        let queue = Queue::connect(&target).await?;
+        if lock.is_some() {
+            // Alone on the queue: every lease is of a previous run. On a
+            // shared queue another daemon's leases run out instead.
+            queue.clear_roles().await?;
+            let released = queue.release_all_leases().await?;
+            if released > 0 {
+                tracing::info!(
+                    jobs = released,
+                    "returned leases of a previous run to pending"
+                );
+            }
         }
         // A pause of a previous run is rediscovered if it still holds.
         queue.set_pause(None).await?;
@@ -87,6 +104,9 @@ impl Daemon {
         let (api_tx, api_rx) = watch::channel(Arc::new(api));
         let (allowlist_tx, allowlist_rx) = watch::channel(Arc::new(allowlist));
         let delivery = Delivery::new(queue.clone(), api_rx, cfg_rx.clone(), metrics.clone());
+        // On the queue from the start: `status` lists this daemon, and on
+        // a shared queue the others take it into the rate.
+        delivery.heartbeat().await?;
         let intake = Intake::new(cfg_rx, allowlist_rx, queue.clone(), metrics.clone());
         Ok(Self {
             config_path: config_path.to_path_buf(),
@@ -98,6 +118,7 @@ impl Daemon {
             intake: Some(intake),
             metrics,
             clock,
+            target,
             _lock: lock,
         })
     }
@@ -108,6 +129,7 @@ impl Daemon {
             self.cfg_tx.subscribe(),
             self.queue.clone(),
             self.metrics.clone(),
+            self.delivery.member.id.clone(),
         )
     }
 
@@ -137,8 +159,10 @@ impl Daemon {
         };
         let _ = self.allowlist_tx.send(Arc::new(allowlist));
         let old = self.cfg_tx.borrow().clone();
-        if old.queue.path != new.queue.path || old.watch.dir != new.watch.dir {
-            tracing::warn!("queue.path and watch.dir changes take effect after a restart");
+        if old.queue.location() != new.queue.location() || old.watch.dir != new.watch.dir {
+            tracing::warn!(
+                "queue.path, queue.url and watch.dir changes take effect after a restart"
+            );
         }
         self.delivery
             .throttle
@@ -258,22 +282,24 @@ async fn run_daemon(
     let (d, c) = (daemon.delivery.clone(), cancel.clone());
     tasks.spawn(async move { ("delivery", d.run(c).await) });
     let (d, c) = (daemon.delivery.clone(), cancel.clone());
-    tasks.spawn(async move { ("maintenance", maintenance(d, c).await) });
+    tasks.spawn(async move { ("maintenance", maintenance::maintenance(d, c).await) });
     let (sources, c) = (daemon.sources(), cancel.clone());
     tasks.spawn(async move { ("sources", sources.run(c).await) });
+    let (d, c) = (daemon.delivery.clone(), cancel.clone());
+    tasks.spawn(async move { ("membership", d.membership(c).await) });
     let listen = daemon.cfg_tx.borrow().metrics.clone();
     if let Some(addr) = listen.listen {
         let (m, c) = (daemon.metrics.clone(), cancel.clone());
-        let (cfg, path) = (daemon.cfg_tx.subscribe(), daemon.queue.path().to_path_buf());
+        let (cfg, target) = (daemon.cfg_tx.subscribe(), daemon.target.clone());
         tasks.spawn(async move {
-            let served = crate::web::serve(addr, listen.token_file, m, cfg, path, c).await;
+            let served = crate::web::serve(addr, listen.token_file, m, cfg, target, c).await;
             ("metrics", served)
         });
     }
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("running")]);
     tracing::info!(
         pid = std::process::id(),
-        queue = %daemon.queue.path().display(),
+        queue = %daemon.queue.location(),
         watch = %daemon.cfg_tx.borrow().watch.dir.display(),
         "tc-ingest running"
     );
@@ -310,113 +336,12 @@ async fn run_daemon(
             }
         }
     }
+    if let Err(e) = daemon.queue.leave(&daemon.delivery.member).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot mark the daemon stopped in the queue");
+    }
     daemon.queue.close().await;
     tracing::info!("stopped");
     Ok(if failed { exit::TASK_FAILED } else { exit::OK })
-}
-
-/// Every few seconds: reclaim expired leases, prune delivered jobs past the
-/// retention, publish counts (metrics, systemd STATUS, heartbeat) and ping
-/// the systemd watchdog.
-async fn maintenance(d: Delivery, cancel: CancellationToken) -> anyhow::Result<()> {
-    let watchdog = sd_notify::watchdog_enabled();
-    let tick = watchdog
-        .map(|w| w / 3)
-        .unwrap_or(Duration::from_secs(5))
-        .min(Duration::from_secs(5));
-    let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
-    let mut last_oldest = std::time::Instant::now();
-    let mut sweeper = crate::lifecycle::Sweeper::default();
-    // Deliveries are counted per hour for the status page's chart.
-    let mut counted_to = now_ms();
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(tick) => {}
-        }
-        let cfg = d.cfg.borrow().clone();
-        // SQLite keeps writing through the descriptors it has open: a queue
-        // file made read-only would only fail much later. access(2), never
-        // open-and-close: closing any descriptor of the file drops every
-        // POSIX lock this process holds on it, SQLite's included.
-        if !writable(d.queue.path()) {
-            anyhow::bail!(
-                "the queue file {} is no longer writable",
-                d.queue.path().display()
-            );
-        }
-        let reclaimed = d.queue.reclaim_expired_leases().await?;
-        if reclaimed > 0 {
-            tracing::warn!(jobs = reclaimed, "reclaimed expired leases");
-        }
-        if last_prune.elapsed() >= Duration::from_secs(300) {
-            last_prune = std::time::Instant::now();
-            let pruned = d
-                .queue
-                .prune_delivered(cfg.queue.delivered_retention)
-                .await?;
-            if pruned > 0 {
-                tracing::info!(
-                    jobs = pruned,
-                    "pruned delivered jobs past queue.delivered_retention"
-                );
-            }
-            let rejects = d.queue.prune_rejects(cfg.watch.done_retention).await?;
-            if rejects > 0 {
-                tracing::info!(rejects, "pruned rejects of files past watch.done_retention");
-            }
-        }
-        sweeper.tick(&cfg, &d.queue, &d.metrics).await?;
-        let now = now_ms();
-        d.queue.count_deliveries(counted_to, now).await?;
-        counted_to = now;
-        let counts = d.queue.state_counts(now_ms() - 60_000).await?;
-        d.metrics.set_jobs(&counts.by_state());
-        // The oldest pending job reads every pending row: twice a minute.
-        if last_oldest.elapsed() >= Duration::from_secs(30) {
-            last_oldest = std::time::Instant::now();
-            d.metrics
-                .set_oldest_pending(d.queue.oldest_pending().await?);
-        }
-        d.metrics.set_queue_open(true);
-        let status = status_line(&counts, d.gate.paused().map(|p| p.reason));
-        let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
-        if watchdog.is_some() {
-            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
-        }
-        d.queue
-            .heartbeat(&serde_json::json!({
-                "pid": std::process::id(),
-                "at": now_ms(),
-                "rate_fraction": d.throttle.fraction(),
-                "clock_offset_secs": d.api.borrow().client.clock().offset(),
-                "modes": d.modes_in_use().iter().map(ModeInUse::heartbeat_entry).collect::<std::collections::BTreeMap<_, _>>(),
-                "labels_missing": d.labels.missing(),
-            }))
-            .await?;
-    }
-}
-
-/// Whether this process may write `path`, asked without opening it.
-fn writable(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
-}
-
-/// The one-line summary systemd shows (`systemctl status`).
-fn status_line(s: &StateCounts, paused: Option<String>) -> String {
-    let mut line = format!(
-        "pending {} | leased {} | held {} | dead {} | delivered/min {}",
-        s.pending, s.leased, s.held, s.dead, s.delivered_since
-    );
-    if let Some(p) = paused {
-        line.push_str(&format!(" | PAUSED: {p}"));
-    }
-    line
 }
 
 /// What `run --once` did.
