@@ -16,6 +16,10 @@ use crate::cli::LogFormat;
 /// Starts logging; `default` is the filter when `RUST_LOG` is not set.
 pub fn init(format: LogFormat, default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match crate::queue::QUIET_LOGS.parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
+    };
     let journald = stderr_is_journal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -3,7 +3,7 @@
 -- One row per daemon run: its heartbeat, written every second (the
 -- database's clock), says it lives.
 CREATE TABLE daemons (
-    id           TEXT    PRIMARY KEY,              -- host:pid:random, one per run
+    id           TEXT    PRIMARY KEY,              -- host:<hash of its watched directory>, the same across restarts
     host         TEXT    NOT NULL,
     pid          BIGINT NOT NULL,
     version      TEXT    NOT NULL,
@@ -22,5 +22,9 @@ CREATE TABLE roles (
     expires_at BIGINT NOT NULL                    -- the database's clock, Unix ms
 );
 
--- The host whose daemon took a file: each daemon resumes only its own.
-ALTER TABLE files ADD COLUMN host TEXT;
+-- The daemon (daemons.id) that took a file: each daemon resumes only its own.
+ALTER TABLE files ADD COLUMN taken_by TEXT;
+
+-- The daemon whose claim holds a job's lease: a daemon restarted (after a
+-- kill) returns its own leases to pending at once.
+ALTER TABLE jobs ADD COLUMN leased_by TEXT;

@@ -49,7 +49,7 @@ pub struct Daemon {
     clock: Arc<Clock>,
     /// The queue's database, for connections of their own (the listener).
     pub target: Target,
-    _lock: Option<DaemonLock>,
+    _lock: DaemonLock,
 }
 
 impl Daemon {
@@ -60,26 +60,28 @@ impl Daemon {
     /// Startup errors: directories, the lock, the database, the HTTP client.
     pub async fn start(config_path: &Path, cfg: Config) -> anyhow::Result<Self> {
         crate::intake::create_dirs(&cfg.watch)?;
-        // One daemon per SQLite queue (the lock file); a PostgreSQL queue
-        // is shared, each daemon known by its heartbeat.
-        let lock = cfg
-            .queue
-            .sqlite_path()
-            .map(DaemonLock::acquire)
-            .transpose()?;
+        // One daemon per SQLite queue (the lock file beside it); on a
+        // shared PostgreSQL queue, one daemon per watched directory (a lock
+        // file beside it), each daemon known on the queue by its heartbeat.
+        let lock = match cfg.queue.sqlite_path() {
+            Some(path) => DaemonLock::acquire(path)?,
+            None => DaemonLock::acquire_dir(&cfg.watch.processing_dir)?,
+        };
         let target = cfg.queue.target().map_err(anyhow::Error::msg)?;
-        let queue = Queue::connect(&target).await?;
-        if lock.is_some() {
-            // Alone on the queue: every lease is of a previous run. On a
-            // shared queue another daemon's leases run out instead.
+        let member = crate::queue::Member::this_process(&cfg.watch.dir);
+        let queue = Queue::connect(&target).await?.working_for(&member.id);
+        if queue.dialect() == crate::queue::Dialect::Sqlite {
+            // Alone on the queue: every role is of a previous run.
             queue.clear_roles().await?;
-            let released = queue.release_all_leases().await?;
-            if released > 0 {
-                tracing::info!(
-                    jobs = released,
-                    "returned leases of a previous run to pending"
-                );
-            }
+        }
+        // This daemon's leases of a run before (killed): on SQLite every
+        // lease; on a shared queue, those its claims took.
+        let released = queue.release_own_leases().await?;
+        if released > 0 {
+            tracing::info!(
+                jobs = released,
+                "returned leases of a previous run to pending"
+            );
         }
         // A pause of a previous run is rediscovered if it still holds.
         queue.set_pause(None).await?;
@@ -285,8 +287,6 @@ async fn run_daemon(
     tasks.spawn(async move { ("maintenance", maintenance::maintenance(d, c).await) });
     let (sources, c) = (daemon.sources(), cancel.clone());
     tasks.spawn(async move { ("sources", sources.run(c).await) });
-    let (d, c) = (daemon.delivery.clone(), cancel.clone());
-    tasks.spawn(async move { ("membership", d.membership(c).await) });
     let listen = daemon.cfg_tx.borrow().metrics.clone();
     if let Some(addr) = listen.listen {
         let (m, c) = (daemon.metrics.clone(), cancel.clone());
@@ -336,9 +336,7 @@ async fn run_daemon(
             }
         }
     }
-    if let Err(e) = daemon.queue.leave(&daemon.delivery.member).await {
-        tracing::warn!(error = %format!("{e:#}"), "cannot mark the daemon stopped in the queue");
-    }
+    daemon.leave().await;
     daemon.queue.close().await;
     tracing::info!("stopped");
     Ok(if failed { exit::TASK_FAILED } else { exit::OK })
@@ -397,6 +395,13 @@ async fn run_once(mut daemon: Daemon, cancel: &CancellationToken) -> anyhow::Res
 impl Daemon {
     /// Expiry and `max_age` once (after the files, which may list again
     /// what would age out).
+    /// Marks this daemon stopped on its queue and gives up its roles.
+    async fn leave(&self) {
+        if let Err(e) = self.queue.leave(&self.delivery.member).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot mark the daemon stopped in the queue");
+        }
+    }
+
     async fn sweep_once(&self) -> anyhow::Result<()> {
         let cfg = self.cfg_tx.borrow().clone();
         crate::lifecycle::Sweeper::default()
@@ -487,6 +492,7 @@ pub async fn drive_once(
     delivery
         .await
         .map_err(|e| anyhow::anyhow!("delivery task failed: {e}"))??;
+    daemon.leave().await;
     let last = daemon.queue.state_counts(started).await?;
     if let Some(progress) = progress.as_mut() {
         progress(&last);

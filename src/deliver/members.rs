@@ -1,6 +1,7 @@
-//! This daemon among the daemons on its queue: a heartbeat every second in
-//! the queue's `daemons` table, and, on a queue several daemons share
-//! (PostgreSQL), the request rate divided among the live ones.
+//! This daemon among the daemons on a shared (PostgreSQL) queue: a
+//! heartbeat every second in the queue's `daemons` table, and the request
+//! rate divided among the live ones. (On SQLite the one daemon writes its
+//! row at start and stop only.)
 //!
 //! Rate / N rather than a budget in the database: one small write and one
 //! count per daemon per second, whatever the request rate, and no database
@@ -18,10 +19,6 @@ use crate::queue::Dialect;
 
 /// How often the heartbeat is written on a shared queue.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-
-/// How often on a SQLite queue, which one daemon has to itself: the row
-/// is for `status` only, and SQLite has one writer at a time.
-const HEARTBEAT_ALONE_EVERY: Duration = Duration::from_secs(5);
 
 impl Delivery {
     /// Whether several daemons may share this queue.
@@ -45,18 +42,16 @@ impl Delivery {
         Ok(())
     }
 
-    /// Heartbeats until `cancel`. A heartbeat that fails is retried: on a
-    /// shared queue the rate limiter holds requests back meanwhile.
-    ///
-    /// # Errors
-    /// None so far; the signature leaves room.
-    pub async fn membership(self, cancel: CancellationToken) -> anyhow::Result<()> {
+    /// Heartbeats until `cancel` (beside `run`). A heartbeat that fails is
+    /// retried: on a shared queue the rate limiter holds requests back
+    /// meanwhile.
+    pub(super) async fn membership(self, cancel: CancellationToken) {
+        if !self.shared_queue() {
+            // One daemon per SQLite queue (its lock file says it lives):
+            // no write here competes with intake and delivery.
+            return;
+        }
         let mut failing = false;
-        let every = if self.shared_queue() {
-            HEARTBEAT_EVERY
-        } else {
-            HEARTBEAT_ALONE_EVERY
-        };
         loop {
             match self.heartbeat().await {
                 Ok(()) if failing => {
@@ -71,8 +66,8 @@ impl Delivery {
                 Err(_) => {}
             }
             tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                () = tokio::time::sleep(every) => {}
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
             }
         }
     }

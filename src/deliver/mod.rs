@@ -166,6 +166,7 @@ impl Delivery {
         let side = CancellationToken::new();
         let prober = tokio::spawn(self.clone().prober(side.clone()));
         let recovery = tokio::spawn(throttle::recovery(self.throttle.clone(), side.clone()));
+        let membership = tokio::spawn(self.clone().membership(side.clone()));
 
         // Owners that go by batch are known before the first claim.
         let batcher = Batcher::new(&self);
@@ -203,13 +204,16 @@ impl Delivery {
         side.cancel();
         let _ = prober.await;
         let _ = recovery.await;
+        let _ = membership.await;
         let written = writer
             .await
             .map_err(|e| anyhow::anyhow!("the result writer failed: {e}"))
             .and_then(|r| r.map_err(|e| e.context("the result writer failed")));
         // The root cause first: a writer failure explains the rest.
         written.and(batched).and(dispatched)?;
-        let released = self.queue.release_all_leases().await?;
+        // On a shared queue, only this daemon's own leases: the others'
+        // are theirs.
+        let released = self.queue.release_own_leases().await?;
         if released > 0 {
             tracing::info!(jobs = released, "returned unfinished leases to pending");
         }

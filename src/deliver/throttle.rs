@@ -97,9 +97,13 @@ impl Throttle {
                     confirmed: now,
                 },
                 // First heartbeat, or the first after a stall: the others
-                // counted this daemon out meanwhile.
+                // counted this daemon out meanwhile (alone, nobody did).
                 _ => Membership {
-                    since: now,
+                    since: if live > 1 {
+                        now
+                    } else {
+                        now.checked_sub(SETTLE).unwrap_or(now)
+                    },
                     confirmed: now,
                 },
             });

@@ -107,7 +107,7 @@ impl Queue {
         let mut backlog = Vec::new();
         let sql = format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'pending' \
-             AND owner = ?1 AND next_attempt_at <= ?2 AND {FRESH} LIMIT ?3)"
+             AND owner = ?1 AND next_attempt_at <= ?2 AND {FRESH} LIMIT ?3) AS ready"
         );
         for owner in pending_owners(&mut conn).await? {
             let n: i64 = query_scalar(AssertSqlSafe(sql.clone()))

@@ -156,9 +156,9 @@ async fn insert_rejects(tx: &mut Tx, fid: i64, rejects: &[NewReject]) -> anyhow:
             q = q
                 .bind(fid)
                 .bind(r.line as i64)
-                .bind(r.input.as_str())
+                .bind(no_nul(&r.input))
                 .bind(r.rule.as_str())
-                .bind(r.reason.as_str());
+                .bind(no_nul(&r.reason));
         }
         q.execute(&mut **tx).await.context("inserting rejects")?;
     }
@@ -199,7 +199,7 @@ async fn record_progress(
         for (what, n) in counts {
             let sql = format!(
                 "INSERT INTO {table} (file_id, what, count) VALUES (?, ?, ?) \
-                 ON CONFLICT (file_id, what) DO UPDATE SET count = count + excluded.count"
+                 ON CONFLICT (file_id, what) DO UPDATE SET count = {table}.count + excluded.count"
             );
             query(AssertSqlSafe(sql))
                 .bind(fid)
@@ -273,16 +273,17 @@ fn insert_jobs<'q>(
     sql.push_str(
         "INSERT INTO jobs (owner, type, value, payload, file_id, source_line, dedup_key, state, \
          next_attempt_at, created_at, updated_at) \
-         SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, v.column5, v.column6, v.column7, \
-         c.now, c.now, c.now FROM (VALUES ",
+         SELECT v.column1, v.column2, v.column3, v.column4, c.file_id, CAST(v.column5 AS BIGINT), \
+         CAST(v.column6 AS BIGINT), v.column7, c.now, c.now, c.now FROM (VALUES ",
     );
     sql.push_str(&value_list("(?,?,?,?,?,?,?)", rows.len()));
     if rows.is_empty() {
         sql.push_str("(NULL,NULL,NULL,NULL,NULL,NULL,NULL)");
     }
     sql.push_str(
-        ") AS v, (SELECT ? AS now, ? AS since, ? AS file_id) AS c WHERE v.column1 IS NOT NULL AND NOT EXISTS ( \
-         SELECT 1 FROM jobs j WHERE j.dedup_key = v.column6 \
+        ") AS v, (SELECT CAST(? AS BIGINT) AS now, CAST(? AS BIGINT) AS since, CAST(? AS BIGINT) AS file_id) AS c \
+         WHERE v.column1 IS NOT NULL AND NOT EXISTS ( \
+         SELECT 1 FROM jobs j WHERE j.dedup_key = CAST(v.column6 AS BIGINT) \
          AND j.value = v.column3 AND j.owner = v.column1 AND j.type = v.column2 AND j.payload = v.column4 \
          AND (j.state IN ('pending', 'leased', 'batched', 'held') OR (j.state = 'delivered' AND j.delivered_at > c.since)))",
     );
@@ -304,4 +305,10 @@ fn insert_jobs<'q>(
             });
     }
     q.bind(now).bind(since).bind(file_id)
+}
+
+/// `text` with each NUL as U+FFFD: PostgreSQL's text holds no NUL, and a
+/// rejected row's input may have one (the file's report keeps it as read).
+fn no_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }

@@ -1,7 +1,7 @@
 //! Claiming jobs for delivery and applying what became of them, fenced by
 //! the lease token: a result applies only while its claim still holds.
 
-use super::sql::{Conn, query};
+use super::sql::{Conn, Dialect, query};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -96,19 +96,24 @@ impl Queue {
         let returning = "RETURNING id, owner, type, value, payload, steps_done, attempts, call_uncertain, action";
         let rows = if batching.is_none() {
             // The oldest due jobs, straight off the due index; on a shared
-            // queue, skipping those another daemon is claiming.
+            // queue, skipping those another daemon is claiming. Picked once
+            // (MATERIALIZED): PostgreSQL may run a subquery of `IN` again
+            // for each row it updates, and a LIMIT under SKIP LOCKED then
+            // picks more rows than asked.
             let skip = self.dialect.skip_locked();
             query(AssertSqlSafe(format!(
-                "UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, \
-                 updated_at = ?3 WHERE state = 'pending' AND id IN ( \
+                "WITH picked AS MATERIALIZED ( \
                    SELECT id FROM jobs WHERE state = 'pending' AND next_attempt_at <= ?3 \
                    AND owner NOT IN (SELECT owner FROM held_owners) \
-                   ORDER BY next_attempt_at, id LIMIT ?4{skip}) {returning}"
+                   ORDER BY next_attempt_at, id LIMIT ?4{skip}) \
+                 UPDATE jobs SET state = 'leased', lease_token = ?1, lease_expires_at = ?2, \
+                 updated_at = ?3, leased_by = ?5 WHERE state = 'pending' AND id IN (SELECT id FROM picked) {returning}"
             )))
             .bind(token)
             .bind(now + ms(lease))
             .bind(now)
             .bind(n as i64)
+            .bind(&*self.member)
             .fetch_all(&self.pool)
             .await
             .context("claiming jobs")?
@@ -124,14 +129,15 @@ impl Queue {
             // Anonymous parameters only (never mixed with numbered ones).
             let sql = format!(
                 "UPDATE jobs SET state = 'leased', lease_token = ?, lease_expires_at = ?, \
-                 updated_at = ? WHERE state = 'pending' AND id IN ({}) {returning}",
+                 updated_at = ?, leased_by = ? WHERE state = 'pending' AND id IN ({}) {returning}",
                 value_list("?", ids.len())
             );
             let mut q = query(AssertSqlSafe(sql))
                 .persistent(false)
                 .bind(token)
                 .bind(now + ms(lease))
-                .bind(now);
+                .bind(now)
+                .bind(&*self.member);
             for id in &ids {
                 q = q.bind(id);
             }
@@ -167,27 +173,34 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn renew_leases(&self, leases: &[Lease], lease: Duration) -> anyhow::Result<u64> {
+        let until = now_ms() + ms(lease);
+        self.update_leases("lease_expires_at = ?", until, leases)
+            .await
+            .context("renewing leases")
+    }
+
+    /// `UPDATE jobs SET {set}` (binding `value`) on the jobs still leased
+    /// with these tokens, in one transaction; how many it changed.
+    async fn update_leases(&self, set: &str, value: i64, leases: &[Lease]) -> anyhow::Result<u64> {
         let _gate = self.write_gate.lock().await;
-        let now = now_ms();
-        let mut renewed = 0;
+        let mut changed = 0;
         let mut tx = self.begin_write().await?;
         for (token, chunk) in by_token(leases.iter().map(|l| (*l, ()))) {
             let sql = format!(
-                "UPDATE jobs SET lease_expires_at = ? \
-                 WHERE state = 'leased' AND lease_token = ? AND id IN ({})",
+                "UPDATE jobs SET {set} WHERE state = 'leased' AND lease_token = ? AND id IN ({})",
                 value_list("?", chunk.len())
             );
             let mut q = query(AssertSqlSafe(sql))
                 .persistent(chunk.len() == LEASES_PER_STATEMENT)
-                .bind(now + ms(lease))
+                .bind(value)
                 .bind(token);
             for (id, ()) in &chunk {
                 q = q.bind(id);
             }
-            renewed += q.execute(&mut *tx).await?.rows_affected();
+            changed += q.execute(&mut *tx).await?.rows_affected();
         }
-        tx.commit().await.context("renewing leases")?;
-        Ok(renewed)
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Applies delivery results in one transaction (a group commit). Each
@@ -221,14 +234,40 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn release_all_leases(&self) -> anyhow::Result<u64> {
-        Ok(query(
+        self.release_leases_of(None).await
+    }
+
+    /// Returns this daemon's leases to pending: on SQLite every lease (one
+    /// daemon per queue), on a shared queue those of its claims, of this
+    /// run or of a run before it that was killed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn release_own_leases(&self) -> anyhow::Result<u64> {
+        match self.dialect {
+            Dialect::Sqlite => self.release_all_leases().await,
+            Dialect::Postgres => self.release_leases_of(Some(&self.member)).await,
+        }
+    }
+
+    /// Returns leased jobs to pending: every one, or those `holder` claimed.
+    async fn release_leases_of(&self, holder: Option<&str>) -> anyhow::Result<u64> {
+        let and = if holder.is_some() {
+            " AND leased_by = ?2"
+        } else {
+            ""
+        };
+        let q = query(AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'pending', lease_expires_at = NULL, lease_token = NULL, \
-             call_uncertain = CASE WHEN call_uncertain > 1 THEN call_uncertain ELSE 1 END, updated_at = ?1 WHERE state = 'leased'",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+             call_uncertain = CASE WHEN call_uncertain > 1 THEN call_uncertain ELSE 1 END, updated_at = ?1 \
+             WHERE state = 'leased'{and}"
+        )))
+        .bind(now_ms());
+        let q = match holder {
+            Some(h) => q.bind(h),
+            None => q,
+        };
+        Ok(q.execute(&self.pool).await?.rows_affected())
     }
 
     /// Returns expired leases to pending (their holder stopped renewing

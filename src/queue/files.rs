@@ -14,7 +14,7 @@ impl Queue {
     /// Database errors.
     pub async fn file_begin(&self, f: &NewFile<'_>) -> anyhow::Result<i64> {
         let id = query(
-            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, feed, started_at, host) \
+            "INSERT INTO files (path, processing_path, sha256, size_bytes, owner, feed, started_at, taken_by) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(f.path)
@@ -24,7 +24,7 @@ impl Queue {
         .bind(f.owner)
         .bind(f.feed)
         .bind(now_ms())
-        .bind(&*self.host)
+        .bind(&*self.member)
         .fetch_one(&self.pool)
         .await
         .context("recording a feed file")?
@@ -39,10 +39,10 @@ impl Queue {
     pub async fn file_in_progress(&self, processing_path: &str) -> anyhow::Result<Option<FileRow>> {
         let row = query(
             "SELECT * FROM files WHERE processing_path = ? AND state = 'processing' \
-             AND (host = ? OR host IS NULL) ORDER BY id DESC LIMIT 1",
+             AND (taken_by = ? OR taken_by IS NULL) ORDER BY id DESC LIMIT 1",
         )
         .bind(processing_path)
-        .bind(&*self.host)
+        .bind(&*self.member)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| file_row(&r)).transpose()
@@ -117,8 +117,8 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn files_put_back(&self) -> anyhow::Result<Vec<FileRow>> {
-        query("SELECT * FROM files WHERE put_back = 1 AND (host = ? OR host IS NULL) ORDER BY id")
-            .bind(&*self.host)
+        query("SELECT * FROM files WHERE put_back = 1 AND (taken_by = ? OR taken_by IS NULL) ORDER BY id")
+            .bind(&*self.member)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -247,9 +247,9 @@ impl Queue {
     pub async fn finished_moves(&self) -> anyhow::Result<Vec<(String, i64)>> {
         Ok(query(
             "SELECT moved_to, COALESCE(finished_at, started_at) FROM files \
-             WHERE moved_to IS NOT NULL AND (host = ? OR host IS NULL)",
+             WHERE moved_to IS NOT NULL AND (taken_by = ? OR taken_by IS NULL)",
         )
-        .bind(&*self.host)
+        .bind(&*self.member)
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -265,10 +265,10 @@ impl Queue {
     pub async fn forget_moves_before(&self, before_ms: i64) -> anyhow::Result<u64> {
         Ok(query(
             "UPDATE files SET moved_to = NULL WHERE moved_to IS NOT NULL AND finished_at < ? \
-             AND (host = ? OR host IS NULL)",
+             AND (taken_by = ? OR taken_by IS NULL)",
         )
         .bind(before_ms)
-        .bind(&*self.host)
+        .bind(&*self.member)
         .execute(&self.pool)
         .await?
         .rows_affected())

@@ -20,7 +20,31 @@ impl DaemonLock {
     /// # Errors
     /// When another daemon holds it (its pid in the message), or on I/O errors.
     pub fn acquire(queue_path: &Path) -> anyhow::Result<Self> {
-        let path = lock_path(queue_path);
+        Self::take(lock_path(queue_path), |who, lock| {
+            format!(
+                "the queue {} is in use by {who}: only one daemon may own a queue (lock file {lock})",
+                queue_path.display()
+            )
+        })
+    }
+
+    /// On a shared queue, the lock of this host's watched directory (next
+    /// to its `processing` directory): several daemons share the queue,
+    /// but one reads a directory.
+    ///
+    /// # Errors
+    /// As [`DaemonLock::acquire`].
+    pub fn acquire_dir(processing_dir: &Path) -> anyhow::Result<Self> {
+        Self::take(lock_path(processing_dir), |who, lock| {
+            format!(
+                "the directory {} is in use by {who}: one daemon reads a watched directory \
+                 (lock file {lock})",
+                processing_dir.display()
+            )
+        })
+    }
+
+    fn take(path: PathBuf, refusal: impl Fn(&str, &str) -> String) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -40,11 +64,7 @@ impl DaemonLock {
                     "" => "another process".to_string(),
                     p => format!("another tc-ingest daemon (pid {p})"),
                 };
-                bail!(
-                    "the queue {} is in use by {who}: only one daemon may own a queue (lock file {})",
-                    queue_path.display(),
-                    path.display()
-                );
+                bail!(refusal(&who, &path.display().to_string()));
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("locking {}", path.display()));

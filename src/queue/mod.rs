@@ -77,6 +77,11 @@ fn value_list(one: &str, n: usize) -> String {
     s
 }
 
+/// A log filter directive for what the database driver logs that is not
+/// the operator's news: PostgreSQL's notices ("relation ... already exists,
+/// skipping" at each migration check).
+pub const QUIET_LOGS: &str = "sqlx::postgres::notice=warn";
+
 /// The queue database.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -85,9 +90,10 @@ pub struct Queue {
     /// The SQLite file, or the PostgreSQL URL without its password.
     location: String,
     path: Option<PathBuf>,
-    /// This host's name: each daemon resumes and cleans up only the files
-    /// it took (`files.host`).
-    host: std::sync::Arc<str>,
+    /// The daemon this handle works for (`daemons.id`; the host's name
+    /// outside a daemon): it resumes and cleans up only the files it took
+    /// (`files.taken_by`) and returns only its own leases (`jobs.leased_by`).
+    member: std::sync::Arc<str>,
     /// Delivery's writes (claims, results, lease renewals) take turns here
     /// rather than in SQLite's busy handler, which sleeps whole
     /// milliseconds: the writer's group commits then wait only as long as
@@ -124,7 +130,7 @@ impl Queue {
                 Target::Sqlite(p) => Some(p.clone()),
                 Target::Postgres(_) => None,
             },
-            host: cluster::hostname().into(),
+            member: cluster::hostname().into(),
             write_gate: Default::default(),
         })
     }
@@ -138,6 +144,13 @@ impl Queue {
     /// URL without its password.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// This handle working for the daemon `member` (its `daemons.id`).
+    #[must_use]
+    pub fn working_for(mut self, member: &str) -> Self {
+        self.member = member.into();
+        self
     }
 
     pub fn dialect(&self) -> Dialect {

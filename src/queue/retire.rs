@@ -310,7 +310,7 @@ pub(super) async fn brought_back(
         if in_flight {
             bind(
                 "UPDATE jobs SET next_attempt_at = ?4 WHERE action = 'create' AND state = 'pending' \
-                 AND owner = ?1 AND type = ?2 AND value = ?3 AND file_id IS ?5",
+                 AND owner = ?1 AND type = ?2 AND value = ?3 AND file_id IS NOT DISTINCT FROM ?5",
             )
             .bind(later)
             .bind(file_id)
@@ -474,14 +474,14 @@ impl Queue {
             start_retiring(&mut tx).await?;
             query(
                 "INSERT INTO retiring (owner, type, value) SELECT owner, type, value \
-                 FROM expiries WHERE expires_at <= ? AND feed IS ?",
+                 FROM expiries WHERE expires_at <= ? AND feed IS NOT DISTINCT FROM ?",
             )
             .bind(now)
             .bind(feed.as_deref())
             .execute(&mut *tx)
             .await?;
             // What another feed holds stays, and its expiry is spent.
-            query("DELETE FROM expiries WHERE expires_at <= ? AND feed IS ?")
+            query("DELETE FROM expiries WHERE expires_at <= ? AND feed IS NOT DISTINCT FROM ?")
                 .bind(now)
                 .bind(feed.as_deref())
                 .execute(&mut *tx)

@@ -114,7 +114,7 @@ impl Queue {
             "INSERT INTO sources (name, kind, origin, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, origin = excluded.origin, \
              cursor = NULL, etag = NULL, last_modified = NULL, content_sha256 = NULL \
-             WHERE kind <> excluded.kind OR origin <> excluded.origin",
+             WHERE sources.kind <> excluded.kind OR sources.origin <> excluded.origin",
         )
         .bind(name)
         .bind(kind)

@@ -57,7 +57,7 @@ pub struct StatusView {
     pub stats: Stats,
     pub files: Vec<FileProgress>,
     pub daemon: DaemonView,
-    /// The daemons on the queue (several on a shared PostgreSQL queue).
+    /// The daemons on a shared PostgreSQL queue (none listed on SQLite).
     pub daemons: Vec<DaemonRow>,
     /// Pull sources, by name.
     pub sources: Vec<SourceView>,
@@ -94,7 +94,12 @@ impl StatusView {
         stats: Stats,
         files: Vec<FileProgress>,
     ) -> anyhow::Result<Self> {
-        let daemons = queue.daemons().await?;
+        // Listed on a shared queue; a SQLite queue's one daemon is the
+        // lock file's.
+        let daemons = match queue.dialect() {
+            crate::queue::Dialect::Postgres => queue.daemons().await?,
+            crate::queue::Dialect::Sqlite => Vec::new(),
+        };
         // A SQLite queue's daemon holds its lock file; a shared queue's
         // daemons are known by their heartbeats.
         let holder = match queue.path() {

@@ -157,7 +157,7 @@ async fn refused_batch_items_and_only_those_are_buried_with_reason_file_and_line
         app.run_once_exits(1).await;
         let q = app.queue().await;
         for cond in [
-            "1",
+            "true",
             "class = 'validation'",
             "message LIKE '%exclusion list%'",
             "file = 'feed.csv'",

@@ -10,6 +10,9 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_queue_of_the_previous_release_opens_and_delivers() {
+    if skip_on_postgres("a SQLite file of an earlier release") {
+        return;
+    }
     let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     std::fs::copy(data("queue-v0.1.db"), app.queue_path()).unwrap();
     let mut d = app.daemon().await;
@@ -62,6 +65,9 @@ async fn a_queue_of_the_previous_release_opens_and_delivers() {
 /// this release. Skipped, saying so, where no sqlite3 is installed.
 #[tokio::test]
 async fn the_readme_sql_runs_in_the_system_sqlite3() {
+    if skip_on_postgres("the sqlite3 shell") {
+        return;
+    }
     let Ok(version) = std::process::Command::new("sqlite3")
         .arg("--version")
         .output()

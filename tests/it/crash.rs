@@ -221,7 +221,7 @@ async fn sigkill_at_twenty_random_moments_of_intake_loses_and_repeats_no_row() {
         ("SELECT SUM(rows_duplicate) FROM files", 0),
         ("SELECT COUNT(*) FROM rejects", invalid),
         (
-            "SELECT COUNT(*) FROM (SELECT DISTINCT file_id, line FROM rejects)",
+            "SELECT COUNT(*) FROM (SELECT DISTINCT file_id, line FROM rejects) AS r",
             invalid,
         ),
         ("SELECT SUM(rows_rejected) FROM files", invalid),

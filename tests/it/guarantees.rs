@@ -317,6 +317,9 @@ async fn delivery_resumes_within_seconds_of_the_server_coming_back() {
 /// update) stops the daemon with exit code 3, instead of a silent stall.
 #[tokio::test]
 async fn a_failing_result_writer_stops_the_daemon_with_exit_3() {
+    if skip_on_postgres("a SQLite trigger that fails the writer") {
+        return;
+    }
     let app = TestApp::builder().extra_config(UNTHROTTLED).start().await;
     let q = app.queue().await;
     sql(
@@ -345,6 +348,9 @@ async fn a_failing_result_writer_stops_the_daemon_with_exit_3() {
 /// the last-looking connection then deletes the WAL the daemon writes to).
 #[tokio::test]
 async fn an_operators_sqlite3_beside_the_daemon_loses_nothing() {
+    if skip_on_postgres("the sqlite3 shell beside the daemon") {
+        return;
+    }
     let app = TestApp::builder()
         .faults(Faults {
             latency_ms: 400,

@@ -186,16 +186,18 @@ async fn check_the_queue_after_the_corpus(q: &Path) {
         let n = number_at(q, sql).await;
         assert!(n <= 1024, "{sql}: {n}");
     }
-    // No control character left in tags or attributes.
-    assert_eq!(
-        number_at(
-            q,
-            "SELECT COUNT(*) FROM jobs WHERE payload LIKE '%\\u0000%' OR payload LIKE '%\\u0001%' \
-             OR payload LIKE '%\\u007f%' OR instr(payload, char(0)) > 0"
-        )
-        .await,
-        0
+    // No control character left in tags or attributes (PostgreSQL's text
+    // cannot hold a NUL at all).
+    let raw_nul = if on_postgres() {
+        ""
+    } else {
+        " OR instr(payload, char(0)) > 0"
+    };
+    let sql = format!(
+        "SELECT COUNT(*) FROM jobs WHERE payload LIKE '%\\u0000%' OR payload LIKE '%\\u0001%' \
+         OR payload LIKE '%\\u007f%'{raw_nul}"
     );
+    assert_eq!(number_at(q, &sql).await, 0);
 }
 
 #[tokio::test]

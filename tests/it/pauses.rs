@@ -188,6 +188,11 @@ async fn a_sick_server_opens_the_circuit_breaker() {
             .is_some_and(|p| p.class == ErrorClass::CircuitOpen)
     })
     .await;
+    // The pause is recorded in the queue just after it is taken.
+    wait_until(Duration::from_secs(10), "the pause recorded", async || {
+        d.queue.pause().await.unwrap().is_some()
+    })
+    .await;
     let shown = d
         .queue
         .pause()

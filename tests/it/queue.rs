@@ -329,6 +329,9 @@ async fn a_row_inserted_by_hand_is_delivered_like_any_other() {
 
 #[tokio::test]
 async fn only_one_daemon_per_queue_and_readers_alongside() {
+    if skip_on_postgres("the SQLite queue's lock file") {
+        return;
+    }
     let app = TestApp::start().await;
     let path = app.queue_path();
     let lock = DaemonLock::acquire(&path).unwrap();
@@ -365,6 +368,9 @@ async fn rusqlite_like_reader(path: &std::path::Path) -> sqlx::SqliteConnection 
 
 #[tokio::test]
 async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
+    if skip_on_postgres("SQLite's one writer at a time") {
+        return;
+    }
     let app = TestApp::start().await;
     let path = app.queue_path();
     let writer = Queue::open(&path).await.unwrap();

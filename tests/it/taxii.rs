@@ -110,7 +110,9 @@ async fn sigkill_during_polls_skips_nothing_and_queues_every_object_once() {
         .await;
         daemon.kill().await;
     }
-    let daemon = app.spawn_daemon();
+    // Running (its signal handlers in place) before it may be stopped: the
+    // killed ones may have delivered everything already.
+    let daemon = app.spawn_daemon_running().await;
     wait_until(
         Duration::from_secs(60),
         "every object delivered",

@@ -52,7 +52,13 @@ pub async fn number_at(location: impl AsRef<Path>, sql: &str) -> i64 {
 pub async fn try_number_at(location: impl AsRef<Path>, sql: &str) -> Result<i64, sqlx::Error> {
     let location = location.as_ref().to_string_lossy();
     let mut conn = try_connect(&location).await?;
-    let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+    // PostgreSQL's SUM is NUMERIC, which the Any driver does not read.
+    let sql = if location.starts_with("postgres") {
+        format!("SELECT CAST(({sql}) AS BIGINT)")
+    } else {
+        sql.to_string()
+    };
+    let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(&mut conn)
         .await?;
     Ok(n.unwrap_or(0))

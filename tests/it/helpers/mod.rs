@@ -49,7 +49,7 @@ pub use jobs::{
 };
 pub use net::{connections_to, free_port, http, http_get, post_sim_faults};
 #[allow(unused_imports)]
-pub use pg::on_postgres;
+pub use pg::{on_postgres, skip_on_postgres};
 pub use process::{DaemonProcess, Sibling, command};
 pub use taxii::{COLLECTION as TAXII_COLLECTION, Medallion, domains, taxii_source};
 pub use tls::{https_serve, https_sim, private_ca};

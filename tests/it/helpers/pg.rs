@@ -149,3 +149,14 @@ pub async fn fresh_database() -> String {
         .expect("create a database");
     format!("{base}/{name}")
 }
+
+/// True, saying so, when the suite runs on PostgreSQL: the test is of
+/// what only a SQLite queue has (its file, the `sqlite3` shell, the lock
+/// file), and returns at once.
+pub fn skip_on_postgres(what: &str) -> bool {
+    let skip = on_postgres();
+    if skip {
+        eprintln!("skipped on PostgreSQL: {what}");
+    }
+    skip
+}
