@@ -128,7 +128,7 @@ async fn sigkill_during_polls_skips_nothing_and_queues_every_object_once() {
     assert_eq!(
         number(
             &q,
-            "SELECT COUNT(*) FROM (SELECT value FROM jobs GROUP BY value HAVING COUNT(*) > 1)"
+            "SELECT COUNT(*) FROM (SELECT value FROM jobs GROUP BY value HAVING COUNT(*) > 1) AS repeated"
         )
         .await,
         0
