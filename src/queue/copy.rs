@@ -75,7 +75,7 @@ impl Queue {
     /// The columns of `table` in this (PostgreSQL) queue, in order.
     async fn columns(&self, table: &str) -> anyhow::Result<Vec<(String, Kind)>> {
         let rows = query(
-            "SELECT column_name, data_type FROM information_schema.columns \
+            "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
         )
         .bind(table)
@@ -178,7 +178,7 @@ impl Queue {
         }
         // Identity columns go on after the ids copied.
         let identities = query(
-            "SELECT table_name, column_name FROM information_schema.columns \
+            "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns \
              WHERE table_schema = current_schema() AND is_identity = 'YES'",
         )
         .fetch_all(&mut *tx)

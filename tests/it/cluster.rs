@@ -327,3 +327,52 @@ async fn two_daemons_hold_the_shared_rate_within_ten_percent() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn queue_migrate_moves_a_sqlite_queue_and_status_reads_the_same() {
+    // A queue of the previous release: delivered, buried and pending jobs,
+    // rejects; its status read from the SQLite file, then from PostgreSQL.
+    let old = TestApp::builder().extra_config(UNTHROTTLED).start().await;
+    std::fs::copy(data("queue-v0.1.db"), old.queue_path()).unwrap();
+    let before = old.status_json().await;
+    let file = std::fs::read(old.queue_path()).unwrap();
+    let app = TestApp::builder().postgres().start().await;
+    let from = format!("sqlite:{}", old.queue_path().display());
+    let out = app.binary(&["queue", "migrate", "--from", &from]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("jobs") && printed.contains("rejects"),
+        "{printed}"
+    );
+    let after = app.status_json().await;
+    for key in [
+        "jobs",
+        "by_owner",
+        "by_type",
+        "dead_by_class",
+        "files",
+        "rows_rejected",
+    ] {
+        assert_eq!(before[key], after[key], "{key}");
+    }
+    assert_eq!(
+        before["recent_files"].as_array().map(Vec::len),
+        after["recent_files"].as_array().map(Vec::len)
+    );
+    // The SQLite file is untouched; a queue that holds anything is refused.
+    assert_eq!(std::fs::read(old.queue_path()).unwrap(), file);
+    let again = app.binary(&["queue", "migrate", "--from", &from]).await;
+    assert_eq!(again.status.code(), Some(2), "{}", output_text(&again));
+    // What was pending is delivered from PostgreSQL.
+    let pending = after["jobs"]["pending"].as_i64().unwrap();
+    assert!(pending > 0, "{after}");
+    let daemon = app.spawn_daemon();
+    wait_until(
+        Duration::from_secs(30),
+        "the migrated jobs delivered",
+        async || app.status_json().await["jobs"]["pending"] == 0,
+    )
+    .await;
+    daemon.stop().await;
+}
