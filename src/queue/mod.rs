@@ -157,12 +157,23 @@ impl Queue {
         self.dialect
     }
 
-    /// A write transaction (see [`Dialect::begin_write`]).
+    /// A write transaction (see [`Dialect::begin_write`]). On SQLite a
+    /// BEGIN that found the write lock held through the whole busy timeout
+    /// (a loaded machine, a big file's chunks committed back to back) is
+    /// tried again rather than failing the task: up to `BUSY_TRIES` times.
     pub(crate) async fn begin_write(&self) -> anyhow::Result<sql::Tx> {
-        self.pool
-            .begin_with(self.dialect.begin_write())
-            .await
-            .context("starting a queue transaction")
+        const BUSY_TRIES: u32 = 6;
+        let mut tries = 0;
+        loop {
+            match self.pool.begin_with(self.dialect.begin_write()).await {
+                Ok(tx) => return Ok(tx),
+                Err(e) if tries + 1 < BUSY_TRIES && is_busy(&e) => {
+                    tries += 1;
+                    tracing::warn!(tries, "the queue's write lock stayed busy: trying again");
+                }
+                Err(e) => return Err(e).context("starting a queue transaction"),
+            }
+        }
     }
 
     /// Copies the WAL into the database file and truncates it (the
@@ -183,4 +194,11 @@ impl Queue {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// SQLite's "database is locked" (SQLITE_BUSY, code 5).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "5")
 }
