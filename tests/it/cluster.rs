@@ -23,6 +23,21 @@ async fn wait_for_daemons(app: &TestApp, n: i64) {
     .await;
 }
 
+/// Two daemons on one PostgreSQL queue with this `[delivery]` section,
+/// both counted: the app, the second's state directory, the two daemons.
+async fn two_daemons(delivery: &str) -> (TestApp, Sibling, DaemonProcess, DaemonProcess) {
+    let app = TestApp::builder()
+        .postgres()
+        .extra_config(delivery)
+        .start()
+        .await;
+    let other = app.sibling();
+    let a = app.spawn_daemon();
+    let b = other.spawn_daemon();
+    wait_for_daemons(&app, 2).await;
+    (app, other, a, b)
+}
+
 /// `n` addresses, one per line.
 fn addresses(n: u32) -> String {
     (0..n)
@@ -40,15 +55,8 @@ async fn delivered(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn two_daemons_deliver_a_backlog_of_100000_with_no_indicator_created_twice() {
-    let app = TestApp::builder()
-        .postgres()
-        .extra_config("[delivery]\nworkers = 4\nrate_per_second = 0\nmode = \"v2\"\n")
-        .start()
-        .await;
-    let other = app.sibling();
-    let a = app.spawn_daemon();
-    let b = other.spawn_daemon();
-    wait_for_daemons(&app, 2).await;
+    let (app, _other, a, b) =
+        two_daemons("[delivery]\nworkers = 4\nrate_per_second = 0\nmode = \"v2\"\n").await;
     app.rename_in("backlog.txt", addresses(100_000).as_bytes());
     let q = app.queue_location();
     // Both daemons hold leases at some moment: both deliver.
@@ -285,15 +293,9 @@ async fn a_pull_source_is_polled_by_one_daemon_at_a_time_across_a_kill() {
 
 #[tokio::test]
 async fn two_daemons_hold_the_shared_rate_within_ten_percent() {
-    let app = TestApp::builder()
-        .postgres()
-        .extra_config("[delivery]\nworkers = 4\nrate_per_second = 100\nburst = 5\nmode = \"v2\"\n")
-        .start()
-        .await;
-    let other = app.sibling();
-    let a = app.spawn_daemon();
-    let b = other.spawn_daemon();
-    wait_for_daemons(&app, 2).await;
+    let (app, _other, a, b) =
+        two_daemons("[delivery]\nworkers = 4\nrate_per_second = 100\nburst = 5\nmode = \"v2\"\n")
+            .await;
     app.rename_in("backlog.txt", addresses(1500).as_bytes());
     wait_until(
         Duration::from_secs(60),
