@@ -105,7 +105,13 @@ impl Daemon {
         let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
         let (api_tx, api_rx) = watch::channel(Arc::new(api));
         let (allowlist_tx, allowlist_rx) = watch::channel(Arc::new(allowlist));
-        let delivery = Delivery::new(queue.clone(), api_rx, cfg_rx.clone(), metrics.clone());
+        let delivery = Delivery::new(
+            queue.clone(),
+            api_rx,
+            cfg_rx.clone(),
+            metrics.clone(),
+            member,
+        );
         // On the queue from the start: `status` lists this daemon, and on
         // a shared queue the others take it into the rate.
         delivery.heartbeat().await?;

@@ -93,9 +93,9 @@ impl Delivery {
         api: watch::Receiver<Arc<Api>>,
         cfg: watch::Receiver<Arc<Config>>,
         metrics: Arc<Metrics>,
+        member: Member,
     ) -> Self {
         let d = cfg.borrow().delivery.clone();
-        let member = Arc::new(Member::this_process(&cfg.borrow().watch.dir));
         Self {
             queue,
             api,
@@ -111,7 +111,7 @@ impl Delivery {
             routes: Arc::default(),
             labels: Arc::default(),
             leases: Leases::default(),
-            member,
+            member: Arc::new(member),
         }
     }
 

@@ -162,7 +162,6 @@ impl Queue {
         if ids.is_empty() {
             return Ok(None);
         }
-        let _gate = self.write_gate.lock().await;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let id: i64 = query_scalar(
@@ -284,11 +283,10 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn batch_polled(&self, batch: i64, tc_status: &str) -> anyhow::Result<()> {
-        let _gate = self.write_gate.lock().await;
         query("UPDATE batch_jobs SET tc_status = ?, polls = polls + 1 WHERE id = ?")
             .bind(tc_status)
             .bind(batch)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -297,7 +295,6 @@ impl Queue {
     /// upload, `uploading` before the upload is sent): committed with
     /// synchronous=FULL, so that not even a power loss forgets it.
     async fn set_batch(&self, sql: &'static str, value: i64, batch: i64) -> anyhow::Result<()> {
-        let _gate = self.write_gate.lock().await;
         self.fully_synced(async |conn| {
             query(sql)
                 .bind(value)
@@ -317,7 +314,6 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn finish_batch(&self, batch: i64, outcome: &BatchOutcome) -> anyhow::Result<()> {
-        let _gate = self.write_gate.lock().await;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         for (job, reason) in &outcome.refused {
@@ -398,7 +394,6 @@ impl Queue {
         class: Option<ErrorClass>,
         due: i64,
     ) -> anyhow::Result<u64> {
-        let _gate = self.write_gate.lock().await;
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let n = query(
@@ -445,7 +440,6 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn bury_invalid(&self, job: i64, message: &str) -> anyhow::Result<()> {
-        let _gate = self.write_gate.lock().await;
         query(
             "UPDATE jobs SET state = 'dead', last_error_class = ?, last_error = ?, updated_at = ? \
              WHERE id = ? AND state = 'pending'",
@@ -454,7 +448,7 @@ impl Queue {
         .bind(message)
         .bind(now_ms())
         .bind(job)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }

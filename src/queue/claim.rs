@@ -88,7 +88,6 @@ impl Queue {
         lease: Duration,
         batching: &BatchOwners,
     ) -> anyhow::Result<Vec<Job>> {
-        let _gate = self.write_gate.lock().await;
         let now = now_ms();
         // Random and 63-bit: a token never repeats in practice, so a stale
         // worker can never match a later claim of the same job.
@@ -114,7 +113,7 @@ impl Queue {
             .bind(now)
             .bind(n as i64)
             .bind(&*self.member)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.writer().await?)
             .await
             .context("claiming jobs")?
         } else {
@@ -167,39 +166,35 @@ impl Queue {
         Ok(jobs)
     }
 
-    /// Extends the leases still held with these tokens to `lease` from now;
-    /// returns how many were still held.
+    /// Extends the leases still held with these tokens to `lease` from now,
+    /// in one transaction; returns how many were still held.
     ///
     /// # Errors
     /// Database errors.
     pub async fn renew_leases(&self, leases: &[Lease], lease: Duration) -> anyhow::Result<u64> {
         let until = now_ms() + ms(lease);
-        self.update_leases("lease_expires_at = ?", until, leases)
-            .await
-            .context("renewing leases")
-    }
-
-    /// `UPDATE jobs SET {set}` (binding `value`) on the jobs still leased
-    /// with these tokens, in one transaction; how many it changed.
-    async fn update_leases(&self, set: &str, value: i64, leases: &[Lease]) -> anyhow::Result<u64> {
-        let _gate = self.write_gate.lock().await;
         let mut changed = 0;
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_write().await.context("renewing leases")?;
         for (token, chunk) in by_token(leases.iter().map(|l| (*l, ()))) {
             let sql = format!(
-                "UPDATE jobs SET {set} WHERE state = 'leased' AND lease_token = ? AND id IN ({})",
+                "UPDATE jobs SET lease_expires_at = ? WHERE state = 'leased' AND lease_token = ? \
+                 AND id IN ({})",
                 value_list("?", chunk.len())
             );
             let mut q = query(AssertSqlSafe(sql))
                 .persistent(chunk.len() == LEASES_PER_STATEMENT)
-                .bind(value)
+                .bind(until)
                 .bind(token);
             for (id, ()) in &chunk {
                 q = q.bind(id);
             }
-            changed += q.execute(&mut *tx).await?.rows_affected();
+            changed += q
+                .execute(&mut *tx)
+                .await
+                .context("renewing leases")?
+                .rows_affected();
         }
-        tx.commit().await?;
+        tx.commit().await.context("renewing leases")?;
         Ok(changed)
     }
 
@@ -218,7 +213,6 @@ impl Queue {
         if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let _gate = self.write_gate.lock().await;
         let mut tx = self.begin_write().await?;
         let applied = apply_in(&mut tx, updates, now_ms(), lease)
             .await
@@ -267,7 +261,7 @@ impl Queue {
             Some(h) => q.bind(h),
             None => q,
         };
-        Ok(q.execute(&self.pool).await?.rows_affected())
+        Ok(q.execute(&mut *self.writer().await?).await?.rows_affected())
     }
 
     /// Returns expired leases to pending (their holder stopped renewing
@@ -282,7 +276,7 @@ impl Queue {
              WHERE state = 'leased' AND lease_expires_at < ?1",
         )
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?
         .rows_affected())
     }

@@ -6,7 +6,7 @@
 use anyhow::Context;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::sql::{Dialect, query};
+use super::sql::{Dialect, Tx, query};
 use super::{Queue, ms};
 
 /// A heartbeat newer than this says its daemon lives (for the shared
@@ -17,6 +17,12 @@ pub const LIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// second, and its job leases run out (`queue.lease_secs`) for another
 /// daemon to take over.
 pub const GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A write refused because another daemon holds the role it belongs to
+/// now: this daemon stalled past its role, and the other took over.
+#[derive(Debug, thiserror::Error)]
+#[error("another daemon holds the role {0} now")]
+pub struct Superseded(pub String);
 
 /// One daemon run on the queue, as `status` lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,7 +114,6 @@ impl Queue {
         details: &serde_json::Value,
     ) -> anyhow::Result<u32> {
         let now = self.dialect.now_sql();
-        let _gate = self.write_gate.lock().await;
         query(AssertSqlSafe(format!(
             "INSERT INTO daemons (id, host, pid, version, started_at, heartbeat_at, details) \
              VALUES (?1, ?2, ?3, ?4, {now}, {now}, ?5) \
@@ -121,7 +126,7 @@ impl Queue {
         .bind(i64::from(me.pid))
         .bind(&me.version)
         .bind(details.to_string())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .context("writing the daemon's heartbeat")?;
         let live: i64 = query(AssertSqlSafe(format!(
@@ -144,11 +149,11 @@ impl Queue {
             "UPDATE daemons SET stopped_at = {now} WHERE id = ?"
         )))
         .bind(&me.id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         query("DELETE FROM roles WHERE holder = ?")
             .bind(&me.id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }
@@ -188,7 +193,9 @@ impl Queue {
     /// # Errors
     /// Database errors.
     pub async fn clear_roles(&self) -> anyhow::Result<()> {
-        query("DELETE FROM roles").execute(&self.pool).await?;
+        query("DELETE FROM roles")
+            .execute(&mut *self.writer().await?)
+            .await?;
         Ok(())
     }
 
@@ -201,9 +208,37 @@ impl Queue {
         Ok(query(AssertSqlSafe(format!(
             "DELETE FROM daemons WHERE heartbeat_at < {now} - 604800000"
         )))
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?
         .rows_affected())
+    }
+
+    /// Fences a write of `tx` that belongs to the role `name`: refused
+    /// ([`Superseded`]) when another daemon holds the role now. The role's
+    /// row stays locked until `tx` ends, so a daemon taking the role over
+    /// waits for this write and starts from it. (On SQLite one daemon owns
+    /// the queue: nothing to fence.)
+    ///
+    /// # Errors
+    /// [`Superseded`], or database errors.
+    pub(super) async fn fence_role(&self, tx: &mut Tx, name: &str) -> anyhow::Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(());
+        }
+        let now = self.dialect.now_sql();
+        let row = query(AssertSqlSafe(format!(
+            "SELECT holder, CASE WHEN expires_at >= {now} THEN 1 ELSE 0 END FROM roles \
+             WHERE name = ? FOR UPDATE"
+        )))
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match row {
+            Some(r) if r.get::<String, _>(0) != *self.member && r.get::<i32, _>(1) == 1 => {
+                Err(Superseded(name.to_string()).into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Takes or renews the role `name` for `holder` for `ttl`: true when
@@ -232,7 +267,7 @@ impl Queue {
         .bind(name)
         .bind(holder)
         .bind(ms(ttl))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.writer().await?)
         .await
         .with_context(|| format!("taking the role {name}"))?;
         Ok(got.is_some())
@@ -249,7 +284,7 @@ impl Queue {
         query("DELETE FROM roles WHERE name = ? AND holder = ?")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }

@@ -25,7 +25,7 @@ impl Queue {
         .bind(f.feed)
         .bind(now_ms())
         .bind(&*self.member)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.writer().await?)
         .await
         .context("recording a feed file")?
         .get::<i64, _>(0);
@@ -56,7 +56,7 @@ impl Queue {
     pub async fn file_reading(&self, id: i64) -> anyhow::Result<()> {
         query("UPDATE files SET reading = 1, read_from = last_position WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .context("recording a file being read")?;
         Ok(())
@@ -70,7 +70,7 @@ impl Queue {
         query("UPDATE files SET format = ? WHERE id = ?")
             .bind(format)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .context("recording a file's format")?;
         Ok(())
@@ -88,7 +88,7 @@ impl Queue {
              reading = 0 WHERE id = ? RETURNING stalls",
         )
         .bind(id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.writer().await?)
         .await
         .context("counting an interrupted read")?
         .get::<i64, _>(0);
@@ -106,7 +106,7 @@ impl Queue {
              reading = 0 WHERE id = ?",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .context("recording a stopped file")?;
         Ok(())
@@ -135,7 +135,7 @@ impl Queue {
         query("UPDATE files SET put_back = ? WHERE id = ?")
             .bind(i64::from(ask))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .context("asking for a file to be put back")?;
         Ok(())
@@ -167,7 +167,7 @@ impl Queue {
         )
         .bind(processing_path)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .context("putting a file back")?;
         Ok(())
@@ -233,7 +233,7 @@ impl Queue {
         query("UPDATE files SET moved_to = ? WHERE id = ?")
             .bind(moved_to.to_string_lossy().into_owned())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .context("recording where a file was moved")?;
         Ok(())
@@ -269,7 +269,7 @@ impl Queue {
         )
         .bind(before_ms)
         .bind(&*self.member)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?
         .rows_affected())
     }
@@ -349,7 +349,7 @@ impl Queue {
         &self,
         f: impl AsyncFnOnce(&mut Conn) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer().await?;
         if self.dialect != Dialect::Sqlite {
             return f(&mut conn).await;
         }

@@ -42,7 +42,7 @@ pub use sql::Dialect;
 pub use target::{PgTarget, Target};
 
 pub use batch::{BatchCandidate, BatchJob, BatchOutcome, BatchState};
-pub use cluster::{DaemonRow, LIVE_WITHIN, Member, hostname};
+pub use cluster::{DaemonRow, LIVE_WITHIN, Member, Superseded, hostname};
 pub use feeds::{FeedHealth, FeedOwner, FeedState};
 pub use inspect::{FileProgress, JobDetail, RejectDetail};
 pub use lifecycle::{FeedEnd, HeldSnapshot, Reconciled};
@@ -50,7 +50,7 @@ pub use lock::{DaemonLock, LockHolder};
 pub use model::*;
 pub use page::{DeadLetter, RecentReject};
 pub use retire::{Retired, Retiring};
-pub use sources::{SourceAdvance, SourceHealth, SourceState, Validators};
+pub use sources::{SourceAdvance, SourceHealth, SourceState, Validators, source_role};
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
@@ -94,10 +94,9 @@ pub struct Queue {
     /// outside a daemon): it resumes and cleans up only the files it took
     /// (`files.taken_by`) and returns only its own leases (`jobs.leased_by`).
     member: std::sync::Arc<str>,
-    /// Delivery's writes (claims, results, lease renewals) take turns here
-    /// rather than in SQLite's busy handler, which sleeps whole
-    /// milliseconds: the writer's group commits then wait only as long as
-    /// a claim actually takes.
+    /// The write turn: every write of this handle and its clones (intake's
+    /// chunks, delivery's claims and results, maintenance) takes it, in
+    /// order ([`sql::Turn`]).
     write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -157,16 +156,18 @@ impl Queue {
         self.dialect
     }
 
-    /// A write transaction (see [`Dialect::begin_write`]). On SQLite a
-    /// BEGIN that found the write lock held through the whole busy timeout
-    /// (a loaded machine, a big file's chunks committed back to back) is
-    /// tried again rather than failing the task: up to `BUSY_TRIES` times.
+    /// A write transaction (see [`Dialect::begin_write`]), begun in this
+    /// handle's write turn ([`sql::Turn`]). On SQLite a BEGIN that found
+    /// the write lock held through the whole busy timeout (another process
+    /// writing: `retry`, `enqueue`, the `sqlite3` shell) is tried again
+    /// rather than failing the task: up to `BUSY_TRIES` times.
     pub(crate) async fn begin_write(&self) -> anyhow::Result<sql::Tx> {
         const BUSY_TRIES: u32 = 6;
+        let turn = self.write_gate.clone().lock_owned().await;
         let mut tries = 0;
         loop {
             match self.pool.begin_with(self.dialect.begin_write()).await {
-                Ok(tx) => return Ok(tx),
+                Ok(tx) => return Ok(sql::Turn::new(tx, turn)),
                 Err(e) if tries + 1 < BUSY_TRIES && is_busy(&e) => {
                     tries += 1;
                     tracing::warn!(tries, "the queue's write lock stayed busy: trying again");
@@ -174,6 +175,13 @@ impl Queue {
                 Err(e) => return Err(e).context("starting a queue transaction"),
             }
         }
+    }
+
+    /// A connection for one write statement outside a transaction, in this
+    /// handle's write turn ([`sql::Turn`]).
+    pub(crate) async fn writer(&self) -> anyhow::Result<sql::Writer> {
+        let turn = self.write_gate.clone().lock_owned().await;
+        Ok(sql::Turn::new(self.pool.acquire().await?, turn))
     }
 
     /// Copies the WAL into the database file and truncates it (the

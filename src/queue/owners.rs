@@ -136,13 +136,13 @@ impl Queue {
                 .bind(key)
                 .bind(v)
                 .bind(now_ms())
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await?;
             }
             None => {
                 query("DELETE FROM daemon_state WHERE key = ?")
                     .bind(key)
-                    .execute(&self.pool)
+                    .execute(&mut *self.writer().await?)
                     .await?;
             }
         }

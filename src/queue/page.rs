@@ -153,14 +153,14 @@ impl Queue {
         query("UPDATE jobs SET state = 'delivered', delivered_at = ? WHERE id % ? = 0")
             .bind(now)
             .bind(delivered_every)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         query(
             "UPDATE jobs SET state = 'dead', last_error_class = 'validation', \
              last_error = 'Please enter a valid Host' WHERE id % ? = 1",
         )
         .bind(dead_every)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         self.set_state("deliveries_counted_to", Some((now - HOUR).to_string()))
             .await?;

@@ -29,7 +29,7 @@ impl Queue {
         .bind(f.class.map(ErrorClass::as_str))
         .bind(f.owner.as_deref())
         .bind(f.file.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?
         .rows_affected())
     }
@@ -42,7 +42,7 @@ impl Queue {
         Ok(
             query("DELETE FROM jobs WHERE state = 'delivered' AND delivered_at < ?")
                 .bind(now_ms() - ms(age))
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await?
                 .rows_affected(),
         )
@@ -59,7 +59,7 @@ impl Queue {
             "DELETE FROM rejects WHERE file_id IN (SELECT id FROM files WHERE finished_at < ?)",
         )
         .bind(now_ms() - ms(age))
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?
         .rows_affected())
     }

@@ -9,6 +9,12 @@ use sqlx::Row;
 
 use super::{Queue, now_ms};
 
+/// The role of polling the source `name`: on a shared queue one daemon
+/// at a time holds it.
+pub fn source_role(name: &str) -> String {
+    format!("source:{name}")
+}
+
 /// One source as the queue holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceState {
@@ -155,13 +161,16 @@ impl Queue {
     }
 
     /// Records one durable step of a fetch: the cursor or validators move,
-    /// counters grow, and anything new marks the source as fresh.
+    /// counters grow, and anything new marks the source as fresh. Fenced
+    /// by the source's role: a daemon that stalled while another took the
+    /// source over writes nothing.
     ///
     /// # Errors
-    /// Database errors.
+    /// [`super::Superseded`], or database errors.
     pub async fn source_advance(&self, name: &str, a: &SourceAdvance) -> anyhow::Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
+        self.fence_role(&mut tx, &source_role(name)).await?;
         let (etag, last_modified, sha) = a.validators.as_ref().map_or((None, None, None), |v| {
             (
                 v.etag.as_deref(),

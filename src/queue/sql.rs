@@ -12,8 +12,46 @@ use sqlx::any::AnyArguments;
 use sqlx::{Any, AssertSqlSafe, SqlSafeStr};
 
 pub(crate) type Conn = sqlx::AnyConnection;
-pub(crate) type Tx = sqlx::Transaction<'static, Any>;
+/// A write transaction, holding the daemon's write turn.
+pub(crate) type Tx = Turn<sqlx::Transaction<'static, Any>>;
+/// A connection for a write outside a transaction, holding the turn.
+pub(crate) type Writer = Turn<sqlx::pool::PoolConnection<Any>>;
 pub(crate) type DbRow = sqlx::any::AnyRow;
+
+/// A connection used for writing while this handle's write turn is held
+/// (see `Queue::begin_write`): the daemon's writers take turns in order
+/// rather than in SQLite's busy handler, which favours whoever asks again
+/// first, so a big file's back-to-back chunks could keep a result or a
+/// heartbeat out past the busy timeout. The turn ends when this is dropped.
+pub(crate) struct Turn<C> {
+    conn: C,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl<C> Turn<C> {
+    pub(super) fn new(conn: C, turn: tokio::sync::OwnedMutexGuard<()>) -> Self {
+        Self { conn, _turn: turn }
+    }
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.conn.commit().await
+    }
+}
+
+impl<C: std::ops::Deref<Target = Conn>> std::ops::Deref for Turn<C> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl<C: std::ops::DerefMut<Target = Conn>> std::ops::DerefMut for Turn<C> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
 
 /// Which database holds the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

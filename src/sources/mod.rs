@@ -331,7 +331,7 @@ async fn poll_holding(
     metrics: &Metrics,
     member: &str,
 ) -> anyhow::Result<Option<(Result<Polled, FetchError>, SourceState)>> {
-    let role = format!("source:{}", cfg.name);
+    let role = crate::queue::source_role(&cfg.name);
     if !queue.hold_role(&role, member, ROLE_TTL).await? {
         return Ok(None);
     }
@@ -345,17 +345,25 @@ async fn poll_holding(
     tokio::pin!(polled);
     let result = loop {
         tokio::select! {
-            r = &mut polled => break r?,
+            r = &mut polled => match r {
+                // This daemon stalled past the role and another took the
+                // source over: its step was refused, the other's stands.
+                Err(e) if e.is::<crate::queue::Superseded>() => break None,
+                r => break Some(r?),
+            },
             () = tokio::time::sleep(ROLE_TTL / 3) => {
                 if !queue.hold_role(&role, member, ROLE_TTL).await? {
-                    tracing::warn!(source = %cfg.name, "another daemon took over this source: this poll stops");
-                    return Ok(None);
+                    break None;
                 }
             }
         }
     };
+    if result.is_none() {
+        tracing::warn!(source = %cfg.name, "another daemon took over this source: this poll stops");
+        return Ok(None);
+    }
     queue.release_role(&role, member).await?;
-    Ok(Some(result))
+    Ok(result)
 }
 
 /// One source: polls when due (a restart does not poll again before the

@@ -1,7 +1,7 @@
 //! Several daemons on one PostgreSQL queue: a backlog delivered once, a
 //! daemon killed and its jobs finished by the other after its leases, a
-//! pull source polled by one daemon at a time across a kill, the rate
-//! shared.
+//! pull source polled by one daemon at a time across a kill (and a
+//! stalled poller's cursor refused), the rate shared.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -289,6 +289,49 @@ async fn a_pull_source_is_polled_by_one_daemon_at_a_time_across_a_kill() {
     assert_eq!(indicators.len(), 2, "{indicators:?}");
     a.stop().await;
     b.stop().await;
+}
+
+/// A daemon that stalled past a source's role while another daemon took
+/// the source over writes no step of its poll: its cursor is refused (the
+/// queue's `Superseded`), the other's stands.
+#[tokio::test]
+async fn a_poller_that_stalled_past_its_role_writes_no_cursor_over_the_new_holders() {
+    use tc_ingest::queue::{SourceAdvance, Superseded, source_role};
+    let app = TestApp::builder().postgres().start().await;
+    let (a, b) = ("host-a:0001", "host-b:0002");
+    let qa = app.queue().await.working_for(a);
+    let qb = app.queue().await.working_for(b);
+    let role = source_role("feed");
+    let step = |cursor: &str| SourceAdvance {
+        cursor: Some(cursor.into()),
+        ..SourceAdvance::default()
+    };
+    qa.source_open("feed", "taxii", "https://x c")
+        .await
+        .unwrap();
+    assert!(
+        qa.hold_role(&role, a, Duration::from_millis(500))
+            .await
+            .unwrap()
+    );
+    qa.source_advance("feed", &step("a1")).await.unwrap();
+    // A live role is not taken over; one that ran out is.
+    assert!(
+        !qb.hold_role(&role, b, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        qb.hold_role(&role, b, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    qb.source_advance("feed", &step("b1")).await.unwrap();
+    let refused = qa.source_advance("feed", &step("a2")).await.unwrap_err();
+    assert!(refused.is::<Superseded>(), "{refused:#}");
+    let state = qb.source_state("feed").await.unwrap();
+    assert_eq!(state.cursor.as_deref(), Some("b1"));
 }
 
 #[tokio::test]

@@ -405,6 +405,71 @@ async fn intake_and_delivery_write_at_the_same_time_without_busy_errors() {
     assert_eq!(writer.count(None).await.unwrap(), 20_000);
 }
 
+/// One daemon's writers take turns in order: while intake commits big
+/// chunks back to back, a claim and its results each wait for at most the
+/// chunk being written, never for the whole file (SQLite's busy handler
+/// alone let back-to-back chunks keep them out past the busy timeout).
+#[tokio::test]
+async fn a_write_waits_for_one_chunk_not_for_a_whole_file() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let app = TestApp::start().await;
+    let q = app.queue().await;
+    let first: Vec<NewJob> = (0..100)
+        .map(|i| job("O", &format!("10.255.0.{i}")))
+        .collect();
+    q.commit_chunk(None, &first, &[], 100, 100, DAY)
+        .await
+        .unwrap();
+    let chunks = std::sync::Arc::new(AtomicUsize::new(0));
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let intake = tokio::spawn({
+        let (q, chunks, done) = (q.clone(), chunks.clone(), done.clone());
+        async move {
+            let mut n = 0;
+            while !done.load(SeqCst) && n < 400 {
+                let jobs: Vec<NewJob> = (0..4000)
+                    .map(|i| {
+                        job(
+                            "O",
+                            &format!("10.{}.{}.{}", n % 250, n / 250 * 16 + i / 256, i % 256),
+                        )
+                    })
+                    .collect();
+                q.commit_chunk(None, &jobs, &[], 4000, 4000, DAY).await?;
+                n += 1;
+                chunks.store(n, SeqCst);
+            }
+            anyhow::Ok(n)
+        }
+    });
+    while chunks.load(SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut waited = Vec::new();
+    for _ in 0..5 {
+        let before = chunks.load(SeqCst);
+        let claimed = claim(&q, 10, LEASE).await;
+        let updates: Vec<(Lease, JobUpdate)> = claimed
+            .iter()
+            .map(|j| (j.lease, JobUpdate::Delivered))
+            .collect();
+        q.apply(&updates, LEASE).await.unwrap();
+        waited.push(chunks.load(SeqCst) - before);
+    }
+    done.store(true, SeqCst);
+    let written = intake.await.unwrap().unwrap();
+    assert!(
+        written < 400,
+        "the intake loop ran out before the writes: {written}"
+    );
+    // A claim and an apply: each waits for the chunk in progress at most.
+    assert!(
+        waited.iter().all(|w| *w <= 3),
+        "chunks committed while one claim and its results waited: {waited:?}"
+    );
+    assert_eq!(q.count(Some(JobState::Delivered)).await.unwrap(), 50);
+}
+
 /// With some owners going by batch, a claim takes every other owner's due
 /// jobs and, of a batch owner, only those that cannot go by batch (a call
 /// of unknown outcome), oldest due first; held owners are left alone; the
