@@ -114,7 +114,7 @@ impl Queue {
         details: &serde_json::Value,
     ) -> anyhow::Result<u32> {
         let now = self.dialect.now_sql();
-        query(AssertSqlSafe(format!(
+        let beat = query(AssertSqlSafe(format!(
             "INSERT INTO daemons (id, host, pid, version, started_at, heartbeat_at, details) \
              VALUES (?1, ?2, ?3, ?4, {now}, {now}, ?5) \
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = {now}, details = ?5, stopped_at = NULL, \
@@ -125,9 +125,15 @@ impl Queue {
         .bind(&me.host)
         .bind(i64::from(me.pid))
         .bind(&me.version)
-        .bind(details.to_string())
-        .execute(&mut *self.writer().await?)
-        .await
+        .bind(details.to_string());
+        // On PostgreSQL the heartbeat does not wait for the write turn: it
+        // writes only this daemon's row, and one held behind a big chunk
+        // would have the others count this daemon dead (`LIVE_WITHIN`). On
+        // SQLite (written at start and stop only) it takes its turn.
+        match self.dialect {
+            Dialect::Postgres => beat.execute(&self.pool).await,
+            Dialect::Sqlite => beat.execute(&mut *self.writer().await?).await,
+        }
         .context("writing the daemon's heartbeat")?;
         let live: i64 = query(AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM daemons WHERE stopped_at IS NULL AND heartbeat_at >= {now} - ?"

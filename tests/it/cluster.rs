@@ -377,7 +377,11 @@ async fn two_daemons_hold_the_shared_rate_within_ten_percent() {
 async fn queue_migrate_moves_a_sqlite_queue_and_status_reads_the_same() {
     // A queue of the previous release: delivered, buried and pending jobs,
     // rejects; its status read from the SQLite file, then from PostgreSQL.
-    let old = TestApp::builder().extra_config(UNTHROTTLED).start().await;
+    let old = TestApp::builder()
+        .sqlite()
+        .extra_config(UNTHROTTLED)
+        .start()
+        .await;
     std::fs::copy(data("queue-v0.1.db"), old.queue_path()).unwrap();
     let before = old.status_json().await;
     let file = std::fs::read(old.queue_path()).unwrap();

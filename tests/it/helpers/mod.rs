@@ -71,14 +71,23 @@ pub struct TestAppBuilder {
     api_extra: String,
     token: Option<String>,
     lease_secs: u64,
-    postgres: bool,
+    /// The queue on PostgreSQL (true) or SQLite (false); unset, as
+    /// `TC_INGEST_TEST_QUEUE` says.
+    postgres: Option<bool>,
 }
 
 impl TestAppBuilder {
     /// The queue on PostgreSQL whatever `TC_INGEST_TEST_QUEUE` says (tests
     /// of several daemons sharing a queue).
     pub fn postgres(mut self) -> Self {
-        self.postgres = true;
+        self.postgres = Some(true);
+        self
+    }
+
+    /// The queue in a SQLite file whatever `TC_INGEST_TEST_QUEUE` says
+    /// (a queue to move into PostgreSQL).
+    pub fn sqlite(mut self) -> Self {
+        self.postgres = Some(false);
         self
     }
 
@@ -147,7 +156,7 @@ impl TestAppBuilder {
             api_extra: self.api_extra,
             token: self.token.is_some(),
             lease_secs: self.lease_secs,
-            queue_url: if self.postgres || pg::on_postgres() {
+            queue_url: if self.postgres.unwrap_or_else(pg::on_postgres) {
                 Some(pg::fresh_database().await)
             } else {
                 None
@@ -189,7 +198,7 @@ impl TestApp {
             api_extra: String::new(),
             token: None,
             lease_secs: 30,
-            postgres: false,
+            postgres: None,
         }
     }
 
