@@ -34,6 +34,7 @@ impl Delivery {
         let details = serde_json::json!({
             "leases_held": self.leases_held(),
             "rate_share": self.throttle.sharing(),
+            "paused": self.gate.paused().map(|p| p.reason),
         });
         let live = self.queue.heartbeat_member(&self.member, &details).await?;
         if self.shared_queue() {

@@ -219,6 +219,21 @@ impl Queue {
         .rows_affected())
     }
 
+    /// The newest pause recorded by a daemon that is not gone (see
+    /// [`Queue::set_pause`]).
+    pub(super) async fn live_pause(&self) -> anyhow::Result<Option<String>> {
+        let now = self.dialect.now_sql();
+        Ok(query(AssertSqlSafe(format!(
+            "SELECT s.value FROM daemon_state s JOIN daemons d ON s.key = 'pause:' || d.id \
+             WHERE d.stopped_at IS NULL AND d.heartbeat_at >= {now} - ? \
+             ORDER BY s.updated_at DESC LIMIT 1"
+        )))
+        .bind(ms(GONE_AFTER))
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.get(0)))
+    }
+
     /// Fences a write of `tx` that belongs to the role `name`: refused
     /// ([`Superseded`]) when another daemon holds the role now. The role's
     /// row stays locked until `tx` ends, so a daemon taking the role over

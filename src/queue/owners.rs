@@ -1,6 +1,6 @@
 //! Held owners, the pause and the heartbeat the daemon leaves for `status`.
 
-use super::sql::query;
+use super::sql::{Dialect, query};
 use sqlx::Row;
 
 use super::{ErrorClass, HeldOwner, Pause, Queue, now_ms};
@@ -97,25 +97,35 @@ impl Queue {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Records (or clears) why delivery is paused.
+    /// Records (or clears) why this daemon's delivery is paused. On a
+    /// shared queue each daemon records its own (`pause:<daemon id>`), so
+    /// one that starts or resumes clears only its own.
     ///
     /// # Errors
     /// Database errors.
     pub async fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()> {
+        let key = match self.dialect {
+            Dialect::Sqlite => "pause".to_string(),
+            Dialect::Postgres => format!("pause:{}", self.member),
+        };
         self.set_state(
-            "pause",
+            &key,
             pause.map(|p| serde_json::to_string(p).expect("pause serializes")),
         )
         .await
     }
 
+    /// Why delivery is paused: on a shared queue, the newest pause of a
+    /// daemon that is not gone.
+    ///
     /// # Errors
     /// Database errors.
     pub async fn pause(&self) -> anyhow::Result<Option<Pause>> {
-        Ok(self
-            .get_state("pause")
-            .await?
-            .and_then(|v| serde_json::from_str(&v).ok()))
+        let value = match self.dialect {
+            Dialect::Sqlite => self.get_state("pause").await?,
+            Dialect::Postgres => self.live_pause().await?,
+        };
+        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     /// Writes the daemon's heartbeat (a JSON object) for `status`.

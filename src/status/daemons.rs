@@ -18,15 +18,17 @@ pub(super) fn text(o: &mut String, v: &StatusView) {
     let _ = writeln!(o, "daemons:");
     for m in &v.daemons {
         let leases = m.details.get("leases_held").and_then(Value::as_u64);
+        let paused = m.details.get("paused").and_then(Value::as_str);
         let _ = writeln!(
             o,
-            "  {:<8} {:<24} pid {:<8} {:<8} heartbeat {} ago, {} job leases",
+            "  {:<8} {:<24} pid {:<8} {:<8} heartbeat {} ago, {} job leases{}",
             m.state().to_uppercase(),
             m.host,
             m.pid,
             m.version,
             v.since(now_ms() - m.heartbeat_age_ms),
             leases.map_or("?".into(), |l| l.to_string()),
+            paused.map_or(String::new(), |r| format!(", PAUSED: {r}")),
         );
     }
 }
@@ -44,6 +46,7 @@ pub(super) fn json(v: &StatusView) -> Value {
                 "stopped": d.stopped_at.map(iso),
                 "leases_held": d.details.get("leases_held"),
                 "rate_share": d.details.get("rate_share"),
+                "paused": d.details.get("paused"),
             })
         })
         .collect()

@@ -334,6 +334,47 @@ async fn a_poller_that_stalled_past_its_role_writes_no_cursor_over_the_new_holde
     assert_eq!(state.cursor.as_deref(), Some("b1"));
 }
 
+/// A pause is each daemon's own on a shared queue: one that starts (or
+/// resumes) clears only its own, `status` shows the pause while the paused
+/// daemon lives, and not after it has stopped.
+#[tokio::test]
+async fn a_daemon_starting_on_a_shared_queue_does_not_clear_anothers_pause() {
+    use tc_ingest::queue::{ErrorClass, Member, Pause};
+    let app = TestApp::builder().postgres().start().await;
+    let member = |id: &str| Member {
+        id: id.into(),
+        host: id.into(),
+        pid: 1,
+        version: "test".into(),
+    };
+    let (a, b) = (member("host-a:0001"), member("host-b:0002"));
+    let qa = app.queue().await.working_for(&a.id);
+    let qb = app.queue().await.working_for(&b.id);
+    qa.heartbeat_member(&a, &serde_json::json!({}))
+        .await
+        .unwrap();
+    let denied = Pause {
+        class: ErrorClass::AccessDenied,
+        reason: "the API user was denied".into(),
+        since: 1,
+    };
+    qa.set_pause(Some(&denied)).await.unwrap();
+    // b starts: it clears the pause of a previous run of its own.
+    qb.heartbeat_member(&b, &serde_json::json!({}))
+        .await
+        .unwrap();
+    qb.set_pause(None).await.unwrap();
+    assert_eq!(qb.pause().await.unwrap(), Some(denied.clone()));
+    let status = app.status_json().await;
+    assert_eq!(
+        status["paused"]["reason"], "the API user was denied",
+        "{status}"
+    );
+    // a stops: its pause no longer stands for the queue.
+    qa.leave(&a).await.unwrap();
+    assert_eq!(qb.pause().await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn two_daemons_hold_the_shared_rate_within_ten_percent() {
     let (app, _other, a, b) =
