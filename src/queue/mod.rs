@@ -97,7 +97,7 @@ pub struct Queue {
     /// The write turn: every write of this handle and its clones (intake's
     /// chunks, delivery's claims and results, maintenance) takes it, in
     /// order ([`sql::Turn`]).
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    write_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Queue {
@@ -130,7 +130,7 @@ impl Queue {
                 Target::Postgres(_) => None,
             },
             member: cluster::hostname().into(),
-            write_gate: Default::default(),
+            write_turn: Default::default(),
         })
     }
 
@@ -163,7 +163,7 @@ impl Queue {
     /// rather than failing the task: up to `BUSY_TRIES` times.
     pub(crate) async fn begin_write(&self) -> anyhow::Result<sql::Tx> {
         const BUSY_TRIES: u32 = 6;
-        let turn = self.write_gate.clone().lock_owned().await;
+        let turn = self.write_turn.clone().lock_owned().await;
         let mut tries = 0;
         loop {
             match self.pool.begin_with(self.dialect.begin_write()).await {
@@ -180,7 +180,7 @@ impl Queue {
     /// A connection for one write statement outside a transaction, in this
     /// handle's write turn ([`sql::Turn`]).
     pub(crate) async fn writer(&self) -> anyhow::Result<sql::Writer> {
-        let turn = self.write_gate.clone().lock_owned().await;
+        let turn = self.write_turn.clone().lock_owned().await;
         Ok(sql::Turn::new(self.pool.acquire().await?, turn))
     }
 
